@@ -1,0 +1,6 @@
+//! What the server does, still without sockets: routes, the /ws messages and
+//! the client registry.
+
+pub mod hub;
+pub mod protocol;
+pub mod routes;

@@ -1,0 +1,242 @@
+//! The JSON messages of the /ws protocol, in both directions.
+
+use serde_json::{json, Map, Value};
+
+use crate::obs::clock::rfc3339_now;
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    Chat(String),
+    Direct { to: String, message: String },
+    Ping,
+    StatusRequest,
+}
+
+/// Reads a client's text message. Text that is not a JSON object is a chat
+/// message as it stands, so `websocat` users can just type; a JSON object
+/// must say what it is.
+pub fn parse_client(text: &str) -> Result<ClientMessage, String> {
+    let object = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => object,
+        _ => return Ok(ClientMessage::Chat(text.to_owned())),
+    };
+    let string = |field: &str| match object.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(format!("\"{field}\" must be a string")),
+        None => Err(format!("missing \"{field}\"")),
+    };
+    match object.get("type") {
+        Some(Value::String(kind)) => match kind.as_str() {
+            "chat" => Ok(ClientMessage::Chat(string("message")?)),
+            "direct" => Ok(ClientMessage::Direct {
+                to: string("to")?,
+                message: string("message")?,
+            }),
+            "ping" => Ok(ClientMessage::Ping),
+            "status_request" => Ok(ClientMessage::StatusRequest),
+            other => Err(format!("unknown message type \"{}\"", truncate(other, 64))),
+        },
+        Some(_) => Err("\"type\" must be a string".to_owned()),
+        None => Err("missing \"type\"".to_owned()),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A server message: `type` and `time` first, then the fields.
+fn server_message(kind: &str, fields: Value) -> String {
+    let mut object = Map::new();
+    object.insert("type".into(), kind.into());
+    object.insert("time".into(), rfc3339_now().into());
+    if let Value::Object(fields) = fields {
+        object.extend(fields);
+    }
+    Value::Object(object).to_string()
+}
+
+pub fn welcome(client_id: &str, worker: usize) -> String {
+    server_message(
+        "welcome",
+        json!({
+            "client_id": client_id,
+            "server": "wsnotify",
+            "version": crate::config::VERSION,
+            "worker": worker,
+        }),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Periodic,
+    Api,
+}
+
+/// A notification, periodic or published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: u64,
+    pub message: String,
+    pub category: String,
+    pub source: Source,
+    pub personal: bool,
+    pub instance: String,
+    pub data: Option<Value>,
+}
+
+impl Notification {
+    pub fn to_json(&self) -> String {
+        let mut fields = json!({
+            "id": self.id,
+            "message": self.message,
+            "category": self.category,
+            "source": match self.source { Source::Periodic => "periodic", Source::Api => "api" },
+            "scope": if self.personal { "personal" } else { "broadcast" },
+            "instance": self.instance,
+        });
+        if let (Some(data), Value::Object(map)) = (&self.data, &mut fields) {
+            map.insert("data".into(), data.clone());
+        }
+        server_message("notification", fields)
+    }
+}
+
+pub fn chat(from: &str, message: &str) -> String {
+    server_message("chat", json!({ "from": from, "message": message }))
+}
+
+pub fn direct(from: &str, message: &str) -> String {
+    server_message("direct", json!({ "from": from, "message": message }))
+}
+
+pub fn pong() -> String {
+    server_message("pong", json!({}))
+}
+
+pub fn status(fields: Value) -> String {
+    server_message("status", fields)
+}
+
+pub fn shutdown_notice(drain_timeout_s: u64, reconnect_after_ms: u64) -> String {
+    server_message(
+        "shutdown_notice",
+        json!({
+            "message": "server is shutting down; please reconnect",
+            "drain_timeout_s": drain_timeout_s,
+            "reconnect": true,
+            "reconnect_after_ms": reconnect_after_ms,
+        }),
+    )
+}
+
+pub fn error(text: &str) -> String {
+    server_message("error", json!({ "error": text }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn non_objects_are_chat_as_typed() {
+        for text in ["hi", "\"hi\"", "42", "[1]", "", "{broken"] {
+            assert_eq!(
+                parse_client(text),
+                Ok(ClientMessage::Chat(text.to_owned())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_messages() {
+        assert_eq!(
+            parse_client(r#"{"type":"chat","message":"yo"}"#),
+            Ok(ClientMessage::Chat("yo".into()))
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"direct","to":"a-0-1","message":"psst"}"#),
+            Ok(ClientMessage::Direct {
+                to: "a-0-1".into(),
+                message: "psst".into()
+            })
+        );
+        assert_eq!(parse_client(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            parse_client(r#"{"type":"status_request"}"#),
+            Ok(ClientMessage::StatusRequest)
+        );
+    }
+
+    #[test]
+    fn bad_objects_are_errors() {
+        for text in [
+            r#"{}"#,
+            r#"{"type":5}"#,
+            r#"{"type":"nope"}"#,
+            r#"{"type":"chat"}"#,
+            r#"{"type":"chat","message":1}"#,
+            r#"{"type":"direct","message":"x"}"#,
+            r#"{"type":"direct","to":"x"}"#,
+        ] {
+            assert!(parse_client(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn server_messages_have_type_and_time() {
+        let v = parsed(&welcome("abc-0-1", 0));
+        assert_eq!(v["type"], "welcome");
+        assert_eq!(v["client_id"], "abc-0-1");
+        assert_eq!(v["server"], "wsnotify");
+        assert_eq!(v["worker"], 0);
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        for text in [
+            chat("a", "b"),
+            direct("a", "b"),
+            pong(),
+            error("e"),
+            shutdown_notice(5, 10),
+        ] {
+            let v = parsed(&text);
+            assert!(v["type"].is_string() && v["time"].is_string(), "{text}");
+        }
+    }
+
+    #[test]
+    fn notification_fields() {
+        let mut n = Notification {
+            id: 7,
+            message: "m".into(),
+            category: "info".into(),
+            source: Source::Api,
+            personal: true,
+            instance: "i".into(),
+            data: None,
+        };
+        let v = parsed(&n.to_json());
+        assert_eq!(v["type"], "notification");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["source"], "api");
+        assert_eq!(v["scope"], "personal");
+        assert!(v.get("data").is_none());
+        n.data = Some(json!({"k": [1, 2]}));
+        n.source = Source::Periodic;
+        n.personal = false;
+        let v = parsed(&n.to_json());
+        assert_eq!(v["data"]["k"][1], 2);
+        assert_eq!(v["source"], "periodic");
+        assert_eq!(v["scope"], "broadcast");
+    }
+}

@@ -1,0 +1,480 @@
+//! The HTTP routes: which answer a request gets. Pure: the worker carries out
+//! upgrades and publications, and everything else is answered here.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::proto::handshake;
+use crate::proto::http::{Request, Response, Status};
+use crate::shared::Shared;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/ws`: the notification protocol.
+    Notify,
+    /// `/echo`: every message back as it came.
+    Echo,
+}
+
+/// A notification to publish, as the API received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub message: String,
+    pub category: String,
+    pub data: Option<Value>,
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Route {
+    Respond(Response),
+    Upgrade { endpoint: Endpoint, accept: String },
+    Publish(Publish),
+}
+
+/// What an upgrade refused for this reason counts as in the metrics.
+fn refuse_upgrade(shared: &Shared, refusal: handshake::Refusal) -> Route {
+    shared.stats.handshake_failed(refusal.reason);
+    Route::Respond(refusal.response())
+}
+
+pub fn route(req: &Request, body: &[u8], peer: IpAddr, shared: &Shared) -> Route {
+    let config = &shared.config;
+    let path = req.path.as_str();
+    let get_like = req.method == "GET" || req.method == "HEAD";
+    match path {
+        "/ws" => upgrade(req, Endpoint::Notify, shared),
+        "/echo" if config.enable_echo => upgrade(req, Endpoint::Echo, shared),
+        "/" | "/index.html" if get_like => Route::Respond(Response::new(
+            Status::OK,
+            "text/html; charset=utf-8",
+            INDEX_HTML,
+        )),
+        "/health" if get_like => Route::Respond(if shared.is_draining() {
+            Response::json(
+                Status::SERVICE_UNAVAILABLE,
+                &json!({ "status": "draining" }),
+            )
+        } else {
+            Response::json(Status::OK, &json!({ "status": "ok" }))
+        }),
+        "/status" if get_like => Route::Respond(Response::json(Status::OK, &shared.status_json())),
+        "/metrics" if get_like => Route::Respond(Response::new(
+            Status::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.stats.render(shared.is_draining(), shared.uptime_s()),
+        )),
+        "/" | "/index.html" | "/health" | "/status" | "/metrics" => {
+            Route::Respond(method_not_allowed("GET, HEAD"))
+        }
+        "/broadcast" | "/notify" if req.method == "POST" => match authorize(req, peer, shared) {
+            Err(response) => Route::Respond(response),
+            Ok(()) => match parse_publish(req, body) {
+                Ok(publish) => Route::Publish(publish),
+                Err(message) => Route::Respond(Response::error(Status::BAD_REQUEST, &message)),
+            },
+        },
+        "/broadcast" | "/notify" => Route::Respond(method_not_allowed("POST")),
+        _ => Route::Respond(Response::error(Status::NOT_FOUND, "not found")),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::error(Status::METHOD_NOT_ALLOWED, "method not allowed").with_header("Allow", allow)
+}
+
+fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
+    let accept = match handshake::validate(req) {
+        Ok(accept) => accept,
+        Err(refusal) => return refuse_upgrade(shared, refusal),
+    };
+    if let Some(origin) = req.header("origin") {
+        if !shared.config.origin_allowed(origin) {
+            return refuse_upgrade(
+                shared,
+                handshake::Refusal {
+                    status: Status::FORBIDDEN,
+                    reason: "origin",
+                    message: "origin not allowed",
+                },
+            );
+        }
+    }
+    let unavailable = |reason, message| {
+        shared.stats.handshake_failed(reason);
+        Route::Respond(
+            Response::error(Status::SERVICE_UNAVAILABLE, message)
+                .with_header("Retry-After", "5")
+                .closing(),
+        )
+    };
+    if shared.is_draining() {
+        return unavailable(
+            "draining",
+            "server is draining; connect to another instance",
+        );
+    }
+    if shared.stats.active() >= shared.config.max_connections as u64 {
+        return unavailable("capacity", "server is at its connection limit");
+    }
+    Route::Upgrade { endpoint, accept }
+}
+
+/// Publishing needs the admin token when one is set, else a loopback peer.
+fn authorize(req: &Request, peer: IpAddr, shared: &Shared) -> Result<(), Response> {
+    match &shared.config.admin_token {
+        Some(token) => {
+            let given = req
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given {
+                Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                _ => Err(
+                    Response::error(Status::UNAUTHORIZED, "missing or invalid bearer token")
+                        .with_header("WWW-Authenticate", "Bearer"),
+                ),
+            }
+        }
+        None if is_loopback(peer) => Ok(()),
+        None => Err(Response::error(
+            Status::FORBIDDEN,
+            "publishing is allowed from loopback only unless --admin-token is set",
+        )),
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell an attacker how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_publish(req: &Request, body: &[u8]) -> Result<Publish, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return publish_from_query(req.query.as_deref().unwrap_or(""));
+    }
+    let object = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err("body must be a JSON object".into()),
+        Err(e) => return Err(format!("invalid JSON: {e}")),
+    };
+    let optional_string = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("\"{field}\" must be a string")),
+    };
+    let message = optional_string("message")?.ok_or("missing \"message\" (a string)")?;
+    let category = match optional_string("type")? {
+        Some(c) => Some(c),
+        None => optional_string("category")?,
+    };
+    Ok(Publish {
+        message,
+        category: category.unwrap_or_else(|| "info".into()),
+        data: object.get("data").cloned(),
+        client_id: optional_string("client_id")?,
+    })
+}
+
+fn publish_from_query(query: &str) -> Result<Publish, String> {
+    let mut publish = Publish {
+        message: String::new(),
+        category: "info".into(),
+        data: None,
+        client_id: None,
+    };
+    let mut has_message = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = form_decode(value)?;
+        match form_decode(key)?.as_str() {
+            "message" => {
+                publish.message = value;
+                has_message = true;
+            }
+            "client_id" => publish.client_id = Some(value),
+            "type" | "category" => publish.category = value,
+            _ => {}
+        }
+    }
+    if !has_message {
+        return Err("missing \"message\": send a JSON body or ?message=...".into());
+    }
+    Ok(publish)
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
+fn form_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or("bad percent-encoding in query")?;
+                out.push(byte);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "query is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::proto::http::{parse_head, Head};
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    fn shared_with(edit: impl FnOnce(&mut Config)) -> Shared {
+        let mut config = Config::default();
+        edit(&mut config);
+        Shared::new(config)
+    }
+
+    fn request(head: &str) -> Request {
+        match parse_head(head.as_bytes()) {
+            Head::Complete { request, .. } => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn status(route: Route) -> u16 {
+        match route {
+            Route::Respond(r) => r.status.0,
+            Route::Upgrade { .. } => 101,
+            Route::Publish(_) => 0,
+        }
+    }
+
+    fn post(body: &str) -> Route {
+        let shared = shared_with(|_| {});
+        route(
+            &request("POST /broadcast HTTP/1.1\r\n\r\n"),
+            body.as_bytes(),
+            LOCAL,
+            &shared,
+        )
+    }
+
+    const UPGRADE: &str = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    #[test]
+    fn simple_gets() {
+        let shared = shared_with(|_| {});
+        for (path, code) in [
+            ("/", 200),
+            ("/health", 200),
+            ("/status", 200),
+            ("/metrics", 200),
+            ("/nope", 404),
+            ("/echo", 404),
+        ] {
+            let req = request(&format!("GET {path} HTTP/1.1\r\n\r\n"));
+            assert_eq!(status(route(&req, b"", LOCAL, &shared)), code, "{path}");
+        }
+        let req = request("DELETE /health HTTP/1.1\r\n\r\n");
+        match route(&req, b"", LOCAL, &shared) {
+            Route::Respond(r) => {
+                assert_eq!(r.status.0, 405);
+                assert!(r
+                    .headers
+                    .iter()
+                    .any(|(n, v)| *n == "Allow" && v.contains("GET")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn upgrades_and_their_refusals() {
+        let shared = shared_with(|c| c.enable_echo = true);
+        assert_eq!(
+            status(route(
+                &request(&format!("{UPGRADE}\r\n")),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            101
+        );
+        let echo = UPGRADE.replace("/ws", "/echo");
+        assert!(matches!(
+            route(&request(&format!("{echo}\r\n")), b"", LOCAL, &shared),
+            Route::Upgrade {
+                endpoint: Endpoint::Echo,
+                ..
+            }
+        ));
+        assert_eq!(
+            status(route(
+                &request("POST /ws HTTP/1.1\r\n\r\n"),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            405
+        );
+        assert_eq!(
+            status(route(
+                &request("GET /ws HTTP/1.1\r\n\r\n"),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            426
+        );
+    }
+
+    #[test]
+    fn origin_rules() {
+        let shared = shared_with(|c| c.allowed_origins = Some(vec!["https://app.example".into()]));
+        let with = |origin: &str| request(&format!("{UPGRADE}Origin: {origin}\r\n\r\n"));
+        assert_eq!(
+            status(route(&with("https://APP.example"), b"", LOCAL, &shared)),
+            101
+        );
+        assert_eq!(
+            status(route(&with("https://evil.example"), b"", LOCAL, &shared)),
+            403
+        );
+        assert_eq!(
+            status(route(
+                &request(&format!("{UPGRADE}\r\n")),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            101
+        );
+    }
+
+    #[test]
+    fn draining_refuses_upgrades_and_fails_health() {
+        let shared = shared_with(|_| {});
+        shared.start_drain(std::time::Instant::now());
+        assert_eq!(
+            status(route(
+                &request(&format!("{UPGRADE}\r\n")),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            503
+        );
+        assert_eq!(
+            status(route(
+                &request("GET /health HTTP/1.1\r\n\r\n"),
+                b"",
+                LOCAL,
+                &shared
+            )),
+            503
+        );
+    }
+
+    #[test]
+    fn publish_bodies() {
+        match post(r#"{"message":"hi","type":"alert","data":{"a":1},"client_id":"x-0-1"}"#) {
+            Route::Publish(p) => {
+                assert_eq!(p.message, "hi");
+                assert_eq!(p.category, "alert");
+                assert_eq!(p.data, Some(json!({"a": 1})));
+                assert_eq!(p.client_id.as_deref(), Some("x-0-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match post(r#"{"message":"hi","category":"warn"}"#) {
+            Route::Publish(p) => assert_eq!((p.category.as_str(), p.data), ("warn", None)),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "{",
+            "[1]",
+            "\"x\"",
+            "{}",
+            r#"{"message":1}"#,
+            r#"{"message":"x","type":2}"#,
+        ] {
+            assert_eq!(status(post(bad)), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn publish_from_query_string() {
+        let shared = shared_with(|_| {});
+        let req = request("POST /notify?message=hello+w%C3%B6rld&client_id=a-0-1 HTTP/1.1\r\n\r\n");
+        match route(&req, b"", LOCAL, &shared) {
+            Route::Publish(p) => {
+                assert_eq!(p.message, "hello wörld");
+                assert_eq!(p.client_id.as_deref(), Some("a-0-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let req = request("POST /notify?message=%zz HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&req, b"", LOCAL, &shared)), 400);
+        let req = request("POST /notify HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&req, b"", LOCAL, &shared)), 400);
+    }
+
+    #[test]
+    fn publish_authorization() {
+        let open = shared_with(|_| {});
+        let req = request("POST /broadcast HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            status(route(&req, br#"{"message":"m"}"#, REMOTE, &open)),
+            403
+        );
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(status(route(&req, br#"{"message":"m"}"#, mapped, &open)), 0);
+        let guarded = shared_with(|c| c.admin_token = Some("s3cret".into()));
+        assert_eq!(
+            status(route(&req, br#"{"message":"m"}"#, LOCAL, &guarded)),
+            401
+        );
+        let wrong = request("POST /broadcast HTTP/1.1\r\nAuthorization: Bearer nope\r\n\r\n");
+        assert_eq!(
+            status(route(&wrong, br#"{"message":"m"}"#, LOCAL, &guarded)),
+            401
+        );
+        let right = request("POST /broadcast HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+        assert_eq!(
+            status(route(&right, br#"{"message":"m"}"#, REMOTE, &guarded)),
+            0
+        );
+        assert_eq!(
+            status(route(
+                &request("GET /broadcast HTTP/1.1\r\n\r\n"),
+                b"",
+                LOCAL,
+                &open
+            )),
+            405
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! wsnotify: a WebSocket notification server with a graceful drain.
+//!
+//! The crate is a library so that fuzz targets and benchmarks can reach the
+//! protocol core; the server itself is `main.rs`.
+
+pub mod app;
+pub mod config;
+pub mod net;
+pub mod obs;
+pub mod proto;
+pub mod rand;
+pub mod shared;

@@ -1,0 +1,209 @@
+//! The HTTP phase of a connection: reading request heads and bodies,
+//! answering through the routes, and switching to WebSocket.
+
+use super::conn::{Phase, WsState};
+use super::worker::Worker;
+use super::write_queue::Chunk;
+use crate::app::routes::{self, Endpoint, Route};
+use crate::log;
+use crate::proto::handshake;
+use crate::proto::http::{
+    body_length, parse_head, BodyLength, Head, Request, Response, Status, MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+};
+use crate::proto::message::Receiver;
+
+/// Requests served on one keep-alive connection before it is closed, so one
+/// client cannot hold a connection forever.
+const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+
+impl Worker {
+    pub(super) fn read_http(&mut self, key: usize) {
+        for _ in 0..Worker::reads_per_event() {
+            // Stop reading while the buffer holds more than one request can
+            // use: pipelined requests are answered first.
+            let full = match self.conns.get(key).map(|c| &c.phase) {
+                Some(Phase::Http(http)) => http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES,
+                _ => return,
+            };
+            if full {
+                return;
+            }
+            let n = match self.read_once(key) {
+                None | Some(0) => return,
+                Some(n) => n,
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                if let Phase::Http(http) = &mut conn.phase {
+                    http.buf.extend_from_slice(&self.scratch[..n]);
+                }
+            }
+            self.process_http(key);
+        }
+        self.read_later(key);
+    }
+
+    /// Answers every complete request in the buffer.
+    fn process_http(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Phase::Http(http) = &mut conn.phase else {
+                return;
+            };
+            if let Some((_, need)) = &http.awaiting_body {
+                if http.buf.len() < *need {
+                    return;
+                }
+                let need = *need;
+                let Some((request, _)) = http.awaiting_body.take() else {
+                    return;
+                };
+                let body: Vec<u8> = http.buf.drain(..need).collect();
+                self.answer(key, request, body);
+                continue;
+            }
+            match parse_head(&http.buf) {
+                Head::Partial => return,
+                Head::Invalid(status) => {
+                    self.http_error(key, status);
+                    return;
+                }
+                Head::Complete { request, len } => {
+                    http.buf.drain(..len);
+                    match body_length(&request) {
+                        BodyLength::Invalid(status) => {
+                            self.http_error(key, status);
+                            return;
+                        }
+                        BodyLength::Fixed(0) => self.answer(key, request, Vec::new()),
+                        BodyLength::Fixed(n) => {
+                            // curl waits for this before sending bodies over 1 KiB.
+                            let expects_continue = request
+                                .header("expect")
+                                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+                            http.awaiting_body = Some((request, n));
+                            http.deadline = self.now + self.header_ticks;
+                            if expects_continue && http.buf.len() < n {
+                                self.send(
+                                    key,
+                                    Chunk::Owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, key: usize, request: Request, body: Vec<u8>) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let peer = conn.peer.ip();
+        match routes::route(&request, &body, peer, &self.shared) {
+            Route::Respond(response) => self.respond(key, &request, response),
+            Route::Upgrade { endpoint, accept } => self.upgrade(key, endpoint, &accept),
+            Route::Publish(publish) => {
+                let response = self.publish(publish);
+                self.respond(key, &request, response);
+            }
+        }
+    }
+
+    fn respond(&mut self, key: usize, request: &Request, mut response: Response) {
+        let header_ticks = self.header_ticks;
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Http(http) = &mut conn.phase else {
+            return;
+        };
+        http.served += 1;
+        let closing = response.close
+            || !request.wants_keep_alive()
+            || Response::must_close(response.status)
+            || http.served >= MAX_REQUESTS_PER_CONNECTION;
+        http.deadline = now + header_ticks;
+        response.close = closing;
+        log!(
+            Debug,
+            "http request",
+            method = request.method,
+            path = request.path,
+            status = response.status.0,
+            peer = conn.peer
+        );
+        self.send(key, Chunk::Owned(response.encode(request.method == "HEAD")));
+        if closing {
+            self.start_closing(key);
+        }
+    }
+
+    fn http_error(&mut self, key: usize, status: Status) {
+        let message = match status.0 {
+            400 => "bad request",
+            408 => "request head not received in time",
+            411 => "chunked request bodies are not supported; send Content-Length",
+            413 => "request body over 64 KiB",
+            431 => "request head over 8 KiB",
+            505 => "only HTTP/1.x is supported",
+            _ => status.reason(),
+        };
+        if let Some(conn) = self.conns.get(key) {
+            log!(Debug, "http error", status = status.0, peer = conn.peer);
+        }
+        let response = Response::error(status, message).closing();
+        self.send(key, Chunk::Owned(response.encode(false)));
+        self.start_closing(key);
+    }
+
+    pub(super) fn on_http_deadline(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let Phase::Http(http) = &conn.phase else {
+            return;
+        };
+        if http.deadline > self.now {
+            return;
+        }
+        // A keep-alive connection that simply stays quiet is closed without
+        // a word; one stuck in the middle of a request is told why.
+        if http.served > 0 && http.buf.is_empty() && http.awaiting_body.is_none() {
+            self.close(key, "keep-alive timeout");
+        } else {
+            self.http_error(key, Status::REQUEST_TIMEOUT);
+        }
+    }
+
+    fn upgrade(&mut self, key: usize, endpoint: Endpoint, accept: &str) {
+        let max_message = self.shared.config.max_message_bytes;
+        let next_ping = self.now + self.ping_ticks.unwrap_or(0);
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Http(http) = &mut conn.phase else {
+            return;
+        };
+        // A client may send its first frames right behind the request.
+        let early_frames = std::mem::take(&mut http.buf);
+        conn.phase = Phase::Ws(WsState {
+            rx: Receiver::new(max_message),
+            endpoint,
+            seq: 0,
+            last_seen: now,
+            next_ping,
+        });
+        self.send(key, Chunk::Owned(handshake::switching_protocols(accept)));
+        self.join(key);
+        self.arm(key);
+        if !early_frames.is_empty() {
+            self.feed_ws(key, &early_frames);
+        }
+    }
+}

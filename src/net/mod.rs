@@ -1,0 +1,11 @@
+//! The I/O shell: mio event loops that move bytes between sockets and the
+//! protocol core.
+
+pub mod conn;
+mod fanout;
+mod http_conn;
+pub mod listen;
+pub mod timer_wheel;
+pub mod worker;
+pub mod write_queue;
+mod ws_conn;

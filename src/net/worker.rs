@@ -1,0 +1,479 @@
+//! One worker: a single-threaded mio loop that owns its listener, its
+//! connections and its timers. This file is the loop itself: readiness,
+//! accepting, timers and flushing; the HTTP and WebSocket phases live in
+//! `http_conn.rs` and `ws_conn.rs`.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::conn::{Conn, Phase, NOT_ARMED};
+use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
+use super::write_queue::Chunk;
+use crate::app::hub::Hub;
+use crate::log;
+use crate::obs::metrics;
+use crate::rand::Rng;
+use crate::shared::Shared;
+
+const LISTENER: Token = Token(usize::MAX);
+/// Reads per readiness event before other connections get their turn.
+const READS_PER_EVENT: usize = 4;
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// How long accepting pauses when the process is out of file descriptors:
+/// long enough not to spin, short enough to recover promptly.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a closing connection may take to read our last bytes and close.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// Converts a duration to whole ticks, rounding up so no timer fires early.
+pub fn ticks(d: Duration) -> u64 {
+    (d.as_millis() as u64).div_ceil(TICK_MS).max(1)
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    poll: Poll,
+    listener: TcpListener,
+    accept_paused_until: Option<Instant>,
+    pub conns: Slab<Conn>,
+    pub hub: Hub,
+    wheel: TimerWheel,
+    epoch: Instant,
+    /// The current tick, refreshed once per loop turn.
+    pub now: u64,
+    /// One read buffer for every connection of the loop: a connection keeps
+    /// only the bytes it could not use yet.
+    pub scratch: Vec<u8>,
+    dirty: Vec<usize>,
+    /// Connections that hit READS_PER_EVENT with input still waiting.
+    again: Vec<usize>,
+    next_periodic: Option<Instant>,
+    periodic_count: u64,
+    pub rng: Rng,
+    /// Timeouts in ticks, from the configuration.
+    pub header_ticks: u64,
+    pub idle_ticks: Option<u64>,
+    pub ping_ticks: Option<u64>,
+    pub linger_ticks: u64,
+}
+
+impl Worker {
+    pub fn new(id: usize, shared: Arc<Shared>, mut listener: TcpListener) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let config = &shared.config;
+        let now = Instant::now();
+        // Only worker 0 runs the periodic timer, so a notification goes out
+        // once per process however many workers there are.
+        let next_periodic = match config.notify_interval {
+            Some(every) if id == 0 => Some(now + every),
+            _ => None,
+        };
+        Ok(Worker {
+            id,
+            header_ticks: ticks(config.header_timeout),
+            idle_ticks: config.idle_timeout.map(ticks),
+            ping_ticks: config.ping_interval.map(ticks),
+            linger_ticks: ticks(CLOSE_LINGER),
+            shared,
+            poll,
+            listener,
+            accept_paused_until: None,
+            conns: Slab::new(),
+            hub: Hub::default(),
+            wheel: TimerWheel::new(0),
+            epoch: now,
+            now: 0,
+            scratch: vec![0; SCRATCH_BYTES],
+            dirty: Vec::new(),
+            again: Vec::new(),
+            next_periodic,
+            periodic_count: 0,
+            rng: Rng::from_os(),
+        })
+    }
+
+    fn tick_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64 / TICK_MS
+    }
+
+    fn instant_of(&self, tick: u64) -> Instant {
+        self.epoch + Duration::from_millis(tick * TICK_MS)
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut due: Vec<Entry> = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            self.now = self.tick_of(now);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.again) {
+                self.on_readable(key);
+            }
+            if self.accept_paused_until.is_some_and(|until| now >= until) {
+                self.accept_paused_until = None;
+                self.accept(now);
+            }
+            if self.next_periodic.is_some_and(|at| now >= at) {
+                self.periodic(now);
+            }
+            self.wheel.advance(self.now, &mut due);
+            for entry in due.drain(..) {
+                self.on_wheel_entry(entry);
+            }
+            self.flush_dirty();
+        }
+    }
+
+    /// Sleep until the nearest deadline: a timer tick, the periodic
+    /// notification, the end of an accept pause, or not at all when reads
+    /// are pending.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.wheel.next_tick().map(|t| self.instant_of(t)),
+            self.next_periodic,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(key), Interest::READABLE)
+                    {
+                        log!(
+                            Warn,
+                            "could not register connection",
+                            peer = peer,
+                            error = e
+                        );
+                        continue;
+                    }
+                    entry.insert(Conn::new(stream, peer, self.now + self.header_ticks));
+                    log!(Trace, "connection accepted", peer = peer, worker = self.id);
+                    self.arm(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS: the pending connection stays
+                    // in the backlog and would wake us again at once, so
+                    // stop accepting for a moment instead of spinning.
+                    log!(
+                        Warn,
+                        "accept failed; pausing accepts",
+                        error = e,
+                        pause_ms = ACCEPT_PAUSE.as_millis()
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Http(_) => self.read_http(key),
+            Phase::Ws(_) => self.read_ws(key),
+            Phase::Closing { .. } => self.read_closing(key),
+        }
+    }
+
+    /// Reads the socket once into the scratch buffer. `None` means the
+    /// connection is gone (closed, failed, or removed here); `Some(0)` that
+    /// there is nothing to read now.
+    pub fn read_once(&mut self, key: usize) -> Option<usize> {
+        use std::io::Read;
+        let conn = self.conns.get_mut(key)?;
+        loop {
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.on_peer_eof(key);
+                    return None;
+                }
+                Ok(n) => {
+                    metrics::add(&self.shared.stats.bytes_received, n as u64);
+                    return Some(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.close(key, &format!("read error: {e}"));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Remembers that a connection still has input to read once the others
+    /// have had their turn.
+    pub fn read_later(&mut self, key: usize) {
+        self.again.push(key);
+    }
+
+    pub fn reads_per_event() -> usize {
+        READS_PER_EVENT
+    }
+
+    fn on_peer_eof(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match &mut conn.phase {
+            // A half-closed HTTP client still gets its queued answer.
+            Phase::Http(_) | Phase::Closing { .. } if !conn.out.is_empty() => {
+                conn.phase = Phase::Closing {
+                    until: self.now + self.linger_ticks,
+                    write_shut: false,
+                };
+                self.peer_gone_after_flush(key);
+            }
+            Phase::Ws(_) => self.close(key, "connection closed by peer without a close frame"),
+            _ => self.close(key, "connection closed by peer"),
+        }
+    }
+
+    /// The peer has finished sending: the connection ends as soon as its
+    /// queue is written. Marked by an expired linger deadline of zero.
+    fn peer_gone_after_flush(&mut self, key: usize) {
+        if let Some(Conn {
+            phase: Phase::Closing { until, .. },
+            ..
+        }) = self.conns.get_mut(key)
+        {
+            *until = 0;
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Discards what a closing peer still sends until it closes.
+    fn read_closing(&mut self, key: usize) {
+        for _ in 0..READS_PER_EVENT {
+            match self.read_once(key) {
+                None | Some(0) => return,
+                Some(_) => {}
+            }
+        }
+        self.read_later(key);
+    }
+
+    /// Queues bytes for a connection; they are written when the loop turn
+    /// ends, together with anything else queued meanwhile.
+    pub fn send(&mut self, key: usize, chunk: Chunk) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.out.push(chunk);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            self.flush(key);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        match conn.out.flush_to(&mut conn.stream) {
+            Ok(n) => metrics::add(&self.shared.stats.bytes_sent, n as u64),
+            Err(e) => {
+                self.close(key, &format!("write error: {e}"));
+                return;
+            }
+        }
+        if conn.out.is_empty() {
+            if let Phase::Closing { until, write_shut } = &mut conn.phase {
+                if *until == 0 {
+                    self.close(key, "closed");
+                    return;
+                }
+                if !*write_shut {
+                    *write_shut = true;
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                }
+            }
+            if conn.writable {
+                conn.writable = false;
+                let _ = self.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(key),
+                    Interest::READABLE,
+                );
+            }
+        } else if conn.is_ws() && conn.out.pending() > self.shared.config.max_queue_bytes {
+            self.drop_slow_consumer(key);
+        } else if !conn.writable {
+            conn.writable = true;
+            let _ = self.poll.registry().reregister(
+                &mut conn.stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+        }
+    }
+
+    /// Removes a connection at once.
+    pub fn close(&mut self, key: usize, why: &str) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        self.leave_ws(key, why);
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        log!(Trace, "connection closed", peer = conn.peer, reason = why);
+    }
+
+    /// Puts a connection into its closing phase: queued bytes go out, then
+    /// the write side is shut and the peer gets a moment to close its side.
+    pub fn start_closing(&mut self, key: usize) {
+        let until = self.now + self.linger_ticks;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.phase = Phase::Closing {
+                until,
+                write_shut: false,
+            };
+            self.mark_dirty(key);
+            self.arm(key);
+        }
+    }
+
+    /// The tick at which this connection next needs attention.
+    fn deadline(&self, conn: &Conn) -> u64 {
+        match &conn.phase {
+            Phase::Http(http) => http.deadline,
+            Phase::Ws(ws) => {
+                let idle = self.idle_ticks.map_or(NOT_ARMED, |t| ws.last_seen + t);
+                let ping = self.ping_ticks.map_or(NOT_ARMED, |_| ws.next_ping);
+                idle.min(ping)
+            }
+            Phase::Closing { until, .. } => *until,
+        }
+    }
+
+    /// Makes sure the wheel holds an entry no later than the connection's
+    /// deadline. Later deadlines need nothing: the early entry re-arms.
+    pub fn arm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let deadline = self.deadline(conn);
+        if deadline == NOT_ARMED || (conn.armed != NOT_ARMED && conn.armed <= deadline) {
+            return;
+        }
+        let at = deadline.max(self.now + 1);
+        self.wheel.schedule(key, at);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.armed = at;
+        }
+    }
+
+    fn on_wheel_entry(&mut self, entry: Entry) {
+        let Some(conn) = self.conns.get_mut(entry.key) else {
+            return;
+        };
+        if conn.armed != entry.at {
+            return;
+        }
+        conn.armed = NOT_ARMED;
+        let due = self
+            .conns
+            .get(entry.key)
+            .is_some_and(|c| self.deadline(c) <= self.now);
+        if due {
+            self.on_deadline(entry.key);
+        }
+        self.arm(entry.key);
+    }
+
+    fn on_deadline(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        match &conn.phase {
+            Phase::Http(_) => self.on_http_deadline(key),
+            Phase::Ws(_) => self.on_ws_deadline(key),
+            Phase::Closing { .. } => self.close(key, "close linger expired"),
+        }
+    }
+
+    fn periodic(&mut self, now: Instant) {
+        let Some(every) = self.shared.config.notify_interval else {
+            return;
+        };
+        self.next_periodic = Some(now + every);
+        self.periodic_count += 1;
+        self.send_periodic(self.periodic_count);
+    }
+}

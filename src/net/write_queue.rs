@@ -1,0 +1,205 @@
+//! The bytes waiting to be written to one connection.
+//!
+//! A broadcast frame is encoded once and shared (`Arc<[u8]>`) by every
+//! recipient's queue; queued chunks are written together with `writev`.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+/// How many chunks one `writev` call takes at most.
+const MAX_IOVECS: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    front_written: usize,
+    /// Unsent bytes across all chunks.
+    pending: usize,
+}
+
+impl WriteQueue {
+    pub fn push(&mut self, chunk: Chunk) {
+        let len = chunk.bytes().len();
+        if len == 0 {
+            return;
+        }
+        self.pending += len;
+        self.chunks.push_back(chunk);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// Drops every chunk not yet started, keeping a half-written front chunk
+    /// so the stream stays on a frame boundary. Returns whether the queue now
+    /// ends on a frame boundary (nothing half-written is left).
+    pub fn discard_unstarted(&mut self) -> bool {
+        let keep = usize::from(self.front_written > 0);
+        self.chunks.truncate(keep);
+        self.pending = self
+            .chunks
+            .front()
+            .map_or(0, |c| c.bytes().len() - self.front_written);
+        keep == 0
+    }
+
+    /// Writes as much as the socket takes. Returns the number of bytes
+    /// written; `WouldBlock` is not an error (the rest stays queued).
+    pub fn flush_to<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.chunks.is_empty() {
+            let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let bytes = chunk.bytes();
+                slices[i] = IoSlice::new(if i == 0 {
+                    &bytes[self.front_written..]
+                } else {
+                    bytes
+                });
+                count += 1;
+            }
+            let written = match out.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += written;
+            self.consume(written);
+        }
+        Ok(total)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.pending -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.front_written;
+            if n < left {
+                self.front_written += n;
+                return;
+            }
+            n -= left;
+            self.front_written = 0;
+            self.chunks.pop_front();
+        }
+        if self.chunks.is_empty() {
+            // Give back the ring buffer so an idle connection costs nothing.
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that accepts at most `budget` bytes per call, then blocks.
+    struct Trickle {
+        got: Vec<u8>,
+        per_call: usize,
+        calls_left: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let n = buf.len().min(self.per_call);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_count() {
+        let shared: Arc<[u8]> = Arc::from(&b"shared-"[..]);
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Owned(b"abc".to_vec()));
+        q.push(Chunk::Shared(shared.clone()));
+        q.push(Chunk::Owned(Vec::new()));
+        q.push(Chunk::Owned(b"xyz".to_vec()));
+        assert_eq!(q.pending(), 13);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 2,
+            calls_left: 3,
+        };
+        // The default write_vectored takes one slice per call: "ab", "c", "sh".
+        assert_eq!(q.flush_to(&mut out).unwrap(), 5);
+        assert_eq!(q.pending(), 8);
+        out.calls_left = 100;
+        assert_eq!(q.flush_to(&mut out).unwrap(), 8);
+        assert_eq!(out.got, b"abcshared-xyz");
+        assert!(q.is_empty());
+        assert_eq!(q.chunks.capacity(), 0);
+    }
+
+    #[test]
+    fn discarding_keeps_a_half_written_frame() {
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Owned(b"abcd".to_vec()));
+        q.push(Chunk::Owned(b"efgh".to_vec()));
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 2,
+            calls_left: 1,
+        };
+        q.flush_to(&mut out).unwrap();
+        assert!(!q.discard_unstarted());
+        assert_eq!(q.pending(), 2);
+        out.calls_left = 10;
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(out.got, b"abcd");
+        q.push(Chunk::Owned(b"ijkl".to_vec()));
+        assert!(q.discard_unstarted());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn write_zero_is_an_error() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Owned(b"a".to_vec()));
+        assert!(q.flush_to(&mut Zero).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! Log lines on stderr, as text or as one JSON object per line.
+//!
+//! The level and format are process-wide and set once at start, so logging
+//! from any worker needs no handle.
+
+use std::fmt::{Display, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::config::{LogFormat, LogLevel};
+
+static LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+static FORMAT: AtomicU8 = AtomicU8::new(LogFormat::Text as u8);
+
+pub fn init(format: LogFormat, level: LogLevel) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+pub fn enabled(level: LogLevel) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    }
+}
+
+/// Writes one line whatever the configured level (callers check `enabled`
+/// first, except for the few lines the contract always wants printed).
+pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
+    let ts = super::clock::rfc3339_now();
+    let mut line = String::with_capacity(128);
+    if FORMAT.load(Ordering::Relaxed) == LogFormat::Json as u8 {
+        let mut object = serde_json::Map::new();
+        object.insert("ts".into(), ts.into());
+        object.insert("level".into(), level_name(level).into());
+        object.insert("msg".into(), msg.into());
+        for (key, value) in fields {
+            let text = value.to_string();
+            let json = match text.parse::<i64>() {
+                Ok(n) => n.into(),
+                Err(_) => text.into(),
+            };
+            object.insert((*key).into(), json);
+        }
+        line.push_str(&serde_json::Value::Object(object).to_string());
+    } else {
+        let _ = write!(line, "{ts} {:<5} {msg}", level_name(level).to_uppercase());
+        for (key, value) in fields {
+            let text = value.to_string();
+            if text.is_empty() || text.contains(char::is_whitespace) || text.contains('"') {
+                let _ = write!(line, " {key}={text:?}");
+            } else {
+                let _ = write!(line, " {key}={text}");
+            }
+        }
+    }
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `log!(Info, "message", key = value, ...)`: fields are only formatted when
+/// the level is enabled.
+#[macro_export]
+macro_rules! log {
+    ($level:ident, $msg:expr $(, $key:ident = $value:expr)* $(,)?) => {
+        if $crate::obs::log::enabled($crate::config::LogLevel::$level) {
+            $crate::obs::log::emit(
+                $crate::config::LogLevel::$level,
+                &$msg,
+                &[$((stringify!($key), &$value as &dyn ::std::fmt::Display)),*],
+            );
+        }
+    };
+}

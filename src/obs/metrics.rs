@@ -1,0 +1,204 @@
+//! Process-wide counters (atomics shared by every worker) and their
+//! Prometheus text exposition.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an upgrade was refused, as the `reason` label of
+/// `wsnotify_handshake_failures_total`.
+pub const HANDSHAKE_REASONS: [&str; 9] = [
+    "method",
+    "http_version",
+    "not_upgrade",
+    "bad_connection",
+    "bad_version",
+    "bad_key",
+    "origin",
+    "capacity",
+    "draining",
+];
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_total: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub notifications: AtomicU64,
+    pub slow_consumers_dropped: AtomicU64,
+    handshake_failures: [AtomicU64; HANDSHAKE_REASONS.len()],
+    /// Open WebSocket connections, one gauge per worker.
+    per_worker_active: Vec<AtomicU64>,
+}
+
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Stats {
+    pub fn new(workers: usize) -> Stats {
+        Stats {
+            per_worker_active: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Stats::default()
+        }
+    }
+
+    pub fn handshake_failed(&self, reason: &str) {
+        if let Some(i) = HANDSHAKE_REASONS.iter().position(|r| *r == reason) {
+            add(&self.handshake_failures[i], 1);
+        }
+    }
+
+    pub fn connection_opened(&self, worker: usize) {
+        add(&self.connections_total, 1);
+        if let Some(gauge) = self.per_worker_active.get(worker) {
+            add(gauge, 1);
+        }
+    }
+
+    pub fn connection_closed(&self, worker: usize) {
+        if let Some(gauge) = self.per_worker_active.get(worker) {
+            gauge.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn active(&self) -> u64 {
+        self.per_worker_active.iter().map(get).sum()
+    }
+
+    /// The Prometheus text format, version 0.0.4.
+    pub fn render(&self, draining: bool, uptime_s: f64) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP wsnotify_{name} {help}");
+            let _ = writeln!(out, "# TYPE wsnotify_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "wsnotify_{name}{labels} {value}");
+            }
+        };
+        let one = |counter: &AtomicU64| vec![(String::new(), get(counter))];
+        metric(
+            "connections_active",
+            "gauge",
+            "Open WebSocket connections.",
+            &[(String::new(), self.active())],
+        );
+        let per_worker: Vec<_> = self
+            .per_worker_active
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (format!("{{worker=\"{i}\"}}"), get(g)))
+            .collect();
+        metric(
+            "worker_connections_active",
+            "gauge",
+            "Open WebSocket connections per worker.",
+            &per_worker,
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections accepted since start.",
+            &one(&self.connections_total),
+        );
+        metric(
+            "messages_sent_total",
+            "counter",
+            "Data frames written to clients, one per recipient.",
+            &one(&self.messages_sent),
+        );
+        metric(
+            "messages_received_total",
+            "counter",
+            "Data messages received from clients.",
+            &one(&self.messages_received),
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Bytes written to sockets.",
+            &one(&self.bytes_sent),
+        );
+        metric(
+            "bytes_received_total",
+            "counter",
+            "Bytes read from sockets.",
+            &one(&self.bytes_received),
+        );
+        metric(
+            "notifications_total",
+            "counter",
+            "Notifications created (periodic and published).",
+            &one(&self.notifications),
+        );
+        let failures: Vec<_> = HANDSHAKE_REASONS
+            .iter()
+            .zip(&self.handshake_failures)
+            .map(|(reason, c)| (format!("{{reason=\"{reason}\"}}"), get(c)))
+            .collect();
+        metric(
+            "handshake_failures_total",
+            "counter",
+            "Refused WebSocket upgrades by reason.",
+            &failures,
+        );
+        metric(
+            "slow_consumers_dropped_total",
+            "counter",
+            "Clients dropped because their unsent bytes exceeded --max-queue-bytes.",
+            &one(&self.slow_consumers_dropped),
+        );
+        metric(
+            "draining",
+            "gauge",
+            "1 while the server drains, else 0.",
+            &[(String::new(), u64::from(draining))],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wsnotify_uptime_seconds Seconds since the process started."
+        );
+        let _ = writeln!(out, "# TYPE wsnotify_uptime_seconds gauge");
+        let _ = writeln!(out, "wsnotify_uptime_seconds {uptime_s:.3}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_help_type_and_samples() {
+        let stats = Stats::new(2);
+        stats.connection_opened(1);
+        stats.handshake_failed("capacity");
+        add(&stats.messages_sent, 3);
+        let text = stats.render(true, 1.5);
+        assert!(text
+            .contains("# TYPE wsnotify_connections_active gauge\nwsnotify_connections_active 1\n"));
+        assert!(text.contains("wsnotify_worker_connections_active{worker=\"1\"} 1\n"));
+        assert!(text.contains("wsnotify_handshake_failures_total{reason=\"capacity\"} 1\n"));
+        assert!(text.contains("wsnotify_messages_sent_total 3\n"));
+        assert!(text.contains("wsnotify_draining 1\n"));
+        assert!(text.contains("wsnotify_uptime_seconds 1.500\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} lacks HELP"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} lacks TYPE"
+            );
+        }
+        stats.connection_closed(1);
+        assert_eq!(stats.active(), 0);
+    }
+}

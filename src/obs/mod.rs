@@ -1,0 +1,5 @@
+//! Observability: log lines and timestamps.
+
+pub mod clock;
+pub mod log;
+pub mod metrics;

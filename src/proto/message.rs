@@ -1,0 +1,465 @@
+//! Turns a stream of client bytes into WebSocket messages: frame payloads are
+//! unmasked as they arrive, fragments are reassembled, and text is validated
+//! as UTF-8 incrementally so an invalid sequence fails at once, not at the end
+//! of a long message.
+
+use super::close::CloseCode;
+use super::frame::{apply_mask, decode_header, FrameHeader, Opcode, MAX_HEADER_LEN};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Valid UTF-8, checked.
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// The peer's close code, if it sent one (its reason has been checked but
+    /// is not kept).
+    Close(Option<CloseCode>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataKind {
+    Text,
+    Binary,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a frame header; `have` bytes of it are in `head`.
+    Header {
+        head: [u8; MAX_HEADER_LEN],
+        have: u8,
+    },
+    /// Inside a payload: `done` bytes of `header.payload_len` consumed.
+    Payload { header: FrameHeader, done: u64 },
+    /// A close was received or a violation found: everything else is ignored.
+    Closed,
+}
+
+/// The receiving half of a server-side WebSocket connection.
+///
+/// Nothing is allocated until a message arrives, and a finished message's
+/// buffer is handed to the caller, so an idle connection holds no heap memory.
+#[derive(Debug)]
+pub struct Receiver {
+    state: State,
+    /// The data message being assembled, and what kind it is.
+    message: Vec<u8>,
+    kind: Option<DataKind>,
+    /// How many leading bytes of `message` are known to be valid UTF-8.
+    utf8_valid: usize,
+    /// Payload of the control frame being read (at most 125 bytes).
+    control: Vec<u8>,
+    max_message: usize,
+}
+
+impl Receiver {
+    pub fn new(max_message: usize) -> Receiver {
+        Receiver {
+            state: State::Header {
+                head: [0; MAX_HEADER_LEN],
+                have: 0,
+            },
+            message: Vec::new(),
+            kind: None,
+            utf8_valid: 0,
+            control: Vec::new(),
+            max_message,
+        }
+    }
+
+    /// Consumes bytes from `input` until one message is complete or the input
+    /// runs out. Returns how many bytes were used and the message, if any.
+    /// After an error or a Close, the receiver ignores all further input.
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Result<Option<Message>, CloseCode>) {
+        let mut used = 0;
+        loop {
+            let rest = &input[used..];
+            match &mut self.state {
+                State::Closed => return (input.len(), Ok(None)),
+                State::Header { head, have } => {
+                    let have_n = usize::from(*have);
+                    let take = rest.len().min(MAX_HEADER_LEN - have_n);
+                    head[have_n..have_n + take].copy_from_slice(&rest[..take]);
+                    let filled = have_n + take;
+                    match decode_header(&head[..filled]) {
+                        Err(code) => return (input.len(), Err(self.fail(code))),
+                        Ok(None) => {
+                            *have = filled as u8;
+                            return (input.len(), Ok(None));
+                        }
+                        Ok(Some((header, header_len))) => {
+                            used += header_len - have_n;
+                            if let Err(code) = self.start_frame(&header) {
+                                return (input.len(), Err(self.fail(code)));
+                            }
+                            self.state = State::Payload { header, done: 0 };
+                        }
+                    }
+                }
+                State::Payload { header, done } => {
+                    let header = *header;
+                    let remaining = header.payload_len - *done;
+                    let take = rest
+                        .len()
+                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    let offset = (*done % 4) as usize;
+                    *done += take as u64;
+                    let finished = *done == header.payload_len;
+                    used += take;
+                    if let Err(code) = self.take_payload(&header, &rest[..take], offset) {
+                        return (input.len(), Err(self.fail(code)));
+                    }
+                    if !finished {
+                        return (used, Ok(None));
+                    }
+                    self.state = State::Header {
+                        head: [0; MAX_HEADER_LEN],
+                        have: 0,
+                    };
+                    match self.finish_frame(&header) {
+                        Err(code) => return (input.len(), Err(self.fail(code))),
+                        Ok(Some(message)) => {
+                            if matches!(message, Message::Close(_)) {
+                                self.state = State::Closed;
+                                return (input.len(), Ok(Some(message)));
+                            }
+                            return (used, Ok(Some(message)));
+                        }
+                        Ok(None) if used == input.len() => return (used, Ok(None)),
+                        Ok(None) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, code: CloseCode) -> CloseCode {
+        self.state = State::Closed;
+        self.message = Vec::new();
+        self.control = Vec::new();
+        code
+    }
+
+    /// Rules that depend on the frame's place in the message sequence.
+    fn start_frame(&mut self, header: &FrameHeader) -> Result<(), CloseCode> {
+        match header.opcode {
+            Opcode::Continuation if self.kind.is_none() => Err(CloseCode::PROTOCOL_ERROR),
+            Opcode::Text | Opcode::Binary if self.kind.is_some() => Err(CloseCode::PROTOCOL_ERROR),
+            Opcode::Continuation | Opcode::Text | Opcode::Binary => {
+                if header.opcode == Opcode::Text {
+                    self.kind = Some(DataKind::Text);
+                } else if header.opcode == Opcode::Binary {
+                    self.kind = Some(DataKind::Binary);
+                }
+                let total = (self.message.len() as u64).saturating_add(header.payload_len);
+                if total > self.max_message as u64 {
+                    return Err(CloseCode::MESSAGE_TOO_BIG);
+                }
+                self.message.reserve(header.payload_len as usize);
+                Ok(())
+            }
+            Opcode::Close | Opcode::Ping | Opcode::Pong => {
+                self.control.clear();
+                Ok(())
+            }
+        }
+    }
+
+    fn take_payload(
+        &mut self,
+        header: &FrameHeader,
+        chunk: &[u8],
+        offset: usize,
+    ) -> Result<(), CloseCode> {
+        let target = if header.opcode.is_control() {
+            &mut self.control
+        } else {
+            &mut self.message
+        };
+        let start = target.len();
+        target.extend_from_slice(chunk);
+        apply_mask(&mut target[start..], header.mask, offset);
+        if !header.opcode.is_control() && self.kind == Some(DataKind::Text) {
+            self.check_utf8_prefix()?;
+        }
+        Ok(())
+    }
+
+    /// Validates the bytes added since the last check, allowing only an
+    /// incomplete sequence at the very end (it may finish in the next chunk).
+    fn check_utf8_prefix(&mut self) -> Result<(), CloseCode> {
+        match std::str::from_utf8(&self.message[self.utf8_valid..]) {
+            Ok(_) => self.utf8_valid = self.message.len(),
+            Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to(),
+            Err(_) => return Err(CloseCode::INVALID_PAYLOAD),
+        }
+        Ok(())
+    }
+
+    fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Message>, CloseCode> {
+        match header.opcode {
+            Opcode::Ping => Ok(Some(Message::Ping(std::mem::take(&mut self.control)))),
+            Opcode::Pong => Ok(Some(Message::Pong(std::mem::take(&mut self.control)))),
+            Opcode::Close => parse_close(&self.control).map(|code| Some(Message::Close(code))),
+            Opcode::Continuation | Opcode::Text | Opcode::Binary => {
+                if !header.fin {
+                    return Ok(None);
+                }
+                let data = std::mem::take(&mut self.message);
+                self.utf8_valid = 0;
+                match self.kind.take() {
+                    Some(DataKind::Text) if std::str::from_utf8(&data).is_err() => {
+                        Err(CloseCode::INVALID_PAYLOAD)
+                    }
+                    Some(DataKind::Text) => Ok(Some(Message::Text(data))),
+                    _ => Ok(Some(Message::Binary(data))),
+                }
+            }
+        }
+    }
+}
+
+fn parse_close(payload: &[u8]) -> Result<Option<CloseCode>, CloseCode> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(CloseCode::PROTOCOL_ERROR),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(CloseCode::PROTOCOL_ERROR);
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(CloseCode::INVALID_PAYLOAD);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            0..=125 => out.push(0x80 | payload.len() as u8),
+            126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, MASK, 0);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Feeds `bytes` in chunks of `chunk` bytes and collects every outcome.
+    fn run(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Message>, Option<CloseCode>) {
+        let mut rx = Receiver::new(max);
+        let mut messages = Vec::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            let mut at = 0;
+            while at < piece.len() {
+                let (used, result) = rx.feed(&piece[at..]);
+                at += used;
+                match result {
+                    Ok(Some(m)) => messages.push(m),
+                    Ok(None) => {}
+                    Err(code) => return (messages, Some(code)),
+                }
+            }
+        }
+        (messages, None)
+    }
+
+    fn every_split(bytes: &[u8], max: usize) -> (Vec<Message>, Option<CloseCode>) {
+        let whole = run(bytes, bytes.len(), max);
+        for chunk in 1..bytes.len().min(20) {
+            assert_eq!(run(bytes, chunk, max), whole, "chunk size {chunk}");
+        }
+        whole
+    }
+
+    #[test]
+    fn single_frame_text_and_binary() {
+        let mut bytes = frame(true, 1, b"Hello");
+        bytes.extend(frame(true, 2, &[0, 1, 2]));
+        let (msgs, err) = every_split(&bytes, 1024);
+        assert_eq!(err, None);
+        assert_eq!(
+            msgs,
+            vec![
+                Message::Text(b"Hello".to_vec()),
+                Message::Binary(vec![0, 1, 2])
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_messages() {
+        let mut bytes = frame(true, 1, b"");
+        bytes.extend(frame(true, 2, b""));
+        let (msgs, err) = every_split(&bytes, 1024);
+        assert_eq!(err, None);
+        assert_eq!(msgs, vec![Message::Text(vec![]), Message::Binary(vec![])]);
+    }
+
+    #[test]
+    fn fragments_are_reassembled_around_control_frames() {
+        let mut bytes = frame(false, 1, b"Hel");
+        bytes.extend(frame(true, 9, b"p"));
+        bytes.extend(frame(false, 0, b"l"));
+        bytes.extend(frame(true, 10, b""));
+        bytes.extend(frame(true, 0, b"o"));
+        let (msgs, err) = every_split(&bytes, 1024);
+        assert_eq!(err, None);
+        assert_eq!(
+            msgs,
+            vec![
+                Message::Ping(b"p".to_vec()),
+                Message::Pong(vec![]),
+                Message::Text(b"Hello".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn continuation_without_start_is_a_protocol_error() {
+        assert_eq!(
+            every_split(&frame(true, 0, b"x"), 64).1,
+            Some(CloseCode::PROTOCOL_ERROR)
+        );
+    }
+
+    #[test]
+    fn new_message_inside_fragmented_one_is_a_protocol_error() {
+        let mut bytes = frame(false, 1, b"a");
+        bytes.extend(frame(true, 1, b"b"));
+        assert_eq!(every_split(&bytes, 64).1, Some(CloseCode::PROTOCOL_ERROR));
+        let mut bytes = frame(false, 2, b"a");
+        bytes.extend(frame(false, 2, b"b"));
+        assert_eq!(every_split(&bytes, 64).1, Some(CloseCode::PROTOCOL_ERROR));
+    }
+
+    #[test]
+    fn message_size_limit_counts_all_fragments() {
+        let exact = frame(true, 2, &[0u8; 10]);
+        assert_eq!(every_split(&exact, 10).1, None);
+        let mut bytes = frame(false, 2, &[0u8; 6]);
+        bytes.extend(frame(true, 0, &[0u8; 5]));
+        let (_, err) = every_split(&bytes, 10);
+        assert_eq!(err, Some(CloseCode::MESSAGE_TOO_BIG));
+    }
+
+    #[test]
+    fn oversized_frame_fails_before_its_payload_arrives() {
+        let mut rx = Receiver::new(100);
+        let head = &frame(true, 2, &[0u8; 1000])[..8];
+        assert_eq!(rx.feed(head).1, Err(CloseCode::MESSAGE_TOO_BIG));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_inside_a_fragment() {
+        // The invalid byte comes in the first fragment of a message that
+        // never finishes: it must be refused without waiting for the end.
+        let bytes = frame(false, 1, b"ok\xFFmore");
+        assert_eq!(every_split(&bytes, 64).1, Some(CloseCode::INVALID_PAYLOAD));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_inside_a_frame() {
+        let mut rx = Receiver::new(1 << 20);
+        let full = frame(
+            true,
+            1,
+            &[
+                b"\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5\xED\xA0\x80".as_slice(),
+                &[b'a'; 1000],
+            ]
+            .concat(),
+        );
+        // Only the first 20 bytes (header + the invalid prefix) are fed.
+        let (_, result) = rx.feed(&full[..22]);
+        assert_eq!(result, Err(CloseCode::INVALID_PAYLOAD));
+    }
+
+    #[test]
+    fn utf8_sequence_split_across_fragments_is_accepted() {
+        let text = "κόσμε€𝄞";
+        let bytes_of = text.as_bytes();
+        for split in 1..bytes_of.len() {
+            let mut bytes = frame(false, 1, &bytes_of[..split]);
+            bytes.extend(frame(true, 0, &bytes_of[split..]));
+            let (msgs, err) = every_split(&bytes, 1024);
+            assert_eq!(err, None, "split at {split}");
+            assert_eq!(msgs, vec![Message::Text(bytes_of.to_vec())]);
+        }
+    }
+
+    #[test]
+    fn truncated_utf8_at_end_of_message_is_invalid() {
+        let bytes = frame(true, 1, b"abc\xE2\x82");
+        assert_eq!(every_split(&bytes, 64).1, Some(CloseCode::INVALID_PAYLOAD));
+    }
+
+    #[test]
+    fn binary_messages_are_not_utf8_checked() {
+        let (msgs, err) = every_split(&frame(true, 2, b"\xFF\xFE"), 64);
+        assert_eq!(err, None);
+        assert_eq!(msgs, vec![Message::Binary(b"\xFF\xFE".to_vec())]);
+    }
+
+    #[test]
+    fn close_with_and_without_code() {
+        let (msgs, _) = every_split(&frame(true, 8, b""), 64);
+        assert_eq!(msgs, vec![Message::Close(None)]);
+        let (msgs, _) = every_split(&frame(true, 8, b"\x03\xE8bye"), 64);
+        assert_eq!(msgs, vec![Message::Close(Some(CloseCode::NORMAL))]);
+    }
+
+    #[test]
+    fn close_payload_rules() {
+        assert_eq!(
+            every_split(&frame(true, 8, b"\x03"), 64).1,
+            Some(CloseCode::PROTOCOL_ERROR)
+        );
+        for code in [999u16, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let bytes = frame(true, 8, &code.to_be_bytes());
+            assert_eq!(
+                every_split(&bytes, 64).1,
+                Some(CloseCode::PROTOCOL_ERROR),
+                "{code}"
+            );
+        }
+        let bytes = frame(true, 8, b"\x03\xE8\xFF");
+        assert_eq!(every_split(&bytes, 64).1, Some(CloseCode::INVALID_PAYLOAD));
+    }
+
+    #[test]
+    fn input_after_close_is_ignored() {
+        let mut bytes = frame(true, 8, b"\x03\xE8");
+        bytes.extend(frame(true, 1, b"late"));
+        let (msgs, err) = every_split(&bytes, 64);
+        assert_eq!(err, None);
+        assert_eq!(msgs, vec![Message::Close(Some(CloseCode::NORMAL))]);
+    }
+
+    #[test]
+    fn idle_receiver_holds_no_heap_memory() {
+        let mut rx = Receiver::new(1 << 20);
+        let (_, r) = rx.feed(&frame(true, 1, &[b'x'; 4000]));
+        assert!(matches!(r, Ok(Some(Message::Text(_)))));
+        assert_eq!(rx.message.capacity(), 0);
+    }
+}

@@ -1,0 +1,92 @@
+//! What every worker of the process shares: the configuration, the counters
+//! and the process-wide sequences. Everything mutable here is atomic.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::obs::metrics::Stats;
+use crate::rand::Rng;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    /// Names this process in client ids and notifications, so ids stay unique
+    /// across instances that share Redis.
+    pub instance: String,
+    pub started: Instant,
+    pub stats: Stats,
+    notification_seq: AtomicU64,
+    draining: AtomicBool,
+    /// Milliseconds after `started` when the drain deadline falls.
+    drain_deadline_ms: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
+        let workers = config.workers;
+        Shared {
+            config,
+            instance,
+            started: Instant::now(),
+            stats: Stats::new(workers),
+            notification_seq: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            drain_deadline_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The next notification id: one increasing sequence per instance.
+    pub fn next_notification_id(&self) -> u64 {
+        self.notification_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_drain(&self, deadline: Instant) {
+        let ms = deadline.saturating_duration_since(self.started).as_millis() as u64;
+        self.drain_deadline_ms.store(ms, Ordering::Relaxed);
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whole seconds left before the drain deadline, rounded up.
+    pub fn drain_deadline_in_s(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started).as_millis() as u64;
+        self.drain_deadline_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(elapsed)
+            .div_ceil(1000)
+    }
+
+    pub fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The fields of `GET /status` and of the `status` message.
+    pub fn status_json(&self) -> serde_json::Value {
+        let stats = &self.stats;
+        let mut status = serde_json::json!({
+            "state": if self.is_draining() { "draining" } else { "running" },
+            "version": crate::config::VERSION,
+            "pid": std::process::id(),
+            "workers": self.config.workers,
+            "uptime_s": self.uptime_s() as u64,
+            "instance": self.instance,
+            "connections": stats.active(),
+            "connections_total": crate::obs::metrics::get(&stats.connections_total),
+            "messages_sent": crate::obs::metrics::get(&stats.messages_sent),
+            "messages_received": crate::obs::metrics::get(&stats.messages_received),
+            "redis": if self.config.redis.is_some() { "reconnecting" } else { "disabled" },
+        });
+        if self.is_draining() {
+            status["drain"] = serde_json::json!({
+                "remaining": stats.active(),
+                "deadline_in_s": self.drain_deadline_in_s(Instant::now()),
+            });
+        }
+        status
+    }
+}
