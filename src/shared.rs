@@ -1,8 +1,8 @@
 //! What every worker of the process shares: the configuration, the counters
 //! and the process-wide sequences. Everything mutable here is atomic.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::obs::metrics::Stats;
@@ -20,6 +20,16 @@ pub struct Shared {
     draining: AtomicBool,
     /// Milliseconds after `started` when the drain deadline falls.
     drain_deadline_ms: AtomicU64,
+    wakeups: Wakeups,
+    finished_workers: AtomicUsize,
+}
+
+/// How the threads wake each other: one waker per worker loop, and one for
+/// the supervisor (the main thread).
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    pub workers: Vec<mio::Waker>,
+    pub supervisor: Option<mio::Waker>,
 }
 
 impl Shared {
@@ -34,7 +44,33 @@ impl Shared {
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
+            wakeups: Wakeups::default(),
+            finished_workers: AtomicUsize::new(0),
         }
+    }
+
+    pub fn with_wakeups(mut self, wakeups: Wakeups) -> Shared {
+        self.wakeups = wakeups;
+        self
+    }
+
+    /// Wakes every worker loop, so each sees a change of process state.
+    pub fn wake_workers(&self) {
+        for waker in &self.wakeups.workers {
+            let _ = waker.wake();
+        }
+    }
+
+    /// A worker has finished; the supervisor counts and reaps it.
+    pub fn worker_finished(&self) {
+        self.finished_workers.fetch_add(1, Ordering::AcqRel);
+        if let Some(waker) = &self.wakeups.supervisor {
+            let _ = waker.wake();
+        }
+    }
+
+    pub fn finished_workers(&self) -> usize {
+        self.finished_workers.load(Ordering::Acquire)
     }
 
     /// The next notification id: one increasing sequence per instance.
@@ -43,13 +79,18 @@ impl Shared {
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.load(Ordering::Acquire)
     }
 
     pub fn start_drain(&self, deadline: Instant) {
         let ms = deadline.saturating_duration_since(self.started).as_millis() as u64;
-        self.drain_deadline_ms.store(ms, Ordering::Relaxed);
-        self.draining.store(true, Ordering::Relaxed);
+        self.drain_deadline_ms.store(ms, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+        self.wake_workers();
+    }
+
+    pub fn drain_deadline(&self) -> Instant {
+        self.started + Duration::from_millis(self.drain_deadline_ms.load(Ordering::Acquire))
     }
 
     /// Whole seconds left before the drain deadline, rounded up.

@@ -2,5 +2,6 @@
 //! the client registry.
 
 pub mod hub;
+pub mod lifecycle;
 pub mod protocol;
 pub mod routes;

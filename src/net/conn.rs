@@ -32,14 +32,27 @@ pub struct Conn {
 pub enum Phase {
     Http(Box<HttpState>),
     Ws(WsState),
-    /// Our last bytes are queued; afterwards the write side is shut and the
-    /// read side drained until the peer closes or `until` passes. Closing
-    /// only after the peer's FIN keeps a reset from destroying the Close
-    /// frame or error response before the peer has read it.
+    /// Our last bytes are queued; what happens once they are written
+    /// depends on `mode`. `until` bounds the whole thing.
     Closing {
         until: u64,
         write_shut: bool,
+        mode: CloseMode,
     },
+}
+
+#[derive(Debug)]
+pub enum CloseMode {
+    /// Shut the write side, then discard input until the peer closes.
+    /// Closing only after the peer's FIN keeps a reset from destroying the
+    /// Close frame or error response before the peer has read it.
+    Linger,
+    /// We sent a Close: wait for the peer's Close (RFC 6455 7.1.1), then end
+    /// the connection.
+    AwaitClose(Receiver),
+    /// Nothing more is expected from the peer: end the connection as soon
+    /// as the queue is written.
+    AfterFlush,
 }
 
 #[derive(Debug)]

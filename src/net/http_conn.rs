@@ -1,7 +1,7 @@
 //! The HTTP phase of a connection: reading request heads and bodies,
 //! answering through the routes, and switching to WebSocket.
 
-use super::conn::{Phase, WsState};
+use super::conn::{CloseMode, Phase, WsState};
 use super::worker::Worker;
 use super::write_queue::Chunk;
 use crate::app::routes::{self, Endpoint, Route};
@@ -139,7 +139,7 @@ impl Worker {
         );
         self.send(key, Chunk::Owned(response.encode(request.method == "HEAD")));
         if closing {
-            self.start_closing(key);
+            self.start_closing(key, CloseMode::Linger);
         }
     }
 
@@ -158,7 +158,7 @@ impl Worker {
         }
         let response = Response::error(status, message).closing();
         self.send(key, Chunk::Owned(response.encode(false)));
-        self.start_closing(key);
+        self.start_closing(key, CloseMode::Linger);
     }
 
     pub(super) fn on_http_deadline(&mut self, key: usize) {

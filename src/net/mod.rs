@@ -1,10 +1,14 @@
 //! The I/O shell: mio event loops that move bytes between sockets and the
 //! protocol core.
 
+mod closing;
 pub mod conn;
+mod drain;
 mod fanout;
 mod http_conn;
 pub mod listen;
+pub mod signals;
+pub mod supervisor;
 pub mod timer_wheel;
 pub mod worker;
 pub mod write_queue;

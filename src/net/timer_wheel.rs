@@ -81,10 +81,6 @@ impl TimerWheel {
         (self.done + 1..=self.done + SLOTS as u64)
             .find(|t| !self.slots[(t % SLOTS as u64) as usize].is_empty())
     }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
 }
 
 #[cfg(test)]
@@ -109,7 +105,7 @@ mod tests {
         assert_eq!(fire(&mut w, 2), vec![]);
         assert_eq!(fire(&mut w, 3), vec![(2, 3)]);
         assert_eq!(fire(&mut w, 10), vec![(1, 5), (3, 5)]);
-        assert_eq!(w.len(), 0);
+        assert_eq!(w.len, 0);
         assert_eq!(w.next_tick(), None);
     }
 
@@ -130,7 +126,7 @@ mod tests {
         }
         let got = fire(&mut w, 100_000);
         assert_eq!(got.len(), 2000);
-        assert_eq!(w.len(), 0);
+        assert_eq!(w.len, 0);
     }
 
     #[test]
@@ -147,7 +143,7 @@ mod tests {
             w.schedule(k, 300);
         }
         assert_eq!(fire(&mut w, 299), vec![]);
-        assert_eq!(w.len(), 10_000);
+        assert_eq!(w.len, 10_000);
         assert_eq!(fire(&mut w, 300).len(), 10_000);
     }
 }

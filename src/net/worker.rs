@@ -9,19 +9,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::conn::{Conn, Phase, NOT_ARMED};
+use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
 use super::write_queue::Chunk;
 use crate::app::hub::Hub;
+use crate::app::lifecycle::Lifecycle;
 use crate::log;
 use crate::obs::metrics;
 use crate::rand::Rng;
 use crate::shared::Shared;
 
 const LISTENER: Token = Token(usize::MAX);
+/// Woken by other threads: the drain started, or (later) mail arrived.
+const WAKER: Token = Token(usize::MAX - 1);
 /// Reads per readiness event before other connections get their turn.
 const READS_PER_EVENT: usize = 4;
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -56,6 +59,9 @@ pub struct Worker {
     again: Vec<usize>,
     next_periodic: Option<Instant>,
     periodic_count: u64,
+    pub lifecycle: Lifecycle,
+    /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
+    pub clients: usize,
     pub rng: Rng,
     /// Timeouts in ticks, from the configuration.
     pub header_ticks: u64,
@@ -65,8 +71,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: usize, shared: Arc<Shared>, mut listener: TcpListener) -> io::Result<Worker> {
-        let poll = Poll::new()?;
+    /// The waker other threads use to interrupt this worker's `poll`.
+    pub fn waker(poll: &Poll) -> io::Result<Waker> {
+        Waker::new(poll.registry(), WAKER)
+    }
+
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        mut listener: TcpListener,
+        poll: Poll,
+    ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let config = &shared.config;
@@ -83,6 +98,7 @@ impl Worker {
             idle_ticks: config.idle_timeout.map(ticks),
             ping_ticks: config.ping_interval.map(ticks),
             linger_ticks: ticks(CLOSE_LINGER),
+            lifecycle: Lifecycle::new(config.drain_timeout, CLOSE_LINGER),
             shared,
             poll,
             listener,
@@ -97,6 +113,7 @@ impl Worker {
             again: Vec::new(),
             next_periodic,
             periodic_count: 0,
+            clients: 0,
             rng: Rng::from_os(),
         })
     }
@@ -125,6 +142,7 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    WAKER => {}
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
@@ -142,7 +160,7 @@ impl Worker {
                 self.accept_paused_until = None;
                 self.accept(now);
             }
-            if self.next_periodic.is_some_and(|at| now >= at) {
+            if self.lifecycle.is_running() && self.next_periodic.is_some_and(|at| now >= at) {
                 self.periodic(now);
             }
             self.wheel.advance(self.now, &mut due);
@@ -150,20 +168,26 @@ impl Worker {
                 self.on_wheel_entry(entry);
             }
             self.flush_dirty();
+            if self.update_lifecycle(now) {
+                self.flush_dirty();
+                return Ok(());
+            }
+            self.flush_dirty();
         }
     }
 
     /// Sleep until the nearest deadline: a timer tick, the periodic
-    /// notification, the end of an accept pause, or not at all when reads
-    /// are pending.
+    /// notification, a drain deadline, the end of an accept pause, or not at
+    /// all when reads are pending.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
         [
             self.wheel.next_tick().map(|t| self.instant_of(t)),
-            self.next_periodic,
+            self.next_periodic.filter(|_| self.lifecycle.is_running()),
             self.accept_paused_until,
+            self.lifecycle.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -235,7 +259,7 @@ impl Worker {
     /// Reads the socket once into the scratch buffer. `None` means the
     /// connection is gone (closed, failed, or removed here); `Some(0)` that
     /// there is nothing to read now.
-    pub fn read_once(&mut self, key: usize) -> Option<usize> {
+    pub(super) fn read_once(&mut self, key: usize) -> Option<usize> {
         use std::io::Read;
         let conn = self.conns.get_mut(key)?;
         loop {
@@ -268,48 +292,6 @@ impl Worker {
         READS_PER_EVENT
     }
 
-    fn on_peer_eof(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        match &mut conn.phase {
-            // A half-closed HTTP client still gets its queued answer.
-            Phase::Http(_) | Phase::Closing { .. } if !conn.out.is_empty() => {
-                conn.phase = Phase::Closing {
-                    until: self.now + self.linger_ticks,
-                    write_shut: false,
-                };
-                self.peer_gone_after_flush(key);
-            }
-            Phase::Ws(_) => self.close(key, "connection closed by peer without a close frame"),
-            _ => self.close(key, "connection closed by peer"),
-        }
-    }
-
-    /// The peer has finished sending: the connection ends as soon as its
-    /// queue is written. Marked by an expired linger deadline of zero.
-    fn peer_gone_after_flush(&mut self, key: usize) {
-        if let Some(Conn {
-            phase: Phase::Closing { until, .. },
-            ..
-        }) = self.conns.get_mut(key)
-        {
-            *until = 0;
-        }
-        self.mark_dirty(key);
-    }
-
-    /// Discards what a closing peer still sends until it closes.
-    fn read_closing(&mut self, key: usize) {
-        for _ in 0..READS_PER_EVENT {
-            match self.read_once(key) {
-                None | Some(0) => return,
-                Some(_) => {}
-            }
-        }
-        self.read_later(key);
-    }
-
     /// Queues bytes for a connection; they are written when the loop turn
     /// ends, together with anything else queued meanwhile.
     pub fn send(&mut self, key: usize, chunk: Chunk) {
@@ -322,7 +304,7 @@ impl Worker {
         }
     }
 
-    fn mark_dirty(&mut self, key: usize) {
+    pub(super) fn mark_dirty(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.dirty {
                 conn.dirty = true;
@@ -354,8 +336,11 @@ impl Worker {
             }
         }
         if conn.out.is_empty() {
-            if let Phase::Closing { until, write_shut } = &mut conn.phase {
-                if *until == 0 {
+            if let Phase::Closing {
+                write_shut, mode, ..
+            } = &mut conn.phase
+            {
+                if matches!(mode, CloseMode::AfterFlush) {
                     self.close(key, "closed");
                     return;
                 }
@@ -393,20 +378,6 @@ impl Worker {
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         log!(Trace, "connection closed", peer = conn.peer, reason = why);
-    }
-
-    /// Puts a connection into its closing phase: queued bytes go out, then
-    /// the write side is shut and the peer gets a moment to close its side.
-    pub fn start_closing(&mut self, key: usize) {
-        let until = self.now + self.linger_ticks;
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.phase = Phase::Closing {
-                until,
-                write_shut: false,
-            };
-            self.mark_dirty(key);
-            self.arm(key);
-        }
     }
 
     /// The tick at which this connection next needs attention.

@@ -1,7 +1,7 @@
 //! The WebSocket phase of a connection: frames in, messages dispatched,
 //! control frames answered, and the close handshake.
 
-use super::conn::Phase;
+use super::conn::{CloseMode, Phase};
 use super::worker::Worker;
 use super::write_queue::Chunk;
 use crate::app::hub;
@@ -11,7 +11,7 @@ use crate::log;
 use crate::obs::metrics;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::{encode_close, encode_frame, Opcode};
-use crate::proto::message::Message;
+use crate::proto::message::{Message, Receiver};
 
 impl Worker {
     pub(super) fn read_ws(&mut self, key: usize) {
@@ -52,7 +52,9 @@ impl Worker {
                         client = self.client_label(key),
                         code = code.0
                     );
-                    self.close_ws(key, code, code.reason());
+                    self.send(key, Chunk::Owned(encode_close(code, code.reason())));
+                    self.leave_ws(key, code.reason());
+                    self.start_closing(key, CloseMode::Linger);
                     return;
                 }
             }
@@ -93,7 +95,7 @@ impl Worker {
                 };
                 self.send(key, Chunk::Owned(reply));
                 self.leave_ws(key, "client closed");
-                self.start_closing(key);
+                self.start_closing(key, CloseMode::AfterFlush);
             }
         }
     }
@@ -115,6 +117,7 @@ impl Worker {
             return;
         };
         self.shared.stats.connection_opened(self.id);
+        self.clients += 1;
         if ws.endpoint == Endpoint::Echo {
             log!(
                 Debug,
@@ -140,27 +143,33 @@ impl Worker {
     }
 
     /// Takes a connection out of the WebSocket phase: it no longer counts as
-    /// a client and gets no more messages.
-    pub(super) fn leave_ws(&mut self, key: usize, why: &str) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        let Phase::Ws(ws) = &conn.phase else {
-            return;
-        };
-        let (endpoint, seq, peer) = (ws.endpoint, ws.seq, conn.peer);
+    /// a client and gets no more messages. Returns its receiver, for a close
+    /// that still awaits the peer's Close.
+    pub(super) fn leave_ws(&mut self, key: usize, why: &str) -> Option<Receiver> {
         let label = self.client_label(key);
-        if endpoint == Endpoint::Notify {
-            self.hub.leave(seq);
+        let until = self.now + self.linger_ticks;
+        let conn = self.conns.get_mut(key)?;
+        if !conn.is_ws() {
+            return None;
+        }
+        let left = std::mem::replace(
+            &mut conn.phase,
+            Phase::Closing {
+                until,
+                write_shut: false,
+                mode: CloseMode::Linger,
+            },
+        );
+        let Phase::Ws(ws) = left else {
+            return None;
+        };
+        let peer = conn.peer;
+        if ws.endpoint == Endpoint::Notify {
+            self.hub.leave(ws.seq);
         }
         self.shared.stats.connection_closed(self.id);
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.phase = Phase::Closing {
-                until: self.now + self.linger_ticks,
-                write_shut: false,
-            };
-        }
-        if endpoint == Endpoint::Notify {
+        self.clients -= 1;
+        if ws.endpoint == Endpoint::Notify {
             log!(
                 Info,
                 "client disconnected",
@@ -172,13 +181,16 @@ impl Worker {
         } else {
             log!(Debug, "echo client disconnected", peer = peer, reason = why);
         }
+        Some(ws.rx)
     }
 
-    /// Sends a Close frame with `code` and lets the connection close.
+    /// Starts a close of our own: queued messages first, then a Close frame
+    /// with `code`, then the peer's Close is awaited (for a bounded time).
     pub(super) fn close_ws(&mut self, key: usize, code: CloseCode, reason: &str) {
         self.send(key, Chunk::Owned(encode_close(code, reason)));
-        self.leave_ws(key, reason);
-        self.start_closing(key);
+        if let Some(rx) = self.leave_ws(key, reason) {
+            self.start_closing(key, CloseMode::AwaitClose(rx));
+        }
     }
 
     pub(super) fn on_ws_deadline(&mut self, key: usize) {
@@ -217,8 +229,9 @@ impl Worker {
                 "slow consumer",
             )));
         }
-        self.leave_ws(key, "slow consumer");
-        self.start_closing(key);
+        if let Some(rx) = self.leave_ws(key, "slow consumer") {
+            self.start_closing(key, CloseMode::AwaitClose(rx));
+        }
     }
 
     /// The client id for logs, or the peer address for echo connections.

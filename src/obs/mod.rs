@@ -3,3 +3,4 @@
 pub mod clock;
 pub mod log;
 pub mod metrics;
+pub mod sd_notify;

@@ -1,7 +1,7 @@
 //! Shared by the integration tests: start the real binary on a free port and
 //! talk to it over TCP. Every server started here is killed when its handle
 //! drops, even when the test fails.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,72 @@
+//! The end of a connection: last bytes out, the peer's side of the close,
+//! and a bounded wait so no peer can hold a socket open.
+
+use super::conn::{CloseMode, Phase};
+use super::worker::Worker;
+use crate::proto::message::Message;
+
+impl Worker {
+    /// Puts a connection into its closing phase: queued bytes go out, then
+    /// `mode` decides what is still awaited from the peer.
+    pub(super) fn start_closing(&mut self, key: usize, mode: CloseMode) {
+        let until = self.now + self.linger_ticks;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.phase = Phase::Closing {
+                until,
+                write_shut: false,
+                mode,
+            };
+            self.mark_dirty(key);
+            self.arm(key);
+        }
+    }
+
+    /// Reads what a closing peer still sends: its Close when we await one,
+    /// otherwise nothing that matters until it closes.
+    pub(super) fn read_closing(&mut self, key: usize) {
+        for _ in 0..Worker::reads_per_event() {
+            let n = match self.read_once(key) {
+                None | Some(0) => return,
+                Some(n) => n,
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if let Phase::Closing {
+                mode: mode @ CloseMode::AwaitClose(_),
+                ..
+            } = &mut conn.phase
+            {
+                let CloseMode::AwaitClose(rx) = mode else {
+                    return;
+                };
+                let mut input = &self.scratch[..n];
+                while !input.is_empty() {
+                    let (used, result) = rx.feed(input);
+                    input = &input[used..];
+                    if matches!(result, Ok(Some(Message::Close(_))) | Err(_)) {
+                        *mode = CloseMode::AfterFlush;
+                        self.mark_dirty(key);
+                        return;
+                    }
+                }
+            }
+        }
+        self.read_later(key);
+    }
+
+    /// The peer will send nothing more. An HTTP client that half-closed
+    /// after its request still gets the queued answer.
+    pub(super) fn on_peer_eof(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Http(_) | Phase::Closing { .. } if !conn.out.is_empty() => {
+                self.start_closing(key, CloseMode::AfterFlush);
+            }
+            Phase::Ws(_) => self.close(key, "connection closed by peer without a close frame"),
+            _ => self.close(key, "connection closed by peer"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! A worker's part of the drain: it tells its clients, keeps serving them,
+//! closes the rest with 1001 at the deadline, and stops when none are left.
+
+use std::time::{Duration, Instant};
+
+use super::conn::Phase;
+use super::worker::Worker;
+use crate::app::lifecycle::{Phase as LifePhase, Step};
+use crate::app::protocol;
+use crate::log;
+use crate::proto::close::CloseCode;
+
+/// Reconnect delays are spread over at most this long, and at least this
+/// short a window, whatever the drain timeout.
+const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+const MIN_RECONNECT_SPREAD: Duration = Duration::from_secs(1);
+
+impl Worker {
+    /// Moves the lifecycle on; returns true once the worker may stop.
+    pub(super) fn update_lifecycle(&mut self, now: Instant) -> bool {
+        if self.lifecycle.is_running() && self.shared.is_draining() {
+            let step = self
+                .lifecycle
+                .begin_drain(now, self.shared.drain_deadline(), self.clients);
+            self.apply(step, now);
+        }
+        let open = match self.lifecycle.phase() {
+            // While closing, every connection still finishing its close counts.
+            LifePhase::Closing { .. } => self
+                .conns
+                .iter()
+                .filter(|(_, c)| !matches!(c.phase, Phase::Http(_)))
+                .count(),
+            _ => self.clients,
+        };
+        let step = self.lifecycle.update(now, open);
+        self.apply(step, now);
+        self.lifecycle.phase() == LifePhase::Done
+    }
+
+    fn apply(&mut self, step: Step, now: Instant) {
+        match step {
+            Step::Nothing => {}
+            Step::NotifyClients => self.notify_shutdown(now),
+            Step::NotifyAndClose => {
+                self.notify_shutdown(now);
+                self.close_all_clients();
+            }
+            Step::CloseClients => {
+                log!(
+                    Warn,
+                    "drain deadline reached; closing remaining clients with 1001",
+                    closed = self.clients,
+                    worker = self.id
+                );
+                self.close_all_clients();
+            }
+            Step::Finish => log!(Debug, "worker finished", worker = self.id),
+        }
+    }
+
+    fn notify_shutdown(&mut self, now: Instant) {
+        let deadline = self.shared.drain_deadline();
+        let timeout_s = deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        let spread = self
+            .shared
+            .config
+            .drain_timeout
+            .clamp(MIN_RECONNECT_SPREAD, MAX_RECONNECT_SPREAD)
+            .as_millis() as u64;
+        let recipients: Vec<usize> = self.hub.slots().collect();
+        for key in recipients {
+            let delay = self.rng.below(spread);
+            self.send_json(key, &protocol::shutdown_notice(timeout_s, delay));
+        }
+    }
+
+    fn close_all_clients(&mut self) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_ws())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.close_ws(key, CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+}

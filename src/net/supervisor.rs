@@ -1,0 +1,199 @@
+//! The main thread: binds the listeners, starts the workers, and then waits
+//! on signals, drain progress and the workers' completion.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::signals::{self, Meaning, SignalCount};
+use super::worker::{Worker, CLOSE_LINGER};
+use crate::config::{Config, LogLevel};
+use crate::log;
+use crate::obs::sd_notify::Notifier;
+use crate::shared::{Shared, Wakeups};
+
+const SIGNALS: Token = Token(0);
+const WORKER_DONE: Token = Token(1);
+
+/// How the process ends when every worker has finished.
+pub enum Outcome {
+    Clean,
+    Failed(String),
+}
+
+pub fn run(config: Config) -> Result<Outcome, String> {
+    let workers = config.workers;
+    let mut addr = SocketAddr::new(config.host, config.port);
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let listener = super::listen::bind(addr, workers > 1)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        // With --port 0 the first bind picks the port; the others join it.
+        addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        listeners.push(listener);
+    }
+    if config.redis.is_some() {
+        log!(
+            Warn,
+            "Redis fanout is not available in this build yet; running as a single instance"
+        );
+    }
+
+    let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    let mut signal_source =
+        signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    poll.registry()
+        .register(&mut signal_source, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let supervisor = Waker::new(poll.registry(), WORKER_DONE)
+        .map_err(|e| format!("cannot create a waker: {e}"))?;
+    let mut worker_polls = Vec::with_capacity(workers);
+    let mut wakers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let worker_poll = Poll::new().map_err(|e| format!("cannot create an event loop: {e}"))?;
+        wakers
+            .push(Worker::waker(&worker_poll).map_err(|e| format!("cannot create a waker: {e}"))?);
+        worker_polls.push(worker_poll);
+    }
+    let force_at = config.force_signals;
+    let drain_timeout = config.drain_timeout;
+    let log_interval = config.drain_log_interval;
+    let shared = Arc::new(Shared::new(config).with_wakeups(Wakeups {
+        workers: wakers,
+        supervisor: Some(supervisor),
+    }));
+
+    let mut handles: Vec<JoinHandle<std::io::Result<()>>> = Vec::with_capacity(workers);
+    for (id, (listener, worker_poll)) in listeners.into_iter().zip(worker_polls).enumerate() {
+        let worker = Worker::new(id, Arc::clone(&shared), listener, worker_poll)
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        let done = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                let result = worker.run();
+                done.worker_finished();
+                result
+            })
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        handles.push(handle);
+    }
+    crate::obs::log::emit(
+        LogLevel::Info,
+        &format!("listening on http://{addr}"),
+        &[
+            ("workers", &workers),
+            ("instance", &shared.instance),
+            ("pid", &std::process::id()),
+        ],
+    );
+    let notifier = Notifier::from_env();
+    notifier.send(&format!(
+        "READY=1\nSTATUS=serving on {addr}\nMAINPID={}",
+        std::process::id()
+    ));
+
+    let mut count = SignalCount::new(force_at);
+    let mut next_progress: Option<Instant> = None;
+    let mut events = Events::with_capacity(8);
+    while shared.finished_workers() < workers {
+        let timeout = next_progress.map(|at| at.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("event loop failed: {e}"));
+            }
+        }
+        for event in events.iter() {
+            if event.token() != SIGNALS {
+                continue;
+            }
+            for signal in signal_source.pending() {
+                let name = signals::name(signal);
+                let active = shared.stats.active();
+                match count.record() {
+                    Meaning::Drain => {
+                        let now = Instant::now();
+                        shared.start_drain(now + drain_timeout);
+                        log!(
+                            Warn,
+                            format!("received {name} (1/{force_at}): draining; new clients are refused, connected ones are served until they leave"),
+                            connections = active,
+                            deadline_in_s = drain_timeout.as_secs(),
+                            force = format!("send {} more to force an immediate exit", force_at - 1)
+                        );
+                        report_progress(&shared, &notifier);
+                        next_progress = Some(now + log_interval);
+                    }
+                    Meaning::Counted { count, force_at } => {
+                        let left = force_at - count;
+                        log!(
+                            Warn,
+                            format!("received {name} ({count}/{force_at}): still draining; {left} more forces an immediate exit"),
+                            connections = active
+                        );
+                    }
+                    Meaning::Force { count } => {
+                        log!(
+                            Error,
+                            format!("received {name} ({count}/{force_at}): forcing exit now"),
+                            connections = active
+                        );
+                        std::process::exit(130);
+                    }
+                }
+            }
+        }
+        if let Some(at) = next_progress {
+            let now = Instant::now();
+            if now >= at && shared.finished_workers() < workers {
+                report_progress(&shared, &notifier);
+                next_progress = Some(now + log_interval);
+            }
+        }
+    }
+
+    let mut failure = None;
+    for (id, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(format!("worker {id} failed: {e}")),
+            Err(_) => failure = Some(format!("worker {id} panicked")),
+        }
+    }
+    Ok(match failure {
+        Some(message) => Outcome::Failed(message),
+        None => {
+            log!(
+                Info,
+                "drain complete; exiting",
+                uptime_s = shared.uptime_s() as u64
+            );
+            Outcome::Clean
+        }
+    })
+}
+
+/// A progress line, and the same news for systemd: the status text and
+/// more time, so a stop timeout shorter than the drain does not cut it.
+fn report_progress(shared: &Shared, notifier: &Notifier) {
+    let remaining = shared.stats.active();
+    let deadline_in_s = shared.drain_deadline_in_s(Instant::now());
+    log!(
+        Info,
+        "draining",
+        remaining = remaining,
+        deadline_in_s = deadline_in_s
+    );
+    if notifier.enabled() {
+        let extend = Duration::from_secs(deadline_in_s) + CLOSE_LINGER + Duration::from_secs(5);
+        notifier.send(&format!(
+            "STOPPING=1\nSTATUS=draining {remaining} connections, deadline in {deadline_in_s} s\nEXTEND_TIMEOUT_USEC={}",
+            extend.as_micros()
+        ));
+    }
+}
