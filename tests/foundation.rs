@@ -69,3 +69,100 @@ fn client_close_is_echoed_then_tcp_closed() {
         .unwrap();
     assert_eq!(expect_close(&mut stream), Some(4000));
 }
+
+#[test]
+fn bad_options_exit_2_naming_the_option_or_variable() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wsnotify"));
+        command.args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run wsnotify")
+    };
+    let out = run(&["--port", "abc"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--port"), "{stderr}");
+    let out = run(&[], &[("WSNOTIFY_DRAIN_TIMEOUT", "soon")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WSNOTIFY_DRAIN_TIMEOUT"));
+    let out = run(&["--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["--version"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("wsnotify "));
+    let out = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WSNOTIFY_DRAIN_TIMEOUT"));
+}
+
+#[test]
+fn a_taken_port_exits_1() {
+    let server = Server::start(&[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsnotify"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.addr.port().to_string(),
+        ])
+        .output()
+        .expect("run wsnotify");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+#[test]
+fn listening_line_is_printed_even_at_error_level_and_in_json() {
+    let server = Server::start(&["--log-level", "error", "--log-format", "json"]);
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .expect("listening line");
+    let json: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert!(json["ts"].is_string() && json["level"].is_string());
+    assert_eq!(json["msg"], format!("listening on http://{}", server.addr));
+}
+
+#[test]
+fn ipv6_listening_line_uses_brackets() {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wsnotify"));
+    command
+        .args(["--host", "::1", "--port", "0"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    if line.contains("cannot listen") {
+        eprintln!("no IPv6 loopback here: {line}");
+        return;
+    }
+    assert!(line.contains("listening on http://[::1]:"), "{line}");
+}
+
+#[test]
+fn json_connect_lines_carry_client_and_peer() {
+    let server = Server::start(&["--log-format", "json", "--notify-interval", "0"]);
+    let mut client = connect(&server, "/ws");
+    let id = next_json(&mut client)["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(server.wait_for_log("client connected", std::time::Duration::from_secs(5)));
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("client connected"))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["client"], id);
+    assert!(json["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+}

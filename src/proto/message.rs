@@ -157,7 +157,9 @@ impl Receiver {
                 if total > self.max_message as u64 {
                     return Err(CloseCode::MESSAGE_TOO_BIG);
                 }
-                self.message.reserve(header.payload_len as usize);
+                // Nothing is reserved for the announced length: a peer could
+                // announce a large frame and send nothing, so memory grows
+                // only with the bytes that really arrive.
                 Ok(())
             }
             Opcode::Close | Opcode::Ping | Opcode::Pong => {

