@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::net::mailbox::{Mail, Mailbox};
 use crate::obs::metrics::Stats;
 use crate::rand::Rng;
 
@@ -21,7 +22,10 @@ pub struct Shared {
     /// Milliseconds after `started` when the drain deadline falls.
     drain_deadline_ms: AtomicU64,
     wakeups: Wakeups,
+    mailboxes: Vec<Mailbox>,
     finished_workers: AtomicUsize,
+    /// `/ws` clients of the whole process (echo connections excluded).
+    notify_clients: AtomicU64,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -45,7 +49,9 @@ impl Shared {
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
             wakeups: Wakeups::default(),
+            mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
             finished_workers: AtomicUsize::new(0),
+            notify_clients: AtomicU64::new(0),
         }
     }
 
@@ -59,6 +65,37 @@ impl Shared {
         for waker in &self.wakeups.workers {
             let _ = waker.wake();
         }
+    }
+
+    /// Sends mail to a worker and wakes it if it was not already due to
+    /// look.
+    pub fn post(&self, worker: usize, mail: Mail) {
+        let Some(mailbox) = self.mailboxes.get(worker) else {
+            return;
+        };
+        if mailbox.post(mail) {
+            if let Some(waker) = self.wakeups.workers.get(worker) {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    pub fn take_mail(&self, worker: usize, into: &mut Vec<Mail>) {
+        if let Some(mailbox) = self.mailboxes.get(worker) {
+            mailbox.take(into);
+        }
+    }
+
+    pub fn notify_client_joined(&self) {
+        self.notify_clients.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn notify_client_left(&self) {
+        self.notify_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn notify_clients(&self) -> u64 {
+        self.notify_clients.load(Ordering::Relaxed)
     }
 
     /// A worker has finished; the supervisor counts and reaps it.

@@ -60,6 +60,9 @@ pub struct HttpState {
     pub buf: Vec<u8>,
     /// A request whose head is complete, waiting for this many body bytes.
     pub awaiting_body: Option<(Request, usize)>,
+    /// A request whose answer waits for another worker, by ticket: no other
+    /// request is read until it is answered.
+    pub parked: Option<(u64, Request)>,
     /// The tick by which the next request head (or pending body) must be in.
     pub deadline: u64,
     pub served: u32,
@@ -83,6 +86,7 @@ impl Conn {
             phase: Phase::Http(Box::new(HttpState {
                 buf: Vec::new(),
                 awaiting_body: None,
+                parked: None,
                 deadline,
                 served: 0,
             })),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::conn::Phase;
+use super::mailbox::{Mail, Report};
 use super::worker::Worker;
 use super::write_queue::Chunk;
 use crate::app::hub;
@@ -14,7 +15,7 @@ use crate::app::routes::{Endpoint, Publish};
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
-use crate::proto::http::{Response, Status};
+use crate::proto::http::{Request, Response, Status};
 
 impl Worker {
     /// Queues one data frame (counted in `messages_sent`).
@@ -30,25 +31,98 @@ impl Worker {
         );
     }
 
-    /// Sends `json` to every `/ws` client of this worker and returns how many
-    /// it was queued to.
+    /// Sends `json` to every `/ws` client of the process: encoded once,
+    /// queued here, and the same bytes mailed to every other worker. Returns
+    /// how many clients of the process it goes to.
     pub(super) fn broadcast(&mut self, json: &str) -> usize {
         let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        for worker in (0..self.shared.config.workers).filter(|w| *w != self.id) {
+            self.shared
+                .post(worker, Mail::Broadcast(Arc::clone(&frame)));
+        }
+        let local = self.broadcast_local(&frame);
+        (self.shared.notify_clients() as usize).max(local)
+    }
+
+    pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>) -> usize {
         let recipients: Vec<usize> = self.hub.slots().collect();
         for &key in &recipients {
-            self.send(key, Chunk::Shared(Arc::clone(&frame)));
+            self.send(key, Chunk::Shared(Arc::clone(frame)));
         }
         metrics::add(&self.shared.stats.messages_sent, recipients.len() as u64);
         recipients.len()
     }
 
-    /// The connection slot of a client of this worker, by id.
-    fn find_client(&self, id: &str) -> Option<usize> {
+    /// Where a client id lives, if it names a client of this instance.
+    fn locate(&self, id: &str) -> Option<Location> {
         let client = hub::parse_id(id)?;
-        if client.instance != self.shared.instance || client.worker != self.id {
+        if client.instance != self.shared.instance || client.worker >= self.shared.config.workers {
             return None;
         }
-        self.hub.slot(client.seq)
+        if client.worker != self.id {
+            return Some(Location::Worker(client.worker, client.seq));
+        }
+        self.hub.slot(client.seq).map(Location::Here)
+    }
+
+    /// Carries out mail from other workers.
+    pub(super) fn read_mail(&mut self) {
+        let mut mail = std::mem::take(&mut self.mail);
+        self.shared.take_mail(self.id, &mut mail);
+        for item in mail.drain(..) {
+            match item {
+                Mail::Broadcast(frame) => {
+                    self.broadcast_local(&frame);
+                }
+                Mail::Deliver { seq, frame, report } => {
+                    let target = self.hub.slot(seq);
+                    if let Some(key) = target {
+                        self.send_frame(key, Chunk::Shared(frame));
+                    }
+                    match report {
+                        Report::Nothing => {}
+                        Report::SenderOnMiss { worker, seq, error } if target.is_none() => {
+                            let report = Report::Nothing;
+                            self.shared.post(
+                                worker,
+                                Mail::Deliver {
+                                    seq,
+                                    frame: error,
+                                    report,
+                                },
+                            );
+                        }
+                        Report::SenderOnMiss { .. } => {}
+                        Report::Publisher {
+                            worker,
+                            conn,
+                            ticket,
+                            id,
+                        } => {
+                            let found = target.is_some();
+                            self.shared.post(
+                                worker,
+                                Mail::Delivered {
+                                    conn,
+                                    ticket,
+                                    found,
+                                    id,
+                                },
+                            );
+                        }
+                    }
+                }
+                Mail::Delivered {
+                    conn,
+                    ticket,
+                    found,
+                    id,
+                } => {
+                    self.finish_publish(conn, ticket, published(found, id));
+                }
+            }
+        }
+        self.mail = mail;
     }
 
     fn own_id(&self, key: usize) -> Option<String> {
@@ -70,10 +144,31 @@ impl Worker {
             Ok(ClientMessage::Chat(message)) => {
                 self.broadcast(&protocol::chat(&from, &message));
             }
-            Ok(ClientMessage::Direct { to, message }) => match self.find_client(&to) {
-                Some(target) => self.send_json(target, &protocol::direct(&from, &message)),
-                None => self.send_json(key, &protocol::error(&format!("unknown client \"{to}\""))),
-            },
+            Ok(ClientMessage::Direct { to, message }) => {
+                let unknown = || protocol::error(&format!("unknown client \"{to}\""));
+                match self.locate(&to) {
+                    Some(Location::Here(target)) => {
+                        self.send_json(target, &protocol::direct(&from, &message))
+                    }
+                    Some(Location::Worker(worker, seq)) => {
+                        let own_seq = hub::parse_id(&from).map_or(0, |c| c.seq);
+                        let frame = encode_frame(
+                            Opcode::Text,
+                            protocol::direct(&from, &message).as_bytes(),
+                        )
+                        .into();
+                        let error = encode_frame(Opcode::Text, unknown().as_bytes()).into();
+                        let report = Report::SenderOnMiss {
+                            worker: self.id,
+                            seq: own_seq,
+                            error,
+                        };
+                        self.shared
+                            .post(worker, Mail::Deliver { seq, frame, report });
+                    }
+                    None => self.send_json(key, &unknown()),
+                }
+            }
             Ok(ClientMessage::Ping) => self.send_json(key, &protocol::pong()),
             Ok(ClientMessage::StatusRequest) => {
                 self.send_json(key, &protocol::status(self.shared.status_json()));
@@ -104,18 +199,15 @@ impl Worker {
         }
     }
 
-    /// Carries out `POST /broadcast` and `POST /notify`.
-    pub(super) fn publish(&mut self, publish: Publish) -> Response {
+    /// Carries out `POST /broadcast` and `POST /notify` for the HTTP
+    /// connection `conn`. A personal message for another worker's client is
+    /// answered when that worker has looked (by mail).
+    pub(super) fn publish(&mut self, conn: usize, request: Request, publish: Publish) {
         let target = match &publish.client_id {
             None => None,
-            Some(id) => match self.find_client(id) {
-                Some(key) => Some(key),
-                None => {
-                    return Response::error(
-                        Status::NOT_FOUND,
-                        &format!("client \"{id}\" is not connected"),
-                    );
-                }
+            Some(id) => match self.locate(id) {
+                Some(location) => Some(location),
+                None => return self.respond(conn, &request, not_connected(id)),
             },
         };
         let mut notification = self.notification(
@@ -125,24 +217,37 @@ impl Worker {
             target.is_some(),
         );
         notification.data = publish.data;
+        let id = notification.id;
         let json = notification.to_json();
-        let recipients = match target {
-            Some(key) => {
-                self.send_json(key, &json);
-                1
+        match target {
+            None => {
+                let recipients = self.broadcast(&json);
+                log!(
+                    Info,
+                    "notification published",
+                    id = id,
+                    recipients = recipients
+                );
+                self.respond(conn, &request, sent(id, recipients));
             }
-            None => self.broadcast(&json),
-        };
-        log!(
-            Info,
-            "notification published",
-            id = notification.id,
-            recipients = recipients
-        );
-        Response::json(
-            Status::OK,
-            &json!({ "status": "sent", "id": notification.id, "recipients": recipients }),
-        )
+            Some(Location::Here(key)) => {
+                self.send_json(key, &json);
+                log!(Info, "personal notification published", id = id);
+                self.respond(conn, &request, sent(id, 1));
+            }
+            Some(Location::Worker(worker, seq)) => {
+                let ticket = self.park(conn, request);
+                let frame = encode_frame(Opcode::Text, json.as_bytes()).into();
+                let report = Report::Publisher {
+                    worker: self.id,
+                    conn,
+                    ticket,
+                    id,
+                };
+                self.shared
+                    .post(worker, Mail::Deliver { seq, frame, report });
+            }
+        }
     }
 
     pub(super) fn send_periodic(&mut self, count: u64) {
@@ -156,5 +261,34 @@ impl Worker {
             id = notification.id,
             recipients = recipients
         );
+    }
+}
+
+/// Where a client is: a slot of this worker, or another worker's client.
+enum Location {
+    Here(usize),
+    Worker(usize, u64),
+}
+
+fn sent(id: u64, recipients: usize) -> Response {
+    Response::json(
+        Status::OK,
+        &json!({ "status": "sent", "id": id, "recipients": recipients }),
+    )
+}
+
+fn not_connected(id: &str) -> Response {
+    Response::error(
+        Status::NOT_FOUND,
+        &format!("client \"{id}\" is not connected"),
+    )
+}
+
+/// The answer to a personal publish once the client's worker has looked.
+pub(super) fn published(found: bool, id: u64) -> Response {
+    if found {
+        sent(id, 1)
+    } else {
+        Response::error(Status::NOT_FOUND, "client is not connected")
     }
 }

@@ -52,6 +52,9 @@ impl Worker {
             let Phase::Http(http) = &mut conn.phase else {
                 return;
             };
+            if http.parked.is_some() {
+                return;
+            }
             if let Some((_, need)) = &http.awaiting_body {
                 if http.buf.len() < *need {
                     return;
@@ -106,14 +109,11 @@ impl Worker {
         match routes::route(&request, &body, peer, &self.shared) {
             Route::Respond(response) => self.respond(key, &request, response),
             Route::Upgrade { endpoint, accept } => self.upgrade(key, endpoint, &accept),
-            Route::Publish(publish) => {
-                let response = self.publish(publish);
-                self.respond(key, &request, response);
-            }
+            Route::Publish(publish) => self.publish(key, request, publish),
         }
     }
 
-    fn respond(&mut self, key: usize, request: &Request, mut response: Response) {
+    pub(super) fn respond(&mut self, key: usize, request: &Request, mut response: Response) {
         let header_ticks = self.header_ticks;
         let now = self.now;
         let Some(conn) = self.conns.get_mut(key) else {
@@ -143,6 +143,31 @@ impl Worker {
         }
     }
 
+    /// Holds a request until another worker's answer arrives; returns the
+    /// ticket that answer must carry.
+    pub(super) fn park(&mut self, key: usize, request: Request) -> u64 {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        if let Some(Phase::Http(http)) = self.conns.get_mut(key).map(|c| &mut c.phase) {
+            http.parked = Some((ticket, request));
+        }
+        ticket
+    }
+
+    /// Answers a parked request, then goes on with any pipelined ones.
+    pub(super) fn finish_publish(&mut self, key: usize, ticket: u64, response: Response) {
+        let Some(Phase::Http(http)) = self.conns.get_mut(key).map(|c| &mut c.phase) else {
+            return;
+        };
+        match http.parked.take() {
+            Some((parked, request)) if parked == ticket => {
+                self.respond(key, &request, response);
+                self.process_http(key);
+            }
+            other => http.parked = other,
+        }
+    }
+
     fn http_error(&mut self, key: usize, status: Status) {
         let message = match status.0 {
             400 => "bad request",
@@ -169,6 +194,13 @@ impl Worker {
             return;
         };
         if http.deadline > self.now {
+            return;
+        }
+        // The worker that should have answered has stopped: it had no
+        // clients left, so the client asked for is not connected.
+        if let Some((ticket, _)) = &http.parked {
+            let ticket = *ticket;
+            self.finish_publish(key, ticket, super::fanout::published(false, 0));
             return;
         }
         // A keep-alive connection that simply stays quiet is closed without

@@ -7,6 +7,7 @@ mod drain;
 mod fanout;
 mod http_conn;
 pub mod listen;
+pub mod mailbox;
 pub mod signals;
 pub mod supervisor;
 pub mod timer_wheel;

@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
+use super::mailbox::Mail;
 use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
 use super::write_queue::Chunk;
 use crate::app::hub::Hub;
@@ -60,6 +61,10 @@ pub struct Worker {
     next_periodic: Option<Instant>,
     periodic_count: u64,
     pub lifecycle: Lifecycle,
+    /// Mail taken from this worker's mailbox (kept to reuse its allocation).
+    pub mail: Vec<Mail>,
+    /// Numbers requests parked while another worker answers.
+    pub next_ticket: u64,
     /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
     pub clients: usize,
     pub rng: Rng,
@@ -114,6 +119,8 @@ impl Worker {
             next_periodic,
             periodic_count: 0,
             clients: 0,
+            mail: Vec::new(),
+            next_ticket: 0,
             rng: Rng::from_os(),
         })
     }
@@ -142,7 +149,7 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    WAKER => {}
+                    WAKER => self.read_mail(),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);

@@ -128,6 +128,7 @@ impl Worker {
             return;
         }
         let seq = self.hub.join(key);
+        self.shared.notify_client_joined();
         if let Some(Phase::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.phase) {
             ws.seq = seq;
         }
@@ -166,6 +167,7 @@ impl Worker {
         let peer = conn.peer;
         if ws.endpoint == Endpoint::Notify {
             self.hub.leave(ws.seq);
+            self.shared.notify_client_left();
         }
         self.shared.stats.connection_closed(self.id);
         self.clients -= 1;

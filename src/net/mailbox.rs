@@ -1,0 +1,92 @@
+//! What workers send each other: frames for their clients and the answers
+//! to cross-worker lookups. One queue per worker, woken with its `Waker`;
+//! frames travel as `Arc<[u8]>`, encoded once by the sender.
+
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub enum Mail {
+    /// A frame for every `/ws` client of the receiving worker.
+    Broadcast(Arc<[u8]>),
+    /// A frame for one client of the receiving worker, and whom to tell
+    /// whether it was there.
+    Deliver {
+        seq: u64,
+        frame: Arc<[u8]>,
+        report: Report,
+    },
+    /// The answer to a personal publish, for the HTTP connection `conn` of
+    /// the receiving worker that waits with `ticket`.
+    Delivered {
+        conn: usize,
+        ticket: u64,
+        found: bool,
+        id: u64,
+    },
+}
+
+#[derive(Debug)]
+pub enum Report {
+    /// Nobody waits for the outcome.
+    Nothing,
+    /// A direct message: if the target is gone, this error frame goes back to
+    /// the sender, client `seq` of `worker`.
+    SenderOnMiss {
+        worker: usize,
+        seq: u64,
+        error: Arc<[u8]>,
+    },
+    /// A personal publish: the outcome goes back to an HTTP connection.
+    Publisher {
+        worker: usize,
+        conn: usize,
+        ticket: u64,
+        id: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    queue: Mutex<Vec<Mail>>,
+}
+
+impl Mailbox {
+    /// Queues mail; returns true when the queue was empty, i.e. when the
+    /// receiver needs waking (it wakes once per batch, not per mail).
+    pub fn post(&self, mail: Mail) -> bool {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.push(mail);
+        queue.len() == 1
+    }
+
+    /// Takes everything queued, leaving `spare` (emptied) in its place so
+    /// the two vectors' allocations are reused.
+    pub fn take(&self, spare: &mut Vec<Mail>) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        spare.clear();
+        std::mem::swap(&mut *queue, spare);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakes_once_per_batch() {
+        let mailbox = Mailbox::default();
+        let frame: Arc<[u8]> = Arc::from(&b"x"[..]);
+        assert!(mailbox.post(Mail::Broadcast(Arc::clone(&frame))));
+        assert!(!mailbox.post(Mail::Broadcast(Arc::clone(&frame))));
+        let mut got = Vec::new();
+        mailbox.take(&mut got);
+        assert_eq!(got.len(), 2);
+        assert!(mailbox.post(Mail::Broadcast(frame)));
+    }
+}
