@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod healthcheck;
 pub mod net;
 pub mod obs;
 pub mod proto;

@@ -7,6 +7,10 @@ use wsnotify::net::supervisor::Outcome;
 use wsnotify::{log, net, obs};
 
 fn main() -> ExitCode {
+    // Before the options: the probe must not trip over the server's variables.
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return wsnotify::healthcheck::main(std::env::args().skip(2));
+    }
     let config = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {

@@ -26,6 +26,8 @@ pub struct Shared {
     finished_workers: AtomicUsize,
     /// `/ws` clients of the whole process (echo connections excluded).
     notify_clients: AtomicU64,
+    /// Redis connections (two per worker) that are up.
+    redis_ready: AtomicUsize,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -52,6 +54,7 @@ impl Shared {
             mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
             finished_workers: AtomicUsize::new(0),
             notify_clients: AtomicU64::new(0),
+            redis_ready: AtomicUsize::new(0),
         }
     }
 
@@ -92,6 +95,26 @@ impl Shared {
 
     pub fn notify_client_left(&self) {
         self.notify_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn redis_link_changed(&self, up: bool) {
+        if up {
+            self.redis_ready.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.redis_ready.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `disabled`, `connected` (every worker's two connections are up) or
+    /// `reconnecting`.
+    pub fn redis_state(&self) -> &'static str {
+        if self.config.redis.is_none() {
+            "disabled"
+        } else if self.redis_ready.load(Ordering::Relaxed) >= 2 * self.config.workers {
+            "connected"
+        } else {
+            "reconnecting"
+        }
     }
 
     pub fn notify_clients(&self) -> u64 {
@@ -157,7 +180,7 @@ impl Shared {
             "connections_total": crate::obs::metrics::get(&stats.connections_total),
             "messages_sent": crate::obs::metrics::get(&stats.messages_sent),
             "messages_received": crate::obs::metrics::get(&stats.messages_received),
-            "redis": if self.config.redis.is_some() { "reconnecting" } else { "disabled" },
+            "redis": self.redis_state(),
         });
         if self.is_draining() {
             status["drain"] = serde_json::json!({

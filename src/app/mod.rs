@@ -1,6 +1,7 @@
 //! What the server does, still without sockets: routes, the /ws messages and
 //! the client registry.
 
+pub mod envelope;
 pub mod hub;
 pub mod lifecycle;
 pub mod protocol;

@@ -56,7 +56,11 @@ impl Worker {
     /// Where a client id lives, if it names a client of this instance.
     fn locate(&self, id: &str) -> Option<Location> {
         let client = hub::parse_id(id)?;
-        if client.instance != self.shared.instance || client.worker >= self.shared.config.workers {
+        if client.instance != self.shared.instance {
+            // Another instance's client is reached through Redis, if at all.
+            return self.redis_enabled().then_some(Location::Elsewhere);
+        }
+        if client.worker >= self.shared.config.workers {
             return None;
         }
         if client.worker != self.id {
@@ -142,7 +146,9 @@ impl Worker {
         };
         match protocol::parse_client(&text) {
             Ok(ClientMessage::Chat(message)) => {
-                self.broadcast(&protocol::chat(&from, &message));
+                let json = protocol::chat(&from, &message);
+                self.broadcast(&json);
+                self.publish_remote(None, &json);
             }
             Ok(ClientMessage::Direct { to, message }) => {
                 let unknown = || protocol::error(&format!("unknown client \"{to}\""));
@@ -165,6 +171,9 @@ impl Worker {
                         };
                         self.shared
                             .post(worker, Mail::Deliver { seq, frame, report });
+                    }
+                    Some(Location::Elsewhere) => {
+                        self.publish_remote(Some(&to), &protocol::direct(&from, &message));
                     }
                     None => self.send_json(key, &unknown()),
                 }
@@ -210,6 +219,7 @@ impl Worker {
                 None => return self.respond(conn, &request, not_connected(id)),
             },
         };
+        let publish_to = publish.client_id.clone();
         let mut notification = self.notification(
             Source::Api,
             publish.message,
@@ -222,6 +232,7 @@ impl Worker {
         match target {
             None => {
                 let recipients = self.broadcast(&json);
+                self.publish_remote(None, &json);
                 log!(
                     Info,
                     "notification published",
@@ -234,6 +245,14 @@ impl Worker {
                 self.send_json(key, &json);
                 log!(Info, "personal notification published", id = id);
                 self.respond(conn, &request, sent(id, 1));
+            }
+            Some(Location::Elsewhere) => {
+                if let Some(to) = &publish_to {
+                    self.publish_remote(Some(to), &json);
+                }
+                log!(Info, "personal notification forwarded", id = id);
+                let body = json!({ "status": "forwarded", "id": id });
+                self.respond(conn, &request, Response::json(Status::ACCEPTED, &body));
             }
             Some(Location::Worker(worker, seq)) => {
                 let ticket = self.park(conn, request);
@@ -266,6 +285,8 @@ impl Worker {
 
 /// Where a client is: a slot of this worker, or another worker's client.
 enum Location {
+    /// A client of another instance: forwarded over Redis.
+    Elsewhere,
     Here(usize),
     Worker(usize, u64),
 }

@@ -8,6 +8,8 @@ mod fanout;
 mod http_conn;
 pub mod listen;
 pub mod mailbox;
+pub mod redis;
+mod remote;
 pub mod signals;
 pub mod supervisor;
 pub mod timer_wheel;

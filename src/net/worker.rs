@@ -14,6 +14,7 @@ use slab::Slab;
 
 use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::mailbox::Mail;
+use super::redis::{Event as RedisEvent, RedisLink};
 use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
 use super::write_queue::Chunk;
 use crate::app::hub::Hub;
@@ -24,8 +25,10 @@ use crate::rand::Rng;
 use crate::shared::Shared;
 
 const LISTENER: Token = Token(usize::MAX);
-/// Woken by other threads: the drain started, or (later) mail arrived.
+/// Woken by other threads: the drain started, or mail arrived.
 const WAKER: Token = Token(usize::MAX - 1);
+const REDIS_SUB: Token = Token(usize::MAX - 2);
+const REDIS_PUB: Token = Token(usize::MAX - 3);
 /// Reads per readiness event before other connections get their turn.
 const READS_PER_EVENT: usize = 4;
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -43,7 +46,7 @@ pub fn ticks(d: Duration) -> u64 {
 pub struct Worker {
     pub id: usize,
     pub shared: Arc<Shared>,
-    poll: Poll,
+    pub poll: Poll,
     listener: TcpListener,
     accept_paused_until: Option<Instant>,
     pub conns: Slab<Conn>,
@@ -65,6 +68,8 @@ pub struct Worker {
     pub mail: Vec<Mail>,
     /// Numbers requests parked while another worker answers.
     pub next_ticket: u64,
+    pub redis: Option<RedisLink>,
+    pub redis_events: Vec<RedisEvent>,
     /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
     pub clients: usize,
     pub rng: Rng,
@@ -97,6 +102,9 @@ impl Worker {
             Some(every) if id == 0 => Some(now + every),
             _ => None,
         };
+        let redis = config.redis.clone().map(|url| {
+            RedisLink::new(url, config.redis_channel.clone(), REDIS_SUB, REDIS_PUB, now)
+        });
         Ok(Worker {
             id,
             header_ticks: ticks(config.header_timeout),
@@ -121,6 +129,8 @@ impl Worker {
             clients: 0,
             mail: Vec::new(),
             next_ticket: 0,
+            redis,
+            redis_events: Vec::new(),
             rng: Rng::from_os(),
         })
     }
@@ -150,6 +160,7 @@ impl Worker {
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => self.read_mail(),
+                    token @ (REDIS_SUB | REDIS_PUB) => self.on_redis(Some(token), now),
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
@@ -166,6 +177,14 @@ impl Worker {
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
                 self.accept(now);
+            }
+            if self
+                .redis
+                .as_ref()
+                .and_then(|r| r.next_deadline())
+                .is_some_and(|at| now >= at)
+            {
+                self.on_redis(None, now);
             }
             if self.lifecycle.is_running() && self.next_periodic.is_some_and(|at| now >= at) {
                 self.periodic(now);
@@ -195,6 +214,7 @@ impl Worker {
             self.next_periodic.filter(|_| self.lifecycle.is_running()),
             self.accept_paused_until,
             self.lifecycle.next_deadline(),
+            self.redis.as_ref().and_then(|r| r.next_deadline()),
         ]
         .into_iter()
         .flatten()

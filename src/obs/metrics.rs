@@ -27,6 +27,10 @@ pub struct Stats {
     pub bytes_received: AtomicU64,
     pub notifications: AtomicU64,
     pub slow_consumers_dropped: AtomicU64,
+    pub redis_reconnects: AtomicU64,
+    pub redis_published: AtomicU64,
+    pub redis_received: AtomicU64,
+    pub redis_dropped: AtomicU64,
     handshake_failures: [AtomicU64; HANDSHAKE_REASONS.len()],
     /// Open WebSocket connections, one gauge per worker.
     per_worker_active: Vec<AtomicU64>,
@@ -152,6 +156,30 @@ impl Stats {
             "counter",
             "Clients dropped because their unsent bytes exceeded --max-queue-bytes.",
             &one(&self.slow_consumers_dropped),
+        );
+        metric(
+            "redis_reconnects_total",
+            "counter",
+            "Redis connections lost and retried.",
+            &one(&self.redis_reconnects),
+        );
+        metric(
+            "redis_published_total",
+            "counter",
+            "Messages published to the Redis channel.",
+            &one(&self.redis_published),
+        );
+        metric(
+            "redis_received_total",
+            "counter",
+            "Messages from other instances delivered from the Redis channel.",
+            &one(&self.redis_received),
+        );
+        metric(
+            "redis_dropped_total",
+            "counter",
+            "Messages not published because Redis was unreachable (Pub/Sub keeps nothing).",
+            &one(&self.redis_dropped),
         );
         metric(
             "draining",

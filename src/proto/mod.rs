@@ -6,3 +6,4 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod message;
+pub mod resp;

@@ -1,0 +1,84 @@
+//! How a message crosses instances on the Redis channel: a one-line header
+//! naming the origin instance and the recipient, then the server message
+//! JSON exactly as clients receive it, so a receiving instance frames it
+//! without parsing or re-encoding it.
+//!
+//! ```text
+//! wsnotify1 <origin-instance> <client-id or *>
+//! {"type":"chat",...}
+//! ```
+
+const MAGIC: &str = "wsnotify1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub origin: &'a str,
+    /// `None` for everyone.
+    pub to: Option<&'a str>,
+    pub json: &'a str,
+}
+
+pub fn encode(origin: &str, to: Option<&str>, json: &str) -> Vec<u8> {
+    format!("{MAGIC} {origin} {}\n{json}", to.unwrap_or("*")).into_bytes()
+}
+
+/// Reads an envelope; anything else on the channel (another program's
+/// message, a corrupt one) is refused with the reason.
+pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, &'static str> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8")?;
+    let (header, json) = text.split_once('\n').ok_or("no header line")?;
+    let mut fields = header.split(' ');
+    if fields.next() != Some(MAGIC) {
+        return Err("not a wsnotify envelope");
+    }
+    let origin = fields.next().filter(|o| !o.is_empty()).ok_or("no origin")?;
+    let to = match fields.next().ok_or("no recipient")? {
+        "*" => None,
+        id => Some(id),
+    };
+    if fields.next().is_some() {
+        return Err("extra header fields");
+    }
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(o)) if o.get("type").is_some_and(|t| t.is_string()) => {}
+        _ => return Err("body is not a server message"),
+    }
+    Ok(Envelope { origin, to, json })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let json = r#"{"type":"chat","from":"a-0-1","message":"hi\nthere"}"#;
+        let bytes = encode("abcd1234", None, json);
+        assert_eq!(
+            decode(&bytes),
+            Ok(Envelope {
+                origin: "abcd1234",
+                to: None,
+                json
+            })
+        );
+        let bytes = encode("abcd1234", Some("ffff0000-1-7"), json);
+        assert_eq!(decode(&bytes).unwrap().to, Some("ffff0000-1-7"));
+    }
+
+    #[test]
+    fn foreign_and_broken_messages_are_refused() {
+        for bad in [
+            &b"hello"[..],
+            b"wsnotify1 abc *",
+            b"other abc *\n{\"type\":\"chat\"}",
+            b"wsnotify1  *\n{\"type\":\"chat\"}",
+            b"wsnotify1 abc * x\n{\"type\":\"chat\"}",
+            b"wsnotify1 abc *\n[1]",
+            b"wsnotify1 abc *\n{\"no\":\"type\"}",
+            b"\xFF\xFE",
+        ] {
+            assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! This worker's side of the fanout across instances: messages to and from
+//! the Redis channel.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::redis::Event;
+use super::worker::Worker;
+use super::write_queue::Chunk;
+use crate::app::{envelope, hub};
+use crate::log;
+use crate::obs::metrics;
+use crate::proto::frame::{encode_frame, Opcode};
+
+impl Worker {
+    pub(super) fn redis_enabled(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Readiness on a Redis socket, or a reconnect that is due.
+    pub(super) fn on_redis(&mut self, token: Option<Token>, now: Instant) {
+        let Some(link) = self.redis.as_mut() else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.redis_events);
+        match token {
+            Some(token) => link.on_ready(token, now, self.poll.registry(), &mut events),
+            None => link.on_timer(now, self.poll.registry(), &mut events),
+        }
+        self.on_redis_events(&mut events);
+        self.redis_events = events;
+    }
+
+    fn on_redis_events(&mut self, events: &mut Vec<Event>) {
+        for event in events.drain(..) {
+            match event {
+                Event::Ready(up) => {
+                    self.shared.redis_link_changed(up);
+                    if !up {
+                        metrics::add(&self.shared.stats.redis_reconnects, 1);
+                    }
+                }
+                Event::Message(bytes) => self.on_envelope(&bytes),
+            }
+        }
+    }
+
+    /// Publishes a server message for other instances (`to`: one client,
+    /// or everyone). While Redis is away the message is dropped and counted.
+    pub(super) fn publish_remote(&mut self, to: Option<&str>, json: &str) {
+        let Some(link) = self.redis.as_mut() else {
+            return;
+        };
+        let bytes = envelope::encode(&self.shared.instance, to, json);
+        let mut events = std::mem::take(&mut self.redis_events);
+        let queued = link.publish(&bytes, &mut events, Instant::now(), self.poll.registry());
+        let counter = if queued {
+            &self.shared.stats.redis_published
+        } else {
+            &self.shared.stats.redis_dropped
+        };
+        metrics::add(counter, 1);
+        self.on_redis_events(&mut events);
+        self.redis_events = events;
+    }
+
+    /// A message from the channel: every worker of every other instance
+    /// gets it, and delivers it to its own clients only.
+    fn on_envelope(&mut self, bytes: &[u8]) {
+        let message = match envelope::decode(bytes) {
+            Ok(message) => message,
+            Err(why) => {
+                log!(
+                    Warn,
+                    "ignoring a foreign or malformed message on the Redis channel",
+                    reason = why,
+                    bytes = bytes.len()
+                );
+                return;
+            }
+        };
+        if message.origin == self.shared.instance {
+            return;
+        }
+        metrics::add(&self.shared.stats.redis_received, 1);
+        let frame: Arc<[u8]> = encode_frame(Opcode::Text, message.json.as_bytes()).into();
+        match message.to {
+            None => {
+                self.broadcast_local(&frame);
+            }
+            Some(id) => {
+                let Some(client) = hub::parse_id(id) else {
+                    return;
+                };
+                if client.instance != self.shared.instance || client.worker != self.id {
+                    return;
+                }
+                if let Some(key) = self.hub.slot(client.seq) {
+                    self.send_frame(key, Chunk::Shared(frame));
+                }
+            }
+        }
+    }
+}

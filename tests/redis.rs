@@ -1,0 +1,328 @@
+//! Fanout across instances through a real Redis: each test starts its own
+//! redis-server on a free loopback port (no persistence) and stops it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    password: Option<&'static str>,
+}
+
+impl Redis {
+    fn start(password: Option<&'static str>) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            password,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(password) = self.password {
+            command.args(["--requirepass", password]);
+        }
+        self.child = Some(
+            command
+                .spawn()
+                .expect("redis-server (apt-get install redis-server)"),
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < end, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        match self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Publishes raw bytes on a channel, as another program would.
+    fn publish(&self, channel: &str, payload: &[u8]) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut command = Vec::new();
+        let mut arg = |a: &[u8]| {
+            command.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            command.extend_from_slice(a);
+            command.extend_from_slice(b"\r\n");
+        };
+        if let Some(p) = self.password {
+            let mut auth = b"*2\r\n".to_vec();
+            auth.extend_from_slice(format!("$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()).as_bytes());
+            stream.write_all(&auth).unwrap();
+        }
+        arg(b"PUBLISH");
+        arg(channel.as_bytes());
+        arg(payload);
+        stream.write_all(b"*3\r\n").unwrap();
+        stream.write_all(&command).unwrap();
+        let mut reply = [0u8; 64];
+        let _ = stream.read(&mut reply);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn instance(redis: &Redis, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--notify-interval", "0", "--redis", url.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    wait_redis(&server, "connected");
+    server
+}
+
+fn redis_state(server: &Server) -> String {
+    let (_, _, body) = http(server.addr, "GET", "/status", &[], b"");
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    status["redis"].as_str().unwrap().to_owned()
+}
+
+fn wait_redis(server: &Server, state: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while redis_state(server) != state {
+        assert!(
+            Instant::now() < end,
+            "redis never {state}: {:?}",
+            server.log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn welcome(client: &mut Client) -> String {
+    next_of_type(client, "welcome")["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn quiet(client: &mut Client) -> bool {
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
+    let quiet = client.read().is_err();
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
+}
+
+#[test]
+fn broadcast_chat_and_direct_cross_instances_exactly_once() {
+    let redis = Redis::start(None);
+    let a = instance(&redis, &["--workers", "2"]);
+    let b = instance(&redis, &[]);
+    let mut on_a = connect(&a, "/ws");
+    let mut on_b = connect(&b, "/ws");
+    let a_id = welcome(&mut on_a);
+    let b_id = welcome(&mut on_b);
+    assert_ne!(
+        a_id.split('-').next(),
+        b_id.split('-').next(),
+        "instances have their own nonce"
+    );
+
+    let (status, _, body) = http(
+        a.addr,
+        "POST",
+        "/broadcast",
+        &[],
+        br#"{"message":"to all"}"#,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    for client in [&mut on_a, &mut on_b] {
+        let n = next_of_type(client, "notification");
+        assert_eq!(n["message"], "to all");
+        assert!(quiet(client), "delivered twice");
+    }
+
+    on_b.send(tungstenite::Message::Text("hi from b".into()))
+        .unwrap();
+    for client in [&mut on_a, &mut on_b] {
+        let chat = next_of_type(client, "chat");
+        assert_eq!(
+            (
+                chat["from"].as_str().unwrap(),
+                chat["message"].as_str().unwrap()
+            ),
+            (b_id.as_str(), "hi from b")
+        );
+        assert!(quiet(client), "chat delivered twice");
+    }
+
+    let direct = format!(r#"{{"type":"direct","to":"{b_id}","message":"psst"}}"#);
+    on_a.send(tungstenite::Message::Text(direct)).unwrap();
+    let got = next_of_type(&mut on_b, "direct");
+    assert_eq!(
+        (
+            got["from"].as_str().unwrap(),
+            got["message"].as_str().unwrap()
+        ),
+        (a_id.as_str(), "psst")
+    );
+    assert!(quiet(&mut on_a), "no error for a forwarded direct message");
+
+    let body = format!(r#"{{"message":"personal","client_id":"{b_id}"}}"#);
+    let (status, _, answer) = http(a.addr, "POST", "/notify", &[], body.as_bytes());
+    assert_eq!(status, 202);
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["status"], "forwarded");
+    assert!(answer["id"].is_u64());
+    assert_eq!(next_of_type(&mut on_b, "notification")["scope"], "personal");
+
+    // An id of this instance that is gone is still a 404.
+    let body = format!(
+        r#"{{"message":"x","client_id":"{}-0-999"}}"#,
+        a_id.split('-').next().unwrap()
+    );
+    assert_eq!(http(a.addr, "POST", "/notify", &[], body.as_bytes()).0, 404);
+
+    let (_, _, metrics) = http(a.addr, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("wsnotify_redis_published_total 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn periodic_notifications_stay_local() {
+    let redis = Redis::start(None);
+    let a = instance(&redis, &["--notify-interval", "200ms"]);
+    let b = instance(&redis, &[]);
+    let _on_a = connect(&a, "/ws");
+    let mut on_b = connect(&b, "/ws");
+    welcome(&mut on_b);
+    on_b.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    assert!(
+        on_b.read().is_err(),
+        "a periodic notification crossed Redis"
+    );
+}
+
+#[test]
+fn fanout_resumes_after_redis_restarts() {
+    let mut redis = Redis::start(None);
+    let a = instance(&redis, &[]);
+    let b = instance(&redis, &[]);
+    let mut on_b = connect(&b, "/ws");
+    welcome(&mut on_b);
+
+    redis.stop();
+    wait_redis(&a, "reconnecting");
+    // Local delivery goes on while Redis is away.
+    let mut on_a = connect(&a, "/ws");
+    welcome(&mut on_a);
+    assert_eq!(
+        http(
+            a.addr,
+            "POST",
+            "/broadcast",
+            &[],
+            br#"{"message":"while down"}"#
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        next_of_type(&mut on_a, "notification")["message"],
+        "while down"
+    );
+
+    let restarted = Instant::now();
+    redis.spawn();
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    println!(
+        "fanout resumed {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+    assert!(restarted.elapsed() < Duration::from_secs(8));
+    assert_eq!(
+        http(a.addr, "POST", "/broadcast", &[], br#"{"message":"back"}"#).0,
+        200
+    );
+    assert_eq!(next_of_type(&mut on_b, "notification")["message"], "back");
+    let (_, _, metrics) = http(a.addr, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        !metrics.contains("wsnotify_redis_reconnects_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wsnotify_redis_dropped_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn foreign_messages_on_the_channel_are_ignored_and_logged() {
+    let redis = Redis::start(Some("s3cret"));
+    let a = instance(&redis, &["--redis-channel", "alerts"]);
+    let mut client = connect(&a, "/ws");
+    welcome(&mut client);
+    redis.publish("alerts", b"hello from another program");
+    redis.publish("alerts", b"wsnotify1 deadbeef *\nnot json");
+    assert!(a.wait_for_log("foreign or malformed", Duration::from_secs(5)));
+    assert!(quiet(&mut client));
+    // A well-formed envelope from another instance is delivered.
+    redis.publish(
+        "alerts",
+        b"wsnotify1 deadbeef *\n{\"type\":\"notification\",\"message\":\"ok\"}",
+    );
+    assert_eq!(next_of_type(&mut client, "notification")["message"], "ok");
+}
+
+#[test]
+fn a_wrong_password_keeps_retrying_and_says_why() {
+    let redis = Redis::start(Some("right"));
+    let url = format!("redis://:wrong@127.0.0.1:{}", redis.port);
+    let server = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    assert!(
+        server.wait_for_log("refused the handshake", Duration::from_secs(5)),
+        "{:?}",
+        server.log_lines()
+    );
+    assert_eq!(redis_state(&server), "reconnecting");
+    assert_eq!(http(server.addr, "GET", "/health", &[], b"").0, 200);
+}
