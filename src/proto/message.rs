@@ -247,23 +247,7 @@ mod tests {
     const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            0..=125 => out.push(0x80 | payload.len() as u8),
-            126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        let mut body = payload.to_vec();
-        apply_mask(&mut body, MASK, 0);
-        out.extend_from_slice(&body);
-        out
+        crate::proto::frame::masked((u8::from(fin) << 7) | opcode, payload, MASK)
     }
 
     /// Feeds `bytes` in chunks of `chunk` bytes and collects every outcome.
