@@ -43,18 +43,21 @@ impl Server {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
+                let addr = line.find("listening on http://").map(|at| {
                     let rest = &line[at + "listening on http://".len()..];
                     // The address ends where the text or JSON line goes on.
-                    let addr: String = rest
-                        .chars()
+                    rest.chars()
                         .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
-                        .collect();
+                        .collect::<String>()
+                });
+                // Logged before the address is handed over, so a test that
+                // has the address also sees the line.
+                sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let mut server = Server {
