@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Real-browser test of the built-in web client (GET /): installs
+# playwright-core into tests/browser/node_modules if needed (npm ci), then
+# runs tests/browser/web_client.test.mjs. Needs node >= 20 and Chromium
+# (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome).
+# WSNOTIFY_BIN and TEST_TIMEOUT_MS are passed through to the test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v node >/dev/null 2>&1 || { echo "browser-test: node is not installed" >&2; exit 1; }
+chromium=${CHROMIUM:-/usr/bin/chromium}
+[[ -x $chromium ]] || {
+    echo "browser-test: no Chromium at $chromium (apt-get install chromium, or set CHROMIUM)" >&2
+    exit 1
+}
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+    npm ci --prefix tests/browser --no-audit --no-fund
+fi
+exec node tests/browser/web_client.test.mjs "$@"
