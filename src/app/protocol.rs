@@ -50,7 +50,8 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// A server message: `type` and `time` first, then the fields.
+/// A server message: `type`, `time` and the fields (serde_json orders the
+/// keys alphabetically; clients look them up by name).
 fn server_message(kind: &str, fields: Value) -> String {
     let mut object = Map::new();
     object.insert("type".into(), kind.into());

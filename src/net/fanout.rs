@@ -270,7 +270,7 @@ impl Worker {
     }
 
     pub(super) fn send_periodic(&mut self, count: u64) {
-        let active = self.shared.stats.active();
+        let active = self.shared.notify_clients();
         let message = format!("Periodic notification #{count} - active clients: {active}");
         let notification = self.notification(Source::Periodic, message, "info".into(), false);
         let recipients = self.broadcast(&notification.to_json());

@@ -171,7 +171,7 @@ impl Worker {
     fn http_error(&mut self, key: usize, status: Status) {
         let message = match status.0 {
             400 => "bad request",
-            408 => "request head not received in time",
+            408 => "request head or body not received in time",
             411 => "chunked request bodies are not supported; send Content-Length",
             413 => "request body over 64 KiB",
             431 => "request head over 8 KiB",

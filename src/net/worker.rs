@@ -38,9 +38,12 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a closing connection may take to read our last bytes and close.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
-/// Converts a duration to whole ticks, rounding up so no timer fires early.
+/// Converts a duration to the ticks to add to the current tick for a
+/// deadline. The current tick is rounded down, so one more tick (and the
+/// duration rounded up) keeps every timer from firing early; it may fire up
+/// to two ticks late.
 pub fn ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64).div_ceil(TICK_MS).max(1)
+    (d.as_millis() as u64).div_ceil(TICK_MS) + 1
 }
 
 pub struct Worker {
