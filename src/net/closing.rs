@@ -2,7 +2,7 @@
 //! and a bounded wait so no peer can hold a socket open.
 
 use super::conn::{CloseMode, Phase};
-use super::worker::Worker;
+use super::worker::{Worker, READS_PER_EVENT};
 use crate::proto::message::Message;
 
 impl Worker {
@@ -11,6 +11,9 @@ impl Worker {
     pub(super) fn start_closing(&mut self, key: usize, mode: CloseMode) {
         let until = self.now + self.linger_ticks;
         if let Some(conn) = self.conns.get_mut(key) {
+            if !matches!(conn.phase, Phase::Closing { .. }) {
+                self.closing += 1;
+            }
             conn.phase = Phase::Closing {
                 until,
                 write_shut: false,
@@ -24,7 +27,7 @@ impl Worker {
     /// Reads what a closing peer still sends: its Close when we await one,
     /// otherwise nothing that matters until it closes.
     pub(super) fn read_closing(&mut self, key: usize) {
-        for _ in 0..Worker::reads_per_event() {
+        for _ in 0..READS_PER_EVENT {
             let n = match self.read_once(key) {
                 None | Some(0) => return,
                 Some(n) => n,

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::Phase;
 use super::worker::Worker;
 use crate::app::lifecycle::{Phase as LifePhase, Step};
 use crate::app::protocol;
@@ -26,11 +25,7 @@ impl Worker {
         }
         let open = match self.lifecycle.phase() {
             // While closing, every connection still finishing its close counts.
-            LifePhase::Closing { .. } => self
-                .conns
-                .iter()
-                .filter(|(_, c)| !matches!(c.phase, Phase::Http(_)))
-                .count(),
+            LifePhase::Closing { .. } => self.clients + self.closing,
             _ => self.clients,
         };
         let step = self.lifecycle.update(now, open);

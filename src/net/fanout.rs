@@ -45,12 +45,19 @@ impl Worker {
     }
 
     pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>) -> usize {
-        let recipients: Vec<usize> = self.hub.slots().collect();
-        for &key in &recipients {
-            self.send(key, Chunk::Shared(Arc::clone(frame)));
+        let mut recipients = 0;
+        for key in self.hub.slots() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.out.push(Chunk::Shared(Arc::clone(frame)));
+                recipients += 1;
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
         }
-        metrics::add(&self.shared.stats.messages_sent, recipients.len() as u64);
-        recipients.len()
+        metrics::add(&self.shared.stats.messages_sent, recipients as u64);
+        recipients
     }
 
     /// Where a client id lives, if it names a client of this instance.

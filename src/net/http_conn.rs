@@ -2,7 +2,7 @@
 //! answering through the routes, and switching to WebSocket.
 
 use super::conn::{CloseMode, Phase, WsState};
-use super::worker::Worker;
+use super::worker::{Worker, READS_PER_EVENT};
 use super::write_queue::Chunk;
 use crate::app::routes::{self, Endpoint, Route};
 use crate::log;
@@ -19,7 +19,7 @@ const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
 
 impl Worker {
     pub(super) fn read_http(&mut self, key: usize) {
-        for _ in 0..Worker::reads_per_event() {
+        for _ in 0..READS_PER_EVENT {
             // Stop reading while the buffer holds more than one request can
             // use: pipelined requests are answered first.
             let full = match self.conns.get(key).map(|c| &c.phase) {

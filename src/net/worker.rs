@@ -30,7 +30,7 @@ const WAKER: Token = Token(usize::MAX - 1);
 const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
 /// Reads per readiness event before other connections get their turn.
-const READS_PER_EVENT: usize = 4;
+pub(super) const READS_PER_EVENT: usize = 4;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long accepting pauses when the process is out of file descriptors:
 /// long enough not to spin, short enough to recover promptly.
@@ -61,7 +61,7 @@ pub struct Worker {
     /// One read buffer for every connection of the loop: a connection keeps
     /// only the bytes it could not use yet.
     pub scratch: Vec<u8>,
-    dirty: Vec<usize>,
+    pub(super) dirty: Vec<usize>,
     /// Connections that hit READS_PER_EVENT with input still waiting.
     again: Vec<usize>,
     next_periodic: Option<Instant>,
@@ -75,6 +75,9 @@ pub struct Worker {
     pub redis_events: Vec<RedisEvent>,
     /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
     pub clients: usize,
+    /// Connections in their closing phase, so the drain can wait for them
+    /// without scanning the slab.
+    pub(super) closing: usize,
     pub rng: Rng,
     /// Timeouts in ticks, from the configuration.
     pub header_ticks: u64,
@@ -130,6 +133,7 @@ impl Worker {
             next_periodic,
             periodic_count: 0,
             clients: 0,
+            closing: 0,
             mail: Vec::new(),
             next_ticket: 0,
             redis,
@@ -318,10 +322,6 @@ impl Worker {
         self.again.push(key);
     }
 
-    pub fn reads_per_event() -> usize {
-        READS_PER_EVENT
-    }
-
     /// Queues bytes for a connection; they are written when the loop turn
     /// ends, together with anything else queued meanwhile.
     pub fn send(&mut self, key: usize, chunk: Chunk) {
@@ -406,6 +406,9 @@ impl Worker {
         }
         self.leave_ws(key, why);
         let mut conn = self.conns.remove(key);
+        if matches!(conn.phase, Phase::Closing { .. }) {
+            self.closing -= 1;
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         log!(Trace, "connection closed", peer = conn.peer, reason = why);
     }

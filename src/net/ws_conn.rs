@@ -2,7 +2,7 @@
 //! control frames answered, and the close handshake.
 
 use super::conn::{CloseMode, Phase};
-use super::worker::Worker;
+use super::worker::{Worker, READS_PER_EVENT};
 use super::write_queue::Chunk;
 use crate::app::hub;
 use crate::app::protocol;
@@ -15,7 +15,7 @@ use crate::proto::message::{Message, Receiver};
 
 impl Worker {
     pub(super) fn read_ws(&mut self, key: usize) {
-        for _ in 0..Worker::reads_per_event() {
+        for _ in 0..READS_PER_EVENT {
             let n = match self.read_once(key) {
                 None | Some(0) => return,
                 Some(n) => n,
@@ -164,6 +164,7 @@ impl Worker {
         let Phase::Ws(ws) = left else {
             return None;
         };
+        self.closing += 1;
         let peer = conn.peer;
         if ws.endpoint == Endpoint::Notify {
             self.hub.leave(ws.seq);
