@@ -66,6 +66,10 @@ pub struct HttpState {
     /// The tick by which the next request head (or pending body) must be in.
     pub deadline: u64,
     pub served: u32,
+    /// Reading and answering stopped because the client does not read its
+    /// answers (or its buffer is full); the worker resumes once the queue
+    /// drains.
+    pub stalled: bool,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,7 @@ impl Conn {
                 buf: Vec::new(),
                 awaiting_body: None,
                 parked: None,
+                stalled: false,
                 deadline,
                 served: 0,
             })),

@@ -16,17 +16,26 @@ use crate::proto::message::Receiver;
 /// Requests served on one keep-alive connection before it is closed, so one
 /// client cannot hold a connection forever.
 const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Answers queued for a client that pipelines requests without reading
+/// them: past this, its requests wait, so memory stays bounded.
+pub(super) const MAX_HTTP_QUEUED: usize = 256 * 1024;
 
 impl Worker {
     pub(super) fn read_http(&mut self, key: usize) {
+        self.process_http(key);
         for _ in 0..READS_PER_EVENT {
             // Stop reading while the buffer holds more than one request can
-            // use: pipelined requests are answered first.
-            let full = match self.conns.get(key).map(|c| &c.phase) {
-                Some(Phase::Http(http)) => http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES,
-                _ => return,
+            // use, or while answers pile up unread: pipelined requests are
+            // answered first, and reading resumes when the queue drains.
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
             };
-            if full {
+            let queued = conn.out.pending();
+            let Phase::Http(http) = &mut conn.phase else {
+                return;
+            };
+            if http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES || queued > MAX_HTTP_QUEUED {
+                http.stalled = true;
                 return;
             }
             let n = match self.read_once(key) {
@@ -49,10 +58,15 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            let queued = conn.out.pending();
             let Phase::Http(http) = &mut conn.phase else {
                 return;
             };
             if http.parked.is_some() {
+                return;
+            }
+            if queued > MAX_HTTP_QUEUED {
+                http.stalled = true;
                 return;
             }
             if let Some((_, need)) = &http.awaiting_body {
@@ -162,7 +176,7 @@ impl Worker {
         match http.parked.take() {
             Some((parked, request)) if parked == ticket => {
                 self.respond(key, &request, response);
-                self.process_http(key);
+                self.read_later(key);
             }
             other => http.parked = other,
         }

@@ -365,6 +365,15 @@ impl Worker {
                 return;
             }
         }
+        if let Phase::Http(http) = &mut conn.phase {
+            if http.stalled && conn.out.pending() <= super::http_conn::MAX_HTTP_QUEUED {
+                http.stalled = false;
+                self.read_later(key);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.out.is_empty() {
             if let Phase::Closing {
                 write_shut, mode, ..
