@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// Benchmark peer: the wsnotify subset (see bench/peers/README.md) on the
+// `ws` package with Node's http server. Broadcasts encode the frame payload
+// once (one Buffer) and send it to each /ws client in turn, the usual `ws`
+// idiom.
+//
+//   node ws.js --port 0       # prints "listening on http://127.0.0.1:PORT" to stderr
+'use strict';
+
+const http = require('http');
+const { WebSocketServer, WebSocket } = require('ws');
+
+const MAX_MESSAGE = 65536; // like wsnotify's --max-message-bytes
+const MAX_BODY = 65536; // like wsnotify's publish body limit
+const MAX_QUEUE = 1048576; // like wsnotify's --max-queue-bytes: beyond it the client is closed
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+const host = option('--host', '127.0.0.1');
+const port = Number(option('--port', '0'));
+
+let nextClient = 0;
+let nextNotification = 0;
+const clients = new Set(); // open /ws clients
+
+function chatText(text) {
+  // wsnotify: a JSON object's "message" field, any other text as it stands.
+  if (text.length > 0 && text.charCodeAt(0) === 123 /* { */) {
+    try {
+      const v = JSON.parse(text);
+      if (v && typeof v === 'object' && !Array.isArray(v) && typeof v.message === 'string') return v.message;
+    } catch (_) { /* not JSON: raw text */ }
+  }
+  return text;
+}
+
+function broadcast(text) {
+  const frame = Buffer.from(text); // encoded once for every recipient
+  let n = 0;
+  for (const c of clients) {
+    if (c.readyState !== WebSocket.OPEN) continue;
+    if (c.bufferedAmount > MAX_QUEUE) {
+      c.close(1008, 'slow consumer');
+      continue;
+    }
+    c.send(frame, { binary: false, compress: false });
+    n++;
+  }
+  return n;
+}
+
+const wsOptions = { noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE, clientTracking: false };
+const notify = new WebSocketServer(wsOptions);
+const echo = new WebSocketServer(wsOptions);
+
+notify.on('connection', (ws) => {
+  const id = String(++nextClient);
+  clients.add(ws);
+  ws.on('close', () => clients.delete(ws));
+  ws.on('error', () => {});
+  ws.send(JSON.stringify({ type: 'welcome', time: new Date().toISOString(), client_id: id, server: 'ws', worker: 0 }));
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      ws.send(JSON.stringify({ type: 'error', time: new Date().toISOString(), error: 'binary messages are not supported' }));
+      return;
+    }
+    const text = chatText(data.toString('utf8'));
+    broadcast(JSON.stringify({ type: 'chat', time: new Date().toISOString(), from: id, message: text }));
+  });
+});
+
+echo.on('connection', (ws) => {
+  ws.on('error', () => {});
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary, compress: false }));
+});
+
+function json(res, status, value) {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+const server = http.createServer((req, res) => {
+  const path = req.url.split('?')[0];
+  if (req.method !== 'POST' || path !== '/broadcast') {
+    req.resume();
+    json(res, 404, { error: 'not found' });
+    return;
+  }
+  const chunks = [];
+  let size = 0;
+  let refused = false;
+  req.on('data', (chunk) => {
+    if (refused) return;
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      refused = true;
+      res.setHeader('Connection', 'close');
+      json(res, 413, { error: 'body too large' });
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (refused) return;
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch (_) {
+      json(res, 400, { error: 'bad JSON' });
+      return;
+    }
+    if (!body || typeof body !== 'object' || Array.isArray(body) || typeof body.message !== 'string') {
+      json(res, 400, { error: 'missing "message"' });
+      return;
+    }
+    const id = ++nextNotification;
+    const category = typeof body.type === 'string' ? body.type : typeof body.category === 'string' ? body.category : 'info';
+    const recipients = broadcast(JSON.stringify({
+      type: 'notification', time: new Date().toISOString(), id, message: body.message,
+      category, source: 'api', scope: 'broadcast', instance: 'peer',
+    }));
+    json(res, 200, { status: 'sent', id, recipients });
+  });
+});
+server.keepAliveTimeout = 75000;
+server.headersTimeout = 80000;
+
+server.on('upgrade', (req, socket, head) => {
+  const path = req.url.split('?')[0];
+  const wss = path === '/ws' ? notify : path === '/echo' ? echo : null;
+  if (!wss) {
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 21\r\nConnection: close\r\n\r\n{"error":"not found"}');
+    return;
+  }
+  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+});
+
+server.listen(port, host, () => {
+  console.error(`listening on http://${host}:${server.address().port}`);
+});
+server.on('error', (err) => {
+  console.error(`ws.js: ${err.message}`);
+  process.exit(1);
+});
+
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

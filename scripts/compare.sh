@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# scripts/compare.sh: wsnotify side by side with uWebSockets.js and ws (issue 6).
+#
+#   scripts/compare.sh [--rounds N] [--subs N] [--duration S] [--idle-secs S]
+#                      [--servers wsnotify,uws,ws] [--quick] [--no-build] [--out FILE]
+#
+# Loopback only, bounded in time (default run: about 5 minutes after the
+# build). From a fresh clone it:
+#   1. installs the Node peers' packages (bench/peers/package.json) from npm
+#      into a temporary folder, and builds wsnotify and wsload
+#      (cargo build --release -p wsnotify -p wsnotify-bench; --no-build skips);
+#   2. for each round (default 3), for each server in an order rotated every
+#      round, starts a fresh server pinned to core 0 and runs, pinned to core 1:
+#        wsload idle   --conns N --idle-secs 5 --server-pid PID
+#        wsload fanout --subs N --size 100 --publish ws   --duration 5 --server-pid PID
+#        wsload fanout --subs N --size 100 --publish http --duration 5
+#        wsload echo   --conns 64 --depth 8 --size 100 --duration 5
+#      (N = --subs, default 10000);
+#   3. writes the JSON lines to target/compare/results-TIMESTAMP.jsonl (a meta
+#      line first, then wsload's line for each run with cmp_server, cmp_round,
+#      cmp_test and cmp_exit added), prints its path, and prints the Markdown
+#      summary of bench/peers/summarize.py (also saved beside it as .md).
+#
+# --quick is a smoke run: 1 round, 1000 subscribers, 2 s per test.
+# Progress goes to stderr; every child is killed by PID on exit.
+# Do not run it while someone else measures on the same machine.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+
+ROUNDS=3
+SUBS=10000
+DURATION=5
+IDLE_SECS=5
+SERVERS=wsnotify,uws,ws
+BUILD=1
+OUT=
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+need_value() { [[ $# -ge 2 && -n $2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --rounds) need_value "$@"; ROUNDS=$2; shift 2 ;;
+        --subs) need_value "$@"; SUBS=$2; shift 2 ;;
+        --duration) need_value "$@"; DURATION=$2; shift 2 ;;
+        --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
+        --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
+        --out) need_value "$@"; OUT=$2; shift 2 ;;
+        --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+for n in "$ROUNDS" "$SUBS" "$DURATION" "$IDLE_SECS"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$n' is not a positive whole number" >&2; exit 2; }
+done
+IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+for s in "${SERVER_LIST[@]}"; do
+    case $s in wsnotify|uws|ws) ;; *) echo "compare.sh: unknown server '$s' (wsnotify, uws, ws)" >&2; exit 2 ;; esac
+done
+
+say() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+for tool in node npm python3; do
+    command -v "$tool" >/dev/null || die "$tool is not on PATH"
+done
+[[ $BUILD == 0 ]] || command -v cargo >/dev/null || die "cargo is not on PATH"
+
+# Pinning: servers on core 0, the load generator on core 1.
+if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
+    PIN_SERVER=(taskset -c 0)
+    PIN_LOAD=(taskset -c 1)
+    PINNING="servers on core 0, wsload on core 1 (taskset)"
+else
+    PIN_SERVER=()
+    PIN_LOAD=()
+    PINNING="none (needs taskset and 2 cores): figures are not comparable with pinned runs"
+    say "warning: no CPU pinning ($PINNING)"
+fi
+
+# Every server and wsload needs a descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $((SUBS + 256)) ]]; then
+    die "open-file limit $(ulimit -n) is too low for --subs $SUBS (raise ulimit -n)"
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsnotify-compare.XXXXXX")
+SERVER_PID=
+LOAD_PID=
+cleanup() {
+    local pid
+    for pid in $LOAD_PID $SERVER_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in $LOAD_PID $SERVER_PID; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT
+trap 'say "terminated"; exit 143' TERM
+
+# 1. Peers' packages and the binaries.
+PEERS=$TMP/peers
+mkdir -p "$PEERS"
+cp "$ROOT/bench/peers/package.json" "$ROOT/bench/peers/uws.js" "$ROOT/bench/peers/ws.js" "$PEERS/"
+say "installing the peers' npm packages into $PEERS"
+if ! (cd "$PEERS" && timeout 300 npm install --no-audit --no-fund --omit=dev --loglevel=error) >"$TMP/npm.log" 2>&1; then
+    cat "$TMP/npm.log" >&2
+    die "npm install failed"
+fi
+
+if [[ $BUILD == 1 ]]; then
+    say "building wsnotify and wsload (cargo build --release -p wsnotify -p wsnotify-bench)"
+    (cd "$ROOT" && cargo build --release -p wsnotify -p wsnotify-bench) >&2 || die "cargo build failed"
+fi
+WSNOTIFY=$TARGET_DIR/release/wsnotify
+WSLOAD=$TARGET_DIR/release/wsload
+[[ -x $WSNOTIFY ]] || die "$WSNOTIFY is missing"
+[[ -x $WSLOAD ]] || die "$WSLOAD is missing (cargo build --release -p wsnotify-bench)"
+
+mkdir -p "$TARGET_DIR/compare"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=${OUT:-$TARGET_DIR/compare/results-$STAMP.jsonl}
+LOGS=${RESULTS%.jsonl}.logs
+mkdir -p "$LOGS"
+: >"$RESULTS"
+
+# The meta line: machine, versions, settings.
+pkg_version() { node -p "require('$PEERS/node_modules/$1/package.json').version" 2>/dev/null || echo unknown; }
+WSNOTIFY_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+    WSNOTIFY_REV="$WSNOTIFY_REV+uncommitted changes"
+fi
+CMP_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) CMP_NPROC=$(nproc) CMP_KERNEL=$(uname -r) \
+CMP_NODE=$(node --version) CMP_UWS=$(pkg_version @trufflesuite/uws-js-unofficial) \
+CMP_WS=$(pkg_version ws) CMP_BUFFERUTIL=$(pkg_version bufferutil) CMP_WSNOTIFY=$WSNOTIFY_REV \
+CMP_PINNING=$PINNING CMP_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg) \
+CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS" \
+python3 - >>"$RESULTS" <<'EOF'
+import json, os
+cpu = ""
+try:
+    with open("/proc/cpuinfo") as f:
+        cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+except OSError:
+    pass
+e = os.environ
+print(json.dumps({
+    "cmp_meta": True, "date": e["CMP_DATE"], "nproc": int(e["CMP_NPROC"]), "cpu_model": cpu,
+    "kernel": e["CMP_KERNEL"], "node": e["CMP_NODE"], "uws_package": e["CMP_UWS"],
+    "ws_package": e["CMP_WS"], "bufferutil_package": e["CMP_BUFFERUTIL"],
+    "wsnotify": e["CMP_WSNOTIFY"], "pinning": e["CMP_PINNING"], "settings": e["CMP_SETTINGS"],
+    "loadavg_start": e["CMP_LOADAVG"],
+}))
+EOF
+
+# 2. The rounds.
+SERVER_PORT=
+start_server() { # NAME ROUND
+    local name=$1 log=$LOGS/$1-r$2.server.log cmd
+    case $name in
+        wsnotify) cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
+                       --notify-interval 0 --log-level warn) ;;
+        uws) cmd=(node "$PEERS/uws.js" --port 0) ;;
+        ws) cmd=(node "$PEERS/ws.js" --port 0) ;;
+    esac
+    : >"$log"
+    "${PIN_SERVER[@]}" "${cmd[@]}" >/dev/null 2>"$log" &
+    SERVER_PID=$!
+    SERVER_PORT=
+    for _ in $(seq 100); do
+        SERVER_PORT=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
+        [[ -n $SERVER_PORT ]] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "$name did not print its listening line"
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# run_load NAME ROUND TEST LIMIT_SECONDS wsload-args...: one JSON line into $RESULTS.
+run_load() {
+    local name=$1 round=$2 test=$3 limit=$4 rc=0 line
+    shift 4
+    local out=$LOGS/$name-r$round-$test.out err=$LOGS/$name-r$round-$test.err
+    say "round $round/$ROUNDS  $name  $test"
+    timeout --kill-after=5 "$limit" "${PIN_LOAD[@]}" "$WSLOAD" "$@" --port "$SERVER_PORT" \
+        --label "$name/r$round/$test" >"$out" 2>"$err" &
+    LOAD_PID=$!
+    wait "$LOAD_PID" || rc=$?
+    LOAD_PID=
+    line=$(grep '^{' "$out" | tail -n 1 || true)
+    if [[ $line == '{'*'}' && $line != '{}' ]]; then
+        printf '{"cmp_server":"%s","cmp_round":%d,"cmp_test":"%s","cmp_exit":%d,%s\n' \
+            "$name" "$round" "$test" "$rc" "${line#\{}" >>"$RESULTS"
+    else
+        printf '{"cmp_server":"%s","cmp_round":%d,"cmp_test":"%s","cmp_exit":%d,"cmp_no_output":true}\n' \
+            "$name" "$round" "$test" "$rc" >>"$RESULTS"
+    fi
+    if [[ $rc != 0 ]]; then
+        say "  wsload exited $rc (timeout is 124): $(tail -n 3 "$err" | tr '\n' ' ')"
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        say "  $name died; its log:"
+        tail -n 20 "$LOGS/$name-r$round.server.log" >&2
+        return 1
+    fi
+    sleep 1
+}
+
+N=${#SERVER_LIST[@]}
+TESTS=(idle fanout_ws fanout_http echo)
+for ((round = 1; round <= ROUNDS; round++)); do
+    for ((i = 0; i < N; i++)); do
+        name=${SERVER_LIST[$(((i + round - 1) % N))]}
+        start_server "$name" "$round"
+        say "round $round/$ROUNDS  $name  pid $SERVER_PID port $SERVER_PORT"
+        alive=1
+        for test in "${TESTS[@]}"; do
+            if [[ $alive == 0 ]]; then
+                printf '{"cmp_server":"%s","cmp_round":%d,"cmp_test":"%s","cmp_exit":-1,"cmp_no_output":true,"error":"server died earlier"}\n' \
+                    "$name" "$round" "$test" >>"$RESULTS"
+                continue
+            fi
+            case $test in
+                idle) args=(idle --conns "$SUBS" --server-pid "$SERVER_PID" --idle-secs "$IDLE_SECS")
+                      limit=$((IDLE_SECS + 90)) ;;
+                fanout_ws) args=(fanout --subs "$SUBS" --size 100 --publish ws --duration "$DURATION"
+                                 --server-pid "$SERVER_PID")
+                           limit=$((DURATION + 90)) ;;
+                fanout_http) args=(fanout --subs "$SUBS" --size 100 --publish http --duration "$DURATION")
+                             limit=$((DURATION + 90)) ;;
+                echo) args=(echo --conns 64 --depth 8 --size 100 --duration "$DURATION")
+                      limit=$((DURATION + 60)) ;;
+            esac
+            run_load "$name" "$round" "$test" "$limit" "${args[@]}" || alive=0
+        done
+        stop_server
+    done
+done
+
+# 3. The summary.
+python3 - "$RESULTS" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
+import json, sys
+path, load = sys.argv[1], sys.argv[2]
+lines = open(path).read().splitlines()
+meta = json.loads(lines[0])
+meta["loadavg_end"] = load
+lines[0] = json.dumps(meta)
+open(path, "w").write("\n".join(lines) + "\n")
+EOF
+SUMMARY=${RESULTS%.jsonl}.md
+python3 "$ROOT/bench/peers/summarize.py" "$RESULTS" | tee "$SUMMARY"
+say "results: $RESULTS"
+say "summary: $SUMMARY"
+say "logs:    $LOGS"
+echo "$RESULTS"
