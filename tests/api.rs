@@ -52,27 +52,6 @@ fn status_json(server: &Server) -> Value {
     status
 }
 
-fn metrics_text(server: &Server) -> String {
-    let (code, head, body) = http(server.addr, "GET", "/metrics", &[], b"");
-    assert_eq!(code, 200);
-    assert!(
-        header_value(&head, "content-type")
-            .is_some_and(|t| t.starts_with("text/plain") && t.contains("version=0.0.4")),
-        "{head}"
-    );
-    String::from_utf8(body).expect("metrics are UTF-8")
-}
-
-/// The value of one sample (`name` or `name{labels}`) in an exposition.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
-            Some(value.trim().parse().expect("numeric sample"))
-        })
-        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-}
-
 /// POSTs `body` to `path`; answers the status, the head and the JSON body.
 fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, Value) {
     let (status, head, body) = http(server.addr, "POST", path, headers, body.as_bytes());

@@ -5,6 +5,7 @@ mod closing;
 pub mod conn;
 mod drain;
 mod fanout;
+mod fd_limit;
 mod http_conn;
 pub mod listen;
 pub mod mailbox;

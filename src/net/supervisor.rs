@@ -37,12 +37,7 @@ pub fn run(config: Config) -> Result<Outcome, String> {
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
         listeners.push(listener);
     }
-    if config.redis.is_some() {
-        log!(
-            Warn,
-            "Redis fanout is not available in this build yet; running as a single instance"
-        );
-    }
+    check_fd_limit(&config);
 
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let mut signal_source =
@@ -176,6 +171,30 @@ pub fn run(config: Config) -> Result<Outcome, String> {
             Outcome::Clean
         }
     })
+}
+
+/// Raises the open-file limit and warns, once, when the clients allowed by
+/// `--max-connections` cannot all get a descriptor: beyond the limit,
+/// accepting pauses (see the worker) instead of serving them.
+fn check_fd_limit(config: &Config) {
+    let (limit, error) = super::fd_limit::raise_to_hard();
+    if let Some(e) = error {
+        log!(Warn, "could not raise the open-file limit", error = e);
+    }
+    let needed = super::fd_limit::needed(config.max_connections, config.workers);
+    if needed > limit {
+        log!(
+            Warn,
+            format!(
+                "--max-connections {} does not fit in the open-file limit {limit}; raise it (ulimit -n, LimitNOFILE=) to at least {needed}",
+                config.max_connections
+            ),
+            open_file_limit = limit,
+            needed = needed
+        );
+    } else {
+        log!(Debug, "open-file limit", open_file_limit = limit);
+    }
 }
 
 /// A progress line, and the same news for systemd: the status text and

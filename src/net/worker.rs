@@ -52,6 +52,8 @@ pub struct Worker {
     pub poll: Poll,
     listener: TcpListener,
     accept_paused_until: Option<Instant>,
+    /// Accepting has failed for want of descriptors since the last success.
+    accept_starved: bool,
     pub conns: Slab<Conn>,
     pub hub: Hub,
     wheel: TimerWheel,
@@ -122,6 +124,7 @@ impl Worker {
             poll,
             listener,
             accept_paused_until: None,
+            accept_starved: false,
             conns: Slab::new(),
             hub: Hub::default(),
             wheel: TimerWheel::new(0),
@@ -236,6 +239,9 @@ impl Worker {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if std::mem::take(&mut self.accept_starved) {
+                        log!(Info, "accepting again", worker = self.id);
+                    }
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -266,12 +272,16 @@ impl Worker {
                     // EMFILE, ENFILE, ENOBUFS: the pending connection stays
                     // in the backlog and would wake us again at once, so
                     // stop accepting for a moment instead of spinning.
-                    log!(
-                        Warn,
-                        "accept failed; pausing accepts",
-                        error = e,
-                        pause_ms = ACCEPT_PAUSE.as_millis()
-                    );
+                    // Warned once per shortage, not every pause.
+                    if !std::mem::replace(&mut self.accept_starved, true) {
+                        log!(
+                            Warn,
+                            "accept failed; pausing accepts until descriptors free up",
+                            error = e,
+                            pause_ms = ACCEPT_PAUSE.as_millis(),
+                            worker = self.id
+                        );
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }

@@ -28,13 +28,32 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wsnotify"));
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .args(args);
         for (k, v) in env {
             command.env(k, v);
         }
+        Server::spawn(command)
+    }
+
+    /// Starts the server under `ulimit -n LIMIT` (soft and hard), the way a
+    /// shell user would, so it cannot raise the limit again.
+    pub fn start_with_open_file_limit(limit: u32, args: &[&str]) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && exec \"$0\" --host 127.0.0.1 --port 0 \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_wsnotify"))
+            .args(args);
+        Server::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Server {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn wsnotify");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -90,6 +109,26 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The server's CPU time (user + system) so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which may hold spaces, start at 3.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    /// A `VmRSS`-style field of /proc/PID/status, in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
     }
 
     pub fn signal(&self, signal: i32) {
@@ -189,6 +228,28 @@ pub fn header_value(head: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_owned())
     })
+}
+
+/// The /metrics exposition, checked to be served as Prometheus text.
+pub fn metrics_text(server: &Server) -> String {
+    let (code, head, body) = http(server.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200);
+    assert!(
+        header_value(&head, "content-type")
+            .is_some_and(|t| t.starts_with("text/plain") && t.contains("version=0.0.4")),
+        "{head}"
+    );
+    String::from_utf8(body).expect("metrics are UTF-8")
+}
+
+/// The value of one sample (`name` or `name{labels}`) in an exposition.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
+            Some(value.trim().parse().expect("numeric sample"))
+        })
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
 }
 
 /// A connected tungstenite client on a blocking socket with a read timeout.
