@@ -59,6 +59,13 @@ fn a_silent_client_is_closed_with_1000_after_the_idle_timeout() {
     assert_eq!(read_frame(&mut ws), None, "TCP closes after the handshake");
     let metrics = metrics_text(&server);
     assert_eq!(metric(&metrics, "wsnotify_connections_active"), 0.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "wsnotify_limit_hits_total{limit=\"idle_timeout\"}"
+        ),
+        1.0
+    );
 }
 
 /// Any frame counts as a sign of life, and a pong is the cheapest: a client

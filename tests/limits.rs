@@ -123,6 +123,11 @@ fn out_of_descriptors_the_server_pauses_accepting_then_recovers() {
     assert!(server.wait_for_log("accepting again", Duration::from_secs(1)));
     let mut client = connect(&server, "/ws");
     assert_eq!(next_json(&mut client)["type"], "welcome");
+    let paused = metric(
+        &metrics_text(&server),
+        "wsnotify_limit_hits_total{limit=\"out_of_descriptors\"}",
+    );
+    assert!(paused >= 1.0, "{paused}");
 }
 
 /// A client that never reads while 10 KB notifications are published in a
@@ -272,6 +277,13 @@ fn garbage_gets_an_error_and_a_close_and_other_clients_carry_on() {
     for (name, bytes, expected) in cases {
         assert_eq!(answer_to(&server, bytes), expected, "{name}");
     }
+    assert_eq!(
+        metric(
+            &metrics_text(&server),
+            "wsnotify_limit_hits_total{limit=\"head_too_large\"}"
+        ),
+        2.0
+    );
     // Random bytes after a good upgrade are a protocol error: Close 1002.
     let mut ws = raw_ws(&server, "/ws");
     ws.write_all(&random[..4096]).unwrap();
@@ -356,5 +368,42 @@ fn request_bodies_are_length_checked_and_timed() {
     assert!(
         waited >= Duration::from_millis(800) && waited < Duration::from_millis(1600),
         "{waited:?}"
+    );
+    let metrics = metrics_text(&server);
+    for (limit, hits) in [
+        ("chunked_body", 1.0),
+        ("body_too_large", 1.0),
+        ("header_timeout", 1.0),
+    ] {
+        let sample = format!("wsnotify_limit_hits_total{{limit=\"{limit}\"}}");
+        assert_eq!(metric(&metrics, &sample), hits, "{limit}");
+    }
+}
+
+/// A message over --max-message-bytes is refused from its frame header,
+/// before its payload is read, with Close 1009.
+#[test]
+fn an_oversized_message_is_closed_with_1009_and_counted() {
+    let server = Server::start(&["--notify-interval", "0", "--max-message-bytes", "1024"]);
+    let mut ws = raw_ws(&server, "/ws");
+    // Only the header of a 1 MiB text frame: the verdict cannot wait for
+    // the payload.
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    ws.write_all(&header).unwrap();
+    let close = loop {
+        let frame = read_frame(&mut ws).expect("a Close");
+        if frame.opcode == 0x8 {
+            break frame;
+        }
+    };
+    assert_eq!(&close.payload[..2], &1009u16.to_be_bytes());
+    assert_eq!(
+        metric(
+            &metrics_text(&server),
+            "wsnotify_limit_hits_total{limit=\"message_too_big\"}"
+        ),
+        1.0
     );
 }

@@ -35,7 +35,9 @@ impl Worker {
                 return;
             };
             if http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES || queued > MAX_HTTP_QUEUED {
-                http.stalled = true;
+                if !std::mem::replace(&mut http.stalled, true) {
+                    self.shared.stats.limit_hit("http_backpressure");
+                }
                 return;
             }
             let n = match self.read_once(key) {
@@ -66,7 +68,9 @@ impl Worker {
                 return;
             }
             if queued > MAX_HTTP_QUEUED {
-                http.stalled = true;
+                if !std::mem::replace(&mut http.stalled, true) {
+                    self.shared.stats.limit_hit("http_backpressure");
+                }
                 return;
             }
             if let Some((_, need)) = &http.awaiting_body {
@@ -137,10 +141,14 @@ impl Worker {
             return;
         };
         http.served += 1;
+        let spent = http.served >= MAX_REQUESTS_PER_CONNECTION;
         let closing = response.close
             || !request.wants_keep_alive()
             || Response::must_close(response.status)
-            || http.served >= MAX_REQUESTS_PER_CONNECTION;
+            || spent;
+        if spent {
+            self.shared.stats.limit_hit("keep_alive_requests");
+        }
         http.deadline = now + header_ticks;
         response.close = closing;
         log!(
@@ -194,6 +202,16 @@ impl Worker {
         };
         if let Some(conn) = self.conns.get(key) {
             log!(Debug, "http error", status = status.0, peer = conn.peer);
+        }
+        let limit = match status.0 {
+            408 => Some("header_timeout"),
+            411 => Some("chunked_body"),
+            413 => Some("body_too_large"),
+            431 => Some("head_too_large"),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            self.shared.stats.limit_hit(limit);
         }
         let response = Response::error(status, message).closing();
         self.send(key, Chunk::Owned(response.encode(false)));

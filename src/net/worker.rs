@@ -273,6 +273,7 @@ impl Worker {
                     // in the backlog and would wake us again at once, so
                     // stop accepting for a moment instead of spinning.
                     // Warned once per shortage, not every pause.
+                    self.shared.stats.limit_hit("out_of_descriptors");
                     if !std::mem::replace(&mut self.accept_starved, true) {
                         log!(
                             Warn,

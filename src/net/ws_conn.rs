@@ -46,6 +46,9 @@ impl Worker {
                 Ok(None) => {}
                 Ok(Some(message)) => self.on_message(key, message),
                 Err(code) => {
+                    if code == CloseCode::MESSAGE_TOO_BIG {
+                        self.shared.stats.limit_hit("message_too_big");
+                    }
                     log!(
                         Debug,
                         "protocol violation",
@@ -205,6 +208,7 @@ impl Worker {
             .idle_ticks
             .is_some_and(|idle| now >= ws.last_seen + idle)
         {
+            self.shared.stats.limit_hit("idle_timeout");
             self.close_ws(key, CloseCode::NORMAL, "idle timeout");
             return;
         }

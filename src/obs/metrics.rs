@@ -18,6 +18,21 @@ pub const HANDSHAKE_REASONS: [&str; 9] = [
     "draining",
 ];
 
+/// Limits that peers run into, as the `limit` label of
+/// `wsnotify_limit_hits_total` (the connection cap and slow consumers have
+/// metrics of their own).
+pub const LIMITS: [&str; 9] = [
+    "header_timeout",
+    "idle_timeout",
+    "message_too_big",
+    "head_too_large",
+    "body_too_large",
+    "chunked_body",
+    "keep_alive_requests",
+    "http_backpressure",
+    "out_of_descriptors",
+];
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections_total: AtomicU64,
@@ -32,6 +47,7 @@ pub struct Stats {
     pub redis_received: AtomicU64,
     pub redis_dropped: AtomicU64,
     handshake_failures: [AtomicU64; HANDSHAKE_REASONS.len()],
+    limit_hits: [AtomicU64; LIMITS.len()],
     /// Open WebSocket connections, one gauge per worker.
     per_worker_active: Vec<AtomicU64>,
 }
@@ -55,6 +71,12 @@ impl Stats {
     pub fn handshake_failed(&self, reason: &str) {
         if let Some(i) = HANDSHAKE_REASONS.iter().position(|r| *r == reason) {
             add(&self.handshake_failures[i], 1);
+        }
+    }
+
+    pub fn limit_hit(&self, limit: &str) {
+        if let Some(i) = LIMITS.iter().position(|l| *l == limit) {
+            add(&self.limit_hits[i], 1);
         }
     }
 
@@ -151,6 +173,17 @@ impl Stats {
             "Refused WebSocket upgrades by reason.",
             &failures,
         );
+        let hits: Vec<_> = LIMITS
+            .iter()
+            .zip(&self.limit_hits)
+            .map(|(limit, c)| (format!("{{limit=\"{limit}\"}}"), get(c)))
+            .collect();
+        metric(
+            "limit_hits_total",
+            "counter",
+            "Times a peer ran into a limit, by limit.",
+            &hits,
+        );
         metric(
             "slow_consumers_dropped_total",
             "counter",
@@ -207,12 +240,14 @@ mod tests {
         stats.connection_opened(1);
         stats.handshake_failed("capacity");
         add(&stats.messages_sent, 3);
+        stats.limit_hit("idle_timeout");
         let text = stats.render(true, 1.5);
         assert!(text
             .contains("# TYPE wsnotify_connections_active gauge\nwsnotify_connections_active 1\n"));
         assert!(text.contains("wsnotify_worker_connections_active{worker=\"1\"} 1\n"));
         assert!(text.contains("wsnotify_handshake_failures_total{reason=\"capacity\"} 1\n"));
         assert!(text.contains("wsnotify_messages_sent_total 3\n"));
+        assert!(text.contains("wsnotify_limit_hits_total{limit=\"idle_timeout\"} 1\n"));
         assert!(text.contains("wsnotify_draining 1\n"));
         assert!(text.contains("wsnotify_uptime_seconds 1.500\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
