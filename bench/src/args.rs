@@ -1,0 +1,303 @@
+//! The command line: `wsload MODE --flag value ...`.
+
+use std::net::Ipv4Addr;
+
+pub const USAGE: &str = "\
+usage:
+  wsload idle   --port P [--host 127.0.0.1] [--path /ws] --conns N [--server-pid PID] [--idle-secs S (5)]
+  wsload fanout --port P [--host H] [--path /ws] --subs N [--size 100] [--publish ws|http (ws)]
+                [--rate R msgs/s, 0 = closed loop (0)] [--messages M] [--duration S] [--server-pid PID]
+  wsload echo   --port P [--host H] [--path /echo] --conns C [--depth D (8)] [--size 100] [--duration S]
+common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
+        --duration S (10), --label TEXT
+One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Idle,
+    Fanout,
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    Ws,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sources {
+    /// 127.0.0.1 for the first 25,000 connections, then 127.0.0.2, ...
+    /// (no bind at all when the server is not on loopback).
+    Auto,
+    /// Round-robin over these.
+    List(Vec<Ipv4Addr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub mode: Mode,
+    pub host: Ipv4Addr,
+    pub port: u16,
+    pub path: String,
+    /// `--conns` (idle, echo) or `--subs` (fanout).
+    pub conns: usize,
+    pub server_pid: Option<u32>,
+    pub idle_secs: f64,
+    pub size: usize,
+    pub publish: Publish,
+    pub rate: f64,
+    pub messages: Option<u32>,
+    pub duration: f64,
+    pub depth: usize,
+    pub sources: Sources,
+    pub concurrency: usize,
+    pub label: Option<String>,
+}
+
+/// Smallest `--size` for fanout: "wsl " + 10 digits + " ".
+pub const MIN_FANOUT_SIZE: usize = 15;
+/// Largest `--size`: the server's default message and body limit.
+pub const MAX_SIZE: usize = 60 * 1024;
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("invalid value {v:?} for {flag}"))
+}
+
+fn secs(flag: &str, v: &str) -> Result<f64, String> {
+    let s: f64 = num(flag, v)?;
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+        return Err(format!("{flag} must be more than 0 seconds (got {v})"));
+    }
+    Ok(s)
+}
+
+/// Parses everything after the program name. `Ok(None)` means `--help`.
+pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
+    let mut it = argv.iter();
+    let mode = match it.next().map(String::as_str) {
+        Some("idle") => Mode::Idle,
+        Some("fanout") => Mode::Fanout,
+        Some("echo") => Mode::Echo,
+        Some("-h" | "--help" | "help") => return Ok(None),
+        Some(other) => return Err(format!("unknown mode {other:?} (idle, fanout, echo)")),
+        None => return Err("missing mode (idle, fanout, echo)".into()),
+    };
+    let mut a = Args {
+        mode,
+        host: Ipv4Addr::LOCALHOST,
+        port: 0,
+        path: if mode == Mode::Echo { "/echo" } else { "/ws" }.into(),
+        conns: 0,
+        server_pid: None,
+        idle_secs: 5.0,
+        size: 100,
+        publish: Publish::Ws,
+        rate: 0.0,
+        messages: None,
+        duration: 10.0,
+        depth: 8,
+        sources: Sources::Auto,
+        concurrency: 256,
+        label: None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if !flag.starts_with("--") {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        let allowed: &[&str] = match mode {
+            Mode::Idle => &["--conns", "--server-pid", "--idle-secs"],
+            Mode::Fanout => &[
+                "--subs",
+                "--size",
+                "--publish",
+                "--rate",
+                "--messages",
+                "--server-pid",
+            ],
+            Mode::Echo => &["--conns", "--depth", "--size"],
+        };
+        let common = [
+            "--port",
+            "--host",
+            "--path",
+            "--sources",
+            "--concurrency",
+            "--duration",
+            "--label",
+        ];
+        if !allowed.contains(&flag.as_str()) && !common.contains(&flag.as_str()) {
+            return Err(format!("unknown option {flag} for this mode"));
+        }
+        if !seen.insert(flag.clone()) {
+            return Err(format!("{flag} given twice"));
+        }
+        let v = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))?,
+        };
+        match flag.as_str() {
+            "--port" => {
+                a.port = num(&flag, &v)?;
+                if a.port == 0 {
+                    return Err("--port must be 1 to 65535".into());
+                }
+            }
+            "--host" => a.host = num(&flag, &v)?,
+            "--path" => {
+                if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b == 0x7F) {
+                    return Err(format!("invalid value {v:?} for --path"));
+                }
+                a.path = v;
+            }
+            "--conns" | "--subs" => {
+                a.conns = num(&flag, &v)?;
+                if a.conns == 0 || a.conns > 1_000_000 {
+                    return Err(format!("{flag} must be 1 to 1000000"));
+                }
+            }
+            "--server-pid" => a.server_pid = Some(num(&flag, &v)?),
+            "--idle-secs" => a.idle_secs = secs(&flag, &v)?,
+            "--duration" => a.duration = secs(&flag, &v)?,
+            "--size" => {
+                a.size = num(&flag, &v)?;
+                if a.size == 0 || a.size > MAX_SIZE {
+                    return Err(format!("--size must be 1 to {MAX_SIZE}"));
+                }
+            }
+            "--publish" => {
+                a.publish = match v.as_str() {
+                    "ws" => Publish::Ws,
+                    "http" => Publish::Http,
+                    _ => return Err(format!("invalid value {v:?} for --publish (ws, http)")),
+                }
+            }
+            "--rate" => {
+                a.rate = num(&flag, &v)?;
+                if !(a.rate.is_finite() && a.rate >= 0.0 && a.rate <= 10_000_000.0) {
+                    return Err(format!("invalid value {v:?} for --rate"));
+                }
+            }
+            "--messages" => {
+                let m: u32 = num(&flag, &v)?;
+                if m == 0 || m > 100_000_000 {
+                    return Err("--messages must be 1 to 100000000".into());
+                }
+                a.messages = Some(m);
+            }
+            "--depth" => {
+                a.depth = num(&flag, &v)?;
+                if a.depth == 0 || a.depth > 4096 {
+                    return Err("--depth must be 1 to 4096".into());
+                }
+            }
+            "--sources" => {
+                let list: Result<Vec<Ipv4Addr>, _> =
+                    v.split(',').map(|s| s.trim().parse()).collect();
+                match list {
+                    Ok(l) if !l.is_empty() => a.sources = Sources::List(l),
+                    _ => return Err(format!("invalid value {v:?} for --sources")),
+                }
+            }
+            "--concurrency" => {
+                a.concurrency = num(&flag, &v)?;
+                if a.concurrency == 0 {
+                    return Err("--concurrency must be at least 1".into());
+                }
+            }
+            "--label" => a.label = Some(v),
+            _ => unreachable!("flag list checked above"),
+        }
+    }
+    if a.port == 0 {
+        return Err("--port is required".into());
+    }
+    if a.conns == 0 {
+        let name = if mode == Mode::Fanout {
+            "--subs"
+        } else {
+            "--conns"
+        };
+        return Err(format!("{name} is required"));
+    }
+    if mode == Mode::Fanout && a.size < MIN_FANOUT_SIZE {
+        return Err(format!(
+            "--size must be at least {MIN_FANOUT_SIZE} for fanout (the marker \"wsl <seq> \")"
+        ));
+    }
+    Ok(Some(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Option<Args>, String> {
+        let v: Vec<String> = s.split_whitespace().map(String::from).collect();
+        parse(&v)
+    }
+
+    #[test]
+    fn parses_each_mode_with_defaults() {
+        let a = p("idle --port 80 --conns 10").unwrap().unwrap();
+        assert_eq!(a.mode, Mode::Idle);
+        assert_eq!(a.path, "/ws");
+        assert_eq!(a.idle_secs, 5.0);
+        assert_eq!(a.concurrency, 256);
+        let a = p("fanout --port 80 --subs 5 --publish=http --rate 1000 --messages 7")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.publish, Publish::Http);
+        assert_eq!(a.rate, 1000.0);
+        assert_eq!(a.messages, Some(7));
+        assert_eq!(a.size, 100);
+        let a = p("echo --port 80 --conns 2 --depth 1 --sources 127.0.0.1,127.0.0.3 --label x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.path, "/echo");
+        assert_eq!(a.depth, 1);
+        assert_eq!(
+            a.sources,
+            Sources::List(vec![
+                Ipv4Addr::new(127, 0, 0, 1),
+                Ipv4Addr::new(127, 0, 0, 3)
+            ])
+        );
+        assert_eq!(a.label.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        for bad in [
+            "",
+            "flood --port 1 --conns 1",
+            "idle --conns 1",
+            "idle --port 1",
+            "idle --port 0 --conns 1",
+            "idle --port 1 --conns 1 --subs 3",
+            "idle --port 1 --conns 1 --conns 2",
+            "fanout --port 1 --subs 1 --publish smtp",
+            "fanout --port 1 --subs 1 --size 10",
+            "echo --port 1 --conns 1 --depth 0",
+            "echo --port 1 --conns 1 --duration 0",
+            "echo --port 1 --conns 1 --sources 1.2.3",
+            "echo --port 1 --conns 1 --label",
+            "echo --port 1 --conns 1 stray",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+        assert!(p("--help").unwrap().is_none());
+    }
+}

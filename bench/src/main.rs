@@ -1,0 +1,144 @@
+//! wsload: the bundled load generator for wsnotify. One thread, one mio
+//! loop, hand-written masked client frames; see bench/README.md.
+
+mod args;
+mod echo;
+mod fanout;
+mod frame;
+mod handshake;
+mod idle;
+mod net;
+mod publish_http;
+mod report;
+mod stats;
+mod sys;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use args::{Args, Mode};
+
+/// Time allowed for connecting every client (and the publisher).
+pub const SETUP: Duration = Duration::from_secs(30);
+/// How long to wait for deliveries or echoes still in flight at the end.
+pub const STRAGGLERS: Duration = Duration::from_secs(2);
+/// How long the closing handshakes may take.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long past the safety timeout the watchdog waits before it prints
+/// an invalid result itself and exits, should the loop ever be stuck.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
+
+/// The JSON line has been printed (by the run or by the watchdog).
+static PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints the one JSON line unless the watchdog already did.
+fn emit(line: &str) -> bool {
+    if PRINTED.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    println!("{line}");
+    true
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Idle => "idle",
+        Mode::Fanout => "fanout",
+        Mode::Echo => "echo",
+    }
+}
+
+/// The line for a run that produced no figures.
+fn failed_line(args: &Args) -> String {
+    let mut line = report::Line::new(mode_name(args.mode), args.label.as_deref());
+    line.field("errors", 1).field("valid", false);
+    line.finish()
+}
+
+/// What every mode gets: its arguments and its deadlines.
+pub struct Run {
+    pub args: Args,
+    pub t0: Instant,
+    /// Connecting must be done by then.
+    pub setup_deadline: Instant,
+    /// The overall safety timeout: past it the run prints what it has, as
+    /// invalid.
+    pub safety: Instant,
+}
+
+/// A finished run: the JSON line and whether the run is valid.
+pub struct Outcome {
+    pub line: String,
+    pub valid: bool,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match args::parse(&argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wsload: {e}\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = sys::raise_nofile();
+    let needed = args.conns as u64 + 16;
+    if nofile < needed {
+        eprintln!(
+            "wsload: {} connections need about {needed} descriptors; RLIMIT_NOFILE allows {nofile}",
+            args.conns
+        );
+        return ExitCode::from(2);
+    }
+    let t0 = Instant::now();
+    let measure = match args.mode {
+        Mode::Idle => 1.0 + args.idle_secs,
+        Mode::Fanout | Mode::Echo => args.duration,
+    };
+    let safety = t0
+        + SETUP
+        + Duration::from_secs_f64(measure)
+        + STRAGGLERS
+        + CLOSE_GRACE
+        + Duration::from_secs(1);
+    let fallback = failed_line(&args);
+    std::thread::spawn(move || {
+        std::thread::sleep(safety.saturating_duration_since(Instant::now()) + WATCHDOG_GRACE);
+        if emit(&fallback) {
+            eprintln!("wsload: watchdog: the run overran its safety timeout; exiting");
+            std::process::exit(1);
+        }
+    });
+    let run = Run {
+        args,
+        t0,
+        setup_deadline: t0 + SETUP,
+        safety,
+    };
+    let result = match run.args.mode {
+        Mode::Idle => idle::run(&run),
+        Mode::Fanout => fanout::run(&run),
+        Mode::Echo => echo::run(&run),
+    };
+    match result {
+        Ok(out) => {
+            let printed = emit(&out.line);
+            if out.valid && printed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("wsload: {e}");
+            emit(&failed_line(&run.args));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! What the generator asks of the operating system besides sockets: its
+//! descriptor limit, and the server's memory and CPU time from /proc.
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft
+/// limit.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return want.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// VmRSS of a process in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vmrss(&status)
+}
+
+fn parse_vmrss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ticks(&stat)
+}
+
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after its last ')'. The first field after it is field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second for /proc/PID/stat times.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// CPU time (user + system) this process has used, in microseconds.
+pub fn self_cpu_us() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// Samples a process's CPU time (or this process's, without a pid) so that
+/// the share of one core used between two samples can be computed.
+pub struct CpuSample {
+    pid: Option<u32>,
+    at: std::time::Instant,
+    us: Option<u64>,
+}
+
+impl CpuSample {
+    pub fn take(pid: Option<u32>) -> CpuSample {
+        let us = match pid {
+            Some(pid) => cpu_ticks(pid).map(|t| t * 1_000_000 / clock_ticks_per_sec()),
+            None => Some(self_cpu_us()),
+        };
+        CpuSample {
+            pid,
+            at: std::time::Instant::now(),
+            us,
+        }
+    }
+
+    /// Percent of one core used since this sample (None if unreadable).
+    pub fn percent_since(&self) -> Option<f64> {
+        let now = CpuSample::take(self.pid);
+        let secs = now.at.duration_since(self.at).as_secs_f64();
+        let (a, b) = (self.us?, now.us?);
+        if secs <= 0.0 {
+            return None;
+        }
+        Some(b.saturating_sub(a) as f64 / 1e6 / secs * 100.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vmrss() {
+        let s = "Name:\twsnotify\nVmPeak:\t  9000 kB\nVmRSS:\t    1234 kB\nThreads:\t2\n";
+        assert_eq!(parse_vmrss(s), Some(1234));
+    }
+
+    #[test]
+    fn parses_stat_times_after_an_awkward_name() {
+        let s = "42 (a) b (c)) S 1 42 42 0 -1 4194304 100 0 0 0 17 5 0 0 20 0 1 0 100 1000 50";
+        assert_eq!(parse_stat_ticks(s), Some(22));
+    }
+
+    #[test]
+    fn reads_its_own_process() {
+        let pid = std::process::id();
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(cpu_ticks(pid).is_some());
+        assert!(clock_ticks_per_sec() > 0);
+    }
+}
