@@ -160,8 +160,20 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         for (id, e) in failed {
             net.fail(id, format!("write: {e}"), &mut h);
         }
-        if !net.run_until(end, run.safety, &mut h) {
-            timed_out = true;
+        loop {
+            let now = Instant::now();
+            if now >= run.safety {
+                timed_out = true;
+                break;
+            }
+            if now >= end {
+                break;
+            }
+            if net.errors > 0 {
+                eprintln!("wsload: stopping early after an error");
+                break;
+            }
+            net.poll_once(Some(end - now), &mut h);
         }
         secs = Some(start.elapsed().as_secs_f64());
         h.sending = false;
