@@ -136,7 +136,7 @@ mkdir -p "$LOGS"
 # The meta line: machine, versions, settings.
 pkg_version() { node -p "require('$PEERS/node_modules/$1/package.json').version" 2>/dev/null || echo unknown; }
 WSNOTIFY_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+if [[ -n $(git -C "$ROOT" status --porcelain -- src bench/src bench/Cargo.toml Cargo.toml Cargo.lock 2>/dev/null) ]]; then
     WSNOTIFY_REV="$WSNOTIFY_REV+uncommitted changes"
 fi
 CMP_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) CMP_NPROC=$(nproc) CMP_KERNEL=$(uname -r) \
