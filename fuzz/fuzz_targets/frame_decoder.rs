@@ -62,10 +62,16 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_decode_header(data: &[u8]) {
     match decode_header(data) {
-        Ok(None) => assert!(data.len() < MAX_HEADER_LEN, "Ok(None) with a full header's bytes"),
+        Ok(None) => assert!(
+            data.len() < MAX_HEADER_LEN,
+            "Ok(None) with a full header's bytes"
+        ),
         Err(code) => assert_eq!(code, CloseCode::PROTOCOL_ERROR),
         Ok(Some((header, len))) => {
-            assert!(len <= data.len() && len <= MAX_HEADER_LEN, "header length {len}");
+            assert!(
+                len <= data.len() && len <= MAX_HEADER_LEN,
+                "header length {len}"
+            );
             assert!(matches!(len, 6 | 8 | 14), "header length {len}");
             assert!(header.payload_len < 1 << 63);
             if header.opcode.is_control() {
@@ -74,7 +80,11 @@ fn check_decode_header(data: &[u8]) {
             }
             assert_eq!(decode_header(&data[..len]), Ok(Some((header, len))));
             for cut in 0..len {
-                assert_eq!(decode_header(&data[..cut]), Ok(None), "prefix of {cut} bytes");
+                assert_eq!(
+                    decode_header(&data[..cut]),
+                    Ok(None),
+                    "prefix of {cut} bytes"
+                );
             }
         }
     }
@@ -174,7 +184,11 @@ fn check_message(message: &Message, max: usize) {
         }
         Message::Binary(data) => assert!(data.len() <= max, "Binary of {} > {max}", data.len()),
         Message::Ping(data) | Message::Pong(data) => {
-            assert!(data.len() <= MAX_CONTROL_PAYLOAD, "control payload {}", data.len())
+            assert!(
+                data.len() <= MAX_CONTROL_PAYLOAD,
+                "control payload {}",
+                data.len()
+            )
         }
         Message::Close(Some(code)) => assert!(code.is_valid_on_wire(), "close code {code:?}"),
         Message::Close(None) => {}

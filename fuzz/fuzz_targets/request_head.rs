@@ -32,7 +32,11 @@ const ALL_PREFIXES_UP_TO: usize = 256;
 
 fuzz_target!(|data: &[u8]| {
     match parse_head(data) {
-        Head::Partial => assert!(data.len() < MAX_HEAD_BYTES, "Partial at {} bytes", data.len()),
+        Head::Partial => assert!(
+            data.len() < MAX_HEAD_BYTES,
+            "Partial at {} bytes",
+            data.len()
+        ),
         Head::Invalid(status) => {
             assert!(matches!(status.0, 400 | 431 | 505), "Invalid({})", status.0)
         }
@@ -85,7 +89,11 @@ fn check_request(request: &Request) {
     match body_length(request) {
         BodyLength::Fixed(n) => assert!(n <= MAX_BODY_BYTES, "body length {n}"),
         BodyLength::Invalid(status) => {
-            assert!(matches!(status.0, 400 | 411 | 413), "body Invalid({})", status.0)
+            assert!(
+                matches!(status.0, 400 | 411 | 413),
+                "body Invalid({})",
+                status.0
+            )
         }
     }
     let _ = request.wants_keep_alive();
@@ -104,7 +112,10 @@ fn check_request(request: &Request) {
             assert_eq!(accept, accept_key(key), "accept does not match the key");
         }
         Err(refusal) => {
-            assert!((400..500).contains(&refusal.status.0), "refusal {refusal:?}");
+            assert!(
+                (400..500).contains(&refusal.status.0),
+                "refusal {refusal:?}"
+            );
             let _ = refusal.response().encode(false);
         }
     }
