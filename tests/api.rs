@@ -1496,3 +1496,69 @@ fn several_workers_act_as_one_server() {
     drop(clients);
     wait_for_connections(&server, 0);
 }
+
+/// Broadcasts of one loop turn are written at its end, in one go per
+/// client; a client's own messages made later in the same turn must still
+/// come after them. Chat, direct, chat and a ping in one TCP segment arrive
+/// in that order.
+#[test]
+fn messages_from_one_read_keep_their_order() {
+    let server = Server::start(QUIET);
+    let (mut b, b_id) = join(&server);
+    let mut a = raw_ws(&server, "/ws");
+    let welcome = read_frame(&mut a).expect("welcome");
+    let a_id = serde_json::from_slice::<Value>(&welcome.payload).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut burst = Vec::new();
+    for text in [
+        json!({"type": "chat", "message": "one"}),
+        json!({"type": "direct", "to": b_id, "message": "two"}),
+        json!({"type": "chat", "message": "three"}),
+        json!({"type": "ping"}),
+    ] {
+        burst.extend(client_frame(0x81, text.to_string().as_bytes()));
+    }
+    a.write_all(&burst).unwrap();
+    for expected in ["one", "two", "three"] {
+        let message = next_json(&mut b);
+        assert_eq!(message["message"], expected, "{message}");
+        assert_eq!(message["from"], a_id.as_str());
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let frame = read_frame(&mut a).expect("open");
+        let message: Value = serde_json::from_slice(&frame.payload).unwrap();
+        seen.push(message["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["chat", "chat", "pong"]);
+}
+
+/// Clients joining while broadcasts flow get their welcome first, and then
+/// only broadcasts published after they joined.
+#[test]
+fn the_welcome_comes_first_while_broadcasts_flow() {
+    let server = Server::start(QUIET);
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut published = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _, _) =
+                    http(addr, "POST", "/broadcast", &[], br#"{"message":"flow"}"#);
+                assert_eq!(status, 200);
+                published += 1;
+            }
+            published
+        })
+    };
+    for _ in 0..50 {
+        let mut client = connect(&server, "/ws");
+        assert_eq!(next_json(&mut client)["type"], "welcome");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(publisher.join().unwrap() > 0);
+}

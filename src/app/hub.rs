@@ -55,6 +55,14 @@ impl Hub {
         self.by_seq.get(&seq).copied()
     }
 
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
+
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
         self.by_seq.values().copied()
     }

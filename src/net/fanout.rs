@@ -1,12 +1,15 @@
 //! Delivering messages to this worker's clients: one frame encoded once and
 //! shared by every recipient's queue.
 
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::conn::Phase;
 use super::mailbox::{Mail, Report};
+use super::socket_write::{sendmsg, slices_of};
 use super::worker::Worker;
 use super::write_queue::Chunk;
 use crate::app::hub;
@@ -44,20 +47,77 @@ impl Worker {
         (self.shared.notify_clients() as usize).max(local)
     }
 
+    /// Takes a frame for every `/ws` client of this worker. Delivery waits
+    /// for the end of the loop turn (or the next message to one client, or
+    /// a client joining), so the broadcasts of one turn reach each client
+    /// in one `sendmsg`.
     pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>) -> usize {
-        let mut recipients = 0;
-        for key in self.hub.slots() {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.out.push(Chunk::Shared(Arc::clone(frame)));
-                recipients += 1;
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push(key);
-                }
-            }
-        }
+        self.turn_broadcasts.push(Arc::clone(frame));
+        let recipients = self.hub.len();
         metrics::add(&self.shared.stats.messages_sent, recipients as u64);
         recipients
+    }
+
+    /// Writes this turn's broadcasts to every `/ws` client: straight from the
+    /// shared frames to the socket when its queue is empty (nothing is
+    /// allocated or queued per client), and only what the socket did not
+    /// take is queued.
+    pub(super) fn deliver_broadcasts(&mut self) {
+        if self.turn_broadcasts.is_empty() {
+            return;
+        }
+        let mut frames = std::mem::take(&mut self.turn_broadcasts);
+        let total: usize = frames.iter().map(|f| f.len()).sum();
+        let (slices, count) = slices_of(&frames);
+        let slices = &slices[..count];
+        let mut sent = 0;
+        for key in self.hub.slots() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.out.is_empty() {
+                match sendmsg(conn.stream.as_raw_fd(), slices) {
+                    Ok(n) if n == total => {
+                        sent += n;
+                        continue;
+                    }
+                    Ok(n) => {
+                        sent += n;
+                        conn.out.push_unsent(&frames, n);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        conn.out.push_unsent(&frames, 0)
+                    }
+                    Err(_) => {
+                        self.failed.push(key);
+                        continue;
+                    }
+                }
+            } else {
+                for frame in &frames {
+                    conn.out.push(Chunk::Shared(Arc::clone(frame)));
+                }
+            }
+            // The flush that follows registers for writability or drops a
+            // slow consumer.
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+        metrics::add(&self.shared.stats.bytes_sent, sent as u64);
+        let mut failed = std::mem::take(&mut self.failed);
+        for key in failed.drain(..) {
+            self.close(key, "write error");
+        }
+        self.failed = failed;
+        frames.clear();
+        self.turn_broadcasts = frames;
     }
 
     /// Where a client id lives, if it names a client of this instance.

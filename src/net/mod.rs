@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod redis;
 mod remote;
 pub mod signals;
+mod socket_write;
 pub mod supervisor;
 pub mod timer_wheel;
 pub mod worker;

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use slab::Slab;
 use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::mailbox::Mail;
 use super::redis::{Event as RedisEvent, RedisLink};
+use super::socket_write::SocketWriter;
 use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
 use super::write_queue::Chunk;
 use crate::app::hub::Hub;
@@ -64,6 +66,12 @@ pub struct Worker {
     /// only the bytes it could not use yet.
     pub scratch: Vec<u8>,
     pub(super) dirty: Vec<usize>,
+    /// Broadcast frames of this loop turn, not yet written (see
+    /// `deliver_broadcasts`).
+    pub(super) turn_broadcasts: Vec<Arc<[u8]>>,
+    /// Connections whose write failed during a delivery pass, closed after
+    /// it.
+    pub(super) failed: Vec<usize>,
     /// Connections that hit READS_PER_EVENT with input still waiting.
     again: Vec<usize>,
     next_periodic: Option<Instant>,
@@ -132,6 +140,8 @@ impl Worker {
             now: 0,
             scratch: vec![0; SCRATCH_BYTES],
             dirty: Vec::new(),
+            turn_broadcasts: Vec::new(),
+            failed: Vec::new(),
             again: Vec::new(),
             next_periodic,
             periodic_count: 0,
@@ -203,12 +213,12 @@ impl Worker {
             for entry in due.drain(..) {
                 self.on_wheel_entry(entry);
             }
-            self.flush_dirty();
+            self.write_out();
             if self.update_lifecycle(now) {
-                self.flush_dirty();
+                self.write_out();
                 return Ok(());
             }
-            self.flush_dirty();
+            self.write_out();
         }
     }
 
@@ -336,6 +346,11 @@ impl Worker {
     /// Queues bytes for a connection; they are written when the loop turn
     /// ends, together with anything else queued meanwhile.
     pub fn send(&mut self, key: usize, chunk: Chunk) {
+        // A client's own messages must not overtake broadcasts made before
+        // them in this turn.
+        if !self.turn_broadcasts.is_empty() && self.conns.get(key).is_some_and(Conn::is_ws) {
+            self.deliver_broadcasts();
+        }
         if let Some(conn) = self.conns.get_mut(key) {
             conn.out.push(chunk);
             if !conn.dirty {
@@ -354,6 +369,14 @@ impl Worker {
         }
     }
 
+    /// The end of a loop turn: queued answers first, then this turn's
+    /// broadcasts, then whatever those could not write at once.
+    fn write_out(&mut self) {
+        self.flush_dirty();
+        self.deliver_broadcasts();
+        self.flush_dirty();
+    }
+
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
@@ -369,7 +392,10 @@ impl Worker {
             return;
         };
         conn.dirty = false;
-        match conn.out.flush_to(&mut conn.stream) {
+        match conn
+            .out
+            .flush_to(&mut SocketWriter(conn.stream.as_raw_fd()))
+        {
             Ok(n) => metrics::add(&self.shared.stats.bytes_sent, n as u64),
             Err(e) => {
                 self.close(key, &format!("write error: {e}"));

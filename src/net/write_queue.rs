@@ -1,7 +1,7 @@
 //! The bytes waiting to be written to one connection.
 //!
 //! A broadcast frame is encoded once and shared (`Arc<[u8]>`) by every
-//! recipient's queue; queued chunks are written together with `writev`.
+//! recipient's queue; queued chunks are written together with one `sendmsg`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -11,19 +11,21 @@ use std::sync::Arc;
 pub enum Chunk {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
+    /// Fixed frames (an empty Ping): queued without allocating.
+    Static(&'static [u8]),
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(a) => a,
+            Chunk::Static(s) => s,
         }
     }
 }
 
-/// How many chunks one `writev` call takes at most.
-const MAX_IOVECS: usize = 64;
+use super::socket_write::MAX_IOVECS;
 
 #[derive(Debug, Default)]
 pub struct WriteQueue {
@@ -42,6 +44,26 @@ impl WriteQueue {
         }
         self.pending += len;
         self.chunks.push_back(chunk);
+    }
+
+    /// Queues what a direct write of `frames` (in order) left unsent, when
+    /// the queue was empty and `written` bytes of them went out.
+    pub fn push_unsent(&mut self, frames: &[Arc<[u8]>], mut written: usize) {
+        debug_assert!(self.is_empty());
+        for frame in frames {
+            if written >= frame.len() {
+                written -= frame.len();
+                continue;
+            }
+            if self.chunks.is_empty() {
+                self.front_written = written;
+                self.pending += frame.len() - written;
+                self.chunks.push_back(Chunk::Shared(Arc::clone(frame)));
+            } else {
+                self.push(Chunk::Shared(Arc::clone(frame)));
+            }
+            written = 0;
+        }
     }
 
     pub fn pending(&self) -> usize {
@@ -70,18 +92,24 @@ impl WriteQueue {
     pub fn flush_to<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
         let mut total = 0;
         while !self.chunks.is_empty() {
-            let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let bytes = chunk.bytes();
-                slices[i] = IoSlice::new(if i == 0 {
-                    &bytes[self.front_written..]
-                } else {
-                    bytes
-                });
-                count += 1;
-            }
-            let written = match out.write_vectored(&slices[..count]) {
+            let attempt = if self.chunks.len() == 1 {
+                // The common case needs no slice table.
+                out.write(&self.chunks[0].bytes()[self.front_written..])
+            } else {
+                let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                    let bytes = chunk.bytes();
+                    slices[i] = IoSlice::new(if i == 0 {
+                        &bytes[self.front_written..]
+                    } else {
+                        bytes
+                    });
+                    count += 1;
+                }
+                out.write_vectored(&slices[..count])
+            };
+            let written = match attempt {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -184,6 +212,33 @@ mod tests {
         assert_eq!(out.got, b"abcd");
         q.push(Chunk::Owned(b"ijkl".to_vec()));
         assert!(q.discard_unstarted());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn unsent_rest_of_a_direct_write_is_queued_from_the_right_byte() {
+        let a: Arc<[u8]> = Arc::from(&b"abcd"[..]);
+        let b: Arc<[u8]> = Arc::from(&b"efgh"[..]);
+        let frames = [a, b];
+        for (written, rest) in [
+            (0, &b"abcdefgh"[..]),
+            (3, b"defgh"),
+            (4, b"efgh"),
+            (6, b"gh"),
+        ] {
+            let mut q = WriteQueue::default();
+            q.push_unsent(&frames, written);
+            assert_eq!(q.pending(), rest.len());
+            let mut out = Trickle {
+                got: Vec::new(),
+                per_call: 100,
+                calls_left: 100,
+            };
+            q.flush_to(&mut out).unwrap();
+            assert_eq!(out.got, rest, "after {written} bytes");
+        }
+        let mut q = WriteQueue::default();
+        q.push_unsent(&frames, 8);
         assert!(q.is_empty());
     }
 

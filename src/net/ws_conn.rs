@@ -13,6 +13,9 @@ use crate::proto::close::CloseCode;
 use crate::proto::frame::{encode_close, encode_frame, Opcode};
 use crate::proto::message::{Message, Receiver};
 
+/// An empty Ping frame, the same bytes for every client.
+const EMPTY_PING: &[u8] = &[0x89, 0x00];
+
 impl Worker {
     pub(super) fn read_ws(&mut self, key: usize) {
         for _ in 0..READS_PER_EVENT {
@@ -112,6 +115,9 @@ impl Worker {
     /// Registers a new WebSocket client: counted, and on `/ws` given an id
     /// and its welcome.
     pub(super) fn join(&mut self, key: usize) {
+        // Broadcasts made before this client joined are not for it, and
+        // nothing may come before its welcome.
+        self.deliver_broadcasts();
         let Some(conn) = self.conns.get(key) else {
             return;
         };
@@ -215,7 +221,7 @@ impl Worker {
         if let Some(every) = self.ping_ticks {
             if now >= ws.next_ping {
                 ws.next_ping = now + every;
-                self.send(key, Chunk::Owned(encode_frame(Opcode::Ping, &[])));
+                self.send(key, Chunk::Static(EMPTY_PING));
             }
         }
     }
