@@ -5,22 +5,22 @@ use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
+use super::timer_wheel::Tick;
 use super::write_queue::WriteQueue;
 use crate::app::routes::Endpoint;
 use crate::proto::http::Request;
 use crate::proto::message::Receiver;
 
 /// A tick value meaning "no timer entry in the wheel".
-pub const NOT_ARMED: u64 = u64::MAX;
+pub const NOT_ARMED: Tick = Tick::MAX;
 
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
-    pub peer: SocketAddr,
     pub phase: Phase,
     pub out: WriteQueue,
     /// The tick of this connection's live timer-wheel entry.
-    pub armed: u64,
+    pub armed: Tick,
     /// Whether WRITABLE interest is registered (only while `out` is not
     /// empty).
     pub writable: bool,
@@ -35,7 +35,7 @@ pub enum Phase {
     /// Our last bytes are queued; what happens once they are written
     /// depends on `mode`. `until` bounds the whole thing.
     Closing {
-        until: u64,
+        until: Tick,
         write_shut: bool,
         mode: CloseMode,
     },
@@ -57,6 +57,9 @@ pub enum CloseMode {
 
 #[derive(Debug)]
 pub struct HttpState {
+    /// Kept while the connection speaks HTTP (publishing checks it); a
+    /// WebSocket client does not carry it, logs ask the socket.
+    pub peer: SocketAddr,
     pub buf: Vec<u8>,
     /// A request whose head is complete, waiting for this many body bytes.
     pub awaiting_body: Option<(Request, usize)>,
@@ -64,7 +67,7 @@ pub struct HttpState {
     /// request is read until it is answered.
     pub parked: Option<(u64, Request)>,
     /// The tick by which the next request head (or pending body) must be in.
-    pub deadline: u64,
+    pub deadline: Tick,
     pub served: u32,
     /// Reading and answering stopped because the client does not read its
     /// answers (or its buffer is full); the worker resumes once the queue
@@ -78,16 +81,16 @@ pub struct WsState {
     pub endpoint: Endpoint,
     /// The client's sequence number in the hub (`/ws` only).
     pub seq: u64,
-    pub last_seen: u64,
-    pub next_ping: u64,
+    pub last_seen: Tick,
+    pub next_ping: Tick,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, deadline: u64) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, deadline: Tick) -> Conn {
         Conn {
             stream,
-            peer,
             phase: Phase::Http(Box::new(HttpState {
+                peer,
                 buf: Vec::new(),
                 awaiting_body: None,
                 parked: None,
@@ -102,7 +105,30 @@ impl Conn {
         }
     }
 
+    /// The peer's address for logs ("-" once the socket has lost it).
+    pub fn peer_label(&self) -> String {
+        let addr = match &self.phase {
+            Phase::Http(http) => Some(http.peer),
+            _ => self.stream.peer_addr().ok(),
+        };
+        addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
+    }
+
     pub fn is_ws(&self) -> bool {
         matches!(self.phase, Phase::Ws(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection is one of these in the worker's slab: its size
+    /// is most of the memory an idle client costs (see BENCHMARKS.md).
+    #[test]
+    fn a_connection_stays_compact() {
+        let size = std::mem::size_of::<Conn>();
+        println!("size_of::<Conn>() = {size}");
+        assert!(size <= 160, "Conn grew to {size} bytes");
     }
 }

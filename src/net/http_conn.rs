@@ -123,7 +123,10 @@ impl Worker {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let peer = conn.peer.ip();
+        let Phase::Http(http) = &conn.phase else {
+            return;
+        };
+        let peer = http.peer.ip();
         match routes::route(&request, &body, peer, &self.shared) {
             Route::Respond(response) => self.respond(key, &request, response),
             Route::Upgrade { endpoint, accept } => self.upgrade(key, endpoint, &accept),
@@ -157,7 +160,7 @@ impl Worker {
             method = request.method,
             path = request.path,
             status = response.status.0,
-            peer = conn.peer
+            peer = conn.peer_label()
         );
         self.send(key, Chunk::Owned(response.encode(request.method == "HEAD")));
         if closing {
@@ -201,7 +204,12 @@ impl Worker {
             _ => status.reason(),
         };
         if let Some(conn) = self.conns.get(key) {
-            log!(Debug, "http error", status = status.0, peer = conn.peer);
+            log!(
+                Debug,
+                "http error",
+                status = status.0,
+                peer = conn.peer_label()
+            );
         }
         let limit = match status.0 {
             408 => Some("header_timeout"),
@@ -256,6 +264,7 @@ impl Worker {
         };
         // A client may send its first frames right behind the request.
         let early_frames = std::mem::take(&mut http.buf);
+        let peer = http.peer;
         conn.phase = Phase::Ws(WsState {
             rx: Receiver::new(max_message),
             endpoint,
@@ -264,7 +273,7 @@ impl Worker {
             next_ping,
         });
         self.send(key, Chunk::Owned(handshake::switching_protocols(accept)));
-        self.join(key);
+        self.join(key, peer);
         self.arm(key);
         if !early_frames.is_empty() {
             self.feed_ws(key, &early_frames);

@@ -9,24 +9,27 @@
 /// Tick length: fine enough for sub-second timeouts in tests, coarse enough
 /// that one slot gathers many connections.
 pub const TICK_MS: u64 = 100;
+/// A point in time in ticks since the worker started: 32 bits last 13
+/// years at 100 ms and keep the per-connection state small.
+pub type Tick = u32;
 const SLOTS: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub key: usize,
-    pub at: u64,
+    pub key: u32,
+    pub at: Tick,
 }
 
 #[derive(Debug)]
 pub struct TimerWheel {
     slots: Vec<Vec<Entry>>,
     /// Every tick up to and including this one has been handed out.
-    done: u64,
+    done: Tick,
     len: usize,
 }
 
 impl TimerWheel {
-    pub fn new(now: u64) -> TimerWheel {
+    pub fn new(now: Tick) -> TimerWheel {
         TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             done: now,
@@ -36,24 +39,26 @@ impl TimerWheel {
 
     /// Arms `key` for tick `at`; a tick already past fires on the next
     /// `advance`.
-    pub fn schedule(&mut self, key: usize, at: u64) {
+    pub fn schedule(&mut self, key: usize, at: Tick) {
         let at = at.max(self.done + 1);
-        self.slots[(at % SLOTS as u64) as usize].push(Entry { key, at });
+        // Slab keys stay far below 2^32: each is an open descriptor.
+        let key = key as u32;
+        self.slots[at as usize % SLOTS].push(Entry { key, at });
         self.len += 1;
     }
 
     /// Moves time forward to `now`, appending every entry due by then to
     /// `due`.
-    pub fn advance(&mut self, now: u64, due: &mut Vec<Entry>) {
+    pub fn advance(&mut self, now: Tick, due: &mut Vec<Entry>) {
         if self.len == 0 {
             self.done = self.done.max(now);
             return;
         }
         // Past a full lap every slot is visited once; later ticks add nothing.
-        let last = now.min(self.done + SLOTS as u64);
+        let last = now.min(self.done + SLOTS as Tick);
         let mut tick = self.done + 1;
         while tick <= last {
-            let slot = &mut self.slots[(tick % SLOTS as u64) as usize];
+            let slot = &mut self.slots[tick as usize % SLOTS];
             let before = slot.len();
             let mut i = 0;
             while i < slot.len() {
@@ -74,12 +79,12 @@ impl TimerWheel {
 
     /// The earliest tick worth waking for, if anything is armed. It may find
     /// only entries of a later lap; `advance` then hands out nothing.
-    pub fn next_tick(&self) -> Option<u64> {
+    pub fn next_tick(&self) -> Option<Tick> {
         if self.len == 0 {
             return None;
         }
-        (self.done + 1..=self.done + SLOTS as u64)
-            .find(|t| !self.slots[(t % SLOTS as u64) as usize].is_empty())
+        (self.done + 1..=self.done + SLOTS as Tick)
+            .find(|t| !self.slots[*t as usize % SLOTS].is_empty())
     }
 }
 
@@ -87,7 +92,7 @@ impl TimerWheel {
 mod tests {
     use super::*;
 
-    fn fire(wheel: &mut TimerWheel, now: u64) -> Vec<(usize, u64)> {
+    fn fire(wheel: &mut TimerWheel, now: Tick) -> Vec<(u32, Tick)> {
         let mut due = Vec::new();
         wheel.advance(now, &mut due);
         let mut got: Vec<_> = due.into_iter().map(|e| (e.key, e.at)).collect();
@@ -112,17 +117,20 @@ mod tests {
     #[test]
     fn entries_beyond_one_lap_wait_for_their_lap() {
         let mut w = TimerWheel::new(0);
-        w.schedule(7, 3 + SLOTS as u64);
+        w.schedule(7, 3 + SLOTS as Tick);
         assert_eq!(fire(&mut w, 3), vec![]);
-        assert_eq!(fire(&mut w, SLOTS as u64), vec![]);
-        assert_eq!(fire(&mut w, 3 + SLOTS as u64), vec![(7, 3 + SLOTS as u64)]);
+        assert_eq!(fire(&mut w, SLOTS as Tick), vec![]);
+        assert_eq!(
+            fire(&mut w, 3 + SLOTS as Tick),
+            vec![(7, 3 + SLOTS as Tick)]
+        );
     }
 
     #[test]
     fn a_long_jump_delivers_everything_due() {
         let mut w = TimerWheel::new(0);
         for k in 0..2000 {
-            w.schedule(k, k as u64);
+            w.schedule(k, k as Tick);
         }
         let got = fire(&mut w, 100_000);
         assert_eq!(got.len(), 2000);

@@ -17,7 +17,7 @@ use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::mailbox::Mail;
 use super::redis::{Event as RedisEvent, RedisLink};
 use super::socket_write::SocketWriter;
-use super::timer_wheel::{Entry, TimerWheel, TICK_MS};
+use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
 use super::write_queue::Chunk;
 use crate::app::hub::Hub;
 use crate::app::lifecycle::Lifecycle;
@@ -44,8 +44,11 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// deadline. The current tick is rounded down, so one more tick (and the
 /// duration rounded up) keeps every timer from firing early; it may fire up
 /// to two ticks late.
-pub fn ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64).div_ceil(TICK_MS) + 1
+pub fn ticks(d: Duration) -> Tick {
+    // Capped at about 3 years, so adding it to the current tick cannot
+    // overflow within a decade of uptime.
+    let ticks = (d.as_millis() as u64).div_ceil(TICK_MS) + 1;
+    ticks.min(1 << 30) as Tick
 }
 
 pub struct Worker {
@@ -61,7 +64,7 @@ pub struct Worker {
     wheel: TimerWheel,
     epoch: Instant,
     /// The current tick, refreshed once per loop turn.
-    pub now: u64,
+    pub now: Tick,
     /// One read buffer for every connection of the loop: a connection keeps
     /// only the bytes it could not use yet.
     pub scratch: Vec<u8>,
@@ -90,10 +93,10 @@ pub struct Worker {
     pub(super) closing: usize,
     pub rng: Rng,
     /// Timeouts in ticks, from the configuration.
-    pub header_ticks: u64,
-    pub idle_ticks: Option<u64>,
-    pub ping_ticks: Option<u64>,
-    pub linger_ticks: u64,
+    pub header_ticks: Tick,
+    pub idle_ticks: Option<Tick>,
+    pub ping_ticks: Option<Tick>,
+    pub linger_ticks: Tick,
 }
 
 impl Worker {
@@ -155,12 +158,12 @@ impl Worker {
         })
     }
 
-    fn tick_of(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_millis() as u64 / TICK_MS
+    fn tick_of(&self, at: Instant) -> Tick {
+        (at.saturating_duration_since(self.epoch).as_millis() as u64 / TICK_MS) as Tick
     }
 
-    fn instant_of(&self, tick: u64) -> Instant {
-        self.epoch + Duration::from_millis(tick * TICK_MS)
+    fn instant_of(&self, tick: Tick) -> Instant {
+        self.epoch + Duration::from_millis(u64::from(tick) * TICK_MS)
     }
 
     pub fn run(mut self) -> io::Result<()> {
@@ -456,11 +459,16 @@ impl Worker {
             self.closing -= 1;
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        log!(Trace, "connection closed", peer = conn.peer, reason = why);
+        log!(
+            Trace,
+            "connection closed",
+            peer = conn.peer_label(),
+            reason = why
+        );
     }
 
     /// The tick at which this connection next needs attention.
-    fn deadline(&self, conn: &Conn) -> u64 {
+    fn deadline(&self, conn: &Conn) -> Tick {
         match &conn.phase {
             Phase::Http(http) => http.deadline,
             Phase::Ws(ws) => {
@@ -490,7 +498,8 @@ impl Worker {
     }
 
     fn on_wheel_entry(&mut self, entry: Entry) {
-        let Some(conn) = self.conns.get_mut(entry.key) else {
+        let key = entry.key as usize;
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.armed != entry.at {
@@ -499,12 +508,12 @@ impl Worker {
         conn.armed = NOT_ARMED;
         let due = self
             .conns
-            .get(entry.key)
+            .get(key)
             .is_some_and(|c| self.deadline(c) <= self.now);
         if due {
-            self.on_deadline(entry.key);
+            self.on_deadline(key);
         }
-        self.arm(entry.key);
+        self.arm(key);
     }
 
     fn on_deadline(&mut self, key: usize) {

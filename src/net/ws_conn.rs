@@ -1,6 +1,8 @@
 //! The WebSocket phase of a connection: frames in, messages dispatched,
 //! control frames answered, and the close handshake.
 
+use std::net::SocketAddr;
+
 use super::conn::{CloseMode, Phase};
 use super::worker::{Worker, READS_PER_EVENT};
 use super::write_queue::Chunk;
@@ -114,14 +116,13 @@ impl Worker {
 
     /// Registers a new WebSocket client: counted, and on `/ws` given an id
     /// and its welcome.
-    pub(super) fn join(&mut self, key: usize) {
+    pub(super) fn join(&mut self, key: usize, peer: SocketAddr) {
         // Broadcasts made before this client joined are not for it, and
         // nothing may come before its welcome.
         self.deliver_broadcasts();
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let peer = conn.peer;
         let Phase::Ws(ws) = &conn.phase else {
             return;
         };
@@ -174,7 +175,7 @@ impl Worker {
             return None;
         };
         self.closing += 1;
-        let peer = conn.peer;
+        let peer = conn.peer_label();
         if ws.endpoint == Endpoint::Notify {
             self.hub.leave(ws.seq);
             self.shared.notify_client_left();
@@ -249,11 +250,13 @@ impl Worker {
 
     /// The client id for logs, or the peer address for echo connections.
     pub(super) fn client_label(&self, key: usize) -> String {
-        match self.conns.get(key).map(|c| (&c.phase, c.peer)) {
-            Some((Phase::Ws(ws), _)) if ws.endpoint == Endpoint::Notify => {
-                hub::format_id(&self.shared.instance, self.id, ws.seq)
-            }
-            Some((_, peer)) => peer.to_string(),
+        match self.conns.get(key) {
+            Some(conn) => match &conn.phase {
+                Phase::Ws(ws) if ws.endpoint == Endpoint::Notify => {
+                    hub::format_id(&self.shared.instance, self.id, ws.seq)
+                }
+                _ => conn.peer_label(),
+            },
             None => String::new(),
         }
     }

@@ -44,14 +44,18 @@ enum State {
 #[derive(Debug)]
 pub struct Receiver {
     state: State,
-    /// The data message being assembled, and what kind it is.
+    /// The data message being assembled, and what kind it is. A control
+    /// frame's payload (at most 125 bytes) is read into the same buffer,
+    /// after the message so far, and taken off when the frame ends: one
+    /// buffer instead of two keeps every connection smaller.
     message: Vec<u8>,
     kind: Option<DataKind>,
     /// How many leading bytes of `message` are known to be valid UTF-8.
-    utf8_valid: usize,
-    /// Payload of the control frame being read (at most 125 bytes).
-    control: Vec<u8>,
-    max_message: usize,
+    utf8_valid: u32,
+    /// Where the current control frame's payload starts in `message`.
+    control_at: u32,
+    /// At most u32::MAX: the counters above are 32-bit.
+    max_message: u32,
 }
 
 impl Receiver {
@@ -64,8 +68,8 @@ impl Receiver {
             message: Vec::new(),
             kind: None,
             utf8_valid: 0,
-            control: Vec::new(),
-            max_message,
+            control_at: 0,
+            max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
         }
     }
 
@@ -138,7 +142,6 @@ impl Receiver {
     fn fail(&mut self, code: CloseCode) -> CloseCode {
         self.state = State::Closed;
         self.message = Vec::new();
-        self.control = Vec::new();
         code
     }
 
@@ -154,7 +157,7 @@ impl Receiver {
                     self.kind = Some(DataKind::Binary);
                 }
                 let total = (self.message.len() as u64).saturating_add(header.payload_len);
-                if total > self.max_message as u64 {
+                if total > u64::from(self.max_message) {
                     return Err(CloseCode::MESSAGE_TOO_BIG);
                 }
                 // Nothing is reserved for the announced length: a peer could
@@ -163,7 +166,8 @@ impl Receiver {
                 Ok(())
             }
             Opcode::Close | Opcode::Ping | Opcode::Pong => {
-                self.control.clear();
+                // The message is at most max_message (u32) bytes long here.
+                self.control_at = self.message.len() as u32;
                 Ok(())
             }
         }
@@ -175,14 +179,9 @@ impl Receiver {
         chunk: &[u8],
         offset: usize,
     ) -> Result<(), CloseCode> {
-        let target = if header.opcode.is_control() {
-            &mut self.control
-        } else {
-            &mut self.message
-        };
-        let start = target.len();
-        target.extend_from_slice(chunk);
-        apply_mask(&mut target[start..], header.mask, offset);
+        let start = self.message.len();
+        self.message.extend_from_slice(chunk);
+        apply_mask(&mut self.message[start..], header.mask, offset);
         if !header.opcode.is_control() && self.kind == Some(DataKind::Text) {
             self.check_utf8_prefix()?;
         }
@@ -192,9 +191,9 @@ impl Receiver {
     /// Validates the bytes added since the last check, allowing only an
     /// incomplete sequence at the very end (it may finish in the next chunk).
     fn check_utf8_prefix(&mut self) -> Result<(), CloseCode> {
-        match std::str::from_utf8(&self.message[self.utf8_valid..]) {
-            Ok(_) => self.utf8_valid = self.message.len(),
-            Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to(),
+        match std::str::from_utf8(&self.message[self.utf8_valid as usize..]) {
+            Ok(_) => self.utf8_valid = self.message.len() as u32,
+            Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to() as u32,
             Err(_) => return Err(CloseCode::INVALID_PAYLOAD),
         }
         Ok(())
@@ -202,23 +201,39 @@ impl Receiver {
 
     fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Message>, CloseCode> {
         match header.opcode {
-            Opcode::Ping => Ok(Some(Message::Ping(std::mem::take(&mut self.control)))),
-            Opcode::Pong => Ok(Some(Message::Pong(std::mem::take(&mut self.control)))),
-            Opcode::Close => parse_close(&self.control).map(|code| Some(Message::Close(code))),
+            Opcode::Ping => Ok(Some(Message::Ping(self.take_control()))),
+            Opcode::Pong => Ok(Some(Message::Pong(self.take_control()))),
+            Opcode::Close => {
+                let payload = self.take_control();
+                parse_close(&payload).map(|code| Some(Message::Close(code)))
+            }
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
                 if !header.fin {
                     return Ok(None);
                 }
+                // Validated as it arrived: only an unfinished sequence at the
+                // end can be left.
+                let complete = self.utf8_valid as usize == self.message.len();
                 let data = std::mem::take(&mut self.message);
                 self.utf8_valid = 0;
                 match self.kind.take() {
-                    Some(DataKind::Text) if std::str::from_utf8(&data).is_err() => {
-                        Err(CloseCode::INVALID_PAYLOAD)
-                    }
+                    Some(DataKind::Text) if !complete => Err(CloseCode::INVALID_PAYLOAD),
                     Some(DataKind::Text) => Ok(Some(Message::Text(data))),
                     _ => Ok(Some(Message::Binary(data))),
                 }
             }
+        }
+    }
+}
+
+impl Receiver {
+    /// The control payload just read, taken off the end of `message`.
+    fn take_control(&mut self) -> Vec<u8> {
+        let at = self.control_at as usize;
+        if at == 0 {
+            std::mem::take(&mut self.message)
+        } else {
+            self.message.split_off(at)
         }
     }
 }
