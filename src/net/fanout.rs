@@ -28,10 +28,8 @@ impl Worker {
     }
 
     pub(super) fn send_json(&mut self, key: usize, json: &str) {
-        self.send_frame(
-            key,
-            Chunk::Owned(encode_frame(Opcode::Text, json.as_bytes())),
-        );
+        metrics::add(&self.shared.stats.messages_sent, 1);
+        self.send_frame_bytes(key, Opcode::Text, json.as_bytes());
     }
 
     /// Sends `json` to every `/ws` client of the process: encoded once,

@@ -18,11 +18,12 @@ use super::mailbox::Mail;
 use super::redis::{Event as RedisEvent, RedisLink};
 use super::socket_write::SocketWriter;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
-use super::write_queue::Chunk;
+use super::write_queue::{Chunk, WriteQueue};
 use crate::app::hub::Hub;
 use crate::app::lifecycle::Lifecycle;
 use crate::log;
 use crate::obs::metrics;
+use crate::proto::frame::Opcode;
 use crate::rand::Rng;
 use crate::shared::Shared;
 
@@ -349,18 +350,31 @@ impl Worker {
     /// Queues bytes for a connection; they are written when the loop turn
     /// ends, together with anything else queued meanwhile.
     pub fn send(&mut self, key: usize, chunk: Chunk) {
+        if let Some(out) = self.queue_of(key) {
+            out.push(chunk);
+        }
+    }
+
+    /// Queues one frame built from `payload` (see `WriteQueue::push_frame`).
+    pub fn send_frame_bytes(&mut self, key: usize, opcode: Opcode, payload: &[u8]) {
+        if let Some(out) = self.queue_of(key) {
+            out.push_frame(opcode, payload);
+        }
+    }
+
+    /// A connection's queue, marked to be flushed at the end of the turn.
+    fn queue_of(&mut self, key: usize) -> Option<&mut WriteQueue> {
         // A client's own messages must not overtake broadcasts made before
         // them in this turn.
         if !self.turn_broadcasts.is_empty() && self.conns.get(key).is_some_and(Conn::is_ws) {
             self.deliver_broadcasts();
         }
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.out.push(chunk);
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
+        let conn = self.conns.get_mut(key)?;
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
         }
+        Some(&mut conn.out)
     }
 
     pub(super) fn mark_dirty(&mut self, key: usize) {

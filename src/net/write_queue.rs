@@ -26,6 +26,10 @@ impl Chunk {
 }
 
 use super::socket_write::MAX_IOVECS;
+use crate::proto::frame::{encode_header, Opcode};
+
+/// How large an owned buffer may grow by taking more frames at its end.
+const COALESCE_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct WriteQueue {
@@ -44,6 +48,27 @@ impl WriteQueue {
         }
         self.pending += len;
         self.chunks.push_back(chunk);
+    }
+
+    /// Queues one frame, encoded at the end of the last queued buffer when
+    /// that one is ours: several small answers of one loop turn (echoes,
+    /// pongs) then cost one allocation and go out as one slice.
+    pub fn push_frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        let (head, head_len) = encode_header(opcode, payload.len());
+        let len = head_len + payload.len();
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(tail)) if tail.len() + len <= COALESCE_LIMIT => {
+                tail.extend_from_slice(&head[..head_len]);
+                tail.extend_from_slice(payload);
+                self.pending += len;
+            }
+            _ => {
+                let mut frame = Vec::with_capacity(len);
+                frame.extend_from_slice(&head[..head_len]);
+                frame.extend_from_slice(payload);
+                self.push(Chunk::Owned(frame));
+            }
+        }
     }
 
     /// Queues what a direct write of `frames` (in order) left unsent, when
@@ -240,6 +265,23 @@ mod tests {
         let mut q = WriteQueue::default();
         q.push_unsent(&frames, 8);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn small_frames_share_one_buffer_behind_the_last_owned_one() {
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Shared(Arc::from(&b"S"[..])));
+        q.push_frame(Opcode::Text, b"a");
+        q.push_frame(Opcode::Binary, b"bc");
+        assert_eq!(q.chunks.len(), 2, "the two frames share one buffer");
+        assert_eq!(q.pending(), 1 + 3 + 4);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 100,
+            calls_left: 100,
+        };
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(out.got, b"S\x81\x01a\x82\x02bc");
     }
 
     #[test]

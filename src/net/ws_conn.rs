@@ -92,9 +92,7 @@ impl Worker {
                     &protocol::error("binary messages are not supported; send JSON text"),
                 );
             }
-            Message::Ping(payload) => {
-                self.send(key, Chunk::Owned(encode_frame(Opcode::Pong, &payload)))
-            }
+            Message::Ping(payload) => self.send_frame_bytes(key, Opcode::Pong, &payload),
             Message::Pong(_) => {}
             Message::Close(code) => {
                 let reply = match code {
@@ -111,7 +109,7 @@ impl Worker {
     fn echo(&mut self, key: usize, opcode: Opcode, data: &[u8]) {
         metrics::add(&self.shared.stats.messages_received, 1);
         metrics::add(&self.shared.stats.messages_sent, 1);
-        self.send(key, Chunk::Owned(encode_frame(opcode, data)));
+        self.send_frame_bytes(key, opcode, data);
     }
 
     /// Registers a new WebSocket client: counted, and on `/ws` given an id
