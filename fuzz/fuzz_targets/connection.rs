@@ -11,7 +11,7 @@
 //!   list of frame records the target encodes as masked client frames, for
 //!   `/ws` and `/echo`), bit 4 a `yield_now` between chunks, bit 5 a lazy
 //!   reader (nothing is read until everything is written), bit 6 a 4 KiB
-//!   receive buffer, bit 7 the head split like the rest;
+//!   receive buffer and a 536-byte MSS, bit 7 the head split like the rest;
 //! - bytes 1 and 2 seed the split points; byte 2 also picks the largest chunk
 //!   (bits 0-5) and, with bits 6 and 7 both set, a 2 ms pause before our FIN
 //!   so the server answers (or drops a slow consumer) while the connection is
@@ -101,6 +101,7 @@ const SCRATCH: usize = 64 * 1024;
 /// How long the held-back bytes wait for a 101 when skipping known bug 1.
 const AWAIT_UPGRADE: Duration = Duration::from_secs(1);
 const UPGRADED: &[u8] = b"HTTP/1.1 101 ";
+const SMALL_MSS: u32 = 536;
 /// How long `pause` waits before our FIN.
 const PAUSE: Duration = Duration::from_millis(2);
 /// More output than this is a runaway answer.
@@ -110,8 +111,8 @@ const MAX_OUTPUT: usize = 8 << 20;
 const MAX_CHUNKS: usize = 256;
 /// Records can ask for long payloads; the encoded stream stops growing at
 /// this many bytes with a lazy reader and a 4 KiB window (a slow consumer
-/// needs megabytes of answers queued)...
-const MAX_STREAM: usize = 1024 * 1024;
+/// needs a few hundred KiB of answers queued)...
+const MAX_STREAM: usize = 256 * 1024;
 /// ...and at this many otherwise.
 const MAX_STREAM_READING: usize = 64 * 1024;
 /// The most a single HTTP response may be (the built-in page is ~12 KB).
@@ -478,6 +479,10 @@ fn connect(addr: SocketAddr, small_rcvbuf: bool) -> TcpStream {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
         if small_rcvbuf {
             socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            // A small MSS keeps the server's send buffer, which the kernel
+            // sizes from the MSS, at tens of KiB instead of megabytes, so
+            // `max_queue_bytes` is reached with a few hundred KiB of answers.
+            socket.set_mss(SMALL_MSS).expect("TCP_MAXSEG");
         }
         match socket.connect(&addr.into()) {
             Ok(()) => return socket.into(),
