@@ -11,7 +11,8 @@
 //!   list of frame records the target encodes as masked client frames, for
 //!   `/ws` and `/echo`), bit 4 a `yield_now` between chunks, bit 5 a lazy
 //!   reader (nothing is read until everything is written), bit 6 a 4 KiB
-//!   receive buffer and a 536-byte MSS, bit 7 the head split like the rest;
+//!   receive buffer (and with bit 7 of byte 1 a 536-byte MSS), bit 7 the head
+//!   split like the rest;
 //! - bytes 1 and 2 seed the split points; byte 2 also picks the largest chunk
 //!   (bits 0-5) and, with bits 6 and 7 both set, a 2 ms pause before our FIN
 //!   so the server answers (or drops a slow consumer) while the connection is
@@ -110,8 +111,8 @@ const MAX_OUTPUT: usize = 8 << 20;
 /// a long input do not make one execution slow.
 const MAX_CHUNKS: usize = 256;
 /// Records can ask for long payloads; the encoded stream stops growing at
-/// this many bytes with a lazy reader and a 4 KiB window (a slow consumer
-/// needs a few hundred KiB of answers queued)...
+/// this many bytes with a lazy reader, a 4 KiB window and a small MSS (a
+/// slow consumer needs a few hundred KiB of answers queued)...
 const MAX_STREAM: usize = 256 * 1024;
 /// ...and at this many otherwise.
 const MAX_STREAM_READING: usize = 64 * 1024;
@@ -277,6 +278,8 @@ struct Plan {
     yield_between: bool,
     lazy: bool,
     small_rcvbuf: bool,
+    /// With `small_rcvbuf`, a 536-byte MSS as well.
+    small_mss: bool,
     split_head: bool,
     /// Wait a moment before our FIN, so the server answers (and flushes, or
     /// drops a slow consumer) while the connection is still open.
@@ -303,6 +306,7 @@ impl Plan {
             yield_between: flags & 0x10 != 0,
             lazy: flags & 0x20 != 0,
             small_rcvbuf: flags & 0x40 != 0,
+            small_mss: flags & 0x40 != 0 && byte(1) & 0x80 != 0,
             split_head: flags & 0x80 != 0,
             pause: byte(2) & 0xC0 == 0xC0,
             seed: (u64::from(byte(1)) << 8 | u64::from(byte(2))) + 1,
@@ -333,7 +337,7 @@ impl Plan {
             // Only a reader that waits behind a small window can make the
             // server queue past the kernel's (megabytes on loopback) and
             // `max_queue_bytes`: long streams are for that case only.
-            let cap = if self.lazy && self.small_rcvbuf {
+            let cap = if self.lazy && self.small_mss {
                 MAX_STREAM
             } else {
                 MAX_STREAM_READING
@@ -473,12 +477,14 @@ struct Run {
     written: usize,
 }
 
-fn connect(addr: SocketAddr, small_rcvbuf: bool) -> TcpStream {
+fn connect(addr: SocketAddr, plan: &Plan) -> TcpStream {
     let mut tries = 0;
     loop {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-        if small_rcvbuf {
+        if plan.small_rcvbuf {
             socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        }
+        if plan.small_mss {
             // A small MSS keeps the server's send buffer, which the kernel
             // sizes from the MSS, at tens of KiB instead of megabytes, so
             // `max_queue_bytes` is reached with a few hundred KiB of answers.
@@ -517,7 +523,7 @@ fn exchange(
     head_len: usize,
     hold_back: Option<usize>,
 ) -> Run {
-    let socket = connect(addr, plan.small_rcvbuf);
+    let socket = connect(addr, plan);
     socket.set_nodelay(true).expect("TCP_NODELAY");
     socket
         .set_read_timeout(Some(READ_TIMEOUT))

@@ -63,8 +63,9 @@ HEADS = {
 
 # connection: byte 0 picks the path and flags (bits 0-2: 0 /ws, 1 /echo,
 # 2 /health, 3 /broadcast, 4 raw; 0x08 records, 0x10 yield between chunks,
-# 0x20 lazy reader, 0x40 small receive buffer and MSS, 0x80 split the head too),
-# byte 1 seeds the split points and byte 2 picks the largest chunk (bits 0-5,
+# 0x20 lazy reader, 0x40 small receive buffer, 0x80 split the head too),
+# byte 1 seeds the split points (bit 7 with 0x40: a 536-byte MSS as well)
+# and byte 2 picks the largest chunk (bits 0-5,
 # index mod 10 into 1, 2, 3, 5, 8, 16, 64, 256, 1024, whole) and, with bits 6
 # and 7 both set, a 2 ms pause before the FIN; the rest follows the head.
 WS, ECHO, HEALTH, BROADCAST, RAW = 0, 1, 2, 3, 4
