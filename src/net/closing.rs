@@ -50,6 +50,7 @@ impl Worker {
                     if matches!(result, Ok(Some(Message::Close(_))) | Err(_)) {
                         *mode = CloseMode::AfterFlush;
                         self.mark_dirty(key);
+                        self.read_later(key);
                         return;
                     }
                 }
@@ -66,6 +67,13 @@ impl Worker {
         };
         match conn.phase {
             Phase::Http(_) | Phase::Closing { .. } if !conn.out.is_empty() => {
+                self.start_closing(key, CloseMode::AfterFlush);
+            }
+            // A half-closed peer may still read: what is queued for it
+            // (say, the 101 and the welcome of an upgrade sent with the FIN)
+            // goes out first.
+            Phase::Ws(_) if !conn.out.is_empty() => {
+                self.leave_ws(key, "connection closed by peer without a close frame");
                 self.start_closing(key, CloseMode::AfterFlush);
             }
             Phase::Ws(_) => self.close(key, "connection closed by peer without a close frame"),

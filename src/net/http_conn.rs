@@ -32,6 +32,10 @@ impl Worker {
             };
             let queued = conn.out.pending();
             let Phase::Http(http) = &mut conn.phase else {
+                // Upgraded or closing: the socket may already hold frames or
+                // the FIN, which an edge-triggered poll will not announce
+                // again, so the new phase reads on.
+                self.read_later(key);
                 return;
             };
             if http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES || queued > MAX_HTTP_QUEUED {
@@ -88,14 +92,15 @@ impl Worker {
             match parse_head(&http.buf) {
                 Head::Partial => return,
                 Head::Invalid(status) => {
-                    self.http_error(key, status);
+                    let head_only = http.buf.starts_with(b"HEAD ");
+                    self.http_error(key, status, head_only);
                     return;
                 }
                 Head::Complete { request, len } => {
                     http.buf.drain(..len);
                     match body_length(&request) {
                         BodyLength::Invalid(status) => {
-                            self.http_error(key, status);
+                            self.http_error(key, status, request.method == "HEAD");
                             return;
                         }
                         BodyLength::Fixed(0) => self.answer(key, request, Vec::new()),
@@ -193,7 +198,9 @@ impl Worker {
         }
     }
 
-    fn http_error(&mut self, key: usize, status: Status) {
+    /// Refuses a request and closes; a HEAD request gets the head of the
+    /// answer only (RFC 9110 9.3.2).
+    fn http_error(&mut self, key: usize, status: Status, head_only: bool) {
         let message = match status.0 {
             400 => "bad request",
             408 => "request head or body not received in time",
@@ -222,7 +229,7 @@ impl Worker {
             self.shared.stats.limit_hit(limit);
         }
         let response = Response::error(status, message).closing();
-        self.send(key, Chunk::Owned(response.encode(false)));
+        self.send(key, Chunk::Owned(response.encode(head_only)));
         self.start_closing(key, CloseMode::Linger);
     }
 
@@ -248,7 +255,11 @@ impl Worker {
         if http.served > 0 && http.buf.is_empty() && http.awaiting_body.is_none() {
             self.close(key, "keep-alive timeout");
         } else {
-            self.http_error(key, Status::REQUEST_TIMEOUT);
+            let head_only = match &http.awaiting_body {
+                Some((request, _)) => request.method == "HEAD",
+                None => http.buf.starts_with(b"HEAD "),
+            };
+            self.http_error(key, Status::REQUEST_TIMEOUT, head_only);
         }
     }
 

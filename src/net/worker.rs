@@ -434,8 +434,12 @@ impl Worker {
             } = &mut conn.phase
             {
                 if matches!(mode, CloseMode::AfterFlush) {
-                    self.close(key, "closed");
-                    return;
+                    if Self::input_drained(&mut conn.stream, &mut self.scratch) {
+                        self.close(key, "closed");
+                        return;
+                    }
+                    // The peer is still sending: wait for its FIN instead.
+                    *mode = CloseMode::Linger;
                 }
                 if !*write_shut {
                     *write_shut = true;
@@ -460,6 +464,24 @@ impl Worker {
                 Interest::READABLE | Interest::WRITABLE,
             );
         }
+    }
+
+    /// Reads and drops what the peer sent that nobody will read: closing a
+    /// socket with unread input makes the kernel reset the connection, which
+    /// destroys whatever the peer has not read yet, our last frames
+    /// included (found by the connection fuzz target). False if the peer
+    /// keeps sending.
+    fn input_drained(stream: &mut mio::net::TcpStream, scratch: &mut [u8]) -> bool {
+        use std::io::Read;
+        for _ in 0..READS_PER_EVENT {
+            match stream.read(scratch) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     /// Removes a connection at once.

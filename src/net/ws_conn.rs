@@ -29,6 +29,9 @@ impl Worker {
             self.feed_ws(key, &scratch[..n]);
             self.scratch = scratch;
             if !self.conns.get(key).is_some_and(|c| c.is_ws()) {
+                // Closing now: its reader takes the rest (the FIN may be
+                // waiting already, and no new event would announce it).
+                self.read_later(key);
                 return;
             }
         }
