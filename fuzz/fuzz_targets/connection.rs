@@ -60,20 +60,18 @@
 //!   failure at 8 MiB;
 //! - afterwards no client is left counted (`active` and the `/ws` count are 0).
 //!
-//! Environment: `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the known
-//! findings listed in fuzz/README.md so a long run gets past them
-//! (`skip:1,2` around those two only; without it the target checks
-//! everything as it should hold); `WSNOTIFY_FUZZ_DEBUG=1`
-//! prints each input's plan, the bytes sent and the bytes received;
-//! `WSNOTIFY_FUZZ_HOLD=SECONDS` keeps a connection that never ended open that
-//! long before failing, to look at it with `ss -tnpi`.
+//! Environment: `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the finding
+//! listed in fuzz/README.md that is still open (finding 3) so a long run gets
+//! past it (without it the target checks everything as it should hold);
+//! `WSNOTIFY_FUZZ_DEBUG=1` prints each input's plan, the bytes sent and the
+//! bytes received; `WSNOTIFY_FUZZ_HOLD=SECONDS` keeps a connection that
+//! never ended open that long before failing, to look at it with `ss -tnpi`.
 
 #![no_main]
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,7 +84,7 @@ use wsnotify::net::worker::Worker;
 use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::frame::{decode_header, Opcode};
-use wsnotify::proto::handshake::{accept_key, validate};
+use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
 use wsnotify::proto::message::{Message, Receiver};
 use wsnotify::shared::{Shared, Wakeups};
@@ -97,11 +95,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the whole answer may take once we have finished sending.
 const END_TIMEOUT: Duration = Duration::from_secs(5);
-/// The worker's read buffer: one read takes at most this much.
-const SCRATCH: usize = 64 * 1024;
-/// How long the held-back bytes wait for a 101 when skipping known bug 1.
-const AWAIT_UPGRADE: Duration = Duration::from_secs(1);
-const UPGRADED: &[u8] = b"HTTP/1.1 101 ";
 const SMALL_MSS: u32 = 536;
 /// How long `pause` waits before our FIN.
 const PAUSE: Duration = Duration::from_millis(2);
@@ -190,18 +183,8 @@ fuzz_target!(|data: &[u8]| {
     let mut stream = head.clone();
     stream.extend_from_slice(&body);
 
-    // Known bug 1 (fuzz/README.md): after an upgrade the worker reads no
-    // further until new bytes arrive, so a FIN that came with the request,
-    // or frames past its 64 KiB read, are never seen. With
-    // WSNOTIFY_FUZZ_KNOWN_BUGS=skip, when the stream holds an upgrade the
-    // server accepts, what follows the first 64 KiB (and at least the
-    // upgrade request) and our FIN wait for the 101.
-    let hold_back = skip_known_bug(1)
-        .then(|| HttpModel::new(&stream).upgrade_end())
-        .flatten()
-        .map(|end| end.max(SCRATCH.min(stream.len())));
     let slow_before = metrics::get(&server.shared.stats.slow_consumers_dropped);
-    let run = exchange(server.addr, &plan, &stream, head.len(), hold_back);
+    let run = exchange(server.addr, &plan, &stream, head.len());
     let slow = metrics::get(&server.shared.stats.slow_consumers_dropped) > slow_before;
     if std::env::var_os("WSNOTIFY_FUZZ_DEBUG").is_some() {
         eprintln!(
@@ -241,15 +224,18 @@ fuzz_target!(|data: &[u8]| {
     );
 });
 
-/// `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the findings listed in
-/// fuzz/README.md (`skip:1,3` around some of them), so a long run can get
+/// The findings of fuzz/README.md that are still open, by number.
+const OPEN_FINDINGS: [u8; 1] = [3];
+
+/// `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the open findings listed in
+/// fuzz/README.md (`skip:3` around the ones named), so a long run can get
 /// past them; without it every invariant is checked as it should hold.
 fn skip_known_bug(bug: u8) -> bool {
     static SKIP: OnceLock<Vec<u8>> = OnceLock::new();
     SKIP.get_or_init(|| {
         let value = std::env::var("WSNOTIFY_FUZZ_KNOWN_BUGS").unwrap_or_default();
         match value.split_once(':') {
-            _ if value == "skip" => vec![1, 2, 3],
+            _ if value == "skip" => OPEN_FINDINGS.to_vec(),
             Some(("skip", list)) => list
                 .split(',')
                 .filter_map(|n| n.trim().parse().ok())
@@ -502,27 +488,8 @@ fn connect(addr: SocketAddr, plan: &Plan) -> TcpStream {
     }
 }
 
-/// What the reader has seen, for the writer.
-#[derive(Default)]
-struct Progress {
-    /// The output holds a 101 answer.
-    upgraded: AtomicBool,
-    /// When our FIN went out.
-    finished: OnceLock<Instant>,
-    /// Once the 101 is in, read no more until our FIN.
-    stop_after_upgrade: bool,
-}
-
 /// Sends `stream` (`head_len` bytes of head first) and reads the answer.
-/// With `hold_back`, the bytes from that offset on wait until the 101 has
-/// come back (or the answer ended): the way around known bug 1.
-fn exchange(
-    addr: SocketAddr,
-    plan: &Plan,
-    stream: &[u8],
-    head_len: usize,
-    hold_back: Option<usize>,
-) -> Run {
+fn exchange(addr: SocketAddr, plan: &Plan, stream: &[u8], head_len: usize) -> Run {
     let socket = connect(addr, plan);
     socket.set_nodelay(true).expect("TCP_NODELAY");
     socket
@@ -532,33 +499,13 @@ fn exchange(
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .expect("write timeout");
     let reader = socket.try_clone().expect("clone");
-    let progress = Progress {
-        // A lazy reader that starts early to see the 101 stops there until
-        // our FIN.
-        stop_after_upgrade: plan.lazy,
-        ..Progress::default()
-    };
+    // When our FIN went out, for the reader.
+    let finished = OnceLock::new();
     let pieces = pieces(plan, stream.len(), head_len);
-    let (first, second) = match hold_back {
-        Some(at) => split_at(&pieces, at),
-        None => (pieces, Vec::new()),
-    };
     let run = std::thread::scope(|s| {
-        let read = || read_until_end(&reader, &progress);
-        let mut reading = (!plan.lazy).then(|| s.spawn(read));
-        let (mut writes, mut written) = write_pieces(&socket, plan, stream, &first);
-        if hold_back.is_some() && writes == Writes::All {
-            let reading = reading.get_or_insert_with(|| s.spawn(read));
-            let until = Instant::now() + AWAIT_UPGRADE;
-            while !progress.upgraded.load(Ordering::Acquire)
-                && !reading.is_finished()
-                && Instant::now() < until
-            {
-                std::thread::sleep(Duration::from_micros(20));
-            }
-            (writes, written) = write_pieces(&socket, plan, stream, &second);
-            written += first.iter().map(|r| r.len()).sum::<usize>();
-        }
+        let read = || read_until_end(&reader, &finished);
+        let reading = (!plan.lazy).then(|| s.spawn(read));
+        let (writes, written) = write_pieces(&socket, plan, stream, &pieces);
         assert!(
             plan.lazy || writes != Writes::TimedOut,
             "a write blocked for {WRITE_TIMEOUT:?} while we were reading: the server stopped reading"
@@ -570,7 +517,7 @@ fn exchange(
         // is over, so a slow-consumer drop can happen meanwhile).
         let reading = reading.unwrap_or_else(|| s.spawn(read));
         let _ = socket.shutdown(Shutdown::Write);
-        let _ = progress.finished.set(Instant::now());
+        let _ = finished.set(Instant::now());
         let (out, reset) = reading.join().expect("reader");
         Run {
             out,
@@ -605,23 +552,6 @@ fn pieces(plan: &Plan, len: usize, head_len: usize) -> Vec<Range<usize>> {
         at += n;
     }
     pieces
-}
-
-/// The writes before and after `at`, a piece across it cut in two.
-fn split_at(pieces: &[Range<usize>], at: usize) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let mut first = Vec::new();
-    let mut second = Vec::new();
-    for piece in pieces {
-        if piece.end <= at {
-            first.push(piece.clone());
-        } else if piece.start >= at {
-            second.push(piece.clone());
-        } else {
-            first.push(piece.start..at);
-            second.push(at..piece.end);
-        }
-    }
-    (first, second)
 }
 
 /// One `write` per piece (more only when the kernel takes part of one).
@@ -673,25 +603,18 @@ fn write_pieces(
 
 /// Reads until EOF or a reset; a read that times out after our FIN, or an
 /// answer still going `END_TIMEOUT` after it, is a failure.
-fn read_until_end(mut stream: &TcpStream, progress: &Progress) -> (Vec<u8>, bool) {
+fn read_until_end(mut stream: &TcpStream, finished: &OnceLock<Instant>) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return (out, false),
             Ok(n) => {
-                let from = out.len().saturating_sub(UPGRADED.len());
                 out.extend_from_slice(&buf[..n]);
                 assert!(
                     out.len() <= MAX_OUTPUT,
                     "more than {MAX_OUTPUT} bytes of output"
                 );
-                if find(&out[from..], UPGRADED).is_some() {
-                    progress.upgraded.store(true, Ordering::Release);
-                    while progress.stop_after_upgrade && progress.finished.get().is_none() {
-                        std::thread::sleep(Duration::from_micros(20));
-                    }
-                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (out, true),
@@ -701,7 +624,7 @@ fn read_until_end(mut stream: &TcpStream, progress: &Progress) -> (Vec<u8>, bool
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if let Some(at) = progress.finished.get() {
+                if let Some(at) = finished.get() {
                     if let Some(hold) = std::env::var_os("WSNOTIFY_FUZZ_HOLD") {
                         eprintln!("HOLD: no EOF, holding");
                         std::thread::sleep(Duration::from_secs(
@@ -719,7 +642,7 @@ fn read_until_end(mut stream: &TcpStream, progress: &Progress) -> (Vec<u8>, bool
             }
             Err(e) => panic!("read failed: {e}"),
         }
-        if let Some(at) = progress.finished.get() {
+        if let Some(at) = finished.get() {
             assert!(
                 at.elapsed() < END_TIMEOUT,
                 "the answer went on for {END_TIMEOUT:?} after our FIN"
@@ -750,6 +673,9 @@ struct HttpModel {
     len: usize,
     /// The stream goes on with a head that can never be valid.
     invalid: Option<Status>,
+    /// What follows the complete requests (an invalid or unfinished head)
+    /// starts with `HEAD `: the server's error answer to it has no body.
+    head_after: bool,
 }
 
 impl HttpModel {
@@ -804,24 +730,8 @@ impl HttpModel {
             awaiting,
             len: stream.len(),
             invalid,
+            head_after: stream[pos..].starts_with(b"HEAD "),
         }
-    }
-}
-
-impl HttpModel {
-    /// Whether a request of the stream is an upgrade the routes accept
-    /// (`/ws` or `/echo`, checked by the server's own `handshake::validate`;
-    /// every origin is allowed and there is no drain or connection limit).
-    /// Where the first such request ends.
-    fn upgrade_end(&self) -> Option<usize> {
-        self.requests
-            .iter()
-            .find(|r| {
-                r.refused.is_none()
-                    && matches!(r.request.path.as_str(), "/ws" | "/echo")
-                    && validate(&r.request).is_ok()
-            })
-            .map(|r| r.end)
     }
 }
 
@@ -984,7 +894,18 @@ fn check_http(plan: &Plan, model: &HttpModel, out: &[u8]) -> Option<WsStart> {
         assert!(length <= MAX_RESPONSE, "a {length}-byte response");
         assert!(header("content-type").is_some(), "no Content-Type");
         let closes = header("connection") == Some("close");
-        let head_only = req.is_some_and(|r| r.request.method == "HEAD");
+        // No body for HEAD: a complete request's method, or for an answer
+        // to what follows the complete requests (400, 431 or 505 for an
+        // invalid head, 408 for an unfinished one or a missing body), the
+        // method of the request whose body is awaited, else how the rest
+        // starts (the server knows no more than that).
+        let head_only = match req {
+            Some(r) => r.request.method == "HEAD",
+            None => model
+                .awaiting
+                .as_ref()
+                .map_or(model.head_after, |r| r.request.method == "HEAD"),
+        };
         match req {
             _ if status == 408 => {}
             Some(req) => {
@@ -1017,16 +938,7 @@ fn check_http(plan: &Plan, model: &HttpModel, out: &[u8]) -> Option<WsStart> {
         if Response::must_close(Status(status)) || status == 503 {
             assert!(closes, "status {status} without Connection: close");
         }
-        // Known bug 2 (fuzz/README.md): an error answered through
-        // `http_error` (400, 408, 411, 413) carries its body even for HEAD.
-        let error_body_on_head = skip_known_bug(2)
-            && Response::must_close(Status(status))
-            && rest.len() == head_len + length;
-        let body_len = if head_only && !error_body_on_head {
-            0
-        } else {
-            length
-        };
+        let body_len = if head_only { 0 } else { length };
         assert!(
             rest.len() >= head_len + body_len,
             "truncated body: {} of {body_len} bytes",
@@ -1227,10 +1139,11 @@ fn expected(endpoint: Endpoint, ws_in: &[u8]) -> (Vec<Want>, bool) {
 fn check_ws(endpoint: Endpoint, ws_in: &[u8], out: &[u8], slow: bool, reset: bool) {
     let (mut frames, truncated) = parse_frames(out);
     let (want, closed) = expected(endpoint, ws_in);
-    // Known bug 3 (fuzz/README.md): after a client's Close the worker closes
-    // the socket as soon as its queue is handed to the kernel; bytes the
-    // client sent after its Close are still unread then, so the kernel
-    // resets the connection and drops whatever it had not delivered yet.
+    // Finding 3 (fuzz/README.md), still open: after a client's Close the
+    // worker reads what has arrived and closes the socket once its queue is
+    // handed to the kernel; bytes the client sends after its Close that
+    // arrive later make the kernel reset the connection and drop whatever it
+    // had not delivered yet.
     let reset_after_close =
         skip_known_bug(3) && reset && close_frame_end(ws_in).is_some_and(|end| end < ws_in.len());
     if endpoint == Endpoint::Echo {
