@@ -36,6 +36,13 @@ impl Worker {
                 return;
             };
             if let Phase::Closing {
+                mode: mode @ CloseMode::AfterFlush,
+                ..
+            } = &mut conn.phase
+            {
+                *mode = CloseMode::Linger;
+            }
+            if let Phase::Closing {
                 mode: mode @ CloseMode::AwaitClose(_),
                 ..
             } = &mut conn.phase
@@ -48,7 +55,12 @@ impl Worker {
                     let (used, result) = rx.feed(input);
                     input = &input[used..];
                     if matches!(result, Ok(Some(Message::Close(_))) | Err(_)) {
-                        *mode = CloseMode::AfterFlush;
+                        // Bytes after its Close: see `peer_still_sending`.
+                        *mode = if input.is_empty() {
+                            CloseMode::AfterFlush
+                        } else {
+                            CloseMode::Linger
+                        };
                         self.mark_dirty(key);
                         self.read_later(key);
                         return;
@@ -57,6 +69,21 @@ impl Worker {
             }
         }
         self.read_later(key);
+    }
+
+    /// The peer sent more after its Close. Closing now, with its bytes
+    /// unread, would make the kernel reset the connection and destroy what
+    /// it has not read yet (found by the connection fuzz target), so the
+    /// connection waits for its FIN, reading and dropping, within the close
+    /// grace.
+    pub(super) fn peer_still_sending(&mut self, key: usize) {
+        if let Some(Phase::Closing {
+            mode: mode @ CloseMode::AfterFlush,
+            ..
+        }) = self.conns.get_mut(key).map(|c| &mut c.phase)
+        {
+            *mode = CloseMode::Linger;
+        }
     }
 
     /// The peer will send nothing more. An HTTP client that half-closed

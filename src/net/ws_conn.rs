@@ -52,7 +52,13 @@ impl Worker {
             input = &input[used..];
             match result {
                 Ok(None) => {}
-                Ok(Some(message)) => self.on_message(key, message),
+                Ok(Some(message)) => {
+                    let close = matches!(message, Message::Close(_));
+                    self.on_message(key, message);
+                    if close && !input.is_empty() {
+                        self.peer_still_sending(key);
+                    }
+                }
                 Err(code) => {
                     if code == CloseCode::MESSAGE_TOO_BIG {
                         self.shared.stats.limit_hit("message_too_big");

@@ -126,8 +126,10 @@ impl Receiver {
                         Err(code) => return (input.len(), Err(self.fail(code))),
                         Ok(Some(message)) => {
                             if matches!(message, Message::Close(_)) {
+                                // What follows a Close is the caller's to
+                                // judge (a peer still sending), not ours.
                                 self.state = State::Closed;
-                                return (input.len(), Ok(Some(message)));
+                                return (used, Ok(Some(message)));
                             }
                             return (used, Ok(Some(message)));
                         }
