@@ -60,12 +60,10 @@
 //!   failure at 8 MiB;
 //! - afterwards no client is left counted (`active` and the `/ws` count are 0).
 //!
-//! Environment: `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the finding
-//! listed in fuzz/README.md that is still open (finding 3) so a long run gets
-//! past it (without it the target checks everything as it should hold);
-//! `WSNOTIFY_FUZZ_DEBUG=1` prints each input's plan, the bytes sent and the
-//! bytes received; `WSNOTIFY_FUZZ_HOLD=SECONDS` keeps a connection that
-//! never ended open that long before failing, to look at it with `ss -tnpi`.
+//! Environment: `WSNOTIFY_FUZZ_DEBUG=1` prints each input's plan, the bytes
+//! sent and the bytes received; `WSNOTIFY_FUZZ_HOLD=SECONDS` keeps a
+//! connection that never ended open that long before failing, to look at it
+//! with `ss -tnpi`.
 
 #![no_main]
 
@@ -83,7 +81,6 @@ use wsnotify::net::listen;
 use wsnotify::net::worker::Worker;
 use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
-use wsnotify::proto::frame::{decode_header, Opcode};
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
 use wsnotify::proto::message::{Message, Receiver};
@@ -212,8 +209,7 @@ fuzz_target!(|data: &[u8]| {
     let ws = check_http(&plan, &model, &run.out);
     if let Some(ws) = ws {
         let ws_in = &sent[ws.stream_at.min(sent.len())..];
-        let reset = run.reset || run.writes == Writes::Refused;
-        check_ws(ws.endpoint, ws_in, &run.out[ws.out_at..], slow, reset);
+        check_ws(ws.endpoint, ws_in, &run.out[ws.out_at..], slow);
     }
     let active = server.shared.stats.active();
     assert_eq!(active, 0, "a client is still counted after EOF");
@@ -223,28 +219,6 @@ fuzz_target!(|data: &[u8]| {
         "a /ws client is still counted"
     );
 });
-
-/// The findings of fuzz/README.md that are still open, by number.
-const OPEN_FINDINGS: [u8; 1] = [3];
-
-/// `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the open findings listed in
-/// fuzz/README.md (`skip:3` around the ones named), so a long run can get
-/// past them; without it every invariant is checked as it should hold.
-fn skip_known_bug(bug: u8) -> bool {
-    static SKIP: OnceLock<Vec<u8>> = OnceLock::new();
-    SKIP.get_or_init(|| {
-        let value = std::env::var("WSNOTIFY_FUZZ_KNOWN_BUGS").unwrap_or_default();
-        match value.split_once(':') {
-            _ if value == "skip" => OPEN_FINDINGS.to_vec(),
-            Some(("skip", list)) => list
-                .split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect(),
-            _ => Vec::new(),
-        }
-    })
-    .contains(&bug)
-}
 
 // ---------------------------------------------------------------- the input
 
@@ -1136,16 +1110,9 @@ fn expected(endpoint: Endpoint, ws_in: &[u8]) -> (Vec<Want>, bool) {
     (want, false)
 }
 
-fn check_ws(endpoint: Endpoint, ws_in: &[u8], out: &[u8], slow: bool, reset: bool) {
+fn check_ws(endpoint: Endpoint, ws_in: &[u8], out: &[u8], slow: bool) {
     let (mut frames, truncated) = parse_frames(out);
     let (want, closed) = expected(endpoint, ws_in);
-    // Finding 3 (fuzz/README.md), still open: after a client's Close the
-    // worker reads what has arrived and closes the socket once its queue is
-    // handed to the kernel; bytes the client sends after its Close that
-    // arrive later make the kernel reset the connection and drop whatever it
-    // had not delivered yet.
-    let reset_after_close =
-        skip_known_bug(3) && reset && close_frame_end(ws_in).is_some_and(|end| end < ws_in.len());
     if endpoint == Endpoint::Echo {
         assert!(
             out.len() <= ws_in.len() + 32,
@@ -1204,7 +1171,7 @@ fn check_ws(endpoint: Endpoint, ws_in: &[u8], out: &[u8], slow: bool, reset: boo
         }
     }
     let all = frames.len() == want.len() && !truncated;
-    if closed && !slow && !reset_after_close {
+    if closed && !slow {
         // The client closed or broke the protocol: the server answers all
         // of it and then closes.
         assert!(
@@ -1220,22 +1187,6 @@ fn check_ws(endpoint: Endpoint, ws_in: &[u8], out: &[u8], slow: bool, reset: boo
         assert!(!all || !closed, "a 1008 Close after every answer");
     }
     check_close_codes(&frames, &want);
-}
-
-/// Where the client's first Close frame ends, found by walking frame
-/// headers (only meaningful when the stream reaches a Close).
-fn close_frame_end(ws_in: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while let Ok(Some((header, len))) = decode_header(ws_in.get(at..)?) {
-        let end = at
-            .checked_add(len)?
-            .checked_add(usize::try_from(header.payload_len).ok()?)?;
-        if header.opcode == Opcode::Close {
-            return Some(end);
-        }
-        at = end;
-    }
-    None
 }
 
 /// A Close the server starts itself carries one of its codes.
