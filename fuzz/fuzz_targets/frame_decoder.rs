@@ -140,8 +140,9 @@ fn run(data: &[u8], chunks: &[usize], max: usize) -> Vec<Outcome> {
                 Ok(None) => assert_eq!(at, piece.len(), "Ok(None) left input unread"),
                 Ok(Some(message)) => {
                     check_message(&message, max);
+                    // Input after a Close is handed back (the caller judges
+                    // a peer that keeps sending); the next feed swallows it.
                     if matches!(message, Message::Close(_)) {
-                        assert_eq!(at, piece.len(), "Close left input unread");
                         ended = true;
                     }
                     outcomes.push(Outcome::Message(message));
