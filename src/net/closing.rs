@@ -32,16 +32,10 @@ impl Worker {
                 None | Some(0) => return,
                 Some(n) => n,
             };
+            self.peer_still_sending(key);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if let Phase::Closing {
-                mode: mode @ CloseMode::AfterFlush,
-                ..
-            } = &mut conn.phase
-            {
-                *mode = CloseMode::Linger;
-            }
             if let Phase::Closing {
                 mode: mode @ CloseMode::AwaitClose(_),
                 ..

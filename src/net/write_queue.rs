@@ -26,7 +26,7 @@ impl Chunk {
 }
 
 use super::socket_write::MAX_IOVECS;
-use crate::proto::frame::{encode_header, Opcode};
+use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HEADER_LEN};
 
 /// How large an owned buffer may grow by taking more frames at its end.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -54,20 +54,13 @@ impl WriteQueue {
     /// that one is ours: several small answers of one loop turn (echoes,
     /// pongs) then cost one allocation and go out as one slice.
     pub fn push_frame(&mut self, opcode: Opcode, payload: &[u8]) {
-        let (head, head_len) = encode_header(opcode, payload.len());
-        let len = head_len + payload.len();
         match self.chunks.back_mut() {
-            Some(Chunk::Owned(tail)) if tail.len() + len <= COALESCE_LIMIT => {
-                tail.extend_from_slice(&head[..head_len]);
-                tail.extend_from_slice(payload);
-                self.pending += len;
+            Some(Chunk::Owned(tail))
+                if tail.len() + MAX_SERVER_HEADER_LEN + payload.len() <= COALESCE_LIMIT =>
+            {
+                self.pending += encode_frame_into(tail, opcode, payload);
             }
-            _ => {
-                let mut frame = Vec::with_capacity(len);
-                frame.extend_from_slice(&head[..head_len]);
-                frame.extend_from_slice(payload);
-                self.push(Chunk::Owned(frame));
-            }
+            _ => self.push(Chunk::Owned(encode_frame(opcode, payload))),
         }
     }
 

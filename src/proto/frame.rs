@@ -138,8 +138,11 @@ pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 
 /// Writes an unmasked server frame header for a final frame and returns its
 /// length within the array.
-pub fn encode_header(opcode: Opcode, payload_len: usize) -> ([u8; 10], usize) {
-    let mut head = [0u8; 10];
+/// The longest server frame header: no mask, a 64-bit length.
+pub const MAX_SERVER_HEADER_LEN: usize = 10;
+
+pub fn encode_header(opcode: Opcode, payload_len: usize) -> ([u8; MAX_SERVER_HEADER_LEN], usize) {
+    let mut head = [0u8; MAX_SERVER_HEADER_LEN];
     head[0] = 0x80 | opcode.bits();
     let len = match payload_len {
         0..=125 => {
@@ -162,11 +165,17 @@ pub fn encode_header(opcode: Opcode, payload_len: usize) -> ([u8; 10], usize) {
 
 /// A complete unmasked server frame.
 pub fn encode_frame(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let (head, head_len) = encode_header(opcode, payload.len());
-    let mut frame = Vec::with_capacity(head_len + payload.len());
-    frame.extend_from_slice(&head[..head_len]);
-    frame.extend_from_slice(payload);
+    let mut frame = Vec::with_capacity(MAX_SERVER_HEADER_LEN + payload.len());
+    encode_frame_into(&mut frame, opcode, payload);
     frame
+}
+
+/// Appends a server frame to `out`; returns its length.
+pub fn encode_frame_into(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) -> usize {
+    let (head, head_len) = encode_header(opcode, payload.len());
+    out.extend_from_slice(&head[..head_len]);
+    out.extend_from_slice(payload);
+    head_len + payload.len()
 }
 
 /// A Close frame carrying `code` and a reason cut to fit a control frame.
