@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
+use crate::obs::metrics::HandshakeFailure;
 use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
 use crate::shared::Shared;
@@ -97,7 +98,7 @@ fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
                 shared,
                 handshake::Refusal {
                     status: Status::FORBIDDEN,
-                    reason: "origin",
+                    reason: HandshakeFailure::Origin,
                     message: "origin not allowed",
                 },
             );
@@ -113,12 +114,15 @@ fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
     };
     if shared.is_draining() {
         return unavailable(
-            "draining",
+            HandshakeFailure::Draining,
             "server is draining; connect to another instance",
         );
     }
     if shared.stats.active() >= shared.config.max_connections as u64 {
-        return unavailable("capacity", "server is at its connection limit");
+        return unavailable(
+            HandshakeFailure::Capacity,
+            "server is at its connection limit",
+        );
     }
     Route::Upgrade { endpoint, accept }
 }

@@ -208,13 +208,11 @@ impl Worker {
         }
     }
 
-    pub(super) fn on_client_text(&mut self, key: usize, data: &[u8]) {
-        // The receiver has already checked that text frames are UTF-8.
-        let text = String::from_utf8_lossy(data);
+    pub(super) fn on_client_text(&mut self, key: usize, text: &str) {
         let Some(from) = self.own_id(key) else {
             return;
         };
-        match protocol::parse_client(&text) {
+        match protocol::parse_client(text) {
             Ok(ClientMessage::Chat(message)) => {
                 let json = protocol::chat(&from, &message);
                 self.broadcast(&json);

@@ -6,9 +6,10 @@ use super::worker::{Worker, READS_PER_EVENT};
 use super::write_queue::Chunk;
 use crate::app::routes::{self, Endpoint, Route};
 use crate::log;
+use crate::obs::metrics::Limit;
 use crate::proto::handshake;
 use crate::proto::http::{
-    body_length, parse_head, BodyLength, Head, Request, Response, Status, MAX_BODY_BYTES,
+    body_length, parse_head, BodyLength, Head, HttpError, Request, Response, MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
 };
 use crate::proto::message::Receiver;
@@ -40,7 +41,7 @@ impl Worker {
             };
             if http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES || queued > MAX_HTTP_QUEUED {
                 if !std::mem::replace(&mut http.stalled, true) {
-                    self.shared.stats.limit_hit("http_backpressure");
+                    self.shared.stats.limit_hit(Limit::HttpBackpressure);
                 }
                 return;
             }
@@ -73,7 +74,7 @@ impl Worker {
             }
             if queued > MAX_HTTP_QUEUED {
                 if !std::mem::replace(&mut http.stalled, true) {
-                    self.shared.stats.limit_hit("http_backpressure");
+                    self.shared.stats.limit_hit(Limit::HttpBackpressure);
                 }
                 return;
             }
@@ -91,16 +92,16 @@ impl Worker {
             }
             match parse_head(&http.buf) {
                 Head::Partial => return,
-                Head::Invalid(status) => {
+                Head::Invalid(error) => {
                     let head_only = http.buf.starts_with(b"HEAD ");
-                    self.http_error(key, status, head_only);
+                    self.http_error(key, error, head_only);
                     return;
                 }
                 Head::Complete { request, len } => {
                     http.buf.drain(..len);
                     match body_length(&request) {
-                        BodyLength::Invalid(status) => {
-                            self.http_error(key, status, request.method == "HEAD");
+                        BodyLength::Invalid(error) => {
+                            self.http_error(key, error, request.method == "HEAD");
                             return;
                         }
                         BodyLength::Fixed(0) => self.answer(key, request, Vec::new()),
@@ -155,7 +156,7 @@ impl Worker {
             || Response::must_close(response.status)
             || spent;
         if spent {
-            self.shared.stats.limit_hit("keep_alive_requests");
+            self.shared.stats.limit_hit(Limit::KeepAliveRequests);
         }
         http.deadline = now + header_ticks;
         response.close = closing;
@@ -200,35 +201,14 @@ impl Worker {
 
     /// Refuses a request and closes; a HEAD request gets the head of the
     /// answer only (RFC 9110 9.3.2).
-    fn http_error(&mut self, key: usize, status: Status, head_only: bool) {
-        let message = match status.0 {
-            400 => "bad request",
-            408 => "request head or body not received in time",
-            411 => "chunked request bodies are not supported; send Content-Length",
-            413 => "request body over 64 KiB",
-            431 => "request head over 8 KiB",
-            505 => "only HTTP/1.x is supported",
-            _ => status.reason(),
-        };
+    fn http_error(&mut self, key: usize, error: HttpError, head_only: bool) {
         if let Some(conn) = self.conns.get(key) {
-            log!(
-                Debug,
-                "http error",
-                status = status.0,
-                peer = conn.peer_label()
-            );
+            log!(Debug, "http error", error = error, peer = conn.peer_label());
         }
-        let limit = match status.0 {
-            408 => Some("header_timeout"),
-            411 => Some("chunked_body"),
-            413 => Some("body_too_large"),
-            431 => Some("head_too_large"),
-            _ => None,
-        };
-        if let Some(limit) = limit {
+        if let Some(limit) = error.limit() {
             self.shared.stats.limit_hit(limit);
         }
-        let response = Response::error(status, message).closing();
+        let response = Response::error(error.status(), error.message()).closing();
         self.send(key, Chunk::Owned(response.encode(head_only)));
         self.start_closing(key, CloseMode::Linger);
     }
@@ -259,7 +239,7 @@ impl Worker {
                 Some((request, _)) => request.method == "HEAD",
                 None => http.buf.starts_with(b"HEAD "),
             };
-            self.http_error(key, Status::REQUEST_TIMEOUT, head_only);
+            self.http_error(key, HttpError::Timeout, head_only);
         }
     }
 

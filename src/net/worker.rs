@@ -23,6 +23,7 @@ use crate::app::hub::Hub;
 use crate::app::lifecycle::Lifecycle;
 use crate::log;
 use crate::obs::metrics;
+use crate::obs::metrics::Limit;
 use crate::proto::frame::Opcode;
 use crate::rand::Rng;
 use crate::shared::Shared;
@@ -287,7 +288,7 @@ impl Worker {
                     // in the backlog and would wake us again at once, so
                     // stop accepting for a moment instead of spinning.
                     // Warned once per shortage, not every pause.
-                    self.shared.stats.limit_hit("out_of_descriptors");
+                    self.shared.stats.limit_hit(Limit::OutOfDescriptors);
                     if !std::mem::replace(&mut self.accept_starved, true) {
                         log!(
                             Warn,

@@ -11,6 +11,7 @@ use crate::app::protocol;
 use crate::app::routes::Endpoint;
 use crate::log;
 use crate::obs::metrics;
+use crate::obs::metrics::Limit;
 use crate::proto::close::CloseCode;
 use crate::proto::frame::{encode_close, encode_frame, Opcode};
 use crate::proto::message::{Message, Receiver};
@@ -59,16 +60,17 @@ impl Worker {
                         self.peer_still_sending(key);
                     }
                 }
-                Err(code) => {
-                    if code == CloseCode::MESSAGE_TOO_BIG {
-                        self.shared.stats.limit_hit("message_too_big");
+                Err(error) => {
+                    if let Some(limit) = error.limit() {
+                        self.shared.stats.limit_hit(limit);
                     }
                     log!(
                         Debug,
                         "protocol violation",
                         client = self.client_label(key),
-                        code = code.0
+                        error = error
                     );
+                    let code = error.close_code();
                     self.send(key, Chunk::Owned(encode_close(code, code.reason())));
                     self.leave_ws(key, code.reason());
                     self.start_closing(key, CloseMode::Linger);
@@ -85,7 +87,7 @@ impl Worker {
         let endpoint = ws.endpoint;
         match message {
             Message::Text(data) if endpoint == Endpoint::Echo => {
-                self.echo(key, Opcode::Text, &data)
+                self.echo(key, Opcode::Text, data.as_bytes())
             }
             Message::Binary(data) if endpoint == Endpoint::Echo => {
                 self.echo(key, Opcode::Binary, &data)
@@ -222,7 +224,7 @@ impl Worker {
             .idle_ticks
             .is_some_and(|idle| now >= ws.last_seen + idle)
         {
-            self.shared.stats.limit_hit("idle_timeout");
+            self.shared.stats.limit_hit(Limit::IdleTimeout);
             self.close_ws(key, CloseCode::NORMAL, "idle timeout");
             return;
         }
