@@ -84,7 +84,7 @@ use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
 use wsnotify::proto::message::{Message, Receiver};
-use wsnotify::shared::{Shared, Wakeups};
+use wsnotify::net::shared::{Shared, Wakeups};
 
 const MAX_MESSAGE: usize = 4096;
 const MAX_QUEUE: usize = 64 * 1024;
