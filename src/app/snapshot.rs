@@ -1,0 +1,23 @@
+//! What the application may know about the process when it decides: plain
+//! values the shell reads (the wall clock once per loop turn, counters,
+//! the drain), never the atomics or mailboxes themselves.
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The wall clock of this loop turn, in ms since the Unix epoch.
+    pub now_ms: u64,
+    pub draining: bool,
+    /// Whole seconds left before the drain deadline (while draining).
+    pub drain_deadline_in_s: u64,
+    /// Open WebSocket connections of the process.
+    pub active: u64,
+    /// `/ws` clients of the process (echo connections excluded).
+    pub notify_clients: u64,
+    pub connections_total: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub uptime_s: u64,
+    /// `disabled`, `connected` or `reconnecting`.
+    pub redis: &'static str,
+    pub pid: u32,
+}
