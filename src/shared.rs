@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::net::listeners::{ListenerState, Origin};
 use crate::net::mailbox::{Mail, Mailbox};
 use crate::obs::metrics::Stats;
 use crate::rand::Rng;
@@ -28,6 +29,9 @@ pub struct Shared {
     notify_clients: AtomicU64,
     /// Redis connections (two per worker) that are up.
     redis_ready: AtomicUsize,
+    /// Where the listening sockets came from, and whether another process
+    /// serves them too.
+    pub listener: ListenerState,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -55,7 +59,13 @@ impl Shared {
             finished_workers: AtomicUsize::new(0),
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
+            listener: ListenerState::new(Origin::Bound),
         }
+    }
+
+    pub fn with_listener(mut self, origin: Origin) -> Shared {
+        self.listener = ListenerState::new(origin);
+        self
     }
 
     pub fn with_wakeups(mut self, wakeups: Wakeups) -> Shared {
@@ -124,6 +134,11 @@ impl Shared {
     /// A worker has finished; the supervisor counts and reaps it.
     pub fn worker_finished(&self) {
         self.finished_workers.fetch_add(1, Ordering::AcqRel);
+        self.wake_supervisor();
+    }
+
+    /// Wakes the main thread to look at the process state.
+    pub fn wake_supervisor(&self) {
         if let Some(waker) = &self.wakeups.supervisor {
             let _ = waker.wake();
         }
@@ -181,6 +196,7 @@ impl Shared {
             "messages_sent": crate::obs::metrics::get(&stats.messages_sent),
             "messages_received": crate::obs::metrics::get(&stats.messages_received),
             "redis": self.redis_state(),
+            "listener": self.listener.origin.as_str(),
         });
         if self.is_draining() {
             status["drain"] = serde_json::json!({

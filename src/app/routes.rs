@@ -111,7 +111,9 @@ fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
                 .closing(),
         )
     };
-    if shared.is_draining() {
+    // A process whose sockets another one serves stops accepting when it
+    // drains: what reaches it now was accepted before, and is served.
+    if shared.is_draining() && !shared.listener.is_shared() {
         return unavailable(
             "draining",
             "server is draining; connect to another instance",

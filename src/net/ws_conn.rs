@@ -158,6 +158,7 @@ impl Worker {
             worker = self.id
         );
         self.send_json(key, &protocol::welcome(&id, self.id));
+        self.notify_late_joiner(key);
     }
 
     /// Takes a connection out of the WebSocket phase: it no longer counts as
