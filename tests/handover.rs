@@ -681,3 +681,39 @@ fn an_inherited_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
         assert_eq!(log.lines().count(), 1, "{log}");
     }
 }
+
+#[test]
+fn a_connection_accepted_before_the_handover_is_served_by_the_old_server() {
+    let scratch = Scratch::new("accepted");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    // Connected (and accepted: only the old server exists) but silent.
+    let early = TcpStream::connect(old.addr).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A request answered after the connect shows the worker has run its
+    // accept loop since.
+    assert_eq!(
+        status(old.addr)["pid"].as_u64(),
+        Some(u64::from(old.child.id()))
+    );
+    let new = start_handover(&path, &[]);
+    assert!(old.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "the old server waits for the connection it accepted"
+    );
+
+    let (mut client, _) = tungstenite::client(format!("ws://{}/ws", old.addr), early)
+        .expect("the upgrade is served, not refused");
+    let welcome = wait_for(&mut client, "welcome").expect("welcome");
+    assert_eq!(instance_of(&welcome), instance(&old));
+    let notice = wait_for(&mut client, "shutdown_notice").expect("its notice, after the welcome");
+    assert_eq!(notice["reconnect"], true);
+    let _ = client.close(None);
+    while client.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    let mut fresh = connect(&new, "/ws");
+    assert_eq!(instance_of(&next_json(&mut fresh)), instance(&new));
+}
