@@ -337,6 +337,30 @@ fn check_residents(residents: Vec<JoinHandle<Option<Resident>>>, old: &str, new:
     }
 }
 
+/// The end of an upgrade that started at `since`: the residents came back
+/// to the new server, the old one exited 0 once they had left, and the
+/// churning client met no failure and reached the new server.
+fn finish_upgrade(
+    residents: Vec<JoinHandle<Option<Resident>>>,
+    old: &mut Server,
+    new: &Server,
+    churn: Churn,
+    since: Instant,
+    label: &str,
+) {
+    let new_id = instance(new);
+    check_residents(residents, &instance(old), &new_id);
+    exits_cleanly_after_its_clients(old, "the old server");
+    eprintln!(
+        "{label}: the old server exited {:?} after the upgrade began",
+        since.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = churn.finish();
+    check_no_failure(&tally, label);
+    assert!(tally.welcomed_by(&new_id) > 0, "{tally:?}");
+}
+
 fn check_no_failure(tally: &Tally, label: &str) {
     eprintln!(
         "{label}: connects attempted {}, refused {}, reset {}, closed unanswered {}, 503 {}, other {:?}; welcomed by (instance, worker): {:?}",
@@ -386,19 +410,10 @@ fn handover_upgrade_refuses_nobody() {
         old.log_lines()
     );
     let handed_over = started.elapsed();
-    let (old_id, new_id) = (instance(&old), instance(&new));
-
-    check_residents(residents, &old_id, &new_id);
-    exits_cleanly_after_its_clients(&mut old, "the old server");
-    let old_gone = started.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
-    let tally = churn.finish();
-
     eprintln!(
-        "hand-over: new server listening after {listening:?}, old server draining after {handed_over:?}, old server exited after {old_gone:?}"
+        "hand-over: new server listening after {listening:?}, old server draining after {handed_over:?}"
     );
-    check_no_failure(&tally, "hand-over");
-    assert!(tally.welcomed_by(&new_id) > 0, "{tally:?}");
+    finish_upgrade(residents, &mut old, &new, churn, started, "hand-over");
     let now = status(new.addr);
     assert_eq!(
         (now["pid"].as_u64(), now["listener"].as_str()),
@@ -449,16 +464,14 @@ fn socket_activation_upgrade_refuses_nobody() {
     assert_eq!(new.addr, addr);
     let stopped = Instant::now();
     old.signal(SIGTERM);
-    let (old_id, new_id) = (instance(&old), instance(&new));
-    check_residents(residents, &old_id, &new_id);
-    exits_cleanly_after_its_clients(&mut old, "the old server");
-    let old_gone = stopped.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
-    let tally = churn.finish();
-
-    eprintln!("socket activation: old server exited {old_gone:?} after its SIGTERM");
-    check_no_failure(&tally, "socket activation");
-    assert!(tally.welcomed_by(&new_id) > 0, "{tally:?}");
+    finish_upgrade(
+        residents,
+        &mut old,
+        &new,
+        churn,
+        stopped,
+        "socket activation",
+    );
     assert!(old
         .log_lines()
         .iter()
