@@ -64,37 +64,49 @@ fn start_handover(path: &Path, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
-/// Starts the server as systemd would with one socket: the descriptor at 3,
-/// `LISTEN_FDS=1` and `LISTEN_PID` naming the server itself (the shell's
-/// pid, which `exec` keeps).
+/// Starts the server as systemd would with one socket.
 fn start_activated(socket: &impl AsRawFd, extra: &[&str]) -> Server {
-    let fd = socket.as_raw_fd();
-    let mut command = Command::new("sh");
+    let mut command = activated(&[socket.as_raw_fd()]);
     command
-        .arg("-c")
-        .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"")
-        .arg(BIN)
         .args(["--notify-interval", "0", "--drain-timeout", DRAIN])
         .args(extra);
-    pass_as_fd_3(&mut command, fd);
     Server::spawn(command)
 }
 
-fn pass_as_fd_3(command: &mut Command, fd: i32) {
-    // SAFETY: dup2 and fcntl are async-signal-safe, as pre_exec requires.
+/// The binary with `fds` passed as systemd passes them: at 3, 4, ...,
+/// `LISTEN_FDS` counting them and `LISTEN_PID` naming the server itself
+/// (the shell's pid, which `exec` keeps).
+fn activated(fds: &[i32]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "export LISTEN_PID=$$ LISTEN_FDS={}; exec \"$0\" \"$@\"",
+            fds.len()
+        ))
+        .arg(BIN);
+    let fds = fds.to_vec();
+    // SAFETY: fcntl, dup2 and close are async-signal-safe, as pre_exec
+    // requires, and the closure allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            let rc = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
+            // Out of the way first, so no source is overwritten by an
+            // earlier target.
+            for (i, &fd) in fds.iter().enumerate() {
+                if libc::fcntl(fd, libc::F_DUPFD, 100 + i as i32) != 100 + i as i32 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for i in 0..fds.len() as i32 {
+                if libc::dup2(100 + i, 3 + i) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(100 + i);
             }
             Ok(())
         });
     }
+    command
 }
 
 /// The instance named in the server's `listening on` line.
@@ -677,13 +689,8 @@ fn an_inherited_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
         (udp.as_raw_fd(), "not SOCK_STREAM"),
         (unbound.as_raw_fd(), "not listening"),
     ] {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" \"$@\"")
-            .arg(BIN)
-            .args(["--host", "127.0.0.1", "--port", "0"]);
-        pass_as_fd_3(&mut command, fd);
+        let mut command = activated(&[fd]);
+        command.args(["--host", "127.0.0.1", "--port", "0"]);
         let (code, log) = run_to_exit(command);
         assert_eq!(code.code(), Some(2), "{log}");
         assert!(
@@ -729,4 +736,47 @@ fn a_connection_accepted_before_the_handover_is_served_by_the_old_server() {
     exits_cleanly_after_its_clients(&mut old, "the old server");
     let mut fresh = connect(&new, "/ws");
     assert_eq!(instance_of(&next_json(&mut fresh)), instance(&new));
+}
+
+#[test]
+fn every_inherited_socket_is_served() {
+    let sockets: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let fds: Vec<i32> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut command = activated(&fds);
+    command.args(["--notify-interval", "0", "--workers", "2"]);
+    let server = Server::spawn(command);
+    assert_eq!(server.addr, addrs[0]);
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    assert!(
+        line.contains("listener=inherited sockets=2")
+            && line.contains(&format!("also=http://{}", addrs[1])),
+        "{line}"
+    );
+    let mut workers = std::collections::HashSet::new();
+    for addr in &addrs {
+        for _ in 0..40 {
+            match attempt(*addr) {
+                Outcome::Welcomed { worker, .. } => workers.insert(worker),
+                _ => panic!("a connection to {addr} was not welcomed"),
+            };
+        }
+    }
+    eprintln!("two inherited sockets, two workers: welcomes came from workers {workers:?}");
+}
+
+#[test]
+fn socket_activation_for_another_process_is_ignored() {
+    let server = Server::start_with_env(&[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
+    assert!(
+        server.wait_for_log("listener=bound", Duration::from_secs(1)),
+        "{:?}",
+        server.log_lines()
+    );
 }
