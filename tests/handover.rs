@@ -780,3 +780,83 @@ fn socket_activation_for_another_process_is_ignored() {
         server.log_lines()
     );
 }
+
+/// A server started by scripts/upgrade.sh runs detached: not our child, so
+/// it is killed by pid at the end, whatever happens.
+struct Detached(Vec<i32>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/upgrade.sh");
+    let output = Command::new(script)
+        .args(["--handover", path.to_str().unwrap(), BIN])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--notify-interval",
+            "0",
+        ])
+        .env("UPGRADE_LOG", log)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/upgrade.sh");
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let pid = out
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {out:?}, stderr {:?}", output.stderr));
+    (pid, out)
+}
+
+fn alive(pid: i32) -> bool {
+    // A reaped or zombie process is gone for this purpose.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn upgrade_script_without_systemd() {
+    let scratch = Scratch::new("script");
+    let path = scratch.path("handover.sock");
+    let log = scratch.path("wsnotify.log");
+    let mut started = Detached(Vec::new());
+
+    let (first, out) = upgrade_script(&path, &log);
+    started.0.push(first);
+    assert!(out.contains("so it bound the port"), "{out}");
+    let (second, out) = upgrade_script(&path, &log);
+    started.0.push(second);
+    assert!(
+        out.contains("with the listening sockets of the server that ran before"),
+        "{out}"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(first) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(first),
+        "the first server, without clients, exits once handed over"
+    );
+    assert!(alive(second));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("to_pid={second}")), "{text}");
+    eprintln!("scripts/upgrade.sh --handover: {}", out.trim());
+}
