@@ -5,9 +5,9 @@
 
 pub mod app;
 pub mod config;
+pub mod conn;
 pub mod healthcheck;
 pub mod net;
 pub mod obs;
 pub mod proto;
 pub mod rand;
-pub mod shared;

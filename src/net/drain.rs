@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::conn::Phase;
 use super::worker::Worker;
+use crate::app::hub::Client;
 use crate::app::lifecycle::{Phase as LifePhase, Step};
 use crate::app::protocol;
+use crate::conn::{Connection, Settings};
 use crate::log;
 use crate::proto::close::CloseCode;
 
@@ -71,7 +72,7 @@ impl Worker {
         }
         self.conns
             .iter()
-            .filter(|(_, c)| matches!(&c.phase, Phase::Http(http) if http.served == 0))
+            .filter(|(_, s)| s.conn.awaits_first_answer())
             .count()
     }
 
@@ -84,7 +85,7 @@ impl Worker {
             LifePhase::Draining { .. } => self.send_notice(key, Instant::now()),
             LifePhase::Closing { .. } => {
                 self.send_notice(key, Instant::now());
-                self.close_ws(key, CloseCode::GOING_AWAY, "server shutting down");
+                self.close_going_away(key);
             }
         }
     }
@@ -106,18 +107,29 @@ impl Worker {
             .clamp(MIN_RECONNECT_SPREAD, MAX_RECONNECT_SPREAD)
             .as_millis() as u64;
         let delay = self.rng.below(spread);
-        self.send_json(key, &protocol::shutdown_notice(timeout_s, delay));
+        let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
+        self.send_json(key, &notice);
     }
 
     fn close_all_clients(&mut self) {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_ws())
+            .filter(|(_, s)| s.conn.is_ws())
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.close_ws(key, CloseCode::GOING_AWAY, "server shutting down");
+            self.close_going_away(key);
+        }
+    }
+
+    fn close_going_away(&mut self, key: usize) {
+        self.before_output(key);
+        let close = |conn: &mut Connection<Client>, now, s: &Settings| {
+            conn.close(CloseCode::GOING_AWAY, "server shutting down", now, s)
+        };
+        if let Some(Some(event)) = self.drive(key, close) {
+            self.on_event(key, event);
         }
     }
 }

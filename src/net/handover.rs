@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::listen_fds::check_listening_tcp;
+use super::shared::Shared;
 use crate::log;
-use crate::shared::Shared;
 
 const MAGIC: &str = "wsnotify-handover";
 const VERSION: u32 = 1;

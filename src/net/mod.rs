@@ -1,23 +1,25 @@
 //! The I/O shell: mio event loops that move bytes between sockets and the
-//! protocol core.
+//! connection state machines (`crate::conn`), and carry out what the
+//! application (`crate::app`) decides. No protocol or application rule
+//! lives here.
 
-mod closing;
-pub mod conn;
+mod actions;
+mod delivery;
 mod drain;
-mod fanout;
 mod fd_limit;
 pub mod handover;
-mod http_conn;
 pub mod listen;
 pub mod listen_fds;
 pub mod listeners;
 pub mod mailbox;
+mod reading;
 pub mod redis;
 mod remote;
+pub mod shared;
 pub mod signals;
+mod slot;
 mod socket_write;
 pub mod supervisor;
 pub mod timer_wheel;
 pub mod worker;
-pub mod write_queue;
-mod ws_conn;
+mod writing;

@@ -8,17 +8,13 @@ use mio::Token;
 
 use super::redis::Event;
 use super::worker::Worker;
-use super::write_queue::Chunk;
 use crate::app::{envelope, hub};
+use crate::conn::Chunk;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
 
 impl Worker {
-    pub(super) fn redis_enabled(&self) -> bool {
-        self.redis.is_some()
-    }
-
     /// Readiness on a Redis socket, or a reconnect that is due.
     pub(super) fn on_redis(&mut self, token: Option<Token>, now: Instant) {
         let Some(link) = self.redis.as_mut() else {

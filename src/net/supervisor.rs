@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::listeners::Listeners;
+use super::shared::{Shared, Wakeups};
 use super::signals::{self, Meaning, SignalCount};
 use super::worker::{Worker, CLOSE_LINGER};
 use crate::config::{Config, LogLevel};
 use crate::log;
 use crate::obs::sd_notify::Notifier;
-use crate::shared::{Shared, Wakeups};
 
 const SIGNALS: Token = Token(0);
 /// Woken when a worker finished, or a new server took the sockets.
