@@ -860,3 +860,26 @@ fn upgrade_script_without_systemd() {
     assert!(text.contains(&format!("to_pid={second}")), "{text}");
     eprintln!("scripts/upgrade.sh --handover: {}", out.trim());
 }
+
+#[test]
+fn a_stale_handover_socket_is_replaced() {
+    let scratch = Scratch::new("stale");
+    let path = scratch.path("handover.sock");
+    // A server that stopped leaves its socket file behind, with nobody
+    // listening on it.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let server = start_handover(&path, &[]);
+    assert!(
+        server.wait_for_log("removed a stale hand-over socket", Duration::from_secs(1)),
+        "{:?}",
+        server.log_lines()
+    );
+    assert_eq!(status(server.addr)["listener"], "bound");
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::os::unix::net::UnixStream::connect(&path).is_ok(),
+        "it listens there now"
+    );
+}
