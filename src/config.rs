@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -142,6 +143,8 @@ pub struct Config {
     pub enable_echo: bool,
     pub log_format: LogFormat,
     pub log_level: LogLevel,
+    /// The unix socket for hand-over between processes (see `net::handover`).
+    pub handover: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -167,6 +170,7 @@ impl Default for Config {
             enable_echo: false,
             log_format: LogFormat::Text,
             log_level: LogLevel::Info,
+            handover: None,
         }
     }
 }
@@ -271,6 +275,8 @@ static OPTIONS: &[Opt] = &[
     Opt { name: "log-level", kind: Kind::Value("LEVEL"), default: "info", help: "error, warn, info, debug or trace",
         set: |c, v| assign(&mut c.log_level, one_of(v, &[("error", LogLevel::Error), ("warn", LogLevel::Warn),
             ("info", LogLevel::Info), ("debug", LogLevel::Debug), ("trace", LogLevel::Trace)])) },
+    Opt { name: "handover", kind: Kind::Value("PATH"), default: "none", help: "unix socket for handing the listening sockets to the next process",
+        set: |c, v| assign(&mut c.handover, socket_path(v).map(Some)) },
 ];
 
 fn assign<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -314,6 +320,16 @@ fn origins(v: &str) -> Result<Vec<String>, String> {
 /// so lower-casing the whole value is enough.
 fn normalize_origin(origin: &str) -> String {
     origin.to_ascii_lowercase()
+}
+
+/// A unix socket path leaves room in `sun_path` (108 bytes) for the
+/// temporary name it is bound under before it is renamed into place.
+const MAX_SOCKET_PATH: usize = 90;
+
+fn socket_path(v: &str) -> Result<PathBuf, String> {
+    let ok = !v.is_empty() && v.len() <= MAX_SOCKET_PATH && !v.contains('\0');
+    ok.then(|| PathBuf::from(v))
+        .ok_or_else(|| format!("expected a path of 1 to {MAX_SOCKET_PATH} bytes"))
 }
 
 fn one_of<T: Copy>(v: &str, choices: &[(&str, T)]) -> Result<T, String> {
@@ -590,6 +606,7 @@ mod tests {
             (LogFormat::Text, LogLevel::Info)
         );
         assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Debug < LogLevel::Trace);
+        assert_eq!(c.handover, None);
     }
 
     #[test]
@@ -628,6 +645,7 @@ mod tests {
         ("enable-echo", "1", |c| c.enable_echo),
         ("log-format", "json", |c| c.log_format == LogFormat::Json),
         ("log-level", "trace", |c| c.log_level == LogLevel::Trace),
+        ("handover", "/run/wsnotify/handover.sock", |c| c.handover == Some(PathBuf::from("/run/wsnotify/handover.sock"))),
     ];
 
     #[test]
@@ -752,6 +770,7 @@ mod tests {
             "--admin-token=",
             "--log-format=xml",
             "--log-level=x",
+            "--handover=",
         ] {
             let opt = arg.split('=').next().unwrap_or_default();
             assert!(
@@ -759,6 +778,7 @@ mod tests {
                 "{arg}"
             );
         }
+        assert!(err(&["--handover", &"x".repeat(91)]).ends_with("a path of 1 to 90 bytes"));
         assert_eq!(
             ok(&["--host", "[::]"]).host,
             IpAddr::V6(Ipv6Addr::UNSPECIFIED)

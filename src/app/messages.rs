@@ -105,6 +105,8 @@ mod tests {
             uptime_s: 21,
             redis: "disabled",
             pid: 34,
+            listener: "bound",
+            listener_shared: false,
         }
     }
 

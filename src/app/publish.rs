@@ -144,6 +144,8 @@ mod tests {
             uptime_s: 1,
             redis: "disabled",
             pid: 1,
+            listener: "bound",
+            listener_shared: false,
         }
     }
 

@@ -109,7 +109,9 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
                 .closing(),
         )
     };
-    if snapshot.draining {
+    // A process whose sockets another one serves stops accepting when it
+    // drains: what reaches it now was accepted before, and is served.
+    if snapshot.draining && !snapshot.listener_shared {
         return unavailable(
             HandshakeFailure::Draining,
             "server is draining; connect to another instance",
@@ -283,6 +285,8 @@ mod tests {
                 uptime_s: 0,
                 redis: "disabled",
                 pid: 1,
+                listener: "bound",
+                listener_shared: false,
             },
         }
     }
@@ -438,6 +442,22 @@ mod tests {
             )),
             503
         );
+    }
+
+    #[test]
+    fn draining_with_a_shared_socket_serves_upgrades() {
+        let mut shared = shared_with(|_| {});
+        shared.start_drain();
+        shared.snapshot.listener_shared = true;
+        let upgrade = route(&request(&format!("{UPGRADE}\r\n")), b"", LOCAL, &shared);
+        assert!(matches!(upgrade, Route::Upgrade { .. }), "{upgrade:?}");
+        let health = route(
+            &request("GET /health HTTP/1.1\r\n\r\n"),
+            b"",
+            LOCAL,
+            &shared,
+        );
+        assert_eq!(status(health), 503);
     }
 
     #[test]

@@ -20,4 +20,10 @@ pub struct Snapshot {
     /// `disabled`, `connected` or `reconnecting`.
     pub redis: &'static str,
     pub pid: u32,
+    /// Where the listening sockets came from: `bound`, `inherited` or
+    /// `handed_over`.
+    pub listener: &'static str,
+    /// Whether another process serves the listening sockets too (see
+    /// `net::listeners::ListenerState`).
+    pub listener_shared: bool,
 }

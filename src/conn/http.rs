@@ -141,6 +141,12 @@ impl<C: Copy> Connection<C> {
         early_frames
     }
 
+    /// Still speaking HTTP and nothing answered yet: a connection whose
+    /// first request (perhaps an upgrade) is on its way.
+    pub fn awaits_first_answer(&self) -> bool {
+        matches!(&self.phase, Phase::Http(http) if http.served == 0)
+    }
+
     /// Holds the request of the last `Request` event until an answer with
     /// `ticket` arrives (from another worker).
     pub fn park(&mut self, ticket: u64, request: Request) {

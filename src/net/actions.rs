@@ -134,6 +134,7 @@ impl Worker {
         );
         let welcome = protocol::welcome(&id, self.id, self.wall_ms);
         self.send_json(key, &welcome);
+        self.notify_late_joiner(key);
     }
 
     /// A client left the WebSocket phase: it no longer counts and gets no

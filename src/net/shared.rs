@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::listeners::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
@@ -30,6 +31,9 @@ pub struct Shared {
     /// Redis connections (two per worker) that are up.
     redis_ready: AtomicUsize,
     pid: u32,
+    /// Where the listening sockets came from, and whether another process
+    /// serves them too.
+    pub listener: ListenerState,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -58,7 +62,13 @@ impl Shared {
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
             pid: std::process::id(),
+            listener: ListenerState::new(Origin::Bound),
         }
+    }
+
+    pub fn with_listener(mut self, origin: Origin) -> Shared {
+        self.listener = ListenerState::new(origin);
+        self
     }
 
     pub fn with_wakeups(mut self, wakeups: Wakeups) -> Shared {
@@ -127,6 +137,11 @@ impl Shared {
     /// A worker has finished; the supervisor counts and reaps it.
     pub fn worker_finished(&self) {
         self.finished_workers.fetch_add(1, Ordering::AcqRel);
+        self.wake_supervisor();
+    }
+
+    /// Wakes the main thread to look at the process state.
+    pub fn wake_supervisor(&self) {
         if let Some(waker) = &self.wakeups.supervisor {
             let _ = waker.wake();
         }
@@ -190,6 +205,8 @@ impl Shared {
             uptime_s: self.uptime_s() as u64,
             redis: self.redis_state(),
             pid: self.pid,
+            listener: self.listener.origin.as_str(),
+            listener_shared: self.listener.is_shared(),
         }
     }
 }

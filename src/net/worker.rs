@@ -25,7 +25,9 @@ use crate::log;
 use crate::obs::metrics::Limit;
 use crate::rand::Rng;
 
-const LISTENER: Token = Token(usize::MAX);
+/// Listener `i` has token `FIRST_LISTENER + i`; connection keys never get
+/// that high.
+const FIRST_LISTENER: usize = usize::MAX / 2;
 /// Woken by other threads: the drain started, or mail arrived.
 const WAKER: Token = Token(usize::MAX - 1);
 const REDIS_SUB: Token = Token(usize::MAX - 2);
@@ -52,7 +54,8 @@ pub struct Worker {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub(super) poll: Poll,
-    listener: TcpListener,
+    /// Empty once a drain has stopped accepting (see `stop_accepting`).
+    listeners: Vec<TcpListener>,
     accept_paused_until: Option<Instant>,
     /// Accepting has failed for want of descriptors since the last success.
     accept_starved: bool,
@@ -105,11 +108,13 @@ impl Worker {
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        mut listener: TcpListener,
+        mut listeners: Vec<TcpListener>,
         poll: Poll,
     ) -> io::Result<Worker> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(listener, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+        }
         let config = &shared.config;
         let now = Instant::now();
         // Only worker 0 runs the periodic timer, so a notification goes out
@@ -135,7 +140,7 @@ impl Worker {
             lifecycle: Lifecycle::new(config.drain_timeout, CLOSE_LINGER),
             shared,
             poll,
-            listener,
+            listeners,
             accept_paused_until: None,
             accept_starved: false,
             conns: Slab::new(),
@@ -185,9 +190,11 @@ impl Worker {
             self.wall_ms = wall_clock_ms();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
                     WAKER => self.read_mail(),
                     token @ (REDIS_SUB | REDIS_PUB) => self.on_redis(Some(token), now),
+                    Token(t) if t >= FIRST_LISTENER => {
+                        self.accept(t - FIRST_LISTENER..t - FIRST_LISTENER + 1, now)
+                    }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
@@ -203,7 +210,7 @@ impl Worker {
             }
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
-                self.accept(now);
+                self.accept(0..self.listeners.len(), now);
             }
             if self
                 .redis
@@ -249,12 +256,35 @@ impl Worker {
         .map(|at| at.saturating_duration_since(now))
     }
 
-    fn accept(&mut self, now: Instant) {
-        if self.accept_paused_until.is_some() {
+    /// Accepts what is queued on the listeners with these indexes.
+    fn accept(&mut self, listeners: std::ops::Range<usize>, now: Instant) {
+        for index in listeners {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            self.accept_from(index, now);
+        }
+    }
+
+    /// Stops accepting for good: a process whose sockets another process
+    /// serves leaves the connections still queued to that process (see
+    /// `ListenerState`). Those accepted so far are served.
+    pub(super) fn stop_accepting(&mut self) {
+        if self.listeners.is_empty() {
             return;
         }
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        log!(Info, "stopped accepting", worker = self.id);
+    }
+
+    fn accept_from(&mut self, index: usize, now: Instant) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if std::mem::take(&mut self.accept_starved) {
                         log!(Info, "accepting again", worker = self.id);

@@ -49,7 +49,9 @@ impl Server {
         Server::spawn(command)
     }
 
-    fn spawn(mut command: Command) -> Server {
+    /// Starts a prepared command (stdio is set here) and waits for its
+    /// `listening on` line.
+    pub fn spawn(mut command: Command) -> Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

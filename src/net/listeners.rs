@@ -1,0 +1,154 @@
+//! Where the listening sockets come from: bound here, inherited through
+//! socket activation, or handed over by the server that ran before. The
+//! origin decides how the drain ends accepting (see `ListenerState`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::handover::{self, Taken};
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Bound,
+    Inherited,
+    HandedOver,
+}
+
+impl Origin {
+    /// As `/status` and the metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Bound => "bound",
+            Origin::Inherited => "inherited",
+            Origin::HandedOver => "handed_over",
+        }
+    }
+}
+
+/// The process-wide view of its listening sockets.
+///
+/// The rule: a process whose sockets another process also serves (it
+/// inherited them, received them in a hand-over, or gave them away in one)
+/// stops accepting the moment it drains. Connections still queued in the
+/// kernel then go to the other process, which accepts from the same
+/// sockets, so nobody is refused. A process that bound its sockets and
+/// kept them alone has nobody to leave its queue to: if it stopped
+/// accepting, queued clients would hang until their own timeout, so it
+/// accepts on and answers upgrades 503 with Retry-After, as a drain always
+/// did.
+#[derive(Debug)]
+pub struct ListenerState {
+    pub origin: Origin,
+    shared: AtomicBool,
+    /// The pid of the server the sockets were handed over to (0: none).
+    handed_to: AtomicU32,
+}
+
+impl ListenerState {
+    pub fn new(origin: Origin) -> ListenerState {
+        ListenerState {
+            origin,
+            shared: AtomicBool::new(origin != Origin::Bound),
+            handed_to: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether another process serves these sockets too (see the rule above).
+    pub fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Acquire)
+    }
+
+    /// A hand-over completed: `pid` serves the sockets now.
+    pub fn handed_over_to(&self, pid: u32) {
+        self.handed_to.store(pid, Ordering::Release);
+        self.shared.store(true, Ordering::Release);
+    }
+
+    pub fn successor(&self) -> Option<u32> {
+        Some(self.handed_to.load(Ordering::Acquire)).filter(|&pid| pid != 0)
+    }
+}
+
+/// The sockets this process serves.
+pub struct Listeners {
+    pub sockets: Vec<TcpListener>,
+    pub origin: Origin,
+    /// The previous server, waiting for word that this one serves.
+    pub previous: Option<Taken>,
+}
+
+impl Listeners {
+    /// Inherited sockets first; else, with `--handover`, the running
+    /// server's; else binds `--host`/`--port`, one socket per worker.
+    pub fn acquire(config: &Config, inherited: Option<Vec<OwnedFd>>) -> Result<Listeners, String> {
+        if let Some(fds) = inherited {
+            return Ok(Listeners::shared(fds, Origin::Inherited, None));
+        }
+        if let Some(path) = &config.handover {
+            if let Some(mut taken) = handover::take_over(path)? {
+                let fds = std::mem::take(&mut taken.fds);
+                return Ok(Listeners::shared(fds, Origin::HandedOver, Some(taken)));
+            }
+        }
+        let workers = config.workers;
+        let mut addr = SocketAddr::new(config.host, config.port);
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let listener = super::listen::bind(addr, workers > 1)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            // With --port 0 the first bind picks the port; the others join it.
+            addr = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            sockets.push(listener);
+        }
+        Ok(Listeners {
+            sockets,
+            origin: Origin::Bound,
+            previous: None,
+        })
+    }
+
+    fn shared(fds: Vec<OwnedFd>, origin: Origin, previous: Option<Taken>) -> Listeners {
+        Listeners {
+            sockets: fds.into_iter().map(TcpListener::from).collect(),
+            origin,
+            previous,
+        }
+    }
+
+    /// The sockets worker `id` accepts on. Bound sockets are one per worker
+    /// (SO_REUSEPORT spreads connections over them); shared ones are served
+    /// by every worker, since their number was chosen by someone else and
+    /// each must be emptied by somebody.
+    pub fn for_worker(&self, id: usize) -> std::io::Result<Vec<mio::net::TcpListener>> {
+        let mine: Vec<&TcpListener> = match self.origin {
+            Origin::Bound => self.sockets.get(id).into_iter().collect(),
+            Origin::Inherited | Origin::HandedOver => self.sockets.iter().collect(),
+        };
+        mine.into_iter()
+            .map(|socket| {
+                let copy = socket.try_clone()?;
+                copy.set_nonblocking(true)?;
+                Ok(mio::net::TcpListener::from_std(copy))
+            })
+            .collect()
+    }
+
+    /// Every distinct address served, the first as the `listening on` line
+    /// names it.
+    pub fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = Vec::new();
+        for socket in &self.sockets {
+            let addr = socket
+                .local_addr()
+                .map_err(|e| format!("cannot read a listening address: {e}"))?;
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        Ok(addrs)
+    }
+}
