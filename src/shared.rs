@@ -70,6 +70,13 @@ impl Shared {
         }
     }
 
+    /// Wakes one worker loop.
+    pub fn wake_worker(&self, worker: usize) {
+        if let Some(waker) = self.wakeups.workers.get(worker) {
+            let _ = waker.wake();
+        }
+    }
+
     /// Sends mail to a worker and wakes it if it was not already due to
     /// look.
     pub fn post(&self, worker: usize, mail: Mail) {

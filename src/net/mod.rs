@@ -10,6 +10,8 @@ mod http_conn;
 pub mod listen;
 pub mod mailbox;
 pub mod redis;
+mod redis_queue;
+pub mod redis_resolve;
 mod remote;
 pub mod signals;
 mod socket_write;

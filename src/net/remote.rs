@@ -6,13 +6,29 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::redis::Event;
+use super::redis::{Event, Outside};
+use super::redis_resolve::system_resolve;
 use super::worker::Worker;
 use super::write_queue::Chunk;
 use crate::app::{envelope, hub};
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
+use crate::shared::Shared;
+
+/// The system resolver, and a waker that does not keep the process state
+/// alive in a lookup thread that outlives its worker.
+pub(super) fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
+    let shared = Arc::downgrade(shared);
+    Outside {
+        resolve: system_resolve,
+        wake: Arc::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.wake_worker(worker);
+            }
+        }),
+    }
+}
 
 impl Worker {
     pub(super) fn redis_enabled(&self) -> bool {

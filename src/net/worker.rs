@@ -16,6 +16,7 @@ use slab::Slab;
 use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::mailbox::Mail;
 use super::redis::{Event as RedisEvent, RedisLink};
+use super::remote::redis_outside;
 use super::socket_write::SocketWriter;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
 use super::write_queue::{Chunk, WriteQueue};
@@ -123,7 +124,16 @@ impl Worker {
             _ => None,
         };
         let redis = config.redis.clone().map(|url| {
-            RedisLink::new(url, config.redis_channel.clone(), REDIS_SUB, REDIS_PUB, now)
+            // The process-wide cap, shared evenly by the workers' links.
+            let max_queue = (config.redis_max_queue_bytes / config.workers).max(1);
+            RedisLink::new(
+                url,
+                config.redis_channel.clone(),
+                [REDIS_SUB, REDIS_PUB],
+                max_queue,
+                redis_outside(&shared, id),
+                now,
+            )
         });
         Ok(Worker {
             id,
