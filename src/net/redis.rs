@@ -534,3 +534,87 @@ impl Side {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Waker};
+    use std::sync::Arc;
+
+    const WAKER: Token = Token(9);
+
+    /// A resolver as slow as DNS on a bad day.
+    fn slow_loopback(_: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+    }
+
+    /// A fake Redis that accepts both connections and confirms SUBSCRIBE.
+    fn fake_redis() -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut buf = [0u8; 256];
+                if matches!(stream.read(&mut buf), Ok(n) if buf[..n].windows(9).any(|w| w == b"SUBSCRIBE"))
+                {
+                    stream
+                        .write_all(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
+                        .unwrap();
+                }
+                held.push(stream);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn a_slow_lookup_never_blocks_the_loop_and_wakes_it_when_done() {
+        let (port, server) = fake_redis();
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+        let outside = Outside {
+            resolve: slow_loopback,
+            wake: Arc::new(move || {
+                let _ = waker.wake();
+            }),
+        };
+        let url: RedisUrl = format!("redis://redis.test:{port}").parse().unwrap();
+        let tokens = [Token(1), Token(2)];
+        let mut link = RedisLink::new(url, "ch".into(), tokens, 1024, outside, Instant::now());
+        let mut events = Vec::new();
+
+        let started = Instant::now();
+        link.on_timer(Instant::now(), poll.registry(), &mut events);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(link.next_deadline(), None, "nothing due while looking up");
+
+        let mut ready = Events::with_capacity(8);
+        poll.poll(&mut ready, Some(Duration::from_secs(5))).unwrap();
+        assert!(ready.iter().any(|e| e.token() == WAKER), "woken");
+        assert!(link.next_deadline().is_some_and(|at| at <= Instant::now()));
+
+        // The worker's loop, in short.
+        let end = Instant::now() + Duration::from_secs(5);
+        while events.iter().filter(|e| **e == Event::Ready(true)).count() < 2 {
+            assert!(Instant::now() < end, "not ready: {link:?}");
+            if link.next_deadline().is_some_and(|at| at <= Instant::now()) {
+                link.on_timer(Instant::now(), poll.registry(), &mut events);
+            }
+            poll.poll(&mut ready, Some(Duration::from_millis(100)))
+                .unwrap();
+            for event in ready.iter().filter(|e| e.token() != WAKER) {
+                link.on_ready(event.token(), Instant::now(), poll.registry(), &mut events);
+            }
+        }
+        let mut events = Vec::new();
+        assert!(link.publish(b"hi", &mut events, Instant::now(), poll.registry()));
+        server.join().unwrap();
+    }
+}
