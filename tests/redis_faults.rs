@@ -115,6 +115,11 @@ fn a_redis_that_never_answers_the_connect_does_not_delay_pongs_and_times_out() {
 /// Reads a client's notifications on a thread until one says `last`;
 /// returns when each arrived and its message.
 fn collect_until(mut client: Client, last: &'static str) -> JoinHandle<Vec<(Instant, String)>> {
+    // The client on B hears nothing for as long as Redis stalls.
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     std::thread::spawn(move || {
         let mut got = Vec::new();
         loop {

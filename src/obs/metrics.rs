@@ -211,7 +211,7 @@ impl Stats {
         metric(
             "redis_dropped_total",
             "counter",
-            "Messages not published because Redis was unreachable (Pub/Sub keeps nothing).",
+            "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
         );
         metric(
