@@ -8,6 +8,7 @@ pub mod config;
 pub mod healthcheck;
 pub mod net;
 pub mod obs;
+pub mod per_ip;
 pub mod proto;
 pub mod rand;
 pub mod shared;

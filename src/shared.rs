@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::net::mailbox::{Mail, Mailbox};
 use crate::obs::metrics::Stats;
+use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct Shared {
     pub instance: String,
     pub started: Instant,
     pub stats: Stats,
+    /// Connections per client address (`--max-connections-per-ip`).
+    pub per_ip: PerIp,
     notification_seq: AtomicU64,
     draining: AtomicBool,
     /// Milliseconds after `started` when the drain deadline falls.
@@ -42,11 +45,13 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
         let workers = config.workers;
+        let per_ip = PerIp::new(config.max_connections_per_ip);
         Shared {
             config,
             instance,
             started: Instant::now(),
             stats: Stats::new(workers),
+            per_ip,
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),

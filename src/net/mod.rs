@@ -1,6 +1,7 @@
 //! The I/O shell: mio event loops that move bytes between sockets and the
 //! protocol core.
 
+mod admission;
 mod closing;
 pub mod conn;
 mod drain;

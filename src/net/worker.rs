@@ -3,8 +3,9 @@
 //! accepting, timers and flushing; the HTTP and WebSocket phases live in
 //! `http_conn.rs` and `ws_conn.rs`.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +100,9 @@ pub struct Worker {
     pub idle_ticks: Option<Tick>,
     pub ping_ticks: Option<Tick>,
     pub linger_ticks: Tick,
+    /// The address each connection is counted under, while
+    /// `--max-connections-per-ip` is on.
+    pub(super) per_ip_held: HashMap<usize, IpAddr>,
 }
 
 impl Worker {
@@ -166,6 +170,7 @@ impl Worker {
             redis,
             redis_events: Vec::new(),
             rng: Rng::from_os(),
+            per_ip_held: HashMap::new(),
         })
     }
 
@@ -284,7 +289,9 @@ impl Worker {
                     }
                     entry.insert(Conn::new(stream, peer, self.now + self.header_ticks));
                     log!(Trace, "connection accepted", peer = peer, worker = self.id);
-                    self.arm(key);
+                    if self.admit_per_ip(key, peer.ip()) {
+                        self.arm(key);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -504,6 +511,7 @@ impl Worker {
             return;
         }
         self.leave_ws(key, why);
+        self.release_per_ip(key);
         let mut conn = self.conns.remove(key);
         if matches!(conn.phase, Phase::Closing { .. }) {
             self.closing -= 1;

@@ -21,7 +21,7 @@ pub const HANDSHAKE_REASONS: [&str; 9] = [
 /// Limits that peers run into, as the `limit` label of
 /// `wsnotify_limit_hits_total` (the connection cap and slow consumers have
 /// metrics of their own).
-pub const LIMITS: [&str; 9] = [
+pub const LIMITS: [&str; 10] = [
     "header_timeout",
     "idle_timeout",
     "message_too_big",
@@ -31,6 +31,7 @@ pub const LIMITS: [&str; 9] = [
     "keep_alive_requests",
     "http_backpressure",
     "out_of_descriptors",
+    "per_ip",
 ];
 
 #[derive(Debug, Default)]
