@@ -137,7 +137,8 @@ pub struct Config {
     pub force_signals: u32,
     pub drain_log_interval: Duration,
     pub max_connections: usize,
-    /// Connections from one client address (any phase); 0: no limit.
+    /// WebSocket clients, and connections still in the HTTP phase, per
+    /// client address; 0: no limit.
     pub max_connections_per_ip: usize,
     pub max_message_bytes: usize,
     pub max_queue_bytes: usize,
@@ -260,7 +261,7 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.drain_log_interval, positive_duration(v)) },
     Opt { name: "max-connections", kind: Kind::Value("N"), default: "10000", help: "WebSocket clients per process",
         set: |c, v| assign(&mut c.max_connections, int(v, 1, None)) },
-    Opt { name: "max-connections-per-ip", kind: Kind::Value("N"), default: "0", help: "connections from one client address, HTTP ones included; 0: no limit",
+    Opt { name: "max-connections-per-ip", kind: Kind::Value("N"), default: "0", help: "WebSocket clients, and connections in the HTTP phase, per client address; 0: no limit",
         set: |c, v| assign(&mut c.max_connections_per_ip, int(v, 0, None)) },
     Opt { name: "max-message-bytes", kind: Kind::Value("N"), default: "65536", help: "largest client message",
         set: |c, v| assign(&mut c.max_message_bytes, int(v, 1, None)) },

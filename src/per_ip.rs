@@ -1,19 +1,48 @@
-//! Connections per client address, for `--max-connections-per-ip`. One
-//! count per address for the whole process, since a client's connections
-//! land on any worker; sharded so that workers accepting at the same time
-//! rarely wait for each other.
+//! Connections per client address, for `--max-connections-per-ip N`: an
+//! address may hold N WebSocket clients (past that, upgrades get 503) and N
+//! connections still in their HTTP phase (past that, a new connection gets
+//! 503 at once), so that a flood of slow request heads from one address
+//! cannot take every descriptor while the WebSocket count looks fine.
+//!
+//! One count per address for the whole process, since a client's
+//! connections land on any worker; sharded so that workers accepting at the
+//! same time rarely wait for each other.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
+
+/// What a connection holds a slot as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// From accept until the upgrade (or the close).
+    Http,
+    /// A `/ws` or `/echo` client.
+    WebSocket,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    http: u32,
+    websocket: u32,
+}
+
+impl Counts {
+    fn of(&mut self, slot: Slot) -> &mut u32 {
+        match slot {
+            Slot::Http => &mut self.http,
+            Slot::WebSocket => &mut self.websocket,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct PerIp {
     /// 0: no limit, and nothing counted.
     limit: usize,
-    shards: Vec<Mutex<HashMap<IpAddr, u32>>>,
+    shards: Vec<Mutex<HashMap<IpAddr, Counts>>>,
 }
 
 /// The address a client is counted under. An IPv4 client reaching an IPv6
@@ -42,7 +71,7 @@ impl PerIp {
         self.limit
     }
 
-    fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
+    fn shard(&self, key: &IpAddr) -> MutexGuard<'_, HashMap<IpAddr, Counts>> {
         let bits = match key {
             IpAddr::V4(v4) => u128::from(u32::from(*v4)),
             IpAddr::V6(v6) => u128::from(*v6) >> 64,
@@ -51,33 +80,47 @@ impl PerIp {
         let folded = bits.to_le_bytes().iter().fold(0usize, |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(*b))
         });
-        &self.shards[folded % SHARDS]
+        self.shards[folded % SHARDS]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a slot for a client under `key` (see `client_key`); false when
-    /// it already holds the limit.
-    pub fn acquire(&self, key: IpAddr) -> bool {
-        let mut counts = self
-            .shard(&key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = counts.entry(key).or_insert(0);
-        if *count as usize >= self.limit {
+    /// Takes an HTTP-phase slot for a new connection from `key` (see
+    /// `client_key`); false when the address already holds the limit.
+    pub fn acquire_http(&self, key: IpAddr) -> bool {
+        let mut counts = self.shard(&key);
+        let counts = counts.entry(key).or_default();
+        if counts.http as usize >= self.limit {
             return false;
         }
-        *count += 1;
+        counts.http += 1;
         true
     }
 
-    pub fn release(&self, key: IpAddr) {
-        let mut counts = self
-            .shard(&key)
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = counts.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&key);
+    /// Whether the address already holds the limit in WebSocket clients.
+    pub fn websockets_full(&self, key: IpAddr) -> bool {
+        self.limit > 0
+            && self
+                .shard(&key)
+                .get(&key)
+                .is_some_and(|c| c.websocket as usize >= self.limit)
+    }
+
+    /// A connection of `key` upgraded: its HTTP slot becomes a WebSocket one.
+    pub fn upgraded(&self, key: IpAddr) {
+        let mut counts = self.shard(&key);
+        let counts = counts.entry(key).or_default();
+        counts.http = counts.http.saturating_sub(1);
+        counts.websocket += 1;
+    }
+
+    pub fn release(&self, key: IpAddr, slot: Slot) {
+        let mut shard = self.shard(&key);
+        if let Some(counts) = shard.get_mut(&key) {
+            let count = counts.of(slot);
+            *count = count.saturating_sub(1);
+            if counts.http == 0 && counts.websocket == 0 {
+                shard.remove(&key);
             }
         }
     }
@@ -98,18 +141,22 @@ mod tests {
     }
 
     #[test]
-    fn each_address_gets_the_limit_and_gets_slots_back() {
+    fn each_address_gets_the_limit_of_each_kind_and_gets_slots_back() {
         let per_ip = PerIp::new(2);
         let (a, b) = (ip("127.0.0.1"), ip("127.0.0.2"));
-        assert!(per_ip.acquire(a) && per_ip.acquire(a));
-        assert!(!per_ip.acquire(a));
-        assert!(per_ip.acquire(b));
-        per_ip.release(a);
-        assert!(per_ip.acquire(a));
-        for _ in 0..2 {
-            per_ip.release(a);
-        }
-        per_ip.release(b);
+        assert!(per_ip.acquire_http(a) && per_ip.acquire_http(a));
+        assert!(!per_ip.acquire_http(a));
+        assert!(per_ip.acquire_http(b));
+        per_ip.upgraded(a);
+        per_ip.upgraded(a);
+        assert!(per_ip.websockets_full(a) && !per_ip.websockets_full(b));
+        // Upgraded connections leave room for new HTTP ones.
+        assert!(per_ip.acquire_http(a));
+        per_ip.release(a, Slot::WebSocket);
+        assert!(!per_ip.websockets_full(a));
+        per_ip.release(a, Slot::WebSocket);
+        per_ip.release(a, Slot::Http);
+        per_ip.release(b, Slot::Http);
         assert_eq!(per_ip.addresses(), 0, "no entry left behind");
     }
 

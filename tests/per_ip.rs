@@ -44,11 +44,17 @@ fn ws_from(source: [u8; 4], server: &Server) -> Result<Client, (u16, String)> {
     }
 }
 
-fn per_ip_hits(server: &Server) -> f64 {
-    metric(
-        &metrics_text(server),
-        "wsnotify_limit_hits_total{limit=\"per_ip\"}",
-    )
+fn sample(server: &Server, name: &str) -> f64 {
+    metric(&metrics_text(server), name)
+}
+
+/// `GET /health` from `source`.
+fn health_from(source: [u8; 4], server: &Server) -> u16 {
+    let mut stream = connect_from(source, server.addr);
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    read_response(&mut stream).0
 }
 
 fn round_trip(client: &mut Client) -> Duration {
@@ -61,7 +67,7 @@ fn round_trip(client: &mut Client) -> Duration {
 }
 
 #[test]
-fn an_address_over_the_limit_gets_503_and_its_slots_back_when_it_leaves() {
+fn an_address_over_the_limit_of_websocket_clients_gets_503_and_its_slots_back() {
     let server = Server::start(&["--notify-interval", "0", "--max-connections-per-ip", "3"]);
     let mut held: Vec<Client> = (0..3)
         .map(|i| ws_from(OTHER, &server).unwrap_or_else(|e| panic!("client {i}: {e:?}")))
@@ -73,7 +79,15 @@ fn an_address_over_the_limit_gets_503_and_its_slots_back_when_it_leaves() {
     // Another address is not affected.
     let mut mine = ws_from([127, 0, 0, 1], &server).expect("another address");
     next_of_type(&mut mine, "welcome");
-    assert_eq!(per_ip_hits(&server), 1.0);
+    // The limit is on WebSocket clients: plain requests still pass.
+    assert_eq!(health_from(OTHER, &server), 200);
+    assert_eq!(
+        sample(
+            &server,
+            "wsnotify_handshake_failures_total{reason=\"per_ip\"}"
+        ),
+        1.0
+    );
 
     let mut gone = held.pop().unwrap();
     gone.close(None).unwrap();
@@ -90,9 +104,9 @@ fn an_address_over_the_limit_gets_503_and_its_slots_back_when_it_leaves() {
 }
 
 /// Thousands of connections from one address, each sending its request
-/// head a byte a second: the first N hold their slots until the header
-/// timeout, the rest are answered 503 at once (nothing waits for their
-/// heads), and a client from another address is served promptly.
+/// head a byte a second: the first N hold their HTTP-phase slots until the
+/// header timeout, the rest are answered 503 at once (nothing waits for
+/// their heads), and a client from another address is served promptly.
 #[test]
 fn a_slow_header_flood_from_one_address_leaves_room_for_others() {
     const FLOOD: usize = 2000;
@@ -148,6 +162,9 @@ fn a_slow_header_flood_from_one_address_leaves_room_for_others() {
          a client from another address: slowest of 40 pongs {slowest:?}"
     );
     assert!(slowest < Duration::from_millis(200), "{slowest:?}");
-    assert_eq!(per_ip_hits(&server), (FLOOD - LIMIT) as f64);
+    assert_eq!(
+        sample(&server, "wsnotify_limit_hits_total{limit=\"per_ip_http\"}"),
+        (FLOOD - LIMIT) as f64
+    );
     assert_eq!(http(server.addr, "GET", "/health", &[], b"").0, 200);
 }

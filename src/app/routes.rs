@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
+use crate::per_ip::client_key;
 use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
 use crate::shared::Shared;
@@ -46,8 +47,8 @@ pub fn route(req: &Request, body: &[u8], peer: IpAddr, shared: &Shared) -> Route
     let path = req.path.as_str();
     let get_like = req.method == "GET" || req.method == "HEAD";
     match path {
-        "/ws" => upgrade(req, Endpoint::Notify, shared),
-        "/echo" if config.enable_echo => upgrade(req, Endpoint::Echo, shared),
+        "/ws" => upgrade(req, Endpoint::Notify, peer, shared),
+        "/echo" if config.enable_echo => upgrade(req, Endpoint::Echo, peer, shared),
         "/" | "/index.html" if get_like => Route::Respond(Response::new(
             Status::OK,
             "text/html; charset=utf-8",
@@ -86,7 +87,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
     Response::error(Status::METHOD_NOT_ALLOWED, "method not allowed").with_header("Allow", allow)
 }
 
-fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
+fn upgrade(req: &Request, endpoint: Endpoint, peer: IpAddr, shared: &Shared) -> Route {
     let accept = match handshake::validate(req) {
         Ok(accept) => accept,
         Err(refusal) => return refuse_upgrade(shared, refusal),
@@ -119,6 +120,9 @@ fn upgrade(req: &Request, endpoint: Endpoint, shared: &Shared) -> Route {
     }
     if shared.stats.active() >= shared.config.max_connections as u64 {
         return unavailable("capacity", "server is at its connection limit");
+    }
+    if shared.per_ip.websockets_full(client_key(peer)) {
+        return unavailable("per_ip", "too many connections from your address");
     }
     Route::Upgrade { endpoint, accept }
 }

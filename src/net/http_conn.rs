@@ -284,6 +284,7 @@ impl Worker {
             next_ping,
         });
         self.send(key, Chunk::Owned(handshake::switching_protocols(accept)));
+        self.per_ip_upgraded(key);
         self.join(key, peer);
         self.arm(key);
         if !early_frames.is_empty() {

@@ -1,8 +1,12 @@
 //! Redis Pub/Sub, driven by the worker's own event loop: one subscriber and
-//! one publisher connection per worker, non-blocking, reconnecting with
-//! exponential backoff and jitter. Every worker receives every message from
-//! the channel and delivers it to its own clients, so nothing crosses
-//! threads on the way in.
+//! one publisher connection per worker, reconnecting with exponential
+//! backoff and jitter. Every worker receives every message from the channel
+//! and delivers it to its own clients, so nothing crosses threads on the way
+//! in.
+//!
+//! Nothing here blocks the loop: host names are looked up on a helper
+//! thread (`redis_resolve.rs`), connects are non-blocking and time out, and
+//! what waits for a slow Redis is capped (`redis_queue.rs`).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -155,10 +159,6 @@ impl RedisLink {
             overflow: Overflow::default(),
             last_failure: None,
         }
-    }
-
-    pub fn owns(&self, token: Token) -> bool {
-        self.sides.iter().any(|s| s.token == token)
     }
 
     /// When the link next needs `on_timer`: a reconnect that is due, a

@@ -25,6 +25,7 @@ use crate::app::hub::Hub;
 use crate::app::lifecycle::Lifecycle;
 use crate::log;
 use crate::obs::metrics;
+use crate::per_ip::Slot;
 use crate::proto::frame::Opcode;
 use crate::rand::Rng;
 use crate::shared::Shared;
@@ -102,7 +103,7 @@ pub struct Worker {
     pub linger_ticks: Tick,
     /// The address each connection is counted under, while
     /// `--max-connections-per-ip` is on.
-    pub(super) per_ip_held: HashMap<usize, IpAddr>,
+    pub(super) per_ip_held: HashMap<usize, (IpAddr, Slot)>,
 }
 
 impl Worker {

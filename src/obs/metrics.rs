@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why an upgrade was refused, as the `reason` label of
 /// `wsnotify_handshake_failures_total`.
-pub const HANDSHAKE_REASONS: [&str; 9] = [
+pub const HANDSHAKE_REASONS: [&str; 10] = [
     "method",
     "http_version",
     "not_upgrade",
@@ -16,6 +16,7 @@ pub const HANDSHAKE_REASONS: [&str; 9] = [
     "origin",
     "capacity",
     "draining",
+    "per_ip",
 ];
 
 /// Limits that peers run into, as the `limit` label of
@@ -31,7 +32,7 @@ pub const LIMITS: [&str; 10] = [
     "keep_alive_requests",
     "http_backpressure",
     "out_of_descriptors",
-    "per_ip",
+    "per_ip_http",
 ];
 
 #[derive(Debug, Default)]
