@@ -11,6 +11,7 @@ mod http_conn;
 pub mod listen;
 pub mod mailbox;
 pub mod redis;
+mod redis_conn;
 mod redis_queue;
 pub mod redis_resolve;
 mod remote;

@@ -8,20 +8,21 @@
 //! thread (`redis_resolve.rs`), connects are non-blocking and time out, and
 //! what waits for a slow Redis is capped (`redis_queue.rs`).
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::redis_queue::{OutQueue, Overflow};
+pub use super::redis_conn::Event;
+use super::redis_conn::{Failure, Role, Side, State};
+use super::redis_queue::Overflow;
 use super::redis_resolve::{Lookup, Resolve, Wake};
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
-use crate::proto::resp::{self, Reply};
+use crate::proto::resp;
 use crate::rand::Rng;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -29,75 +30,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// From the start of a TCP connect to the last handshake reply. A peer that
 /// never answers (a full backlog, a filtered port) is given up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Subscriber,
-    Publisher,
-}
-
-#[derive(Debug)]
-enum State {
-    Down {
-        retry_at: Instant,
-    },
-    /// The host name is being looked up on a helper thread.
-    Resolving {
-        lookup: Lookup,
-        since: Instant,
-    },
-    /// A non-blocking connect is under way; `rest` are the addresses to
-    /// try if this one fails.
-    Connecting {
-        deadline: Instant,
-        rest: Vec<SocketAddr>,
-    },
-    /// Connected, waiting for the handshake replies.
-    Handshake {
-        deadline: Instant,
-    },
-    Ready,
-}
-
-#[derive(Debug)]
-struct Side {
-    role: Role,
-    token: Token,
-    state: State,
-    stream: Option<TcpStream>,
-    inbuf: Vec<u8>,
-    out: OutQueue,
-    attempt: u32,
-    /// The handshake commands (AUTH, SELECT, SUBSCRIBE) whose replies are
-    /// still to come, in order.
-    awaiting: VecDeque<&'static str>,
-}
-
-/// Why a connection attempt or connection ended.
-#[derive(Debug)]
-struct Failure {
-    why: String,
-    /// Redis refused the credentials: retrying soon cannot help.
-    credentials: bool,
-}
-
-impl From<String> for Failure {
-    fn from(why: String) -> Failure {
-        Failure {
-            why,
-            credentials: false,
-        }
-    }
-}
-
-/// What the link reports to the worker.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A message from the channel.
-    Message(Vec<u8>),
-    /// A side became ready (true) or was lost (false).
-    Ready(bool),
-}
 
 /// How the link reaches outside its sockets.
 #[derive(Clone)]
@@ -136,22 +68,12 @@ impl RedisLink {
         outside: Outside,
         now: Instant,
     ) -> RedisLink {
-        let side = |role, token| Side {
-            role,
-            token,
-            state: State::Down { retry_at: now },
-            stream: None,
-            inbuf: Vec::new(),
-            out: OutQueue::default(),
-            attempt: 0,
-            awaiting: VecDeque::new(),
-        };
         RedisLink {
             url,
             channel,
             sides: [
-                side(Role::Subscriber, tokens[0]),
-                side(Role::Publisher, tokens[1]),
+                Side::new(Role::Subscriber, tokens[0], now),
+                Side::new(Role::Publisher, tokens[1], now),
             ],
             rng: Rng::from_os(),
             outside,
@@ -436,109 +358,11 @@ impl RedisLink {
     }
 }
 
-impl Side {
-    /// Completes the connect, writes what is queued, reads and handles
-    /// every reply.
-    fn pump(&mut self, stream: &mut TcpStream, events: &mut Vec<Event>) -> Result<(), Failure> {
-        if let Some(e) = stream.take_error().map_err(|e| e.to_string())? {
-            return Err(format!("connection failed: {e}").into());
-        }
-        if let State::Connecting { deadline, .. } = self.state {
-            // Writable without an error: connected, unless the socket
-            // says it is not yet.
-            match stream.peer_addr() {
-                Ok(_) => self.state = State::Handshake { deadline },
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("connection failed: {e}").into()),
-            }
-            self.handshake_step(events);
-        }
-        while self.out.pending() > 0 {
-            match stream.write(self.out.unsent()) {
-                Ok(0) => return Err(String::from("connection closed").into()),
-                Ok(n) => self.out.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("write failed: {e}").into()),
-            }
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) => return Err(String::from("connection closed by Redis").into()),
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read failed: {e}").into()),
-            }
-        }
-        let mut used = 0;
-        while let Some((reply, n)) =
-            resp::parse(&self.inbuf[used..]).map_err(|e| format!("bad reply: {}", e.0))?
-        {
-            used += n;
-            self.on_reply(reply, events)?;
-        }
-        self.inbuf.drain(..used);
-        Ok(())
-    }
-
-    /// The side is ready once every handshake reply is in.
-    fn handshake_step(&mut self, events: &mut Vec<Event>) {
-        if matches!(self.state, State::Handshake { .. }) && self.awaiting.is_empty() {
-            self.state = State::Ready;
-            self.attempt = 0;
-            events.push(Event::Ready(true));
-            log!(
-                Info,
-                "redis connected",
-                role = format!("{:?}", self.role).to_lowercase()
-            );
-        }
-    }
-
-    fn on_reply(&mut self, reply: Reply, events: &mut Vec<Event>) -> Result<(), Failure> {
-        match (&self.state, reply) {
-            (State::Handshake { .. }, Reply::Error(e)) => {
-                let command = self.awaiting.pop_front().unwrap_or("?");
-                let credentials =
-                    command == "AUTH" || e.starts_with("NOAUTH") || e.starts_with("WRONGPASS");
-                let hint = if credentials {
-                    " (check the user and password in --redis)"
-                } else {
-                    ""
-                };
-                Err(Failure {
-                    why: format!("Redis refused the handshake ({command}): {e}{hint}"),
-                    credentials,
-                })
-            }
-            (State::Handshake { .. }, _) => {
-                self.awaiting.pop_front();
-                self.handshake_step(events);
-                Ok(())
-            }
-            (State::Ready, Reply::Array(Some(items))) if self.role == Role::Subscriber => {
-                if let [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))] = items.as_slice() {
-                    if kind == b"message" {
-                        events.push(Event::Message(payload.clone()));
-                    }
-                }
-                Ok(())
-            }
-            (State::Ready, Reply::Error(e)) => {
-                log!(Warn, "redis error reply", error = e);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use mio::{Events, Poll, Waker};
+    use std::io::{Read, Write};
     use std::sync::Arc;
 
     const WAKER: Token = Token(9);
