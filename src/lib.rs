@@ -5,10 +5,10 @@
 
 pub mod app;
 pub mod config;
+pub mod conn;
 pub mod healthcheck;
 pub mod net;
 pub mod obs;
 pub mod per_ip;
 pub mod proto;
 pub mod rand;
-pub mod shared;

@@ -16,7 +16,7 @@ const SHARDS: usize = 16;
 
 /// What a connection holds a slot as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum Kind {
     /// From accept until the upgrade (or the close).
     Http,
     /// A `/ws` or `/echo` client.
@@ -30,10 +30,10 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(&mut self, slot: Slot) -> &mut u32 {
-        match slot {
-            Slot::Http => &mut self.http,
-            Slot::WebSocket => &mut self.websocket,
+    fn of(&mut self, kind: Kind) -> &mut u32 {
+        match kind {
+            Kind::Http => &mut self.http,
+            Kind::WebSocket => &mut self.websocket,
         }
     }
 }
@@ -97,13 +97,11 @@ impl PerIp {
         true
     }
 
-    /// Whether the address already holds the limit in WebSocket clients.
-    pub fn websockets_full(&self, key: IpAddr) -> bool {
-        self.limit > 0
-            && self
-                .shard(&key)
-                .get(&key)
-                .is_some_and(|c| c.websocket as usize >= self.limit)
+    /// The WebSocket clients of the address.
+    pub fn websockets(&self, key: IpAddr) -> u64 {
+        self.shard(&key)
+            .get(&key)
+            .map_or(0, |c| u64::from(c.websocket))
     }
 
     /// A connection of `key` upgraded: its HTTP slot becomes a WebSocket one.
@@ -114,10 +112,10 @@ impl PerIp {
         counts.websocket += 1;
     }
 
-    pub fn release(&self, key: IpAddr, slot: Slot) {
+    pub fn release(&self, key: IpAddr, kind: Kind) {
         let mut shard = self.shard(&key);
         if let Some(counts) = shard.get_mut(&key) {
-            let count = counts.of(slot);
+            let count = counts.of(kind);
             *count = count.saturating_sub(1);
             if counts.http == 0 && counts.websocket == 0 {
                 shard.remove(&key);
@@ -149,14 +147,14 @@ mod tests {
         assert!(per_ip.acquire_http(b));
         per_ip.upgraded(a);
         per_ip.upgraded(a);
-        assert!(per_ip.websockets_full(a) && !per_ip.websockets_full(b));
+        assert_eq!((per_ip.websockets(a), per_ip.websockets(b)), (2, 0));
         // Upgraded connections leave room for new HTTP ones.
         assert!(per_ip.acquire_http(a));
-        per_ip.release(a, Slot::WebSocket);
-        assert!(!per_ip.websockets_full(a));
-        per_ip.release(a, Slot::WebSocket);
-        per_ip.release(a, Slot::Http);
-        per_ip.release(b, Slot::Http);
+        per_ip.release(a, Kind::WebSocket);
+        assert_eq!(per_ip.websockets(a), 1);
+        per_ip.release(a, Kind::WebSocket);
+        per_ip.release(a, Kind::Http);
+        per_ip.release(b, Kind::Http);
         assert_eq!(per_ip.addresses(), 0, "no entry left behind");
     }
 

@@ -84,7 +84,7 @@ use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
 use wsnotify::proto::message::{Message, Receiver};
-use wsnotify::shared::{Shared, Wakeups};
+use wsnotify::net::shared::{Shared, Wakeups};
 
 const MAX_MESSAGE: usize = 4096;
 const MAX_QUEUE: usize = 64 * 1024;
@@ -661,18 +661,18 @@ impl HttpModel {
         while requests.len() < MAX_REQUESTS_PER_CONNECTION {
             match parse_head(&stream[pos..]) {
                 Head::Partial => break,
-                Head::Invalid(status) => {
-                    invalid = Some(status);
+                Head::Invalid(error) => {
+                    invalid = Some(error.status());
                     break;
                 }
                 Head::Complete { request, len } => {
                     let after = pos + len;
                     match body_length(&request) {
-                        BodyLength::Invalid(status) => {
+                        BodyLength::Invalid(error) => {
                             requests.push(Req {
                                 request,
                                 end: after,
-                                refused: Some(status),
+                                refused: Some(error.status()),
                                 body_len: 0,
                             });
                             break;
@@ -1074,7 +1074,7 @@ fn expected(endpoint: Endpoint, ws_in: &[u8]) -> (Vec<Want>, bool) {
         match result {
             Ok(None) => {}
             Ok(Some(Message::Text(data))) => want.push(match endpoint {
-                Endpoint::Echo => Want::Exact(server_frame(0x1, &data)),
+                Endpoint::Echo => Want::Exact(server_frame(0x1, data.as_bytes())),
                 Endpoint::Notify => Want::Reply {
                     binary: false,
                     len: data.len(),
@@ -1096,7 +1096,8 @@ fn expected(endpoint: Endpoint, ws_in: &[u8]) -> (Vec<Want>, bool) {
                 }));
                 return (want, true);
             }
-            Err(code) => {
+            Err(error) => {
+                let code = error.close_code();
                 assert!(
                     matches!(code.0, 1002 | 1007 | 1009),
                     "receiver error {}",

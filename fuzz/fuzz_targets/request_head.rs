@@ -37,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
             "Partial at {} bytes",
             data.len()
         ),
-        Head::Invalid(status) => {
+        Head::Invalid(error) => {
+            let status = error.status();
             assert!(matches!(status.0, 400 | 431 | 505), "Invalid({})", status.0)
         }
         Head::Complete { request, len } => {
@@ -60,9 +61,8 @@ fuzz_target!(|data: &[u8]| {
                     Head::Complete { len: l, .. } => {
                         panic!("prefix of {cut} bytes is Complete (len {l}), full head is {len}")
                     }
-                    Head::Invalid(status) => panic!(
-                        "prefix of {cut} bytes is Invalid({}) but the full head of {len} is Complete",
-                        status.0
+                    Head::Invalid(error) => panic!(
+                        "prefix of {cut} bytes is Invalid({error}) but the full head of {len} is Complete"
                     ),
                 }
             }
@@ -88,7 +88,8 @@ fn prefix_cuts(len: usize) -> Vec<usize> {
 fn check_request(request: &Request) {
     match body_length(request) {
         BodyLength::Fixed(n) => assert!(n <= MAX_BODY_BYTES, "body length {n}"),
-        BodyLength::Invalid(status) => {
+        BodyLength::Invalid(error) => {
+            let status = error.status();
             assert!(
                 matches!(status.0, 400 | 411 | 413),
                 "body Invalid({})",

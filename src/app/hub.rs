@@ -6,6 +6,52 @@
 
 use std::collections::HashMap;
 
+use super::routes::Endpoint;
+use super::snapshot::Here;
+
+/// What the application attaches to a WebSocket connection: which protocol
+/// it speaks, and on `/ws` its sequence number in the hub (0 until it has
+/// joined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    pub endpoint: Endpoint,
+    pub seq: u64,
+}
+
+impl Client {
+    /// Whether broadcasts are for it: a `/ws` client that has joined.
+    pub fn takes_broadcasts(&self) -> bool {
+        self.endpoint == Endpoint::Notify && self.seq != 0
+    }
+}
+
+/// Where a client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// A client of another instance: forwarded over Redis.
+    Elsewhere,
+    /// A slot of this worker.
+    Here(usize),
+    /// Another worker's client: worker and sequence number.
+    Worker(usize, u64),
+}
+
+/// Where a client id lives, if it names a client that may exist.
+pub fn locate(id: &str, here: &Here) -> Option<Location> {
+    let client = parse_id(id)?;
+    if client.instance != here.instance {
+        // Another instance's client is reached through Redis, if at all.
+        return here.redis.then_some(Location::Elsewhere);
+    }
+    if client.worker >= here.workers {
+        return None;
+    }
+    if client.worker != here.worker {
+        return Some(Location::Worker(client.worker, client.seq));
+    }
+    here.hub.slot(client.seq).map(Location::Here)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientRef<'a> {
     pub instance: &'a str,
@@ -87,6 +133,38 @@ mod tests {
         for bad in ["", "x", "a-b-c", "-1-2", "a-1-", "a--2", "a-1-2x"] {
             assert_eq!(parse_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn ids_are_located_by_instance_worker_and_slot() {
+        let mut hub = Hub::default();
+        let seq = hub.join(7);
+        let here = Here {
+            instance: "aa",
+            worker: 1,
+            workers: 2,
+            redis: false,
+            hub: &hub,
+        };
+        assert_eq!(
+            locate(&format_id("aa", 1, seq), &here),
+            Some(Location::Here(7))
+        );
+        assert_eq!(locate(&format_id("aa", 1, 99), &here), None);
+        assert_eq!(locate("aa-0-5", &here), Some(Location::Worker(0, 5)));
+        assert_eq!(locate("aa-2-5", &here), None);
+        assert_eq!(locate("bb-0-5", &here), None);
+        assert_eq!(
+            locate(
+                "bb-0-5",
+                &Here {
+                    redis: true,
+                    ..here
+                }
+            ),
+            Some(Location::Elsewhere)
+        );
+        assert_eq!(locate("nonsense", &here), None);
     }
 
     #[test]

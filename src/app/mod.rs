@@ -1,8 +1,14 @@
-//! What the server does, still without sockets: routes, the /ws messages and
-//! the client registry.
+//! What the server does, still without sockets: routes, the /ws messages,
+//! publishing, the client registry and the worker's lifecycle. Every
+//! decision here is a function of its inputs (events, a snapshot, the time
+//! given), returning what the shell is to carry out.
 
 pub mod envelope;
 pub mod hub;
 pub mod lifecycle;
+pub mod messages;
 pub mod protocol;
+pub mod publish;
 pub mod routes;
+pub mod snapshot;
+pub mod status;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::obs::clock::rfc3339_now;
+use crate::obs::clock::rfc3339_millis;
 
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,19 +50,20 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// A server message: `type`, `time` and the fields (serde_json orders the
-/// keys alphabetically; clients look them up by name).
-fn server_message(kind: &str, fields: Value) -> String {
+/// A server message: `type`, `time` (the wall clock the shell read for
+/// this loop turn, in ms since the Unix epoch) and the fields (serde_json
+/// orders the keys alphabetically; clients look them up by name).
+fn server_message(kind: &str, fields: Value, now_ms: u64) -> String {
     let mut object = Map::new();
     object.insert("type".into(), kind.into());
-    object.insert("time".into(), rfc3339_now().into());
+    object.insert("time".into(), rfc3339_millis(now_ms).into());
     if let Value::Object(fields) = fields {
         object.extend(fields);
     }
     Value::Object(object).to_string()
 }
 
-pub fn welcome(client_id: &str, worker: usize) -> String {
+pub fn welcome(client_id: &str, worker: usize, now_ms: u64) -> String {
     server_message(
         "welcome",
         json!({
@@ -71,6 +72,7 @@ pub fn welcome(client_id: &str, worker: usize) -> String {
             "version": crate::config::VERSION,
             "worker": worker,
         }),
+        now_ms,
     )
 }
 
@@ -93,7 +95,7 @@ pub struct Notification {
 }
 
 impl Notification {
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self, now_ms: u64) -> String {
         let mut fields = json!({
             "id": self.id,
             "message": self.message,
@@ -105,27 +107,31 @@ impl Notification {
         if let (Some(data), Value::Object(map)) = (&self.data, &mut fields) {
             map.insert("data".into(), data.clone());
         }
-        server_message("notification", fields)
+        server_message("notification", fields, now_ms)
     }
 }
 
-pub fn chat(from: &str, message: &str) -> String {
-    server_message("chat", json!({ "from": from, "message": message }))
+pub fn chat(from: &str, message: &str, now_ms: u64) -> String {
+    server_message("chat", json!({ "from": from, "message": message }), now_ms)
 }
 
-pub fn direct(from: &str, message: &str) -> String {
-    server_message("direct", json!({ "from": from, "message": message }))
+pub fn direct(from: &str, message: &str, now_ms: u64) -> String {
+    server_message(
+        "direct",
+        json!({ "from": from, "message": message }),
+        now_ms,
+    )
 }
 
-pub fn pong() -> String {
-    server_message("pong", json!({}))
+pub fn pong(now_ms: u64) -> String {
+    server_message("pong", json!({}), now_ms)
 }
 
-pub fn status(fields: Value) -> String {
-    server_message("status", fields)
+pub fn status(fields: Value, now_ms: u64) -> String {
+    server_message("status", fields, now_ms)
 }
 
-pub fn shutdown_notice(drain_timeout_s: u64, reconnect_after_ms: u64) -> String {
+pub fn shutdown_notice(drain_timeout_s: u64, reconnect_after_ms: u64, now_ms: u64) -> String {
     server_message(
         "shutdown_notice",
         json!({
@@ -134,16 +140,20 @@ pub fn shutdown_notice(drain_timeout_s: u64, reconnect_after_ms: u64) -> String 
             "reconnect": true,
             "reconnect_after_ms": reconnect_after_ms,
         }),
+        now_ms,
     )
 }
 
-pub fn error(text: &str) -> String {
-    server_message("error", json!({ "error": text }))
+pub fn error(text: &str, now_ms: u64) -> String {
+    server_message("error", json!({ "error": text }), now_ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 2026-11-21T16:14:56.789Z
+    const NOW: u64 = 1_795_277_696_789;
 
     fn parsed(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
@@ -197,18 +207,18 @@ mod tests {
 
     #[test]
     fn server_messages_have_type_and_time() {
-        let v = parsed(&welcome("abc-0-1", 0));
+        let v = parsed(&welcome("abc-0-1", 0, NOW));
         assert_eq!(v["type"], "welcome");
         assert_eq!(v["client_id"], "abc-0-1");
         assert_eq!(v["server"], "wsnotify");
         assert_eq!(v["worker"], 0);
-        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(v["time"], "2026-11-21T16:14:56.789Z");
         for text in [
-            chat("a", "b"),
-            direct("a", "b"),
-            pong(),
-            error("e"),
-            shutdown_notice(5, 10),
+            chat("a", "b", NOW),
+            direct("a", "b", NOW),
+            pong(NOW),
+            error("e", NOW),
+            shutdown_notice(5, 10, NOW),
         ] {
             let v = parsed(&text);
             assert!(v["type"].is_string() && v["time"].is_string(), "{text}");
@@ -226,7 +236,7 @@ mod tests {
             instance: "i".into(),
             data: None,
         };
-        let v = parsed(&n.to_json());
+        let v = parsed(&n.to_json(NOW));
         assert_eq!(v["type"], "notification");
         assert_eq!(v["id"], 7);
         assert_eq!(v["source"], "api");
@@ -235,7 +245,7 @@ mod tests {
         n.data = Some(json!({"k": [1, 2]}));
         n.source = Source::Periodic;
         n.personal = false;
-        let v = parsed(&n.to_json());
+        let v = parsed(&n.to_json(NOW));
         assert_eq!(v["data"]["k"][1], 2);
         assert_eq!(v["source"], "periodic");
         assert_eq!(v["scope"], "broadcast");

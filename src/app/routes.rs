@@ -1,14 +1,17 @@
-//! The HTTP routes: which answer a request gets. Pure: the worker carries out
-//! upgrades and publications, and everything else is answered here.
+//! The HTTP routes: which answer a request gets. Pure: it decides from the
+//! request, the configuration and a snapshot; the shell carries out
+//! upgrades and publications and counts refusals.
 
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::per_ip::client_key;
+use super::snapshot::{Here, Snapshot};
+use super::status;
+use crate::config::Config;
+use crate::obs::metrics::HandshakeFailure;
 use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
-use crate::shared::Shared;
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
@@ -32,29 +35,36 @@ pub struct Publish {
 #[derive(Debug)]
 pub enum Route {
     Respond(Response),
-    Upgrade { endpoint: Endpoint, accept: String },
+    /// An upgrade refused, with the reason it counts under.
+    Refuse(HandshakeFailure, Response),
+    Upgrade {
+        endpoint: Endpoint,
+        accept: String,
+    },
     Publish(Publish),
+    /// The shell's counters in the Prometheus text format.
+    Metrics,
 }
 
-/// What an upgrade refused for this reason counts as in the metrics.
-fn refuse_upgrade(shared: &Shared, refusal: handshake::Refusal) -> Route {
-    shared.stats.handshake_failed(refusal.reason);
-    Route::Respond(refusal.response())
-}
-
-pub fn route(req: &Request, body: &[u8], peer: IpAddr, shared: &Shared) -> Route {
-    let config = &shared.config;
+pub fn route(
+    req: &Request,
+    body: &[u8],
+    peer: IpAddr,
+    config: &Config,
+    here: &Here,
+    snapshot: &Snapshot,
+) -> Route {
     let path = req.path.as_str();
     let get_like = req.method == "GET" || req.method == "HEAD";
     match path {
-        "/ws" => upgrade(req, Endpoint::Notify, peer, shared),
-        "/echo" if config.enable_echo => upgrade(req, Endpoint::Echo, peer, shared),
+        "/ws" => upgrade(req, Endpoint::Notify, config, snapshot),
+        "/echo" if config.enable_echo => upgrade(req, Endpoint::Echo, config, snapshot),
         "/" | "/index.html" if get_like => Route::Respond(Response::new(
             Status::OK,
             "text/html; charset=utf-8",
             INDEX_HTML,
         )),
-        "/health" if get_like => Route::Respond(if shared.is_draining() {
+        "/health" if get_like => Route::Respond(if snapshot.draining {
             Response::json(
                 Status::SERVICE_UNAVAILABLE,
                 &json!({ "status": "draining" }),
@@ -62,16 +72,14 @@ pub fn route(req: &Request, body: &[u8], peer: IpAddr, shared: &Shared) -> Route
         } else {
             Response::json(Status::OK, &json!({ "status": "ok" }))
         }),
-        "/status" if get_like => Route::Respond(Response::json(Status::OK, &shared.status_json())),
-        "/metrics" if get_like => Route::Respond(Response::new(
-            Status::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            shared.stats.render(shared.is_draining(), shared.uptime_s()),
-        )),
+        "/status" if get_like => {
+            Route::Respond(Response::json(Status::OK, &status::fields(snapshot, here)))
+        }
+        "/metrics" if get_like => Route::Metrics,
         "/" | "/index.html" | "/health" | "/status" | "/metrics" => {
             Route::Respond(method_not_allowed("GET, HEAD"))
         }
-        "/broadcast" | "/notify" if req.method == "POST" => match authorize(req, peer, shared) {
+        "/broadcast" | "/notify" if req.method == "POST" => match authorize(req, peer, config) {
             Err(response) => Route::Respond(response),
             Ok(()) => match parse_publish(req, body) {
                 Ok(publish) => Route::Publish(publish),
@@ -87,49 +95,52 @@ fn method_not_allowed(allow: &'static str) -> Response {
     Response::error(Status::METHOD_NOT_ALLOWED, "method not allowed").with_header("Allow", allow)
 }
 
-fn upgrade(req: &Request, endpoint: Endpoint, peer: IpAddr, shared: &Shared) -> Route {
+fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapshot) -> Route {
     let accept = match handshake::validate(req) {
         Ok(accept) => accept,
-        Err(refusal) => return refuse_upgrade(shared, refusal),
+        Err(refusal) => return Route::Refuse(refusal.reason, refusal.response()),
     };
     if let Some(origin) = req.header("origin") {
-        if !shared.config.origin_allowed(origin) {
-            return refuse_upgrade(
-                shared,
-                handshake::Refusal {
-                    status: Status::FORBIDDEN,
-                    reason: "origin",
-                    message: "origin not allowed",
-                },
+        if !config.origin_allowed(origin) {
+            return Route::Refuse(
+                HandshakeFailure::Origin,
+                Response::error(Status::FORBIDDEN, "origin not allowed"),
             );
         }
     }
     let unavailable = |reason, message| {
-        shared.stats.handshake_failed(reason);
-        Route::Respond(
+        Route::Refuse(
+            reason,
             Response::error(Status::SERVICE_UNAVAILABLE, message)
                 .with_header("Retry-After", "5")
                 .closing(),
         )
     };
-    if shared.is_draining() {
+    if snapshot.draining {
         return unavailable(
-            "draining",
+            HandshakeFailure::Draining,
             "server is draining; connect to another instance",
         );
     }
-    if shared.stats.active() >= shared.config.max_connections as u64 {
-        return unavailable("capacity", "server is at its connection limit");
+    if snapshot.active >= config.max_connections as u64 {
+        return unavailable(
+            HandshakeFailure::Capacity,
+            "server is at its connection limit",
+        );
     }
-    if shared.per_ip.websockets_full(client_key(peer)) {
-        return unavailable("per_ip", "too many connections from your address");
+    let per_ip = config.max_connections_per_ip as u64;
+    if per_ip > 0 && snapshot.peer_clients >= per_ip {
+        return unavailable(
+            HandshakeFailure::PerIp,
+            "too many connections from your address",
+        );
     }
     Route::Upgrade { endpoint, accept }
 }
 
 /// Publishing needs the admin token when one is set, else a loopback peer.
-fn authorize(req: &Request, peer: IpAddr, shared: &Shared) -> Result<(), Response> {
-    match &shared.config.admin_token {
+fn authorize(req: &Request, peer: IpAddr, config: &Config) -> Result<(), Response> {
+    match &config.admin_token {
         Some(token) => {
             let given = req
                 .header("authorization")
@@ -248,17 +259,58 @@ fn form_decode(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::app::hub::Hub;
     use crate::proto::http::{parse_head, Head};
     use std::net::Ipv4Addr;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
-    fn shared_with(edit: impl FnOnce(&mut Config)) -> Shared {
+    /// What a route is decided from.
+    struct Ctx {
+        config: Config,
+        hub: Hub,
+        snapshot: Snapshot,
+    }
+
+    impl Ctx {
+        fn start_drain(&mut self) {
+            self.snapshot.draining = true;
+        }
+    }
+
+    fn shared_with(edit: impl FnOnce(&mut Config)) -> Ctx {
         let mut config = Config::default();
         edit(&mut config);
-        Shared::new(config)
+        Ctx {
+            config,
+            hub: Hub::default(),
+            snapshot: Snapshot {
+                now_ms: 0,
+                draining: false,
+                drain_deadline_in_s: 0,
+                active: 0,
+                notify_clients: 0,
+                connections_total: 0,
+                messages_sent: 0,
+                messages_received: 0,
+                uptime_s: 0,
+                redis: "disabled",
+                peer_clients: 0,
+                pid: 1,
+            },
+        }
+    }
+
+    fn route(req: &Request, body: &[u8], peer: IpAddr, ctx: &Ctx) -> Route {
+        let here = Here {
+            instance: "ab",
+            worker: 0,
+            workers: 1,
+            redis: false,
+            hub: &ctx.hub,
+        };
+        super::route(req, body, peer, &ctx.config, &here, &ctx.snapshot)
     }
 
     fn request(head: &str) -> Request {
@@ -270,9 +322,10 @@ mod tests {
 
     fn status(route: Route) -> u16 {
         match route {
-            Route::Respond(r) => r.status.0,
+            Route::Respond(r) | Route::Refuse(_, r) => r.status.0,
             Route::Upgrade { .. } => 101,
             Route::Publish(_) => 0,
+            Route::Metrics => 200,
         }
     }
 
@@ -356,6 +409,25 @@ mod tests {
     }
 
     #[test]
+    fn an_address_holding_its_websocket_clients_is_refused_503() {
+        let mut ctx = shared_with(|c| c.max_connections_per_ip = 2);
+        let upgrade = request(&format!("{UPGRADE}\r\n"));
+        ctx.snapshot.peer_clients = 1;
+        assert_eq!(status(route(&upgrade, b"", LOCAL, &ctx)), 101);
+        ctx.snapshot.peer_clients = 2;
+        match route(&upgrade, b"", LOCAL, &ctx) {
+            Route::Refuse(HandshakeFailure::PerIp, response) => {
+                assert_eq!(response.status, Status::SERVICE_UNAVAILABLE);
+                assert!(response.close);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Plain requests are not WebSocket clients.
+        let health = request("GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&health, b"", LOCAL, &ctx)), 200);
+    }
+
+    #[test]
     fn origin_rules() {
         let shared = shared_with(|c| c.allowed_origins = Some(vec!["https://app.example".into()]));
         let with = |origin: &str| request(&format!("{UPGRADE}Origin: {origin}\r\n\r\n"));
@@ -380,8 +452,8 @@ mod tests {
 
     #[test]
     fn draining_refuses_upgrades_and_fails_health() {
-        let shared = shared_with(|_| {});
-        shared.start_drain(std::time::Instant::now());
+        let mut shared = shared_with(|_| {});
+        shared.start_drain();
         assert_eq!(
             status(route(
                 &request(&format!("{UPGRADE}\r\n")),

@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::worker::Worker;
+use crate::app::hub::Client;
 use crate::app::lifecycle::{Phase as LifePhase, Step};
 use crate::app::protocol;
+use crate::conn::{Connection, Settings};
 use crate::log;
 use crate::proto::close::CloseCode;
 
@@ -66,7 +68,8 @@ impl Worker {
         let recipients: Vec<usize> = self.hub.slots().collect();
         for key in recipients {
             let delay = self.rng.below(spread);
-            self.send_json(key, &protocol::shutdown_notice(timeout_s, delay));
+            let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
+            self.send_json(key, &notice);
         }
     }
 
@@ -74,11 +77,17 @@ impl Worker {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_ws())
+            .filter(|(_, s)| s.conn.is_ws())
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.close_ws(key, CloseCode::GOING_AWAY, "server shutting down");
+            self.before_output(key);
+            let close = |conn: &mut Connection<Client>, now, s: &Settings| {
+                conn.close(CloseCode::GOING_AWAY, "server shutting down", now, s)
+            };
+            if let Some(Some(event)) = self.drive(key, close) {
+                self.on_event(key, event);
+            }
         }
     }
 }

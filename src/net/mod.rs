@@ -1,24 +1,26 @@
 //! The I/O shell: mio event loops that move bytes between sockets and the
-//! protocol core.
+//! connection state machines (`crate::conn`), and carry out what the
+//! application (`crate::app`) decides. No protocol or application rule
+//! lives here.
 
+mod actions;
 mod admission;
-mod closing;
-pub mod conn;
+mod delivery;
 mod drain;
-mod fanout;
 mod fd_limit;
-mod http_conn;
 pub mod listen;
 pub mod mailbox;
+mod reading;
 pub mod redis;
 mod redis_conn;
 mod redis_queue;
 pub mod redis_resolve;
 mod remote;
+pub mod shared;
 pub mod signals;
+mod slot;
 mod socket_write;
 pub mod supervisor;
 pub mod timer_wheel;
 pub mod worker;
-pub mod write_queue;
-mod ws_conn;
+mod writing;

@@ -8,13 +8,13 @@ use mio::Token;
 
 use super::redis::{Event, Outside};
 use super::redis_resolve::system_resolve;
+use super::shared::Shared;
 use super::worker::Worker;
-use super::write_queue::Chunk;
 use crate::app::{envelope, hub};
+use crate::conn::Chunk;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
-use crate::shared::Shared;
 
 /// The system resolver, and a waker that does not keep the process state
 /// alive in a lookup thread that outlives its worker.
@@ -31,10 +31,6 @@ pub(super) fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
 }
 
 impl Worker {
-    pub(super) fn redis_enabled(&self) -> bool {
-        self.redis.is_some()
-    }
-
     /// Readiness on a Redis socket, or a reconnect that is due.
     pub(super) fn on_redis(&mut self, token: Option<Token>, now: Instant) {
         let Some(link) = self.redis.as_mut() else {

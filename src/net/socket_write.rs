@@ -6,19 +6,26 @@
 //! went away from raising SIGPIPE.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 
-/// The most frames one `sendmsg` takes.
-pub const MAX_IOVECS: usize = 64;
+pub use crate::conn::write_queue::MAX_IOVECS;
 
-pub struct SocketWriter(pub RawFd);
+/// Writes to a socket the caller holds open for as long as it borrows it.
+pub struct SocketWriter<'a>(pub BorrowedFd<'a>);
 
-impl Write for SocketWriter {
+impl Write for SocketWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: the buffer is valid for its length; the fd is the caller's
-        // open socket.
-        let n = unsafe { libc::send(self.0, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        // SAFETY: the buffer is valid for its length; the descriptor is
+        // borrowed, so it stays open for the call.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
         result(n)
     }
 
@@ -42,14 +49,15 @@ pub fn slices_of(frames: &[Arc<[u8]>]) -> ([IoSlice<'_>; MAX_IOVECS], usize) {
 }
 
 /// Sends as much of `bufs`, in order, as the socket takes in one call.
-pub fn sendmsg(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+pub fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: a zeroed msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len() as _;
-    // SAFETY: msg points at `bufs`, which outlive the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    // SAFETY: msg points at `bufs`, which outlive the call; the descriptor
+    // is borrowed, so it stays open for the call.
+    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
     result(n)
 }
 
@@ -65,7 +73,7 @@ fn result(n: isize) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     #[test]
     fn frames_arrive_in_order_and_a_full_socket_would_block() {
@@ -74,7 +82,7 @@ mod tests {
         let (mut receiver, _) = listener.accept().unwrap();
         let frames: Vec<Arc<[u8]>> = vec![Arc::from(&b"ab"[..]), Arc::from(&b"cde"[..])];
         let (slices, count) = slices_of(&frames);
-        assert_eq!(sendmsg(sender.as_raw_fd(), &slices[..count]).unwrap(), 5);
+        assert_eq!(sendmsg(sender.as_fd(), &slices[..count]).unwrap(), 5);
         let mut got = [0u8; 5];
         receiver.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"abcde");
@@ -83,7 +91,7 @@ mod tests {
         let big: Vec<Arc<[u8]>> = vec![Arc::from(vec![0u8; 1 << 20])];
         let (slices, count) = slices_of(&big);
         let error = loop {
-            match sendmsg(sender.as_raw_fd(), &slices[..count]) {
+            match sendmsg(sender.as_fd(), &slices[..count]) {
                 Ok(_) => {}
                 Err(e) => break e,
             }

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::shared::{Shared, Wakeups};
 use super::signals::{self, Meaning, SignalCount};
 use super::worker::{Worker, CLOSE_LINGER};
 use crate::config::{Config, LogLevel};
 use crate::log;
 use crate::obs::sd_notify::Notifier;
-use crate::shared::{Shared, Wakeups};
 
 const SIGNALS: Token = Token(0);
 const WORKER_DONE: Token = Token(1);

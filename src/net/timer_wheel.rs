@@ -9,9 +9,7 @@
 /// Tick length: fine enough for sub-second timeouts in tests, coarse enough
 /// that one slot gathers many connections.
 pub const TICK_MS: u64 = 100;
-/// A point in time in ticks since the worker started: 32 bits last 13
-/// years at 100 ms and keep the per-connection state small.
-pub type Tick = u32;
+pub use crate::conn::Tick;
 const SLOTS: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

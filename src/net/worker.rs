@@ -1,42 +1,39 @@
 //! One worker: a single-threaded mio loop that owns its listener, its
 //! connections and its timers. This file is the loop itself: readiness,
-//! accepting, timers and flushing; the HTTP and WebSocket phases live in
-//! `http_conn.rs` and `ws_conn.rs`.
+//! accepting, the clock and the timer wheel. Reading and writing are in
+//! `reading.rs` and `writing.rs`; what the application decides is carried
+//! out in `actions.rs` and `delivery.rs`.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Shutdown};
-use std::os::fd::AsRawFd;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::conn::{CloseMode, Conn, Phase, NOT_ARMED};
 use super::mailbox::Mail;
 use super::redis::{Event as RedisEvent, RedisLink};
 use super::remote::redis_outside;
-use super::socket_write::SocketWriter;
+use super::shared::Shared;
+use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
-use super::write_queue::{Chunk, WriteQueue};
-use crate::app::hub::Hub;
+use crate::app::hub::{Client, Hub};
 use crate::app::lifecycle::Lifecycle;
+use crate::app::snapshot::{Here, Snapshot};
+use crate::conn::{Connection, Settings, Stage, NEVER};
 use crate::log;
-use crate::obs::metrics;
-use crate::per_ip::Slot;
-use crate::proto::frame::Opcode;
+use crate::obs::metrics::Limit;
+use crate::per_ip::Kind;
 use crate::rand::Rng;
-use crate::shared::Shared;
 
 const LISTENER: Token = Token(usize::MAX);
 /// Woken by other threads: the drain started, or mail arrived.
 const WAKER: Token = Token(usize::MAX - 1);
 const REDIS_SUB: Token = Token(usize::MAX - 2);
 const REDIS_PUB: Token = Token(usize::MAX - 3);
-/// Reads per readiness event before other connections get their turn.
-pub(super) const READS_PER_EVENT: usize = 4;
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long accepting pauses when the process is out of file descriptors:
 /// long enough not to spin, short enough to recover promptly.
@@ -58,20 +55,23 @@ pub fn ticks(d: Duration) -> Tick {
 pub struct Worker {
     pub id: usize,
     pub shared: Arc<Shared>,
-    pub poll: Poll,
+    pub(super) poll: Poll,
     listener: TcpListener,
     accept_paused_until: Option<Instant>,
     /// Accepting has failed for want of descriptors since the last success.
     accept_starved: bool,
-    pub conns: Slab<Conn>,
-    pub hub: Hub,
+    pub(super) conns: Slab<Slot>,
+    pub(super) hub: Hub,
     wheel: TimerWheel,
     epoch: Instant,
     /// The current tick, refreshed once per loop turn.
-    pub now: Tick,
+    pub(super) now: Tick,
+    /// The wall clock of this loop turn (ms since the Unix epoch), read
+    /// once per turn: the time server messages carry.
+    pub(super) wall_ms: u64,
     /// One read buffer for every connection of the loop: a connection keeps
     /// only the bytes it could not use yet.
-    pub scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
     pub(super) dirty: Vec<usize>,
     /// Broadcast frames of this loop turn, not yet written (see
     /// `deliver_broadcasts`).
@@ -79,31 +79,28 @@ pub struct Worker {
     /// Connections whose write failed during a delivery pass, closed after
     /// it.
     pub(super) failed: Vec<usize>,
-    /// Connections that hit READS_PER_EVENT with input still waiting.
+    /// Connections to read again once the others have had their turn.
     again: Vec<usize>,
-    next_periodic: Option<Instant>,
-    periodic_count: u64,
-    pub lifecycle: Lifecycle,
+    pub(super) next_periodic: Option<Instant>,
+    pub(super) periodic_count: u64,
+    pub(super) lifecycle: Lifecycle,
     /// Mail taken from this worker's mailbox (kept to reuse its allocation).
-    pub mail: Vec<Mail>,
+    pub(super) mail: Vec<Mail>,
     /// Numbers requests parked while another worker answers.
-    pub next_ticket: u64,
-    pub redis: Option<RedisLink>,
-    pub redis_events: Vec<RedisEvent>,
+    pub(super) next_ticket: u64,
+    pub(super) redis: Option<RedisLink>,
+    pub(super) redis_events: Vec<RedisEvent>,
     /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
-    pub clients: usize,
+    pub(super) clients: usize,
     /// Connections in their closing phase, so the drain can wait for them
     /// without scanning the slab.
     pub(super) closing: usize,
-    pub rng: Rng,
-    /// Timeouts in ticks, from the configuration.
-    pub header_ticks: Tick,
-    pub idle_ticks: Option<Tick>,
-    pub ping_ticks: Option<Tick>,
-    pub linger_ticks: Tick,
-    /// The address each connection is counted under, while
+    pub(super) rng: Rng,
+    /// Timeouts in ticks and size limits, from the configuration.
+    pub(super) settings: Settings,
+    /// The address each connection is counted under, and as what, while
     /// `--max-connections-per-ip` is on.
-    pub(super) per_ip_held: HashMap<usize, (IpAddr, Slot)>,
+    pub(super) per_ip_held: HashMap<usize, (IpAddr, Kind)>,
 }
 
 impl Worker {
@@ -140,12 +137,17 @@ impl Worker {
                 now,
             )
         });
+        let settings = Settings {
+            header: ticks(config.header_timeout),
+            idle: config.idle_timeout.map(ticks),
+            ping: config.ping_interval.map(ticks),
+            linger: ticks(CLOSE_LINGER),
+            max_message: config.max_message_bytes,
+            max_queue: config.max_queue_bytes,
+        };
         Ok(Worker {
             id,
-            header_ticks: ticks(config.header_timeout),
-            idle_ticks: config.idle_timeout.map(ticks),
-            ping_ticks: config.ping_interval.map(ticks),
-            linger_ticks: ticks(CLOSE_LINGER),
+            settings,
             lifecycle: Lifecycle::new(config.drain_timeout, CLOSE_LINGER),
             shared,
             poll,
@@ -157,6 +159,7 @@ impl Worker {
             wheel: TimerWheel::new(0),
             epoch: now,
             now: 0,
+            wall_ms: wall_clock_ms(),
             scratch: vec![0; SCRATCH_BYTES],
             dirty: Vec::new(),
             turn_broadcasts: Vec::new(),
@@ -196,6 +199,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.now = self.tick_of(now);
+            self.wall_ms = wall_clock_ms();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -288,11 +292,11 @@ impl Worker {
                         );
                         continue;
                     }
-                    entry.insert(Conn::new(stream, peer, self.now + self.header_ticks));
+                    let conn = Connection::new(peer, self.now, &self.settings);
+                    entry.insert(Slot::new(stream, conn));
                     log!(Trace, "connection accepted", peer = peer, worker = self.id);
-                    if self.admit_per_ip(key, peer.ip()) {
-                        self.arm(key);
-                    }
+                    self.admit_per_ip(key, peer.ip());
+                    self.arm(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -305,7 +309,7 @@ impl Worker {
                     // in the backlog and would wake us again at once, so
                     // stop accepting for a moment instead of spinning.
                     // Warned once per shortage, not every pause.
-                    self.shared.stats.limit_hit("out_of_descriptors");
+                    self.shared.stats.limit_hit(Limit::OutOfDescriptors);
                     if !std::mem::replace(&mut self.accept_starved, true) {
                         log!(
                             Warn,
@@ -322,276 +326,89 @@ impl Worker {
         }
     }
 
-    fn on_readable(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        match conn.phase {
-            Phase::Http(_) => self.read_http(key),
-            Phase::Ws(_) => self.read_ws(key),
-            Phase::Closing { .. } => self.read_closing(key),
+    /// Runs one step of a connection's state machine with the current tick,
+    /// and keeps the loop's view of it in step: a connection with new bytes
+    /// to send or in a new phase is flushed at the end of the turn, one that
+    /// starts closing is counted, and its timer follows its deadline.
+    pub(super) fn drive<R>(
+        &mut self,
+        key: usize,
+        step: impl FnOnce(&mut Connection<Client>, Tick, &Settings) -> R,
+    ) -> Option<R> {
+        let slot = self.conns.get_mut(key)?;
+        let stage = slot.conn.stage();
+        let pending = slot.conn.out().pending();
+        let result = step(&mut slot.conn, self.now, &self.settings);
+        let changed = slot.conn.stage() != stage;
+        if changed && slot.conn.stage() == Stage::Closing {
+            self.closing += 1;
         }
-    }
-
-    /// Reads the socket once into the scratch buffer. `None` means the
-    /// connection is gone (closed, failed, or removed here); `Some(0)` that
-    /// there is nothing to read now.
-    pub(super) fn read_once(&mut self, key: usize) -> Option<usize> {
-        use std::io::Read;
-        let conn = self.conns.get_mut(key)?;
-        loop {
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    self.on_peer_eof(key);
-                    return None;
-                }
-                Ok(n) => {
-                    metrics::add(&self.shared.stats.bytes_received, n as u64);
-                    return Some(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(0),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.close(key, &format!("read error: {e}"));
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Remembers that a connection still has input to read once the others
-    /// have had their turn.
-    pub fn read_later(&mut self, key: usize) {
-        self.again.push(key);
-    }
-
-    /// Queues bytes for a connection; they are written when the loop turn
-    /// ends, together with anything else queued meanwhile.
-    pub fn send(&mut self, key: usize, chunk: Chunk) {
-        if let Some(out) = self.queue_of(key) {
-            out.push(chunk);
-        }
-    }
-
-    /// Queues one frame built from `payload` (see `WriteQueue::push_frame`).
-    pub fn send_frame_bytes(&mut self, key: usize, opcode: Opcode, payload: &[u8]) {
-        if let Some(out) = self.queue_of(key) {
-            out.push_frame(opcode, payload);
-        }
-    }
-
-    /// A connection's queue, marked to be flushed at the end of the turn.
-    fn queue_of(&mut self, key: usize) -> Option<&mut WriteQueue> {
-        // A client's own messages must not overtake broadcasts made before
-        // them in this turn.
-        if !self.turn_broadcasts.is_empty() && self.conns.get(key).is_some_and(Conn::is_ws) {
-            self.deliver_broadcasts();
-        }
-        let conn = self.conns.get_mut(key)?;
-        if !conn.dirty {
-            conn.dirty = true;
+        if (changed || slot.conn.out().pending() != pending) && !slot.dirty {
+            slot.dirty = true;
             self.dirty.push(key);
         }
-        Some(&mut conn.out)
+        self.arm(key);
+        Some(result)
     }
 
-    pub(super) fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
-        }
-    }
-
-    /// The end of a loop turn: queued answers first, then this turn's
-    /// broadcasts, then whatever those could not write at once.
-    fn write_out(&mut self) {
-        self.flush_dirty();
-        self.deliver_broadcasts();
-        self.flush_dirty();
-    }
-
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.drain(..) {
-            self.flush(key);
-        }
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
-    }
-
-    fn flush(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.dirty = false;
-        match conn
-            .out
-            .flush_to(&mut SocketWriter(conn.stream.as_raw_fd()))
-        {
-            Ok(n) => metrics::add(&self.shared.stats.bytes_sent, n as u64),
-            Err(e) => {
-                self.close(key, &format!("write error: {e}"));
-                return;
-            }
-        }
-        if let Phase::Http(http) = &mut conn.phase {
-            if http.stalled && conn.out.pending() <= super::http_conn::MAX_HTTP_QUEUED {
-                http.stalled = false;
-                self.read_later(key);
-            }
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.out.is_empty() {
-            if let Phase::Closing {
-                write_shut, mode, ..
-            } = &mut conn.phase
-            {
-                if matches!(mode, CloseMode::AfterFlush) {
-                    if Self::input_drained(&mut conn.stream, &mut self.scratch) {
-                        self.close(key, "closed");
-                        return;
-                    }
-                    // The peer is still sending: wait for its FIN instead.
-                    *mode = CloseMode::Linger;
-                }
-                if !*write_shut {
-                    *write_shut = true;
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                }
-            }
-            if conn.writable {
-                conn.writable = false;
-                let _ = self.poll.registry().reregister(
-                    &mut conn.stream,
-                    Token(key),
-                    Interest::READABLE,
-                );
-            }
-        } else if conn.is_ws() && conn.out.pending() > self.shared.config.max_queue_bytes {
-            self.drop_slow_consumer(key);
-        } else if !conn.writable {
-            conn.writable = true;
-            let _ = self.poll.registry().reregister(
-                &mut conn.stream,
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            );
-        }
-    }
-
-    /// Reads and drops what the peer sent that nobody will read: closing a
-    /// socket with unread input makes the kernel reset the connection, which
-    /// destroys whatever the peer has not read yet, our last frames
-    /// included (found by the connection fuzz target). False if the peer
-    /// keeps sending.
-    ///
-    /// A peer that sent anything after its Close may still be sending (the
-    /// fuzz target caught bytes arriving 3 ms after an empty read), so only
-    /// a socket that is quiet at the first look, or at its end, counts as
-    /// drained; otherwise the connection waits for the peer's FIN.
-    fn input_drained(stream: &mut mio::net::TcpStream, scratch: &mut [u8]) -> bool {
-        use std::io::Read;
-        loop {
-            match stream.read(scratch) {
-                Ok(0) => return true,
-                Ok(_) => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
-            }
-        }
-    }
-
-    /// Removes a connection at once.
-    pub fn close(&mut self, key: usize, why: &str) {
-        if !self.conns.contains(key) {
-            return;
-        }
-        self.leave_ws(key, why);
-        self.release_per_ip(key);
-        let mut conn = self.conns.remove(key);
-        if matches!(conn.phase, Phase::Closing { .. }) {
-            self.closing -= 1;
-        }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        log!(
-            Trace,
-            "connection closed",
-            peer = conn.peer_label(),
-            reason = why
-        );
-    }
-
-    /// The tick at which this connection next needs attention.
-    fn deadline(&self, conn: &Conn) -> Tick {
-        match &conn.phase {
-            Phase::Http(http) => http.deadline,
-            Phase::Ws(ws) => {
-                let idle = self.idle_ticks.map_or(NOT_ARMED, |t| ws.last_seen + t);
-                let ping = self.ping_ticks.map_or(NOT_ARMED, |_| ws.next_ping);
-                idle.min(ping)
-            }
-            Phase::Closing { until, .. } => *until,
-        }
+    /// Remembers that a connection has input to read (or a verdict to
+    /// check) once the others have had their turn.
+    pub(super) fn read_later(&mut self, key: usize) {
+        self.again.push(key);
     }
 
     /// Makes sure the wheel holds an entry no later than the connection's
     /// deadline. Later deadlines need nothing: the early entry re-arms.
-    pub fn arm(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
+    pub(super) fn arm(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let deadline = self.deadline(conn);
-        if deadline == NOT_ARMED || (conn.armed != NOT_ARMED && conn.armed <= deadline) {
+        let deadline = slot.conn.deadline(&self.settings);
+        if deadline == NEVER || (slot.armed != NEVER && slot.armed <= deadline) {
             return;
         }
         let at = deadline.max(self.now + 1);
+        slot.armed = at;
         self.wheel.schedule(key, at);
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.armed = at;
-        }
     }
 
     fn on_wheel_entry(&mut self, entry: Entry) {
         let key = entry.key as usize;
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.armed != entry.at {
+        if slot.armed != entry.at {
             return;
         }
-        conn.armed = NOT_ARMED;
-        let due = self
-            .conns
-            .get(key)
-            .is_some_and(|c| self.deadline(c) <= self.now);
-        if due {
-            self.on_deadline(key);
+        slot.armed = NEVER;
+        // A ping is output: broadcasts made before it go first.
+        self.before_output(key);
+        if let Some(Some(event)) = self.drive(key, |conn, now, s| conn.on_deadline(now, s)) {
+            self.on_event(key, event);
         }
         self.arm(key);
     }
 
-    fn on_deadline(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        match &conn.phase {
-            Phase::Http(_) => self.on_http_deadline(key),
-            Phase::Ws(_) => self.on_ws_deadline(key),
-            Phase::Closing { .. } => self.close(key, "close linger expired"),
-        }
+    /// What the application may know this moment (the wall clock of the
+    /// turn, the process's counters and drain).
+    pub(super) fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot(self.wall_ms)
     }
 
-    fn periodic(&mut self, now: Instant) {
-        let Some(every) = self.shared.config.notify_interval else {
-            return;
-        };
-        self.next_periodic = Some(now + every);
-        self.periodic_count += 1;
-        self.send_periodic(self.periodic_count);
+    /// Where this worker stands, for finding clients by id.
+    pub(super) fn here(&self) -> Here<'_> {
+        Here {
+            instance: &self.shared.instance,
+            worker: self.id,
+            workers: self.shared.config.workers,
+            redis: self.redis.is_some(),
+            hub: &self.hub,
+        }
     }
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

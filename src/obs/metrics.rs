@@ -4,36 +4,98 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Why an upgrade was refused, as the `reason` label of
+/// Why an upgrade was refused: the `reason` label of
 /// `wsnotify_handshake_failures_total`.
-pub const HANDSHAKE_REASONS: [&str; 10] = [
-    "method",
-    "http_version",
-    "not_upgrade",
-    "bad_connection",
-    "bad_version",
-    "bad_key",
-    "origin",
-    "capacity",
-    "draining",
-    "per_ip",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    Method,
+    HttpVersion,
+    NotUpgrade,
+    BadConnection,
+    BadVersion,
+    BadKey,
+    Origin,
+    Capacity,
+    Draining,
+    PerIp,
+}
 
-/// Limits that peers run into, as the `limit` label of
+impl HandshakeFailure {
+    pub const ALL: [HandshakeFailure; 10] = [
+        HandshakeFailure::Method,
+        HandshakeFailure::HttpVersion,
+        HandshakeFailure::NotUpgrade,
+        HandshakeFailure::BadConnection,
+        HandshakeFailure::BadVersion,
+        HandshakeFailure::BadKey,
+        HandshakeFailure::Origin,
+        HandshakeFailure::Capacity,
+        HandshakeFailure::Draining,
+        HandshakeFailure::PerIp,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Method => "method",
+            HandshakeFailure::HttpVersion => "http_version",
+            HandshakeFailure::NotUpgrade => "not_upgrade",
+            HandshakeFailure::BadConnection => "bad_connection",
+            HandshakeFailure::BadVersion => "bad_version",
+            HandshakeFailure::BadKey => "bad_key",
+            HandshakeFailure::Origin => "origin",
+            HandshakeFailure::Capacity => "capacity",
+            HandshakeFailure::Draining => "draining",
+            HandshakeFailure::PerIp => "per_ip",
+        }
+    }
+}
+
+/// Limits that peers run into: the `limit` label of
 /// `wsnotify_limit_hits_total` (the connection cap and slow consumers have
 /// metrics of their own).
-pub const LIMITS: [&str; 10] = [
-    "header_timeout",
-    "idle_timeout",
-    "message_too_big",
-    "head_too_large",
-    "body_too_large",
-    "chunked_body",
-    "keep_alive_requests",
-    "http_backpressure",
-    "out_of_descriptors",
-    "per_ip_http",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    HeaderTimeout,
+    IdleTimeout,
+    MessageTooBig,
+    HeadTooLarge,
+    BodyTooLarge,
+    ChunkedBody,
+    KeepAliveRequests,
+    HttpBackpressure,
+    OutOfDescriptors,
+    PerIpHttp,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 10] = [
+        Limit::HeaderTimeout,
+        Limit::IdleTimeout,
+        Limit::MessageTooBig,
+        Limit::HeadTooLarge,
+        Limit::BodyTooLarge,
+        Limit::ChunkedBody,
+        Limit::KeepAliveRequests,
+        Limit::HttpBackpressure,
+        Limit::OutOfDescriptors,
+        Limit::PerIpHttp,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::MessageTooBig => "message_too_big",
+            Limit::HeadTooLarge => "head_too_large",
+            Limit::BodyTooLarge => "body_too_large",
+            Limit::ChunkedBody => "chunked_body",
+            Limit::KeepAliveRequests => "keep_alive_requests",
+            Limit::HttpBackpressure => "http_backpressure",
+            Limit::OutOfDescriptors => "out_of_descriptors",
+            Limit::PerIpHttp => "per_ip_http",
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -48,8 +110,8 @@ pub struct Stats {
     pub redis_published: AtomicU64,
     pub redis_received: AtomicU64,
     pub redis_dropped: AtomicU64,
-    handshake_failures: [AtomicU64; HANDSHAKE_REASONS.len()],
-    limit_hits: [AtomicU64; LIMITS.len()],
+    handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
+    limit_hits: [AtomicU64; Limit::ALL.len()],
     /// Open WebSocket connections, one gauge per worker.
     per_worker_active: Vec<AtomicU64>,
 }
@@ -70,16 +132,12 @@ impl Stats {
         }
     }
 
-    pub fn handshake_failed(&self, reason: &str) {
-        if let Some(i) = HANDSHAKE_REASONS.iter().position(|r| *r == reason) {
-            add(&self.handshake_failures[i], 1);
-        }
+    pub fn handshake_failed(&self, reason: HandshakeFailure) {
+        add(&self.handshake_failures[reason as usize], 1);
     }
 
-    pub fn limit_hit(&self, limit: &str) {
-        if let Some(i) = LIMITS.iter().position(|l| *l == limit) {
-            add(&self.limit_hits[i], 1);
-        }
+    pub fn limit_hit(&self, limit: Limit) {
+        add(&self.limit_hits[limit as usize], 1);
     }
 
     pub fn connection_opened(&self, worker: usize) {
@@ -164,10 +222,10 @@ impl Stats {
             "Notifications created (periodic and published).",
             &one(&self.notifications),
         );
-        let failures: Vec<_> = HANDSHAKE_REASONS
+        let failures: Vec<_> = HandshakeFailure::ALL
             .iter()
             .zip(&self.handshake_failures)
-            .map(|(reason, c)| (format!("{{reason=\"{reason}\"}}"), get(c)))
+            .map(|(reason, c)| (format!("{{reason=\"{}\"}}", reason.label()), get(c)))
             .collect();
         metric(
             "handshake_failures_total",
@@ -175,10 +233,10 @@ impl Stats {
             "Refused WebSocket upgrades by reason.",
             &failures,
         );
-        let hits: Vec<_> = LIMITS
+        let hits: Vec<_> = Limit::ALL
             .iter()
             .zip(&self.limit_hits)
-            .map(|(limit, c)| (format!("{{limit=\"{limit}\"}}"), get(c)))
+            .map(|(limit, c)| (format!("{{limit=\"{}\"}}", limit.label()), get(c)))
             .collect();
         metric(
             "limit_hits_total",
@@ -237,12 +295,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn label_lists_follow_the_enum_order() {
+        for (i, reason) in HandshakeFailure::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{}", reason.label());
+        }
+        for (i, limit) in Limit::ALL.iter().enumerate() {
+            assert_eq!(*limit as usize, i, "{}", limit.label());
+        }
+    }
+
+    #[test]
     fn exposition_has_help_type_and_samples() {
         let stats = Stats::new(2);
         stats.connection_opened(1);
-        stats.handshake_failed("capacity");
+        stats.handshake_failed(HandshakeFailure::Capacity);
         add(&stats.messages_sent, 3);
-        stats.limit_hit("idle_timeout");
+        stats.limit_hit(Limit::IdleTimeout);
         let text = stats.render(true, 1.5);
         assert!(text
             .contains("# TYPE wsnotify_connections_active gauge\nwsnotify_connections_active 1\n"));

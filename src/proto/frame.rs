@@ -5,6 +5,7 @@
 //! buffer before it can be checked.
 
 use super::close::CloseCode;
+use super::fault::FrameError;
 
 /// The largest header a client may send: 2 fixed bytes, 8 bytes of extended
 /// length and a 4-byte mask.
@@ -66,21 +67,24 @@ pub struct FrameHeader {
 /// encoded length once complete. Every rule that can be judged from the
 /// header alone is checked here, so a bad frame is refused before its payload
 /// is read.
-pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, CloseCode> {
+pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameError> {
     let [b0, b1, rest @ ..] = buf else {
         return Ok(None);
     };
     if b0 & 0x70 != 0 {
-        return Err(CloseCode::PROTOCOL_ERROR);
+        return Err(FrameError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
-    let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(CloseCode::PROTOCOL_ERROR)?;
+    let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(FrameError::UnknownOpcode)?;
     if b1 & 0x80 == 0 {
-        return Err(CloseCode::PROTOCOL_ERROR);
+        return Err(FrameError::Unmasked);
     }
     let short_len = b1 & 0x7F;
-    if opcode.is_control() && (!fin || short_len > MAX_CONTROL_PAYLOAD as u8) {
-        return Err(CloseCode::PROTOCOL_ERROR);
+    if opcode.is_control() && !fin {
+        return Err(FrameError::FragmentedControl);
+    }
+    if opcode.is_control() && short_len > MAX_CONTROL_PAYLOAD as u8 {
+        return Err(FrameError::ControlTooLong);
     }
     let ext_len = match short_len {
         126 => 2,
@@ -98,7 +102,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, CloseCo
             be.copy_from_slice(ext);
             let len = u64::from_be_bytes(be);
             if len >> 63 != 0 {
-                return Err(CloseCode::PROTOCOL_ERROR);
+                return Err(FrameError::LengthTooLong);
             }
             len
         }
@@ -251,7 +255,7 @@ mod tests {
     fn rejects_unmasked_frames() {
         assert_eq!(
             decode_header(&[0x81, 0x02, b'h', b'i']),
-            Err(CloseCode::PROTOCOL_ERROR)
+            Err(FrameError::Unmasked)
         );
     }
 
@@ -259,7 +263,7 @@ mod tests {
     fn rejects_reserved_bits() {
         for rsv in [0x10u8, 0x20, 0x40, 0x70] {
             let frame = masked(0x81 | rsv, b"x", [0; 4]);
-            assert_eq!(decode_header(&frame), Err(CloseCode::PROTOCOL_ERROR));
+            assert_eq!(decode_header(&frame), Err(FrameError::ReservedBits));
         }
     }
 
@@ -267,16 +271,16 @@ mod tests {
     fn rejects_unknown_opcodes() {
         for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
             let frame = masked(0x80 | op, b"", [0; 4]);
-            assert_eq!(decode_header(&frame), Err(CloseCode::PROTOCOL_ERROR));
+            assert_eq!(decode_header(&frame), Err(FrameError::UnknownOpcode));
         }
     }
 
     #[test]
     fn rejects_fragmented_or_oversized_control_frames() {
         let frame = masked(0x09, b"", [0; 4]);
-        assert_eq!(decode_header(&frame), Err(CloseCode::PROTOCOL_ERROR));
+        assert_eq!(decode_header(&frame), Err(FrameError::FragmentedControl));
         let frame = masked(0x89, &[0u8; 126], [0; 4]);
-        assert_eq!(decode_header(&frame), Err(CloseCode::PROTOCOL_ERROR));
+        assert_eq!(decode_header(&frame), Err(FrameError::ControlTooLong));
         let frame = masked(0x89, &[0u8; 125], [0; 4]);
         assert!(decode_header(&frame).unwrap().is_some());
     }
@@ -286,7 +290,7 @@ mod tests {
         let mut frame = vec![0x82, 0x80 | 127];
         frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
         frame.extend_from_slice(&[0; 4]);
-        assert_eq!(decode_header(&frame), Err(CloseCode::PROTOCOL_ERROR));
+        assert_eq!(decode_header(&frame), Err(FrameError::LengthTooLong));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 use super::http::{Request, Response, Status};
+use crate::obs::metrics::HandshakeFailure;
 
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -13,7 +14,7 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: Status,
-    pub reason: &'static str,
+    pub reason: HandshakeFailure,
     pub message: &'static str,
 }
 
@@ -32,7 +33,7 @@ impl Refusal {
     }
 }
 
-fn refuse(status: Status, reason: &'static str, message: &'static str) -> Refusal {
+fn refuse(status: Status, reason: HandshakeFailure, message: &'static str) -> Refusal {
     Refusal {
         status,
         reason,
@@ -45,35 +46,35 @@ pub fn validate(req: &Request) -> Result<String, Refusal> {
     if req.method != "GET" {
         return Err(refuse(
             Status::METHOD_NOT_ALLOWED,
-            "method",
+            HandshakeFailure::Method,
             "method not allowed",
         ));
     }
     if req.minor_version < 1 {
         return Err(refuse(
             Status::BAD_REQUEST,
-            "http_version",
+            HandshakeFailure::HttpVersion,
             "WebSocket upgrade needs HTTP/1.1",
         ));
     }
     if !req.header_has_token("upgrade", "websocket") {
         return Err(refuse(
             Status::UPGRADE_REQUIRED,
-            "not_upgrade",
+            HandshakeFailure::NotUpgrade,
             "this endpoint needs a WebSocket upgrade (Upgrade: websocket)",
         ));
     }
     if !req.header_has_token("connection", "upgrade") {
         return Err(refuse(
             Status::BAD_REQUEST,
-            "bad_connection",
+            HandshakeFailure::BadConnection,
             "Connection header must contain the upgrade token",
         ));
     }
     if req.header("sec-websocket-version") != Some("13") {
         return Err(refuse(
             Status::UPGRADE_REQUIRED,
-            "bad_version",
+            HandshakeFailure::BadVersion,
             "unsupported WebSocket version (only 13)",
         ));
     }
@@ -82,7 +83,7 @@ pub fn validate(req: &Request) -> Result<String, Refusal> {
     if decoded_len != 16 {
         return Err(refuse(
             Status::BAD_REQUEST,
-            "bad_key",
+            HandshakeFailure::BadKey,
             "missing or malformed Sec-WebSocket-Key",
         ));
     }

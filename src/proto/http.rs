@@ -2,6 +2,9 @@
 
 use std::fmt::Write as _;
 
+pub use super::fault::HttpError;
+pub use super::status::Status;
+
 /// Request heads larger than this are refused with 431.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Request bodies larger than this are refused with 413.
@@ -66,8 +69,9 @@ pub enum Head {
     /// A full head of `len` bytes; anything after it belongs to the body or to
     /// the next protocol.
     Complete { request: Request, len: usize },
-    /// The head can never be valid: answer with this status and close.
-    Invalid(Status),
+    /// The head can never be valid: answer with the error's status and
+    /// close.
+    Invalid(HttpError),
 }
 
 pub fn parse_head(buf: &[u8]) -> Head {
@@ -75,11 +79,11 @@ pub fn parse_head(buf: &[u8]) -> Head {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
-            Head::Invalid(Status::HEADER_TOO_LARGE)
+            Head::Invalid(HttpError::HeadTooLarge)
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
-            Head::Invalid(Status::HEADER_TOO_LARGE)
+            Head::Invalid(HttpError::HeadTooLarge)
         }
         Ok(httparse::Status::Complete(len)) => {
             let target = req.path.unwrap_or("/");
@@ -100,9 +104,9 @@ pub fn parse_head(buf: &[u8]) -> Head {
             };
             Head::Complete { request, len }
         }
-        Err(httparse::Error::TooManyHeaders) => Head::Invalid(Status::HEADER_TOO_LARGE),
-        Err(httparse::Error::Version) => Head::Invalid(Status::VERSION_NOT_SUPPORTED),
-        Err(_) => Head::Invalid(Status::BAD_REQUEST),
+        Err(httparse::Error::TooManyHeaders) => Head::Invalid(HttpError::TooManyHeaders),
+        Err(httparse::Error::Version) => Head::Invalid(HttpError::VersionNotSupported),
+        Err(_) => Head::Invalid(HttpError::Malformed),
     }
 }
 
@@ -110,7 +114,7 @@ pub fn parse_head(buf: &[u8]) -> Head {
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyLength {
     Fixed(usize),
-    Invalid(Status),
+    Invalid(HttpError),
 }
 
 /// Reads `Content-Length`, refusing what request smuggling is made of:
@@ -119,70 +123,30 @@ pub enum BodyLength {
 pub fn body_length(req: &Request) -> BodyLength {
     if req.header_all("transfer-encoding").next().is_some() {
         if req.header_all("content-length").next().is_some() {
-            return BodyLength::Invalid(Status::BAD_REQUEST);
+            return BodyLength::Invalid(HttpError::LengthWithTransferEncoding);
         }
-        return BodyLength::Invalid(Status::LENGTH_REQUIRED);
+        return BodyLength::Invalid(HttpError::ChunkedBody);
     }
     let mut length: Option<u64> = None;
     for value in req.header_all("content-length") {
         for item in value.split(|&b| b == b',') {
             let item = item.trim_ascii();
             if item.is_empty() || !item.iter().all(u8::is_ascii_digit) || item.len() > 18 {
-                return BodyLength::Invalid(Status::BAD_REQUEST);
+                return BodyLength::Invalid(HttpError::BadContentLength);
             }
             let n: u64 = item.iter().fold(0, |acc, d| acc * 10 + u64::from(d - b'0'));
             match length {
-                Some(previous) if previous != n => return BodyLength::Invalid(Status::BAD_REQUEST),
+                Some(previous) if previous != n => {
+                    return BodyLength::Invalid(HttpError::ConflictingLengths)
+                }
                 _ => length = Some(n),
             }
         }
     }
     match length {
-        Some(n) if n > MAX_BODY_BYTES as u64 => BodyLength::Invalid(Status::PAYLOAD_TOO_LARGE),
+        Some(n) if n > MAX_BODY_BYTES as u64 => BodyLength::Invalid(HttpError::BodyTooLarge),
         Some(n) => BodyLength::Fixed(n as usize),
         None => BodyLength::Fixed(0),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status(pub u16);
-
-impl Status {
-    pub const OK: Status = Status(200);
-    pub const ACCEPTED: Status = Status(202);
-    pub const BAD_REQUEST: Status = Status(400);
-    pub const UNAUTHORIZED: Status = Status(401);
-    pub const FORBIDDEN: Status = Status(403);
-    pub const NOT_FOUND: Status = Status(404);
-    pub const METHOD_NOT_ALLOWED: Status = Status(405);
-    pub const REQUEST_TIMEOUT: Status = Status(408);
-    pub const LENGTH_REQUIRED: Status = Status(411);
-    pub const PAYLOAD_TOO_LARGE: Status = Status(413);
-    pub const UPGRADE_REQUIRED: Status = Status(426);
-    pub const HEADER_TOO_LARGE: Status = Status(431);
-    pub const SERVICE_UNAVAILABLE: Status = Status(503);
-    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
-
-    pub fn reason(self) -> &'static str {
-        match self.0 {
-            101 => "Switching Protocols",
-            200 => "OK",
-            202 => "Accepted",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            411 => "Length Required",
-            413 => "Payload Too Large",
-            426 => "Upgrade Required",
-            431 => "Request Header Fields Too Large",
-            500 => "Internal Server Error",
-            503 => "Service Unavailable",
-            505 => "HTTP Version Not Supported",
-            _ => "Unknown",
-        }
     }
 }
 
@@ -298,9 +262,9 @@ mod tests {
     fn head_over_eight_kib_is_431() {
         let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
-        assert_eq!(parse_head(&big), Head::Invalid(Status::HEADER_TOO_LARGE));
+        assert_eq!(parse_head(&big), Head::Invalid(HttpError::HeadTooLarge));
         big.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(parse_head(&big), Head::Invalid(Status::HEADER_TOO_LARGE));
+        assert_eq!(parse_head(&big), Head::Invalid(HttpError::HeadTooLarge));
     }
 
     #[test]
@@ -310,22 +274,22 @@ mod tests {
             head.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
         }
         head.extend_from_slice(b"\r\n");
-        assert_eq!(parse_head(&head), Head::Invalid(Status::HEADER_TOO_LARGE));
+        assert_eq!(parse_head(&head), Head::Invalid(HttpError::TooManyHeaders));
     }
 
     #[test]
     fn garbage_is_400_and_other_versions_505() {
         assert_eq!(
             parse_head(b"\x16\x03\x01\x02\x00\x01"),
-            Head::Invalid(Status::BAD_REQUEST)
+            Head::Invalid(HttpError::Malformed)
         );
         assert_eq!(
             parse_head(b"GET / HTTP/2.0\r\n\r\n"),
-            Head::Invalid(Status::VERSION_NOT_SUPPORTED)
+            Head::Invalid(HttpError::VersionNotSupported)
         );
         assert_eq!(
             parse_head(b"GET /\0 HTTP/1.1\r\n\r\n"),
-            Head::Invalid(Status::BAD_REQUEST)
+            Head::Invalid(HttpError::Malformed)
         );
     }
 
@@ -366,11 +330,11 @@ mod tests {
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"),
-            BodyLength::Invalid(Status::PAYLOAD_TOO_LARGE)
+            BodyLength::Invalid(HttpError::BodyTooLarge)
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
-            BodyLength::Invalid(Status::BAD_REQUEST)
+            BodyLength::Invalid(HttpError::ConflictingLengths)
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
@@ -378,19 +342,19 @@ mod tests {
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
-            BodyLength::Invalid(Status::BAD_REQUEST)
+            BodyLength::Invalid(HttpError::BadContentLength)
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
-            BodyLength::Invalid(Status::BAD_REQUEST)
+            BodyLength::Invalid(HttpError::BadContentLength)
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            BodyLength::Invalid(Status::LENGTH_REQUIRED)
+            BodyLength::Invalid(HttpError::ChunkedBody)
         );
         assert_eq!(
             len(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
-            BodyLength::Invalid(Status::BAD_REQUEST)
+            BodyLength::Invalid(HttpError::LengthWithTransferEncoding)
         );
     }
 

@@ -4,12 +4,14 @@
 //! of a long message.
 
 use super::close::CloseCode;
+use super::fault::FrameError;
 use super::frame::{apply_mask, decode_header, FrameHeader, Opcode, MAX_HEADER_LEN};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
-    /// Valid UTF-8, checked.
-    Text(Vec<u8>),
+    /// Checked as UTF-8 while it arrived, so it is a `String` without a
+    /// second pass.
+    Text(String),
     Binary(Vec<u8>),
     Ping(Vec<u8>),
     Pong(Vec<u8>),
@@ -76,7 +78,7 @@ impl Receiver {
     /// Consumes bytes from `input` until one message is complete or the input
     /// runs out. Returns how many bytes were used and the message, if any.
     /// After an error or a Close, the receiver ignores all further input.
-    pub fn feed(&mut self, input: &[u8]) -> (usize, Result<Option<Message>, CloseCode>) {
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Result<Option<Message>, FrameError>) {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -141,17 +143,21 @@ impl Receiver {
         }
     }
 
-    fn fail(&mut self, code: CloseCode) -> CloseCode {
+    fn fail(&mut self, error: FrameError) -> FrameError {
         self.state = State::Closed;
         self.message = Vec::new();
-        code
+        error
     }
 
     /// Rules that depend on the frame's place in the message sequence.
-    fn start_frame(&mut self, header: &FrameHeader) -> Result<(), CloseCode> {
+    fn start_frame(&mut self, header: &FrameHeader) -> Result<(), FrameError> {
         match header.opcode {
-            Opcode::Continuation if self.kind.is_none() => Err(CloseCode::PROTOCOL_ERROR),
-            Opcode::Text | Opcode::Binary if self.kind.is_some() => Err(CloseCode::PROTOCOL_ERROR),
+            Opcode::Continuation if self.kind.is_none() => {
+                Err(FrameError::ContinuationWithoutStart)
+            }
+            Opcode::Text | Opcode::Binary if self.kind.is_some() => {
+                Err(FrameError::DataInsideFragmented)
+            }
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
                 if header.opcode == Opcode::Text {
                     self.kind = Some(DataKind::Text);
@@ -160,7 +166,7 @@ impl Receiver {
                 }
                 let total = (self.message.len() as u64).saturating_add(header.payload_len);
                 if total > u64::from(self.max_message) {
-                    return Err(CloseCode::MESSAGE_TOO_BIG);
+                    return Err(FrameError::MessageTooBig);
                 }
                 // Nothing is reserved for the announced length: a peer could
                 // announce a large frame and send nothing, so memory grows
@@ -180,7 +186,7 @@ impl Receiver {
         header: &FrameHeader,
         chunk: &[u8],
         offset: usize,
-    ) -> Result<(), CloseCode> {
+    ) -> Result<(), FrameError> {
         let start = self.message.len();
         self.message.extend_from_slice(chunk);
         apply_mask(&mut self.message[start..], header.mask, offset);
@@ -192,16 +198,16 @@ impl Receiver {
 
     /// Validates the bytes added since the last check, allowing only an
     /// incomplete sequence at the very end (it may finish in the next chunk).
-    fn check_utf8_prefix(&mut self) -> Result<(), CloseCode> {
+    fn check_utf8_prefix(&mut self) -> Result<(), FrameError> {
         match std::str::from_utf8(&self.message[self.utf8_valid as usize..]) {
             Ok(_) => self.utf8_valid = self.message.len() as u32,
             Err(e) if e.error_len().is_none() => self.utf8_valid += e.valid_up_to() as u32,
-            Err(_) => return Err(CloseCode::INVALID_PAYLOAD),
+            Err(_) => return Err(FrameError::InvalidUtf8),
         }
         Ok(())
     }
 
-    fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Message>, CloseCode> {
+    fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Message>, FrameError> {
         match header.opcode {
             Opcode::Ping => Ok(Some(Message::Ping(self.take_control()))),
             Opcode::Pong => Ok(Some(Message::Pong(self.take_control()))),
@@ -219,8 +225,15 @@ impl Receiver {
                 let data = std::mem::take(&mut self.message);
                 self.utf8_valid = 0;
                 match self.kind.take() {
-                    Some(DataKind::Text) if !complete => Err(CloseCode::INVALID_PAYLOAD),
-                    Some(DataKind::Text) => Ok(Some(Message::Text(data))),
+                    Some(DataKind::Text) if !complete => Err(FrameError::InvalidUtf8),
+                    Some(DataKind::Text) => {
+                        // SAFETY: every byte was checked by
+                        // `check_utf8_prefix` as it arrived, and `complete`
+                        // says no sequence is left unfinished.
+                        Ok(Some(Message::Text(unsafe {
+                            String::from_utf8_unchecked(data)
+                        })))
+                    }
                     _ => Ok(Some(Message::Binary(data))),
                 }
             }
@@ -240,17 +253,17 @@ impl Receiver {
     }
 }
 
-fn parse_close(payload: &[u8]) -> Result<Option<CloseCode>, CloseCode> {
+fn parse_close(payload: &[u8]) -> Result<Option<CloseCode>, FrameError> {
     match payload {
         [] => Ok(None),
-        [_] => Err(CloseCode::PROTOCOL_ERROR),
+        [_] => Err(FrameError::CloseOneByte),
         [hi, lo, reason @ ..] => {
             let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
             if !code.is_valid_on_wire() {
-                return Err(CloseCode::PROTOCOL_ERROR);
+                return Err(FrameError::InvalidCloseCode);
             }
             if std::str::from_utf8(reason).is_err() {
-                return Err(CloseCode::INVALID_PAYLOAD);
+                return Err(FrameError::InvalidCloseReason);
             }
             Ok(Some(code))
         }
@@ -279,7 +292,7 @@ mod tests {
                 match result {
                     Ok(Some(m)) => messages.push(m),
                     Ok(None) => {}
-                    Err(code) => return (messages, Some(code)),
+                    Err(error) => return (messages, Some(error.close_code())),
                 }
             }
         }
@@ -303,7 +316,7 @@ mod tests {
         assert_eq!(
             msgs,
             vec![
-                Message::Text(b"Hello".to_vec()),
+                Message::Text("Hello".into()),
                 Message::Binary(vec![0, 1, 2])
             ]
         );
@@ -315,7 +328,10 @@ mod tests {
         bytes.extend(frame(true, 2, b""));
         let (msgs, err) = every_split(&bytes, 1024);
         assert_eq!(err, None);
-        assert_eq!(msgs, vec![Message::Text(vec![]), Message::Binary(vec![])]);
+        assert_eq!(
+            msgs,
+            vec![Message::Text(String::new()), Message::Binary(vec![])]
+        );
     }
 
     #[test]
@@ -332,7 +348,7 @@ mod tests {
             vec![
                 Message::Ping(b"p".to_vec()),
                 Message::Pong(vec![]),
-                Message::Text(b"Hello".to_vec())
+                Message::Text("Hello".into())
             ]
         );
     }
@@ -369,7 +385,7 @@ mod tests {
     fn oversized_frame_fails_before_its_payload_arrives() {
         let mut rx = Receiver::new(100);
         let head = &frame(true, 2, &[0u8; 1000])[..8];
-        assert_eq!(rx.feed(head).1, Err(CloseCode::MESSAGE_TOO_BIG));
+        assert_eq!(rx.feed(head).1, Err(FrameError::MessageTooBig));
     }
 
     #[test]
@@ -394,7 +410,7 @@ mod tests {
         );
         // Only the first 20 bytes (header + the invalid prefix) are fed.
         let (_, result) = rx.feed(&full[..22]);
-        assert_eq!(result, Err(CloseCode::INVALID_PAYLOAD));
+        assert_eq!(result, Err(FrameError::InvalidUtf8));
     }
 
     #[test]
@@ -406,7 +422,7 @@ mod tests {
             bytes.extend(frame(true, 0, &bytes_of[split..]));
             let (msgs, err) = every_split(&bytes, 1024);
             assert_eq!(err, None, "split at {split}");
-            assert_eq!(msgs, vec![Message::Text(bytes_of.to_vec())]);
+            assert_eq!(msgs, vec![Message::Text(text.to_owned())]);
         }
     }
 

@@ -25,8 +25,10 @@ impl Chunk {
     }
 }
 
-use super::socket_write::MAX_IOVECS;
 use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HEADER_LEN};
+
+/// The most chunks one vectored write takes (`sendmsg`'s iovec count).
+pub const MAX_IOVECS: usize = 64;
 
 /// How large an owned buffer may grow by taking more frames at its end.
 const COALESCE_LIMIT: usize = 64 * 1024;

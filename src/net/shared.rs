@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::mailbox::{Mail, Mailbox};
+use crate::app::snapshot::Snapshot;
 use crate::config::Config;
-use crate::net::mailbox::{Mail, Mailbox};
-use crate::obs::metrics::Stats;
+use crate::obs::metrics::{self, Stats};
 use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
@@ -31,6 +32,7 @@ pub struct Shared {
     notify_clients: AtomicU64,
     /// Redis connections (two per worker) that are up.
     redis_ready: AtomicUsize,
+    pid: u32,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -60,6 +62,7 @@ impl Shared {
             finished_workers: AtomicUsize::new(0),
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
+            pid: std::process::id(),
         }
     }
 
@@ -178,28 +181,28 @@ impl Shared {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// The fields of `GET /status` and of the `status` message.
-    pub fn status_json(&self) -> serde_json::Value {
+    /// What the application may know at `now_ms` (the wall clock of the
+    /// loop turn).
+    pub fn snapshot(&self, now_ms: u64) -> Snapshot {
         let stats = &self.stats;
-        let mut status = serde_json::json!({
-            "state": if self.is_draining() { "draining" } else { "running" },
-            "version": crate::config::VERSION,
-            "pid": std::process::id(),
-            "workers": self.config.workers,
-            "uptime_s": self.uptime_s() as u64,
-            "instance": self.instance,
-            "connections": stats.active(),
-            "connections_total": crate::obs::metrics::get(&stats.connections_total),
-            "messages_sent": crate::obs::metrics::get(&stats.messages_sent),
-            "messages_received": crate::obs::metrics::get(&stats.messages_received),
-            "redis": self.redis_state(),
-        });
-        if self.is_draining() {
-            status["drain"] = serde_json::json!({
-                "remaining": stats.active(),
-                "deadline_in_s": self.drain_deadline_in_s(Instant::now()),
-            });
+        let draining = self.is_draining();
+        Snapshot {
+            now_ms,
+            draining,
+            drain_deadline_in_s: if draining {
+                self.drain_deadline_in_s(Instant::now())
+            } else {
+                0
+            },
+            active: stats.active(),
+            notify_clients: self.notify_clients(),
+            connections_total: metrics::get(&stats.connections_total),
+            messages_sent: metrics::get(&stats.messages_sent),
+            messages_received: metrics::get(&stats.messages_received),
+            uptime_s: self.uptime_s() as u64,
+            redis: self.redis_state(),
+            peer_clients: 0,
+            pid: self.pid,
         }
-        status
     }
 }

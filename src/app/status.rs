@@ -1,0 +1,28 @@
+//! The fields of `GET /status` and of the `status` message.
+
+use serde_json::{json, Value};
+
+use super::snapshot::{Here, Snapshot};
+
+pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
+    let mut status = json!({
+        "state": if snapshot.draining { "draining" } else { "running" },
+        "version": crate::config::VERSION,
+        "pid": snapshot.pid,
+        "workers": here.workers,
+        "uptime_s": snapshot.uptime_s,
+        "instance": here.instance,
+        "connections": snapshot.active,
+        "connections_total": snapshot.connections_total,
+        "messages_sent": snapshot.messages_sent,
+        "messages_received": snapshot.messages_received,
+        "redis": snapshot.redis,
+    });
+    if snapshot.draining {
+        status["drain"] = json!({
+            "remaining": snapshot.active,
+            "deadline_in_s": snapshot.drain_deadline_in_s,
+        });
+    }
+    status
+}

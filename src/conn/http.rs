@@ -1,0 +1,272 @@
+//! The HTTP phase: request heads and bodies out of the received bytes,
+//! answers in order, keep-alive, and the switch to WebSocket.
+
+use std::net::SocketAddr;
+
+use super::closing::{CloseMode, Closed};
+use super::event::{Event, Stale, Verdict};
+use super::write_queue::Chunk;
+use super::ws::WsState;
+use super::{Connection, Phase, Settings, Tick};
+use crate::obs::metrics::Limit;
+use crate::proto::handshake::switching_protocols;
+use crate::proto::http::{
+    body_length, parse_head, BodyLength, Head, HttpError, Request, Response, MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+};
+
+/// Requests served on one keep-alive connection before it is closed, so one
+/// client cannot hold a connection forever.
+const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Answers queued for a client that pipelines requests without reading
+/// them: past this, its requests wait, so memory stays bounded.
+pub const MAX_HTTP_QUEUED: usize = 256 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[derive(Debug)]
+pub(super) struct HttpState {
+    /// Kept while the connection speaks HTTP (publishing checks it).
+    pub(super) peer: SocketAddr,
+    buf: Vec<u8>,
+    /// A request whose head is complete, waiting for this many body bytes.
+    awaiting_body: Option<(Request, usize)>,
+    /// A request whose answer waits for another worker, by ticket: no other
+    /// request is taken until it is answered.
+    parked: Option<(u64, Request)>,
+    /// The tick by which the next request head (or pending body) must be in.
+    pub(super) deadline: Tick,
+    served: u32,
+    /// Reading and answering stopped because the client does not read its
+    /// answers (or its buffer is full), until the queue drains.
+    stalled: bool,
+}
+
+impl HttpState {
+    pub(super) fn new(peer: SocketAddr, deadline: Tick) -> HttpState {
+        HttpState {
+            peer,
+            buf: Vec::new(),
+            awaiting_body: None,
+            parked: None,
+            deadline,
+            served: 0,
+            stalled: false,
+        }
+    }
+
+    /// Stops taking requests; the first stall of a run counts as a limit
+    /// hit.
+    fn stall(&mut self) -> Option<Limit> {
+        (!std::mem::replace(&mut self.stalled, true)).then_some(Limit::HttpBackpressure)
+    }
+
+    pub(super) fn after_flush<C>(&mut self, queued: usize) -> Option<Verdict<C>> {
+        if self.stalled && queued <= MAX_HTTP_QUEUED {
+            self.stalled = false;
+            return Some(Verdict::ResumeReading);
+        }
+        None
+    }
+}
+
+impl<C: Copy> Connection<C> {
+    pub(super) fn http_receive(
+        &mut self,
+        input: &[u8],
+        now: Tick,
+        settings: &Settings,
+    ) -> (usize, Option<Event<C>>) {
+        if let Phase::Http(http) = &mut self.phase {
+            http.buf.extend_from_slice(input);
+        }
+        (input.len(), self.next_request(now, settings))
+    }
+
+    /// Whether the shell should read more: not while the buffer holds more
+    /// than one request can use, or while answers pile up unread (pipelined
+    /// requests are answered first, and reading resumes when the queue
+    /// drains). The error is the limit hit, the first time.
+    pub fn wants_input(&mut self) -> Result<(), Option<Limit>> {
+        let queued = self.out.pending();
+        match &mut self.phase {
+            Phase::Http(http)
+                if http.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES || queued > MAX_HTTP_QUEUED =>
+            {
+                Err(http.stall())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The next complete request in the buffer, if one may be answered now.
+    fn next_request(&mut self, now: Tick, settings: &Settings) -> Option<Event<C>> {
+        loop {
+            let queued = self.out.pending();
+            let Phase::Http(http) = &mut self.phase else {
+                return None;
+            };
+            if http.parked.is_some() {
+                return None;
+            }
+            if queued > MAX_HTTP_QUEUED {
+                return http.stall().map(Event::Limit);
+            }
+            if let Some((_, need)) = &http.awaiting_body {
+                let need = *need;
+                if http.buf.len() < need {
+                    return None;
+                }
+                let (request, _) = http.awaiting_body.take()?;
+                let body: Vec<u8> = http.buf.drain(..need).collect();
+                return Some(Event::Request { request, body });
+            }
+            match parse_head(&http.buf) {
+                Head::Partial => return None,
+                Head::Invalid(error) => {
+                    let head_only = http.buf.starts_with(b"HEAD ");
+                    return Some(self.refuse(error, head_only, now, settings));
+                }
+                Head::Complete { request, len } => {
+                    http.buf.drain(..len);
+                    match body_length(&request) {
+                        BodyLength::Invalid(error) => {
+                            let head_only = request.method == "HEAD";
+                            return Some(self.refuse(error, head_only, now, settings));
+                        }
+                        BodyLength::Fixed(0) => {
+                            return Some(Event::Request {
+                                request,
+                                body: Vec::new(),
+                            })
+                        }
+                        BodyLength::Fixed(n) => {
+                            // curl waits for this before sending bodies over 1 KiB.
+                            let expects_continue = request
+                                .header("expect")
+                                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+                            http.awaiting_body = Some((request, n));
+                            http.deadline = now + settings.header;
+                            if expects_continue && http.buf.len() < n {
+                                self.out.push(Chunk::Static(CONTINUE));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the request of the last `Request` event; returns the limit
+    /// it hit, if any.
+    pub fn respond(
+        &mut self,
+        request: &Request,
+        mut response: Response,
+        now: Tick,
+        settings: &Settings,
+    ) -> Option<Event<C>> {
+        let Phase::Http(http) = &mut self.phase else {
+            return None;
+        };
+        http.served += 1;
+        let spent = http.served >= MAX_REQUESTS_PER_CONNECTION;
+        let closing = response.close
+            || !request.wants_keep_alive()
+            || Response::must_close(response.status)
+            || spent;
+        http.deadline = now + settings.header;
+        response.close = closing;
+        self.out
+            .push(Chunk::Owned(response.encode(request.method == "HEAD")));
+        if closing {
+            self.start_closing(CloseMode::Linger, now, settings);
+        }
+        spent.then_some(Event::Limit(Limit::KeepAliveRequests))
+    }
+
+    /// Switches to WebSocket with the 101 answer queued, carrying `client`.
+    /// Returns the bytes the client sent behind its request (its first
+    /// frames), for the shell to feed.
+    pub fn upgrade(&mut self, accept: &str, client: C, now: Tick, settings: &Settings) -> Vec<u8> {
+        let Phase::Http(http) = &mut self.phase else {
+            return Vec::new();
+        };
+        let early_frames = std::mem::take(&mut http.buf);
+        self.enter(Phase::Ws(WsState::new(client, now, settings)));
+        self.out.push(Chunk::Owned(switching_protocols(accept)));
+        early_frames
+    }
+
+    /// Holds the request of the last `Request` event until an answer with
+    /// `ticket` arrives (from another worker).
+    pub fn park(&mut self, ticket: u64, request: Request) {
+        if let Phase::Http(http) = &mut self.phase {
+            http.parked = Some((ticket, request));
+        }
+    }
+
+    /// Answers a parked request; the shell then feeds the connection again
+    /// for any pipelined ones.
+    pub fn answer_parked(
+        &mut self,
+        ticket: u64,
+        response: Response,
+        now: Tick,
+        settings: &Settings,
+    ) -> Result<Option<Event<C>>, Stale> {
+        let Phase::Http(http) = &mut self.phase else {
+            return Err(Stale);
+        };
+        match http.parked.take() {
+            Some((parked, request)) if parked == ticket => {
+                Ok(self.respond(&request, response, now, settings))
+            }
+            other => {
+                http.parked = other;
+                Err(Stale)
+            }
+        }
+    }
+
+    /// Answers before any request is read, and closes: for a connection
+    /// turned away as it is accepted.
+    pub fn turn_away(&mut self, response: Response, now: Tick, settings: &Settings) {
+        self.out.push(Chunk::Owned(response.encode(false)));
+        self.start_closing(CloseMode::Linger, now, settings);
+    }
+
+    /// Refuses a request and closes; a HEAD request gets the head of the
+    /// answer only (RFC 9110 9.3.2).
+    fn refuse(
+        &mut self,
+        error: HttpError,
+        head_only: bool,
+        now: Tick,
+        settings: &Settings,
+    ) -> Event<C> {
+        let response = Response::error(error.status(), error.message()).closing();
+        self.out.push(Chunk::Owned(response.encode(head_only)));
+        self.start_closing(CloseMode::Linger, now, settings);
+        Event::Refused(error)
+    }
+
+    pub(super) fn http_deadline(&mut self, now: Tick, settings: &Settings) -> Option<Event<C>> {
+        let Phase::Http(http) = &self.phase else {
+            return None;
+        };
+        // The worker that should have answered has stopped.
+        if let Some((ticket, _)) = &http.parked {
+            return Some(Event::ParkExpired(*ticket));
+        }
+        // A keep-alive connection that simply stays quiet is closed without
+        // a word; one stuck in the middle of a request is told why.
+        if http.served > 0 && http.buf.is_empty() && http.awaiting_body.is_none() {
+            return Some(Event::Closed(Closed::KeepAliveTimeout));
+        }
+        let head_only = match &http.awaiting_body {
+            Some((request, _)) => request.method == "HEAD",
+            None => http.buf.starts_with(b"HEAD "),
+        };
+        Some(self.refuse(HttpError::Timeout, head_only, now, settings))
+    }
+}

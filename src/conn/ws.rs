@@ -1,0 +1,175 @@
+//! The WebSocket phase: frames in, data messages out as events, control
+//! frames answered here, the ping and idle timers, and the slow-consumer
+//! verdict.
+
+use super::closing::CloseMode;
+use super::event::{Ending, Event, Verdict};
+use super::write_queue::Chunk;
+use super::{Connection, Phase, Settings, Tick, NEVER};
+use crate::proto::close::CloseCode;
+use crate::proto::frame::{encode_close, encode_frame, Opcode};
+use crate::proto::message::{Message, Receiver};
+
+/// An empty Ping frame, the same bytes for every client.
+const EMPTY_PING: &[u8] = &[0x89, 0x00];
+
+#[derive(Debug)]
+pub(super) struct WsState<C> {
+    pub(super) rx: Receiver,
+    pub(super) client: C,
+    last_seen: Tick,
+    next_ping: Tick,
+}
+
+impl<C> WsState<C> {
+    pub(super) fn new(client: C, now: Tick, settings: &Settings) -> WsState<C> {
+        WsState {
+            rx: Receiver::new(settings.max_message),
+            client,
+            last_seen: now,
+            next_ping: now + settings.ping.unwrap_or(0),
+        }
+    }
+
+    pub(super) fn deadline(&self, settings: &Settings) -> Tick {
+        let idle = settings.idle.map_or(NEVER, |t| self.last_seen + t);
+        let ping = settings.ping.map_or(NEVER, |_| self.next_ping);
+        idle.min(ping)
+    }
+}
+
+impl<C: Copy> Connection<C> {
+    pub(super) fn ws_receive(
+        &mut self,
+        input: &[u8],
+        now: Tick,
+        settings: &Settings,
+    ) -> (usize, Option<Event<C>>) {
+        let mut at = 0;
+        loop {
+            let Phase::Ws(ws) = &mut self.phase else {
+                return (input.len(), None);
+            };
+            ws.last_seen = now;
+            let (used, result) = ws.rx.feed(&input[at..]);
+            at += used;
+            let message = match result {
+                Ok(None) => return (at, None),
+                Ok(Some(message)) => message,
+                Err(error) => {
+                    let code = error.close_code();
+                    self.out
+                        .push(Chunk::Owned(encode_close(code, code.reason())));
+                    let client = self.end_ws(|_| CloseMode::Linger, now, settings);
+                    let left = client.map(|client| Event::Left {
+                        client,
+                        why: Ending::Fault(error),
+                    });
+                    return (input.len(), left);
+                }
+            };
+            match message {
+                Message::Ping(payload) => self.out.push_frame(Opcode::Pong, &payload),
+                Message::Pong(_) => {}
+                Message::Close(code) => {
+                    let reply = match code {
+                        Some(code) => encode_close(code, ""),
+                        None => encode_frame(Opcode::Close, &[]),
+                    };
+                    self.out.push(Chunk::Owned(reply));
+                    // A peer that sends more after its Close is waited for
+                    // until its FIN: closing with its bytes unread would make
+                    // the kernel reset the connection and destroy what it
+                    // has not read yet (found by the connection fuzz target).
+                    let mode = if at < input.len() {
+                        CloseMode::Linger
+                    } else {
+                        CloseMode::AfterFlush
+                    };
+                    let client = self.end_ws(|_| mode, now, settings);
+                    let left = client.map(|client| Event::Left {
+                        client,
+                        why: Ending::PeerClosed,
+                    });
+                    return (input.len(), left);
+                }
+                data => return (at, Some(Event::Message(data))),
+            }
+            if at == input.len() {
+                return (at, None);
+            }
+        }
+    }
+
+    pub(super) fn ws_deadline(&mut self, now: Tick, settings: &Settings) -> Option<Event<C>> {
+        let Phase::Ws(ws) = &mut self.phase else {
+            return None;
+        };
+        if settings.idle.is_some_and(|idle| now >= ws.last_seen + idle) {
+            return self.close_as(
+                CloseCode::NORMAL,
+                "idle timeout",
+                Ending::IdleTimeout,
+                now,
+                settings,
+            );
+        }
+        if let Some(every) = settings.ping {
+            if now >= ws.next_ping {
+                ws.next_ping = now + every;
+                self.out.push(Chunk::Static(EMPTY_PING));
+            }
+        }
+        None
+    }
+
+    /// Starts a close of our own: queued messages first, then a Close frame
+    /// with `code` and `reason`, then the peer's Close is awaited (within
+    /// the linger).
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &'static str,
+        now: Tick,
+        settings: &Settings,
+    ) -> Option<Event<C>> {
+        self.close_as(code, reason, Ending::Server(reason), now, settings)
+    }
+
+    fn close_as(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        why: Ending,
+        now: Tick,
+        settings: &Settings,
+    ) -> Option<Event<C>> {
+        if !self.is_ws() {
+            return None;
+        }
+        self.out.push(Chunk::Owned(encode_close(code, reason)));
+        let client = self.end_ws(CloseMode::AwaitClose, now, settings)?;
+        Some(Event::Left { client, why })
+    }
+
+    /// A client that lets its queue grow past the limit is dropped: whatever
+    /// it has not started to receive is discarded, and a 1008 Close follows
+    /// if no frame is half-written.
+    pub(super) fn drop_slow_consumer(
+        &mut self,
+        now: Tick,
+        settings: &Settings,
+    ) -> Option<Verdict<C>> {
+        if self.out.discard_unstarted() {
+            self.out.push(Chunk::Owned(encode_close(
+                CloseCode::POLICY_VIOLATION,
+                "slow consumer",
+            )));
+        }
+        let client = self.end_ws(CloseMode::AwaitClose, now, settings)?;
+        Some(Verdict::Dropped(Event::Left {
+            client,
+            why: Ending::SlowConsumer,
+        }))
+    }
+}
