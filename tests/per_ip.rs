@@ -161,7 +161,9 @@ fn a_slow_header_flood_from_one_address_leaves_room_for_others() {
         "{FLOOD} slow-header connections from one address: {refused} refused at once; \
          a client from another address: slowest of 40 pongs {slowest:?}"
     );
-    assert!(slowest < Duration::from_millis(200), "{slowest:?}");
+    // Starved, the client would wait for the flood's header timeouts (10 s);
+    // the bound leaves room for a loaded machine without hiding that.
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     assert_eq!(
         sample(&server, "wsnotify_limit_hits_total{limit=\"per_ip_http\"}"),
         (FLOOD - LIMIT) as f64

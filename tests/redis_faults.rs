@@ -38,7 +38,9 @@ fn pongs_stay_prompt_while_redis_fails(what: &str, url: &str, expected: &str) ->
     next_of_type(&mut client, "welcome");
     let slowest = slowest_pong(&mut client, 50);
     println!("{what}: slowest of 50 pongs {slowest:?}");
-    assert!(slowest < Duration::from_millis(200), "{what}: {slowest:?}");
+    // A loop blocked on Redis would stall for a whole connect attempt (5 s);
+    // the bound leaves room for a loaded machine without hiding that.
+    assert!(slowest < Duration::from_secs(1), "{what}: {slowest:?}");
     // Generous: a machine whose DNS is slow may take 10 s to give up.
     assert!(
         server.wait_for_log(expected, Duration::from_secs(20)),
@@ -284,7 +286,7 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
     );
     assert_eq!(local.len() as u32, published, "local delivery lost some");
     assert!(
-        widest_gap < Duration::from_millis(500),
+        widest_gap < Duration::from_millis(1500),
         "local delivery paused for {widest_gap:?} while Redis was stopped"
     );
     assert!(dropped > 0.0, "nothing over the cap was dropped");
