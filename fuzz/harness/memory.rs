@@ -274,6 +274,8 @@ impl Sim {
             uptime_s: 1,
             redis: "disabled",
             pid: 1,
+            listener: "bound",
+            listener_shared: false,
         }
     }
 
