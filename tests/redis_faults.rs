@@ -67,7 +67,9 @@ fn an_unresolvable_redis_host_does_not_delay_pongs() {
         "redis://redis.invalid:6379",
         "cannot resolve redis.invalid",
     );
-    assert_eq!(failure_lines(&server), 1, "{:?}", server.log_lines());
+    // A resolver may answer "no such name" or "try again": a line each.
+    let lines = failure_lines(&server);
+    assert!((1..=2).contains(&lines), "{:?}", server.log_lines());
 }
 
 #[test]
