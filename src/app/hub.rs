@@ -6,8 +6,13 @@
 
 use std::collections::HashMap;
 
-use super::routes::Endpoint;
-use super::snapshot::Here;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/ws`: the notification protocol.
+    Notify,
+    /// `/echo`: every message back as it came.
+    Echo,
+}
 
 /// What the application attaches to a WebSocket connection: which protocol
 /// it speaks, and on `/ws` its sequence number in the hub (0 until it has
@@ -23,6 +28,17 @@ impl Client {
     pub fn takes_broadcasts(&self) -> bool {
         self.endpoint == Endpoint::Notify && self.seq != 0
     }
+}
+
+/// Where the deciding worker stands: enough to find a client by its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Here<'a> {
+    pub instance: &'a str,
+    pub worker: usize,
+    pub workers: usize,
+    /// Whether other instances are reachable (through Redis).
+    pub redis: bool,
+    pub hub: &'a Hub,
 }
 
 /// Where a client is.

@@ -2,10 +2,9 @@
 //! protocol on `/ws` (chat, direct, ping, status). Pure: the answer is an
 //! action for the shell to carry out.
 
-use super::hub::{self, Client, Location};
+use super::hub::{self, Client, Endpoint, Here, Location};
 use super::protocol::{self, ClientMessage};
-use super::routes::Endpoint;
-use super::snapshot::{Here, Snapshot};
+use super::snapshot::Snapshot;
 use super::status;
 use crate::proto::frame::Opcode;
 use crate::proto::message::Message;

@@ -4,10 +4,10 @@
 
 use serde_json::json;
 
-use super::hub::{self, Location};
+use super::hub::{self, Here, Location};
 use super::protocol::{Notification, Source};
 use super::routes::Publish;
-use super::snapshot::{Here, Snapshot};
+use super::snapshot::Snapshot;
 use crate::proto::http::{Response, Status};
 
 /// How a notification reaches its recipients.

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::snapshot::{Here, Snapshot};
+use super::hub::{Endpoint, Here};
+use super::snapshot::Snapshot;
 use super::status;
 use crate::config::Config;
 use crate::obs::metrics::HandshakeFailure;
@@ -14,14 +15,6 @@ use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/ws`: the notification protocol.
-    Notify,
-    /// `/echo`: every message back as it came.
-    Echo,
-}
 
 /// A notification to publish, as the API received it.
 #[derive(Debug, Clone, PartialEq)]

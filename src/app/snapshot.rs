@@ -2,8 +2,6 @@
 //! values the shell reads (the wall clock once per loop turn, counters,
 //! the drain), never the atomics or mailboxes themselves.
 
-use super::hub::Hub;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// The wall clock of this loop turn, in ms since the Unix epoch.
@@ -25,15 +23,4 @@ pub struct Snapshot {
     /// `--max-connections-per-ip`, else 0).
     pub peer_clients: u64,
     pub pid: u32,
-}
-
-/// Where the deciding worker stands: enough to find a client by its id.
-#[derive(Debug, Clone, Copy)]
-pub struct Here<'a> {
-    pub instance: &'a str,
-    pub worker: usize,
-    pub workers: usize,
-    /// Whether other instances are reachable (through Redis).
-    pub redis: bool,
-    pub hub: &'a Hub,
 }

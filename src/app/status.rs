@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::snapshot::{Here, Snapshot};
+use super::hub::Here;
+use super::snapshot::Snapshot;
 
 pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
     let mut status = json!({

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use super::closing::Closed;
 use crate::obs::metrics::Limit;
 use crate::proto::fault::{FrameError, HttpError};
 use crate::proto::http::Request;
@@ -87,3 +86,27 @@ pub enum Verdict<C> {
 /// An answer for a parked request that no longer waits (or never did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale;
+
+/// Why a connection is removed (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Everything was said on both sides.
+    Done,
+    KeepAliveTimeout,
+    LingerExpired,
+    PeerClosed,
+    /// A WebSocket client's socket ended without a Close frame.
+    PeerGone,
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Closed::Done => "closed",
+            Closed::KeepAliveTimeout => "keep-alive timeout",
+            Closed::LingerExpired => "close linger expired",
+            Closed::PeerClosed => "connection closed by peer",
+            Closed::PeerGone => "connection closed by peer without a close frame",
+        })
+    }
+}

@@ -1,73 +1,17 @@
 //! The HTTP phase: request heads and bodies out of the received bytes,
 //! answers in order, keep-alive, and the switch to WebSocket.
 
-use std::net::SocketAddr;
-
-use super::closing::{CloseMode, Closed};
-use super::event::{Event, Stale, Verdict};
+use super::event::{Closed, Event, Stale};
+use super::machine::Connection;
+use super::settings::{Settings, Tick, CONTINUE, MAX_HTTP_QUEUED, MAX_REQUESTS_PER_CONNECTION};
+use super::state::{CloseMode, Phase, WsState};
 use super::write_queue::Chunk;
-use super::ws::WsState;
-use super::{Connection, Phase, Settings, Tick};
 use crate::obs::metrics::Limit;
 use crate::proto::handshake::switching_protocols;
 use crate::proto::http::{
     body_length, parse_head, BodyLength, Head, HttpError, Request, Response, MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
 };
-
-/// Requests served on one keep-alive connection before it is closed, so one
-/// client cannot hold a connection forever.
-const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
-/// Answers queued for a client that pipelines requests without reading
-/// them: past this, its requests wait, so memory stays bounded.
-pub const MAX_HTTP_QUEUED: usize = 256 * 1024;
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-#[derive(Debug)]
-pub(super) struct HttpState {
-    /// Kept while the connection speaks HTTP (publishing checks it).
-    pub(super) peer: SocketAddr,
-    buf: Vec<u8>,
-    /// A request whose head is complete, waiting for this many body bytes.
-    awaiting_body: Option<(Request, usize)>,
-    /// A request whose answer waits for another worker, by ticket: no other
-    /// request is taken until it is answered.
-    parked: Option<(u64, Request)>,
-    /// The tick by which the next request head (or pending body) must be in.
-    pub(super) deadline: Tick,
-    served: u32,
-    /// Reading and answering stopped because the client does not read its
-    /// answers (or its buffer is full), until the queue drains.
-    stalled: bool,
-}
-
-impl HttpState {
-    pub(super) fn new(peer: SocketAddr, deadline: Tick) -> HttpState {
-        HttpState {
-            peer,
-            buf: Vec::new(),
-            awaiting_body: None,
-            parked: None,
-            deadline,
-            served: 0,
-            stalled: false,
-        }
-    }
-
-    /// Stops taking requests; the first stall of a run counts as a limit
-    /// hit.
-    fn stall(&mut self) -> Option<Limit> {
-        (!std::mem::replace(&mut self.stalled, true)).then_some(Limit::HttpBackpressure)
-    }
-
-    pub(super) fn after_flush<C>(&mut self, queued: usize) -> Option<Verdict<C>> {
-        if self.stalled && queued <= MAX_HTTP_QUEUED {
-            self.stalled = false;
-            return Some(Verdict::ResumeReading);
-        }
-        None
-    }
-}
 
 impl<C: Copy> Connection<C> {
     pub(super) fn http_receive(

@@ -2,41 +2,17 @@
 //! frames answered here, the ping and idle timers, and the slow-consumer
 //! verdict.
 
-use super::closing::CloseMode;
 use super::event::{Ending, Event, Verdict};
+use super::machine::Connection;
+use super::settings::{Settings, Tick};
+use super::state::{CloseMode, Phase};
 use super::write_queue::Chunk;
-use super::{Connection, Phase, Settings, Tick, NEVER};
 use crate::proto::close::CloseCode;
 use crate::proto::frame::{encode_close, encode_frame, Opcode};
-use crate::proto::message::{Message, Receiver};
+use crate::proto::message::Message;
 
 /// An empty Ping frame, the same bytes for every client.
 const EMPTY_PING: &[u8] = &[0x89, 0x00];
-
-#[derive(Debug)]
-pub(super) struct WsState<C> {
-    pub(super) rx: Receiver,
-    pub(super) client: C,
-    last_seen: Tick,
-    next_ping: Tick,
-}
-
-impl<C> WsState<C> {
-    pub(super) fn new(client: C, now: Tick, settings: &Settings) -> WsState<C> {
-        WsState {
-            rx: Receiver::new(settings.max_message),
-            client,
-            last_seen: now,
-            next_ping: now + settings.ping.unwrap_or(0),
-        }
-    }
-
-    pub(super) fn deadline(&self, settings: &Settings) -> Tick {
-        let idle = settings.idle.map_or(NEVER, |t| self.last_seen + t);
-        let ping = settings.ping.map_or(NEVER, |_| self.next_ping);
-        idle.min(ping)
-    }
-}
 
 impl<C: Copy> Connection<C> {
     pub(super) fn ws_receive(

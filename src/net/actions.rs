@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use super::mailbox::{Mail, Report};
 use super::worker::Worker;
-use crate::app::hub::{self, Client};
+use crate::app::hub::{self, Client, Endpoint};
 use crate::app::messages::{self, Action};
 use crate::app::protocol;
 use crate::app::publish::{self, Delivery};
-use crate::app::routes::{self, Endpoint, Publish, Route};
+use crate::app::routes::{self, Publish, Route};
 use crate::app::snapshot::Snapshot;
 use crate::log;
 use crate::obs::metrics;

@@ -15,14 +15,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::mailbox::Mail;
-use super::redis::{Event as RedisEvent, RedisLink};
-use super::remote::redis_outside;
+use super::redis::{Event as RedisEvent, Outside, RedisLink};
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
-use crate::app::hub::{Client, Hub};
+use crate::app::hub::{Client, Here, Hub};
 use crate::app::lifecycle::Lifecycle;
-use crate::app::snapshot::{Here, Snapshot};
+use crate::app::snapshot::Snapshot;
 use crate::conn::{Connection, Settings, Stage, NEVER};
 use crate::log;
 use crate::obs::metrics::Limit;
@@ -133,7 +132,7 @@ impl Worker {
                 config.redis_channel.clone(),
                 [REDIS_SUB, REDIS_PUB],
                 max_queue,
-                redis_outside(&shared, id),
+                Outside::for_worker(&shared, id),
                 now,
             )
         });
