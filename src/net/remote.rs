@@ -8,7 +8,7 @@ use mio::Token;
 
 use super::redis::Event;
 use super::worker::Worker;
-use crate::app::{envelope, hub};
+use crate::app::envelope::{self, Recipient};
 use crate::conn::Chunk;
 use crate::log;
 use crate::obs::metrics;
@@ -77,26 +77,18 @@ impl Worker {
                 return;
             }
         };
-        if message.origin == self.shared.instance {
+        let recipient = envelope::recipient(&message, &self.here());
+        if recipient == Recipient::OwnEcho {
             return;
         }
         metrics::add(&self.shared.stats.redis_received, 1);
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, message.json.as_bytes()).into();
-        match message.to {
-            None => {
-                self.broadcast_local(&frame);
+        let frame = || -> Arc<[u8]> { encode_frame(Opcode::Text, message.json.as_bytes()).into() };
+        match recipient {
+            Recipient::Everyone => {
+                self.broadcast_local(&frame());
             }
-            Some(id) => {
-                let Some(client) = hub::parse_id(id) else {
-                    return;
-                };
-                if client.instance != self.shared.instance || client.worker != self.id {
-                    return;
-                }
-                if let Some(key) = self.hub.slot(client.seq) {
-                    self.send_frame(key, Chunk::Shared(frame));
-                }
-            }
+            Recipient::Client(key) => self.send_frame(key, Chunk::Shared(frame())),
+            Recipient::OwnEcho | Recipient::Nobody => {}
         }
     }
 }
