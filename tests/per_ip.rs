@@ -68,7 +68,15 @@ fn round_trip(client: &mut Client) -> Duration {
 
 #[test]
 fn an_address_over_the_limit_of_websocket_clients_gets_503_and_its_slots_back() {
-    let server = Server::start(&["--notify-interval", "0", "--max-connections-per-ip", "3"]);
+    // Two workers: the count is the process's, wherever a connection lands.
+    let server = Server::start(&[
+        "--notify-interval",
+        "0",
+        "--workers",
+        "2",
+        "--max-connections-per-ip",
+        "3",
+    ]);
     let mut held: Vec<Client> = (0..3)
         .map(|i| ws_from(OTHER, &server).unwrap_or_else(|e| panic!("client {i}: {e:?}")))
         .collect();

@@ -6,29 +6,13 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::redis::{Event, Outside};
-use super::redis_resolve::system_resolve;
-use super::shared::Shared;
+use super::redis::Event;
 use super::worker::Worker;
 use crate::app::envelope::{self, Recipient};
 use crate::conn::Chunk;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
-
-/// The system resolver, and a waker that does not keep the process state
-/// alive in a lookup thread that outlives its worker.
-pub(super) fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
-    let shared = Arc::downgrade(shared);
-    Outside {
-        resolve: system_resolve,
-        wake: Arc::new(move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.wake_worker(worker);
-            }
-        }),
-    }
-}
 
 impl Worker {
     /// Readiness on a Redis socket, or a reconnect that is due.
