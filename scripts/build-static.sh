@@ -9,7 +9,7 @@
 # codegen-units = 1 (whole-program optimisation), strip = true (no symbols),
 # panic = "abort" (no unwinding tables; and a panic anywhere ends the whole
 # process at once, so systemd, Docker or Kubernetes restart a clean server
-# instead of keeping one with a dead worker thread; see the README's Deploy
+# instead of keeping one with a dead worker thread; see docs/deploy.md
 # section). The musl target links statically by default (crt-static), so the
 # result needs no libc on the host: it runs FROM scratch.
 #

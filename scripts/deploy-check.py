@@ -2,7 +2,7 @@
 """Checks of the deployment files, run by scripts/deploy-check.sh.
 
     deploy-check.py files BIN        parse every YAML file; check that the
-                                     Dockerfile, compose file, systemd unit,
+                                     Dockerfile, compose file, systemd units,
                                      Kubernetes manifests and .env.example agree
                                      with each other and with BIN --help (stop
                                      timeouts above the drain timeout, ports,
@@ -32,6 +32,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNIT = "contrib/systemd/wsnotify.service"
+# Socket activation: the socket unit and the template its instances share.
+SOCKET_UNIT = "contrib/systemd/wsnotify.socket"
+TEMPLATE = "contrib/systemd/wsnotify@.service"
+# What the template may add to wsnotify.service's [Service] section.
+TEMPLATE_ONLY = {"Sockets", "User"}
 COMPOSE = "docker-compose.yml"
 K8S_DIR = "contrib/k8s"
 STATIC_BIN = "target/x86_64-unknown-linux-musl/release/wsnotify"
@@ -202,12 +207,17 @@ def unit_settings(path=UNIT):
     return settings
 
 
+def section_of(path, name):
+    """{key: [values]} of one section of a unit file."""
+    found = {}
+    for section, key, value in unit_settings(path):
+        if section == name:
+            found.setdefault(key, []).append(value)
+    return found
+
+
 def check_unit(drain_s, max_connections):
-    settings = unit_settings()
-    service = {}
-    for section, key, value in settings:
-        if section == "Service":
-            service.setdefault(key, []).append(value)
+    service = section_of(UNIT, "Service")
 
     def one(key):
         return service.get(key, [None])[-1]
@@ -237,6 +247,27 @@ def check_unit(drain_s, max_connections):
             problem(UNIT, f"RestrictAddressFamilies lacks {family} (AF_UNIX carries sd_notify)")
     if not service.get("ExecStart", [""])[-1].split()[0].endswith("/wsnotify"):
         problem(UNIT, "ExecStart does not run wsnotify")
+
+
+def check_socket_units(port):
+    """The socket-activated pair: the template keeps every setting of
+    wsnotify.service (its hardening above all) and serves the socket unit,
+    which listens on the default port and starts an instance of it."""
+    plain, template = section_of(UNIT, "Service"), section_of(TEMPLATE, "Service")
+    for key, values in plain.items():
+        if template.get(key) != values:
+            problem(TEMPLATE, f"{key}={template.get(key)}, but {UNIT} has {values}")
+    for key in template.keys() - plain.keys() - TEMPLATE_ONLY:
+        problem(TEMPLATE, f"{key} is not in {UNIT}; keep the two alike")
+    if template.get("Sockets") != [os.path.basename(SOCKET_UNIT)]:
+        problem(TEMPLATE, f"Sockets={template.get('Sockets')}, expected {os.path.basename(SOCKET_UNIT)}")
+    sock = section_of(SOCKET_UNIT, "Socket")
+    listen = sock.get("ListenStream", [])
+    if len(listen) != 1 or not re.fullmatch(rf"(.*:)?{port}", listen[0]):
+        problem(SOCKET_UNIT, f"ListenStream={listen}, expected one on port {port}")
+    service = sock.get("Service", [""])[-1]
+    if not re.fullmatch(r"wsnotify@[^.]+\.service", service):
+        problem(SOCKET_UNIT, f"Service={service!r}: name an instance of {os.path.basename(TEMPLATE)}")
 
 
 # ------------------------------------------------------------------ YAML
@@ -394,6 +425,7 @@ def files(binary):
     if os.path.exists(os.path.join(ROOT, multistage)):
         check_dockerfile(multistage, drain_s)
     check_unit(drain_s, max_connections)
+    check_socket_units(int(options["WSNOTIFY_PORT"]))
     check_compose(drain_s)
     check_k8s(drain_s)
     check_env_example(options)

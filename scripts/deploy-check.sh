@@ -15,9 +15,10 @@
 #     namespaces, started by its ENTRYPOINT; its HEALTHCHECK command passes;
 #     SIGTERM to PID 1 exits 0 (needs root and unshare; skipped otherwise)
 #  4. sd_notify: READY=1, then STOPPING=1 and the STATUS line in a drain
-#  5. the systemd unit: systemd-analyze verify (no warnings), its security
-#     exposure, and the system calls wsnotify makes (strace) against the
-#     unit's SystemCallFilter
+#  5. the systemd units: systemd-analyze verify (no warnings) of
+#     wsnotify.service and of the socket-activated pair (wsnotify.socket,
+#     an instance of wsnotify@.service), the security exposure, and the
+#     system calls wsnotify makes (strace) against the SystemCallFilter
 #  6. the YAML: every file parses; compose against the compose-spec schema
 #     (check-jsonschema), the manifests against Kubernetes' schemas
 #     (kubernetes-validate), the Dockerfiles with hadolint; cross-checks of
@@ -216,6 +217,13 @@ if command -v systemd-analyze >/dev/null; then
         fail "systemd-analyze verify $unit: $(cat "$work/verify.log")"
     fi
     say "systemd-analyze verify $unit: clean ($(systemd-analyze --version | head -n1))"
+    cp contrib/systemd/wsnotify.socket "$work/units/"
+    sed "s|^ExecStart=[^ ]*|ExecStart=$bin|" contrib/systemd/wsnotify@.service >"$work/units/wsnotify@.service"
+    if ! (cd "$work/units" && systemd-analyze verify wsnotify.socket wsnotify@a.service) >"$work/verify-pair.log" 2>&1 ||
+        [[ -s $work/verify-pair.log ]]; then
+        fail "systemd-analyze verify wsnotify.socket wsnotify@a.service: $(cat "$work/verify-pair.log")"
+    fi
+    say "systemd-analyze verify contrib/systemd/wsnotify.socket and wsnotify@a.service: clean"
     if systemd-analyze security --offline=yes --threshold=20 "$work/units/wsnotify.service" \
         >"$work/security.log" 2>&1; then
         say "systemd-analyze security: $(grep -o 'Overall exposure level.*' "$work/security.log")"

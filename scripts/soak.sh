@@ -14,7 +14,7 @@
 # upgrade then silence, a client that never reads, TCP resets, an oversize
 # message, invalid UTF-8). Then every client stops and the soak checks that
 # wsnotify_connections_active returns to 0 (within 15 s) and that VmRSS
-# returns to within 8 MiB of its baseline (see "Soak" in README.md for why).
+# returns to within 8 MiB of its baseline (see "Soak" in docs/limits.md for why).
 #
 # Prints one JSON line and a human summary; exits 0 on PASS, 1 on FAIL (or
 # if the server died; its log tail is printed), 2 on bad arguments.

@@ -27,7 +27,15 @@ fn main() -> ExitCode {
         }
     };
     obs::log::init(config.log_format, config.log_level);
-    match net::supervisor::run(config) {
+    // First, while no other thread runs: it edits the environment.
+    let inherited = match net::listen_fds::take() {
+        Ok(fds) => fds,
+        Err(e) => {
+            log!(Error, e);
+            return ExitCode::from(2);
+        }
+    };
+    match net::supervisor::run(config, inherited) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Failed(e)) | Err(e) => {
             log!(Error, e);

@@ -151,7 +151,9 @@ fn start_server() -> Server {
         log_level: LogLevel::Error,
         ..Config::default()
     };
-    let listener = listen::bind(SocketAddr::new(config.host, 0), false).expect("bind");
+    let listener = mio::net::TcpListener::from_std(
+        listen::bind(SocketAddr::new(config.host, 0), false).expect("bind"),
+    );
     let addr = listener.local_addr().expect("local address");
     let poll = mio::Poll::new().expect("poll");
     let waker = Worker::waker(&poll).expect("waker");
@@ -159,7 +161,7 @@ fn start_server() -> Server {
         workers: vec![waker],
         supervisor: None,
     }));
-    let worker = Worker::new(0, Arc::clone(&shared), listener, poll).expect("worker");
+    let worker = Worker::new(0, Arc::clone(&shared), vec![listener], poll).expect("worker");
     let worker = std::thread::Builder::new()
         .name("worker-0".into())
         .spawn(move || worker.run())

@@ -109,7 +109,9 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
                 .closing(),
         )
     };
-    if snapshot.draining {
+    // A process whose sockets another one serves stops accepting when it
+    // drains: what reaches it now was accepted before, and is served.
+    if snapshot.draining && !snapshot.listener_shared {
         return unavailable(
             HandshakeFailure::Draining,
             "server is draining; connect to another instance",
@@ -119,6 +121,13 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
         return unavailable(
             HandshakeFailure::Capacity,
             "server is at its connection limit",
+        );
+    }
+    let per_ip = config.max_connections_per_ip as u64;
+    if per_ip > 0 && snapshot.peer_clients >= per_ip {
+        return unavailable(
+            HandshakeFailure::PerIp,
+            "too many connections from your address",
         );
     }
     Route::Upgrade { endpoint, accept }
@@ -282,7 +291,10 @@ mod tests {
                 messages_received: 0,
                 uptime_s: 0,
                 redis: "disabled",
+                peer_clients: 0,
                 pid: 1,
+                listener: "bound",
+                listener_shared: false,
             },
         }
     }
@@ -394,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn an_address_holding_its_websocket_clients_is_refused_503() {
+        let mut ctx = shared_with(|c| c.max_connections_per_ip = 2);
+        let upgrade = request(&format!("{UPGRADE}\r\n"));
+        ctx.snapshot.peer_clients = 1;
+        assert_eq!(status(route(&upgrade, b"", LOCAL, &ctx)), 101);
+        ctx.snapshot.peer_clients = 2;
+        match route(&upgrade, b"", LOCAL, &ctx) {
+            Route::Refuse(HandshakeFailure::PerIp, response) => {
+                assert_eq!(response.status, Status::SERVICE_UNAVAILABLE);
+                assert!(response.close);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Plain requests are not WebSocket clients.
+        let health = request("GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&health, b"", LOCAL, &ctx)), 200);
+    }
+
+    #[test]
     fn origin_rules() {
         let shared = shared_with(|c| c.allowed_origins = Some(vec!["https://app.example".into()]));
         let with = |origin: &str| request(&format!("{UPGRADE}Origin: {origin}\r\n\r\n"));
@@ -438,6 +469,22 @@ mod tests {
             )),
             503
         );
+    }
+
+    #[test]
+    fn draining_with_a_shared_socket_serves_upgrades() {
+        let mut shared = shared_with(|_| {});
+        shared.start_drain();
+        shared.snapshot.listener_shared = true;
+        let upgrade = route(&request(&format!("{UPGRADE}\r\n")), b"", LOCAL, &shared);
+        assert!(matches!(upgrade, Route::Upgrade { .. }), "{upgrade:?}");
+        let health = route(
+            &request("GET /health HTTP/1.1\r\n\r\n"),
+            b"",
+            LOCAL,
+            &shared,
+        );
+        assert_eq!(status(health), 503);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
         "messages_sent": snapshot.messages_sent,
         "messages_received": snapshot.messages_received,
         "redis": snapshot.redis,
+        "listener": snapshot.listener,
     });
     if snapshot.draining {
         status["drain"] = json!({

@@ -141,6 +141,12 @@ impl<C: Copy> Connection<C> {
         early_frames
     }
 
+    /// Still speaking HTTP and nothing answered yet: a connection whose
+    /// first request (perhaps an upgrade) is on its way.
+    pub fn awaits_first_answer(&self) -> bool {
+        matches!(&self.phase, Phase::Http(http) if http.served == 0)
+    }
+
     /// Holds the request of the last `Request` event until an answer with
     /// `ticket` arrives (from another worker).
     pub fn park(&mut self, ticket: u64, request: Request) {
@@ -170,6 +176,13 @@ impl<C: Copy> Connection<C> {
                 Err(Stale)
             }
         }
+    }
+
+    /// Answers before any request is read, and closes: for a connection
+    /// turned away as it is accepted.
+    pub fn turn_away(&mut self, response: Response, now: Tick, settings: &Settings) {
+        self.out.push(Chunk::Owned(response.encode(false)));
+        self.start_closing(CloseMode::Linger, now, settings);
     }
 
     /// Refuses a request and closes; a HEAD request gets the head of the

@@ -14,16 +14,21 @@ use crate::proto::close::CloseCode;
 impl Worker {
     /// Moves the lifecycle on; returns true once the worker may stop.
     pub(super) fn update_lifecycle(&mut self, now: Instant) -> bool {
+        let leave_queue = self.shared.is_draining() && self.shared.listener.is_shared();
+        if leave_queue {
+            self.stop_accepting();
+        }
         if self.lifecycle.is_running() && self.shared.is_draining() {
+            let waiting = self.waiting_clients(leave_queue);
             let step = self
                 .lifecycle
-                .begin_drain(now, self.shared.drain_deadline(), self.clients);
+                .begin_drain(now, self.shared.drain_deadline(), waiting);
             self.apply(step, now);
         }
         let open = match self.lifecycle.phase() {
             // While closing, every connection still finishing its close counts.
             LifePhase::Closing { .. } => self.clients + self.closing,
-            _ => self.clients,
+            _ => self.waiting_clients(leave_queue),
         };
         let step = self.lifecycle.update(now, open);
         self.apply(step, now);
@@ -51,15 +56,48 @@ impl Worker {
         }
     }
 
+    /// The clients the drain waits for. With shared sockets a connection
+    /// accepted before the drain and not answered yet is a client on its
+    /// way (its upgrade is served, not refused), so once no WebSocket
+    /// client is left those count too; looked for only then, so a busy
+    /// drain does not scan every connection each turn.
+    fn waiting_clients(&self, leave_queue: bool) -> usize {
+        if !leave_queue || self.clients > 0 {
+            return self.clients;
+        }
+        self.conns
+            .iter()
+            .filter(|(_, s)| s.conn.awaits_first_answer())
+            .count()
+    }
+
+    /// A client that joins while the worker drains (only possible with
+    /// shared sockets, see `waiting_clients`) gets its notice right after
+    /// its welcome, and its Close too if the deadline has passed.
+    pub(super) fn notify_late_joiner(&mut self, key: usize) {
+        match self.lifecycle.phase() {
+            LifePhase::Running | LifePhase::Done => {}
+            LifePhase::Draining { .. } => self.send_notice(key, Instant::now()),
+            LifePhase::Closing { .. } => {
+                self.send_notice(key, Instant::now());
+                self.close_going_away(key);
+            }
+        }
+    }
+
     fn notify_shutdown(&mut self, now: Instant) {
-        let timeout_s = lifecycle::seconds_left(now, self.shared.drain_deadline());
-        let spread = lifecycle::reconnect_spread_ms(self.shared.config.drain_timeout);
         let recipients: Vec<usize> = self.hub.slots().collect();
         for key in recipients {
-            let delay = self.rng.below(spread);
-            let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
-            self.send_json(key, &notice);
+            self.send_notice(key, now);
         }
+    }
+
+    fn send_notice(&mut self, key: usize, now: Instant) {
+        let timeout_s = lifecycle::seconds_left(now, self.shared.drain_deadline());
+        let spread = lifecycle::reconnect_spread_ms(self.shared.config.drain_timeout);
+        let delay = self.rng.below(spread);
+        let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
+        self.send_json(key, &notice);
     }
 
     fn close_all_clients(&mut self) {
@@ -70,13 +108,17 @@ impl Worker {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.before_output(key);
-            let close = |conn: &mut Connection<Client>, now, s: &Settings| {
-                conn.close(CloseCode::GOING_AWAY, "server shutting down", now, s)
-            };
-            if let Some(Some(event)) = self.drive(key, close) {
-                self.on_event(key, event);
-            }
+            self.close_going_away(key);
+        }
+    }
+
+    fn close_going_away(&mut self, key: usize) {
+        self.before_output(key);
+        let close = |conn: &mut Connection<Client>, now, s: &Settings| {
+            conn.close(CloseCode::GOING_AWAY, "server shutting down", now, s)
+        };
+        if let Some(Some(event)) = self.drive(key, close) {
+            self.on_event(key, event);
         }
     }
 }

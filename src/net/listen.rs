@@ -1,4 +1,4 @@
-//! The listening socket: one per worker, all on the same port.
+//! Binding a listening socket: one per worker, all on the same port.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Binds a non-blocking listener. With several workers each binds its own
 /// socket with SO_REUSEPORT, so the kernel spreads new connections across
 /// them without a shared accept lock.
-pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         // An IPv6 literal means that address family only; `::` should not
@@ -22,5 +22,5 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::TcpListe
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
+    Ok(socket.into())
 }

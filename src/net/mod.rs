@@ -4,13 +4,21 @@
 //! lives here.
 
 mod actions;
+mod admission;
 mod delivery;
 mod drain;
 mod fd_limit;
+pub mod handover;
 pub mod listen;
+pub mod listen_fds;
+pub mod listener_state;
+pub mod listeners;
 pub mod mailbox;
 mod reading;
 pub mod redis;
+mod redis_conn;
+mod redis_queue;
+pub mod redis_resolve;
 mod remote;
 pub mod shared;
 pub mod signals;

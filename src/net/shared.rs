@@ -4,10 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::listener_state::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
 use crate::obs::metrics::{self, Stats};
+use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub struct Shared {
     pub instance: String,
     pub started: Instant,
     pub stats: Stats,
+    /// Connections per client address (`--max-connections-per-ip`).
+    pub per_ip: PerIp,
     notification_seq: AtomicU64,
     draining: AtomicBool,
     /// Milliseconds after `started` when the drain deadline falls.
@@ -30,6 +34,9 @@ pub struct Shared {
     /// Redis connections (two per worker) that are up.
     redis_ready: AtomicUsize,
     pid: u32,
+    /// Where the listening sockets came from, and whether another process
+    /// serves them too.
+    pub listener: ListenerState,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
@@ -44,11 +51,13 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
         let workers = config.workers;
+        let per_ip = PerIp::new(config.max_connections_per_ip);
         Shared {
             config,
             instance,
             started: Instant::now(),
             stats: Stats::new(workers),
+            per_ip,
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
@@ -58,7 +67,13 @@ impl Shared {
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
             pid: std::process::id(),
+            listener: ListenerState::new(Origin::Bound),
         }
+    }
+
+    pub fn with_listener(mut self, origin: Origin) -> Shared {
+        self.listener = ListenerState::new(origin);
+        self
     }
 
     pub fn with_wakeups(mut self, wakeups: Wakeups) -> Shared {
@@ -69,6 +84,13 @@ impl Shared {
     /// Wakes every worker loop, so each sees a change of process state.
     pub fn wake_workers(&self) {
         for waker in &self.wakeups.workers {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Wakes one worker loop.
+    pub fn wake_worker(&self, worker: usize) {
+        if let Some(waker) = self.wakeups.workers.get(worker) {
             let _ = waker.wake();
         }
     }
@@ -127,6 +149,11 @@ impl Shared {
     /// A worker has finished; the supervisor counts and reaps it.
     pub fn worker_finished(&self) {
         self.finished_workers.fetch_add(1, Ordering::AcqRel);
+        self.wake_supervisor();
+    }
+
+    /// Wakes the main thread to look at the process state.
+    pub fn wake_supervisor(&self) {
         if let Some(waker) = &self.wakeups.supervisor {
             let _ = waker.wake();
         }
@@ -189,7 +216,10 @@ impl Shared {
             messages_received: metrics::get(&stats.messages_received),
             uptime_s: self.uptime_s() as u64,
             redis: self.redis_state(),
+            peer_clients: 0,
             pid: self.pid,
+            listener: self.listener.origin.as_str(),
+            listener_shared: self.listener.is_shared(),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The main thread: binds the listeners, starts the workers, and then waits
 //! on signals, drain progress and the workers' completion.
 
-use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::listeners::Listeners;
 use super::shared::{Shared, Wakeups};
 use super::signals::{self, Meaning, SignalCount};
 use super::worker::{Worker, CLOSE_LINGER};
@@ -16,7 +17,8 @@ use crate::log;
 use crate::obs::sd_notify::Notifier;
 
 const SIGNALS: Token = Token(0);
-const WORKER_DONE: Token = Token(1);
+/// Woken when a worker finished, or a new server took the sockets.
+const WAKE: Token = Token(1);
 
 /// How the process ends when every worker has finished.
 pub enum Outcome {
@@ -24,19 +26,12 @@ pub enum Outcome {
     Failed(String),
 }
 
-pub fn run(config: Config) -> Result<Outcome, String> {
+/// `inherited`: the sockets passed by socket activation, if any.
+pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, String> {
     let workers = config.workers;
-    let mut addr = SocketAddr::new(config.host, config.port);
-    let mut listeners = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let listener = super::listen::bind(addr, workers > 1)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        // With --port 0 the first bind picks the port; the others join it.
-        addr = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
-        listeners.push(listener);
-    }
+    let listeners = Listeners::acquire(&config, inherited)?;
+    let addrs = listeners.addresses()?;
+    let addr = addrs[0];
     check_fd_limit(&config);
 
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
@@ -45,11 +40,17 @@ pub fn run(config: Config) -> Result<Outcome, String> {
     poll.registry()
         .register(&mut signal_source, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
-    let supervisor = Waker::new(poll.registry(), WORKER_DONE)
-        .map_err(|e| format!("cannot create a waker: {e}"))?;
+    let supervisor =
+        Waker::new(poll.registry(), WAKE).map_err(|e| format!("cannot create a waker: {e}"))?;
     let mut worker_polls = Vec::with_capacity(workers);
+    let mut worker_listeners = Vec::with_capacity(workers);
     let mut wakers = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for id in 0..workers {
+        worker_listeners.push(
+            listeners
+                .for_worker(id)
+                .map_err(|e| format!("cannot share a listening socket with worker {id}: {e}"))?,
+        );
         let worker_poll = Poll::new().map_err(|e| format!("cannot create an event loop: {e}"))?;
         wakers
             .push(Worker::waker(&worker_poll).map_err(|e| format!("cannot create a waker: {e}"))?);
@@ -58,14 +59,18 @@ pub fn run(config: Config) -> Result<Outcome, String> {
     let force_at = config.force_signals;
     let drain_timeout = config.drain_timeout;
     let log_interval = config.drain_log_interval;
-    let shared = Arc::new(Shared::new(config).with_wakeups(Wakeups {
-        workers: wakers,
-        supervisor: Some(supervisor),
-    }));
+    let shared = Arc::new(
+        Shared::new(config)
+            .with_wakeups(Wakeups {
+                workers: wakers,
+                supervisor: Some(supervisor),
+            })
+            .with_listener(listeners.origin),
+    );
 
     let mut handles: Vec<JoinHandle<std::io::Result<()>>> = Vec::with_capacity(workers);
-    for (id, (listener, worker_poll)) in listeners.into_iter().zip(worker_polls).enumerate() {
-        let worker = Worker::new(id, Arc::clone(&shared), listener, worker_poll)
+    for (id, (mine, worker_poll)) in worker_listeners.into_iter().zip(worker_polls).enumerate() {
+        let worker = Worker::new(id, Arc::clone(&shared), mine, worker_poll)
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         let done = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -78,15 +83,37 @@ pub fn run(config: Config) -> Result<Outcome, String> {
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(handle);
     }
+    let Listeners {
+        sockets,
+        origin,
+        previous,
+    } = listeners;
+    let fds = sockets.len();
+    if let Some(path) = &shared.config.handover {
+        let sockets = sockets.into_iter().map(OwnedFd::from).collect();
+        super::handover::offer(path, sockets, Arc::clone(&shared))?;
+    }
+    let pid = std::process::id();
+    let origin = origin.as_str();
+    let also = AlsoListening(&addrs[1..]);
+    let mut fields: Vec<(&str, &dyn std::fmt::Display)> = vec![
+        ("workers", &workers),
+        ("instance", &shared.instance),
+        ("pid", &pid),
+        ("listener", &origin),
+        ("sockets", &fds),
+    ];
+    if addrs.len() > 1 {
+        fields.push(("also", &also));
+    }
     crate::obs::log::emit(
         LogLevel::Info,
         &format!("listening on http://{addr}"),
-        &[
-            ("workers", &workers),
-            ("instance", &shared.instance),
-            ("pid", &std::process::id()),
-        ],
+        &fields,
     );
+    if let Some(previous) = previous {
+        previous.confirm();
+    }
     let notifier = Notifier::from_env();
     notifier.send(&format!(
         "READY=1\nSTATUS=serving on {addr}\nMAINPID={}",
@@ -96,6 +123,7 @@ pub fn run(config: Config) -> Result<Outcome, String> {
     let mut count = SignalCount::new(force_at);
     let mut next_progress: Option<Instant> = None;
     let mut events = Events::with_capacity(8);
+    let mut handed_over = false;
     while shared.finished_workers() < workers {
         let timeout = next_progress.map(|at| at.saturating_duration_since(Instant::now()));
         if let Err(e) = poll.poll(&mut events, timeout) {
@@ -104,6 +132,13 @@ pub fn run(config: Config) -> Result<Outcome, String> {
             }
         }
         for event in events.iter() {
+            if event.token() == WAKE && !handed_over && shared.listener.successor().is_some() {
+                handed_over = true;
+                if let Some(at) = drain_after_hand_over(&shared, &notifier, drain_timeout) {
+                    next_progress = Some(at + log_interval);
+                }
+                continue;
+            }
             if event.token() != SIGNALS {
                 continue;
             }
@@ -111,12 +146,22 @@ pub fn run(config: Config) -> Result<Outcome, String> {
                 let name = signals::name(signal);
                 let active = shared.stats.active();
                 match count.record() {
+                    Meaning::Drain if shared.is_draining() => log!(
+                        Warn,
+                        format!("received {name} (1/{force_at}): already draining after a hand-over; {} more forces an immediate exit", force_at - 1),
+                        connections = active
+                    ),
                     Meaning::Drain => {
                         let now = Instant::now();
                         shared.start_drain(now + drain_timeout);
+                        let newcomers = if shared.listener.is_shared() {
+                            "stopped accepting, new clients go to the process that shares the listening socket"
+                        } else {
+                            "new clients are refused"
+                        };
                         log!(
                             Warn,
-                            format!("received {name} (1/{force_at}): draining; new clients are refused, connected ones are served until they leave"),
+                            format!("received {name} (1/{force_at}): draining; {newcomers}; connected ones are served until they leave"),
                             connections = active,
                             deadline_in_s = drain_timeout.as_secs(),
                             force = format!("send {} more to force an immediate exit", force_at - 1)
@@ -171,6 +216,47 @@ pub fn run(config: Config) -> Result<Outcome, String> {
             Outcome::Clean
         }
     })
+}
+
+/// A new server took the sockets: the drain a first signal starts, or, if
+/// one runs already, the workers wake to stop accepting. The time the drain
+/// started, for the progress log.
+fn drain_after_hand_over(
+    shared: &Shared,
+    notifier: &Notifier,
+    drain_timeout: Duration,
+) -> Option<Instant> {
+    let successor = shared.listener.successor()?;
+    if shared.is_draining() {
+        log!(
+            Warn,
+            "handed over while draining: stopped accepting",
+            to_pid = successor
+        );
+        shared.wake_workers();
+        return None;
+    }
+    let now = Instant::now();
+    shared.start_drain(now + drain_timeout);
+    log!(
+        Warn,
+        "handed over: draining; stopped accepting, new clients go to the new server; connected ones are served until they leave",
+        to_pid = successor,
+        connections = shared.stats.active(),
+        deadline_in_s = drain_timeout.as_secs()
+    );
+    report_progress(shared, notifier);
+    Some(now)
+}
+
+/// The addresses after the first, for the `listening on` line.
+struct AlsoListening<'a>(&'a [std::net::SocketAddr]);
+
+impl std::fmt::Display for AlsoListening<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self.0.iter().map(|a| format!("http://{a}")).collect();
+        f.write_str(&all.join(","))
+    }
 }
 
 /// Raises the open-file limit and warns, once, when the clients allowed by

@@ -4,7 +4,9 @@
 //! `reading.rs` and `writing.rs`; what the application decides is carried
 //! out in `actions.rs` and `delivery.rs`.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +15,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::mailbox::Mail;
+use super::redis::Outside;
 use super::redis::{Event as RedisEvent, RedisLink};
+use super::redis_resolve::system_resolve;
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
@@ -23,9 +27,12 @@ use crate::app::snapshot::Snapshot;
 use crate::conn::{Connection, Settings, Stage, NEVER};
 use crate::log;
 use crate::obs::metrics::Limit;
+use crate::per_ip::Kind;
 use crate::rand::Rng;
 
-const LISTENER: Token = Token(usize::MAX);
+/// Listener `i` has token `FIRST_LISTENER + i`; connection keys never get
+/// that high.
+const FIRST_LISTENER: usize = usize::MAX / 2;
 /// Woken by other threads: the drain started, or mail arrived.
 const WAKER: Token = Token(usize::MAX - 1);
 const REDIS_SUB: Token = Token(usize::MAX - 2);
@@ -52,7 +59,8 @@ pub struct Worker {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub(super) poll: Poll,
-    listener: TcpListener,
+    /// Empty once a drain has stopped accepting (see `stop_accepting`).
+    listeners: Vec<TcpListener>,
     accept_paused_until: Option<Instant>,
     /// Accepting has failed for want of descriptors since the last success.
     accept_starved: bool,
@@ -94,6 +102,9 @@ pub struct Worker {
     pub(super) rng: Rng,
     /// Timeouts in ticks and size limits, from the configuration.
     pub(super) settings: Settings,
+    /// The address each connection is counted under, and as what, while
+    /// `--max-connections-per-ip` is on.
+    pub(super) per_ip_held: HashMap<usize, (IpAddr, Kind)>,
 }
 
 impl Worker {
@@ -105,11 +116,13 @@ impl Worker {
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        mut listener: TcpListener,
+        mut listeners: Vec<TcpListener>,
         poll: Poll,
     ) -> io::Result<Worker> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(listener, Token(FIRST_LISTENER + i), Interest::READABLE)?;
+        }
         let config = &shared.config;
         let now = Instant::now();
         // Only worker 0 runs the periodic timer, so a notification goes out
@@ -119,7 +132,16 @@ impl Worker {
             _ => None,
         };
         let redis = config.redis.clone().map(|url| {
-            RedisLink::new(url, config.redis_channel.clone(), REDIS_SUB, REDIS_PUB, now)
+            // The process-wide cap, shared evenly by the workers' links.
+            let max_queue = (config.redis_max_queue_bytes / config.workers).max(1);
+            RedisLink::new(
+                url,
+                config.redis_channel.clone(),
+                [REDIS_SUB, REDIS_PUB],
+                max_queue,
+                redis_outside(&shared, id),
+                now,
+            )
         });
         let settings = Settings {
             header: ticks(config.header_timeout),
@@ -135,7 +157,7 @@ impl Worker {
             lifecycle: Lifecycle::new(config.drain_timeout, CLOSE_LINGER),
             shared,
             poll,
-            listener,
+            listeners,
             accept_paused_until: None,
             accept_starved: false,
             conns: Slab::new(),
@@ -158,6 +180,7 @@ impl Worker {
             redis,
             redis_events: Vec::new(),
             rng: Rng::from_os(),
+            per_ip_held: HashMap::new(),
         })
     }
 
@@ -185,9 +208,11 @@ impl Worker {
             self.wall_ms = wall_clock_ms();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
                     WAKER => self.read_mail(),
                     token @ (REDIS_SUB | REDIS_PUB) => self.on_redis(Some(token), now),
+                    Token(t) if t >= FIRST_LISTENER => {
+                        self.accept(t - FIRST_LISTENER..t - FIRST_LISTENER + 1, now)
+                    }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
@@ -203,7 +228,7 @@ impl Worker {
             }
             if self.accept_paused_until.is_some_and(|until| now >= until) {
                 self.accept_paused_until = None;
-                self.accept(now);
+                self.accept(0..self.listeners.len(), now);
             }
             if self
                 .redis
@@ -249,12 +274,35 @@ impl Worker {
         .map(|at| at.saturating_duration_since(now))
     }
 
-    fn accept(&mut self, now: Instant) {
-        if self.accept_paused_until.is_some() {
+    /// Accepts what is queued on the listeners with these indexes.
+    fn accept(&mut self, listeners: std::ops::Range<usize>, now: Instant) {
+        for index in listeners {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            self.accept_from(index, now);
+        }
+    }
+
+    /// Stops accepting for good: a process whose sockets another process
+    /// serves leaves the connections still queued to that process (see
+    /// `ListenerState`). Those accepted so far are served.
+    pub(super) fn stop_accepting(&mut self) {
+        if self.listeners.is_empty() {
             return;
         }
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        log!(Info, "stopped accepting", worker = self.id);
+    }
+
+    fn accept_from(&mut self, index: usize, now: Instant) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if std::mem::take(&mut self.accept_starved) {
                         log!(Info, "accepting again", worker = self.id);
@@ -278,6 +326,7 @@ impl Worker {
                     let conn = Connection::new(peer, self.now, &self.settings);
                     entry.insert(Slot::new(stream, conn));
                     log!(Trace, "connection accepted", peer = peer, worker = self.id);
+                    self.admit_per_ip(key, peer.ip());
                     self.arm(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -393,4 +442,18 @@ fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The system resolver, and a waker that does not keep the process state
+/// alive in a lookup thread that outlives its worker.
+fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
+    let shared = Arc::downgrade(shared);
+    Outside {
+        resolve: system_resolve,
+        wake: Arc::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.wake_worker(worker);
+            }
+        }),
+    }
 }

@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod redis;
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -49,7 +51,9 @@ impl Server {
         Server::spawn(command)
     }
 
-    fn spawn(mut command: Command) -> Server {
+    /// Starts a prepared command (stdio is set here) and waits for its
+    /// `listening on` line.
+    pub fn spawn(mut command: Command) -> Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,92 @@
+//! Where the listening sockets come from: bound here, inherited through
+//! socket activation, or handed over by the server that ran before. The
+//! origin decides how the drain ends accepting (see `listener_state.rs`).
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+
+use super::handover::{self, Taken};
+use super::listener_state::Origin;
+use crate::config::Config;
+
+/// The sockets this process serves.
+pub struct Listeners {
+    pub sockets: Vec<TcpListener>,
+    pub origin: Origin,
+    /// The previous server, waiting for word that this one serves.
+    pub previous: Option<Taken>,
+}
+
+impl Listeners {
+    /// Inherited sockets first; else, with `--handover`, the running
+    /// server's; else binds `--host`/`--port`, one socket per worker.
+    pub fn acquire(config: &Config, inherited: Option<Vec<OwnedFd>>) -> Result<Listeners, String> {
+        if let Some(fds) = inherited {
+            return Ok(Listeners::shared(fds, Origin::Inherited, None));
+        }
+        if let Some(path) = &config.handover {
+            if let Some(mut taken) = handover::take_over(path)? {
+                let fds = std::mem::take(&mut taken.fds);
+                return Ok(Listeners::shared(fds, Origin::HandedOver, Some(taken)));
+            }
+        }
+        let workers = config.workers;
+        let mut addr = SocketAddr::new(config.host, config.port);
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let listener = super::listen::bind(addr, workers > 1)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            // With --port 0 the first bind picks the port; the others join it.
+            addr = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            sockets.push(listener);
+        }
+        Ok(Listeners {
+            sockets,
+            origin: Origin::Bound,
+            previous: None,
+        })
+    }
+
+    fn shared(fds: Vec<OwnedFd>, origin: Origin, previous: Option<Taken>) -> Listeners {
+        Listeners {
+            sockets: fds.into_iter().map(TcpListener::from).collect(),
+            origin,
+            previous,
+        }
+    }
+
+    /// The sockets worker `id` accepts on. Bound sockets are one per worker
+    /// (SO_REUSEPORT spreads connections over them); shared ones are served
+    /// by every worker, since their number was chosen by someone else and
+    /// each must be emptied by somebody.
+    pub fn for_worker(&self, id: usize) -> std::io::Result<Vec<mio::net::TcpListener>> {
+        let mine: Vec<&TcpListener> = match self.origin {
+            Origin::Bound => self.sockets.get(id).into_iter().collect(),
+            Origin::Inherited | Origin::HandedOver => self.sockets.iter().collect(),
+        };
+        mine.into_iter()
+            .map(|socket| {
+                let copy = socket.try_clone()?;
+                copy.set_nonblocking(true)?;
+                Ok(mio::net::TcpListener::from_std(copy))
+            })
+            .collect()
+    }
+
+    /// Every distinct address served, the first as the `listening on` line
+    /// names it.
+    pub fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        let mut addrs = Vec::new();
+        for socket in &self.sockets {
+            let addr = socket
+                .local_addr()
+                .map_err(|e| format!("cannot read a listening address: {e}"))?;
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        Ok(addrs)
+    }
+}

@@ -1,0 +1,885 @@
+//! Upgrading on one host: a new server takes the listening socket (through
+//! `--handover`, or shared by socket activation) while the old one drains.
+//! Real processes, real sockets, real signals. Run with `--nocapture` to see
+//! the counts.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wsnotify");
+/// Long enough that every reconnect hint (at most 10 s) falls before it.
+const DRAIN: &str = "20s";
+/// How often the churning client opens a new connection.
+const CHURN_EVERY: Duration = Duration::from_millis(5);
+/// Clients connected to the old server before the upgrade.
+const RESIDENTS: usize = 4;
+
+/// A directory of its own for a test's hand-over socket, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("wsnotify-handover-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start_handover(path: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--notify-interval",
+        "0",
+        "--drain-timeout",
+        DRAIN,
+        "--handover",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Starts the server as systemd would with one socket.
+fn start_activated(socket: &impl AsRawFd, extra: &[&str]) -> Server {
+    let mut command = activated(&[socket.as_raw_fd()]);
+    command
+        .args(["--notify-interval", "0", "--drain-timeout", DRAIN])
+        .args(extra);
+    Server::spawn(command)
+}
+
+/// The binary with `fds` passed as systemd passes them: at 3, 4, ...,
+/// `LISTEN_FDS` counting them and `LISTEN_PID` naming the server itself
+/// (the shell's pid, which `exec` keeps).
+fn activated(fds: &[i32]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "export LISTEN_PID=$$ LISTEN_FDS={}; exec \"$0\" \"$@\"",
+            fds.len()
+        ))
+        .arg(BIN);
+    let fds = fds.to_vec();
+    // SAFETY: fcntl, dup2 and close are async-signal-safe, as pre_exec
+    // requires, and the closure allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // Out of the way first, so no source is overwritten by an
+            // earlier target.
+            for (i, &fd) in fds.iter().enumerate() {
+                if libc::fcntl(fd, libc::F_DUPFD, 100 + i as i32) != 100 + i as i32 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for i in 0..fds.len() as i32 {
+                if libc::dup2(100 + i, 3 + i) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(100 + i);
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+/// The instance named in the server's `listening on` line.
+fn instance(server: &Server) -> String {
+    let lines = server.log_lines();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("listening on"))
+        .expect("listening line");
+    let at = line.find("instance=").expect("instance field") + "instance=".len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+fn status(addr: SocketAddr) -> serde_json::Value {
+    let (code, _, body) = http(addr, "GET", "/status", &[], b"");
+    assert_eq!(code, 200);
+    serde_json::from_slice(&body).expect("status JSON")
+}
+
+/// Reads text messages until one of `kind`; None on any error first.
+fn wait_for(client: &mut Client, kind: &str) -> Option<serde_json::Value> {
+    loop {
+        match client.read().ok()? {
+            tungstenite::Message::Text(text) => {
+                let message: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
+                if message["type"] == kind {
+                    return Some(message);
+                }
+            }
+            tungstenite::Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+fn instance_of(welcome: &serde_json::Value) -> String {
+    let id = welcome["client_id"].as_str().expect("client_id");
+    id.split('-').next().unwrap_or_default().to_owned()
+}
+
+/// What one new connection met.
+enum Outcome {
+    Welcomed {
+        instance: String,
+        worker: u64,
+    },
+    Refused,
+    Reset,
+    /// The connection ended before an answer.
+    Closed,
+    Unavailable,
+    Other(String),
+}
+
+fn attempt(addr: SocketAddr) -> Outcome {
+    let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Outcome::Refused,
+        Err(e) => return Outcome::Other(format!("connect: {e}")),
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let io_outcome = |e: &std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionReset => Outcome::Reset,
+        std::io::ErrorKind::UnexpectedEof => Outcome::Closed,
+        _ => Outcome::Other(e.to_string()),
+    };
+    let mut client = match tungstenite::client(format!("ws://{addr}/ws"), stream) {
+        Ok((client, _)) => client,
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            return match response.status().as_u16() {
+                503 => Outcome::Unavailable,
+                code => Outcome::Other(format!("HTTP {code}")),
+            }
+        }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Io(e))) => {
+            return io_outcome(&e)
+        }
+        Err(e) => return Outcome::Other(format!("handshake: {e}")),
+    };
+    let welcome = loop {
+        match client.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                break serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap()
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) => return io_outcome(&e),
+            Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(_),
+            ) => return Outcome::Closed,
+            Err(e) => return Outcome::Other(format!("read: {e}")),
+        }
+    };
+    let _ = client.close(None);
+    let _ = client.flush();
+    Outcome::Welcomed {
+        instance: instance_of(&welcome),
+        worker: welcome["worker"].as_u64().unwrap_or(u64::MAX),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    attempted: u64,
+    refused: u64,
+    reset: u64,
+    closed: u64,
+    unavailable: u64,
+    other: Vec<String>,
+    /// Welcomes per instance and worker.
+    welcomed: HashMap<(String, u64), u64>,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        self.attempted += 1;
+        match outcome {
+            Outcome::Welcomed { instance, worker } => {
+                *self.welcomed.entry((instance, worker)).or_default() += 1
+            }
+            Outcome::Refused => self.refused += 1,
+            Outcome::Reset => self.reset += 1,
+            Outcome::Closed => self.closed += 1,
+            Outcome::Unavailable => self.unavailable += 1,
+            Outcome::Other(e) => self.other.push(e),
+        }
+    }
+
+    fn welcomed_by(&self, instance: &str) -> u64 {
+        self.welcomed
+            .iter()
+            .filter(|((i, _), _)| i == instance)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A client that opens a new `/ws` connection every few milliseconds until
+/// stopped.
+struct Churn {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Tally>,
+}
+
+impl Churn {
+    fn start(addr: SocketAddr) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut tally = Tally::default();
+            while !flag.load(Ordering::Relaxed) {
+                let next = Instant::now() + CHURN_EVERY;
+                tally.add(attempt(addr));
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            tally
+        });
+        Churn { stop, thread }
+    }
+
+    fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("churn thread")
+    }
+}
+
+/// What a client connected before the upgrade went through.
+struct Resident {
+    first: String,
+    notice: serde_json::Value,
+    second: String,
+}
+
+/// Connects, reports its welcome, waits for the shutdown notice, honours
+/// its reconnect hint, closes, reconnects and reports where it landed.
+fn resident(addr: SocketAddr, ready: mpsc::Sender<()>) -> JoinHandle<Option<Resident>> {
+    std::thread::spawn(move || {
+        let connect = || {
+            let stream = TcpStream::connect(addr).ok()?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .ok()?;
+            tungstenite::client(format!("ws://{addr}/ws"), stream)
+                .ok()
+                .map(|(c, _)| c)
+        };
+        let mut client = connect()?;
+        let first = instance_of(&wait_for(&mut client, "welcome")?);
+        let _ = ready.send(());
+        let notice = wait_for(&mut client, "shutdown_notice")?;
+        std::thread::sleep(Duration::from_millis(
+            notice["reconnect_after_ms"].as_u64()?,
+        ));
+        let _ = client.close(None);
+        while client.read().is_ok() {}
+        let mut again = connect()?;
+        let second = instance_of(&wait_for(&mut again, "welcome")?);
+        let _ = again.close(None);
+        Some(Resident {
+            first,
+            notice,
+            second,
+        })
+    })
+}
+
+fn start_residents(addr: SocketAddr) -> Vec<JoinHandle<Option<Resident>>> {
+    let (ready, welcomed) = mpsc::channel();
+    let residents: Vec<_> = (0..RESIDENTS)
+        .map(|_| resident(addr, ready.clone()))
+        .collect();
+    for _ in 0..RESIDENTS {
+        welcomed
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a resident client's welcome");
+    }
+    residents
+}
+
+/// Every resident was on the old server, got its notice, and came back to
+/// the new one.
+fn check_residents(residents: Vec<JoinHandle<Option<Resident>>>, old: &str, new: &str) {
+    for resident in residents {
+        let r = resident
+            .join()
+            .expect("resident thread")
+            .expect("a resident got its notice and reconnected");
+        assert_eq!(r.first, old);
+        assert_eq!(r.notice["reconnect"], true, "{}", r.notice);
+        assert!(r.notice["reconnect_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms < 10_000));
+        assert_eq!(r.second, new, "reconnected to the new server");
+    }
+}
+
+/// The end of an upgrade that started at `since`: the residents came back
+/// to the new server, the old one exited 0 once they had left, and the
+/// churning client met no failure and reached the new server.
+fn finish_upgrade(
+    residents: Vec<JoinHandle<Option<Resident>>>,
+    old: &mut Server,
+    new: &Server,
+    churn: Churn,
+    since: Instant,
+    label: &str,
+) {
+    let new_id = instance(new);
+    check_residents(residents, &instance(old), &new_id);
+    exits_cleanly_after_its_clients(old, "the old server");
+    eprintln!(
+        "{label}: the old server exited {:?} after the upgrade began",
+        since.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = churn.finish();
+    check_no_failure(&tally, label);
+    assert!(tally.welcomed_by(&new_id) > 0, "{tally:?}");
+}
+
+fn check_no_failure(tally: &Tally, label: &str) {
+    eprintln!(
+        "{label}: connects attempted {}, refused {}, reset {}, closed unanswered {}, 503 {}, other {:?}; welcomed by (instance, worker): {:?}",
+        tally.attempted, tally.refused, tally.reset, tally.closed, tally.unavailable, tally.other, tally.welcomed
+    );
+    assert!(tally.attempted >= 100, "too few attempts: {tally:?}");
+    assert_eq!(
+        (tally.refused, tally.reset, tally.closed, tally.unavailable),
+        (0, 0, 0, 0),
+        "{tally:?}"
+    );
+    assert!(tally.other.is_empty(), "{tally:?}");
+}
+
+fn exits_cleanly_after_its_clients(server: &mut Server, label: &str) {
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{label} did not exit; log: {:?}", server.log_lines()));
+    assert_eq!(status.code(), Some(0), "{label}: {:?}", server.log_lines());
+    let lines = server.log_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("drain deadline reached")),
+        "{label} waited for its deadline: {lines:?}"
+    );
+}
+
+#[test]
+fn handover_upgrade_refuses_nobody() {
+    let scratch = Scratch::new("upgrade");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &["--workers", "2"]);
+    let meta = std::fs::symlink_metadata(&path).expect("the hand-over socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(status(old.addr)["listener"], "bound");
+    let residents = start_residents(old.addr);
+    let churn = Churn::start(old.addr);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let new = start_handover(&path, &["--workers", "2"]);
+    let listening = started.elapsed();
+    assert_eq!(new.addr, old.addr, "the new server serves the same port");
+    assert!(
+        old.wait_for_log("handed over: draining", Duration::from_secs(5)),
+        "{:?}",
+        old.log_lines()
+    );
+    let handed_over = started.elapsed();
+    eprintln!(
+        "hand-over: new server listening after {listening:?}, old server draining after {handed_over:?}"
+    );
+    finish_upgrade(residents, &mut old, &new, churn, started, "hand-over");
+    let now = status(new.addr);
+    assert_eq!(
+        (now["pid"].as_u64(), now["listener"].as_str()),
+        (Some(u64::from(new.child.id())), Some("handed_over"))
+    );
+    let old_log = old.log_lines().join("\n");
+    let new_log = new.log_lines().join("\n");
+    for (log, line) in [
+        (&old_log, "sent the listening sockets to a new server"),
+        (
+            &new_log,
+            "received the listening sockets of the running server",
+        ),
+    ] {
+        let found = log.lines().find(|l| l.contains(line)).expect(line);
+        assert!(
+            found.contains("fds=") && found.contains(&new.addr.to_string()),
+            "{found}"
+        );
+    }
+}
+
+#[test]
+fn socket_activation_upgrade_refuses_nobody() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(1024).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+
+    let mut old = start_activated(&socket, &["--workers", "2"]);
+    assert_eq!(
+        old.addr, addr,
+        "the listening line names the inherited socket"
+    );
+    assert!(
+        old.wait_for_log("listener=inherited", Duration::from_secs(1)),
+        "{:?}",
+        old.log_lines()
+    );
+    let residents = start_residents(addr);
+    let churn = Churn::start(addr);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let new = start_activated(&socket, &["--workers", "2"]);
+    assert_eq!(new.addr, addr);
+    let stopped = Instant::now();
+    old.signal(SIGTERM);
+    finish_upgrade(
+        residents,
+        &mut old,
+        &new,
+        churn,
+        stopped,
+        "socket activation",
+    );
+    assert!(old
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("stopped accepting, new clients go to the process that shares")));
+    let now = status(addr);
+    assert_eq!(
+        (now["pid"].as_u64(), now["listener"].as_str()),
+        (Some(u64::from(new.child.id())), Some("inherited"))
+    );
+}
+
+/// Runs a command that should fail, up to 10 s; its status and stderr.
+fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the command did not exit: {:?}", reader.join());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// The running server still answers, as itself, and still owns PATH.
+fn still_serving(server: &Server, resident: &mut Client, path: &Path) {
+    let now = status(server.addr);
+    assert_eq!(
+        (now["pid"].as_u64(), now["state"].as_str()),
+        (Some(u64::from(server.child.id())), Some("running"))
+    );
+    resident
+        .send(tungstenite::Message::text(r#"{"type":"ping"}"#))
+        .unwrap();
+    assert!(wait_for(resident, "pong").is_some());
+    let mut fresh = connect(server, "/ws");
+    assert_eq!(instance_of(&next_json(&mut fresh)), instance(server));
+    assert!(std::fs::symlink_metadata(path)
+        .unwrap()
+        .file_type()
+        .is_socket());
+}
+
+fn as_nobody(path: &Path) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["--host", "127.0.0.1", "--port", "0", "--handover"])
+        .arg(path);
+    command
+}
+
+#[test]
+fn refused_handover_leaves_the_running_server_untouched() {
+    let scratch = Scratch::new("refused");
+    let path = scratch.path("handover.sock");
+    let server = start_handover(&path, &[]);
+    let mut resident = connect(&server, "/ws");
+    next_json(&mut resident);
+
+    // PATH names a regular file: never replaced, never treated as stale.
+    let file = scratch.path("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--host", "127.0.0.1", "--port", "0", "--handover"])
+        .arg(&file);
+    let (code, log) = run_to_exit(command);
+    assert_eq!(code.code(), Some(1), "{log}");
+    assert!(log.contains("exists and is not a socket"), "{log}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    still_serving(&server, &mut resident, &path);
+
+    let am_root = unsafe { libc::geteuid() } == 0;
+    if !am_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("refused hand-over: another user's attempts skipped (needs root and setpriv)");
+        return;
+    }
+    // Another user: the socket's mode (0600) keeps it out...
+    let (code, log) = run_to_exit(as_nobody(&path));
+    assert_eq!(code.code(), Some(1), "{log}");
+    assert!(log.contains("Permission denied"), "{log}");
+    still_serving(&server, &mut resident, &path);
+
+    // ...and with the mode opened up, SO_PEERCRED does.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, log) = run_to_exit(as_nobody(&path));
+    assert_eq!(code.code(), Some(1), "{log}");
+    assert!(
+        log.contains("it refused: peer uid 65534 is not this server's uid 0"),
+        "{log}"
+    );
+    assert!(
+        server.wait_for_log("hand-over refused: peer uid 65534", Duration::from_secs(5)),
+        "{:?}",
+        server.log_lines()
+    );
+    still_serving(&server, &mut resident, &path);
+    eprintln!(
+        "refused hand-over: regular file, mode 0600 and SO_PEERCRED all left the server serving"
+    );
+}
+
+#[test]
+fn a_new_server_that_fails_before_serving_leaves_the_old_one_serving() {
+    let scratch = Scratch::new("aborted");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    let mut resident = connect(&old, "/ws");
+    next_json(&mut resident);
+
+    // It takes the sockets the way a new server does, then goes away
+    // without saying it serves.
+    let taken = wsnotify::net::handover::take_over(&path)
+        .expect("the exchange")
+        .expect("a running server answered");
+    assert_eq!(taken.fds.len(), 1);
+    drop(taken);
+    assert!(
+        old.wait_for_log("closed before confirming it serves", Duration::from_secs(5)),
+        "{:?}",
+        old.log_lines()
+    );
+    still_serving(&old, &mut resident, &path);
+    let mode = std::fs::symlink_metadata(&path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // PATH still leads to it: a real hand-over works afterwards.
+    let new = start_handover(&path, &[]);
+    assert!(old.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    let notice = wait_for(&mut resident, "shutdown_notice").expect("notice");
+    assert_eq!(notice["reconnect"], true);
+    let _ = resident.close(None);
+    while resident.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    assert_eq!(
+        status(new.addr)["pid"].as_u64(),
+        Some(u64::from(new.child.id()))
+    );
+}
+
+#[test]
+fn a_second_handover_while_the_first_old_server_still_drains() {
+    let scratch = Scratch::new("chain");
+    let path = scratch.path("handover.sock");
+    let mut first = start_handover(&path, &[]);
+    let mut stays = connect(&first, "/ws");
+    next_json(&mut stays);
+
+    let mut second = start_handover(&path, &[]);
+    assert!(first.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    wait_for(&mut stays, "shutdown_notice").expect("notice");
+    let third = start_handover(&path, &[]);
+    assert!(second.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    // The second had no clients: it is gone; the first still drains.
+    exits_cleanly_after_its_clients(&mut second, "the second server");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the first still drains"
+    );
+    let mut fresh = connect(&third, "/ws");
+    assert_eq!(instance_of(&next_json(&mut fresh)), instance(&third));
+    assert_eq!(
+        status(third.addr)["pid"].as_u64(),
+        Some(u64::from(third.child.id()))
+    );
+
+    stays
+        .send(tungstenite::Message::text(r#"{"type":"ping"}"#))
+        .unwrap();
+    assert!(
+        wait_for(&mut stays, "pong").is_some(),
+        "the draining server still serves"
+    );
+    let _ = stays.close(None);
+    while stays.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut first, "the first server");
+}
+
+#[test]
+fn an_inherited_descriptor_that_is_not_a_listening_tcp_socket_exits_2() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let unbound = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    for (fd, why) in [
+        (udp.as_raw_fd(), "not SOCK_STREAM"),
+        (unbound.as_raw_fd(), "not listening"),
+    ] {
+        let mut command = activated(&[fd]);
+        command.args(["--host", "127.0.0.1", "--port", "0"]);
+        let (code, log) = run_to_exit(command);
+        assert_eq!(code.code(), Some(2), "{log}");
+        assert!(
+            log.contains("inherited descriptor 3 is not a listening TCP socket")
+                && log.contains(why),
+            "{log}"
+        );
+        assert_eq!(log.lines().count(), 1, "{log}");
+    }
+}
+
+#[test]
+fn a_connection_accepted_before_the_handover_is_served_by_the_old_server() {
+    let scratch = Scratch::new("accepted");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    // Connected (and accepted: only the old server exists) but silent.
+    let early = TcpStream::connect(old.addr).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A request answered after the connect shows the worker has run its
+    // accept loop since.
+    assert_eq!(
+        status(old.addr)["pid"].as_u64(),
+        Some(u64::from(old.child.id()))
+    );
+    let new = start_handover(&path, &[]);
+    assert!(old.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "the old server waits for the connection it accepted"
+    );
+
+    let (mut client, _) = tungstenite::client(format!("ws://{}/ws", old.addr), early)
+        .expect("the upgrade is served, not refused");
+    let welcome = wait_for(&mut client, "welcome").expect("welcome");
+    assert_eq!(instance_of(&welcome), instance(&old));
+    let notice = wait_for(&mut client, "shutdown_notice").expect("its notice, after the welcome");
+    assert_eq!(notice["reconnect"], true);
+    let _ = client.close(None);
+    while client.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    let mut fresh = connect(&new, "/ws");
+    assert_eq!(instance_of(&next_json(&mut fresh)), instance(&new));
+}
+
+#[test]
+fn every_inherited_socket_is_served() {
+    let sockets: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let fds: Vec<i32> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut command = activated(&fds);
+    command.args(["--notify-interval", "0", "--workers", "2"]);
+    let server = Server::spawn(command);
+    assert_eq!(server.addr, addrs[0]);
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    assert!(
+        line.contains("listener=inherited sockets=2")
+            && line.contains(&format!("also=http://{}", addrs[1])),
+        "{line}"
+    );
+    let mut workers = std::collections::HashSet::new();
+    for addr in &addrs {
+        for _ in 0..40 {
+            match attempt(*addr) {
+                Outcome::Welcomed { worker, .. } => workers.insert(worker),
+                _ => panic!("a connection to {addr} was not welcomed"),
+            };
+        }
+    }
+    eprintln!("two inherited sockets, two workers: welcomes came from workers {workers:?}");
+}
+
+#[test]
+fn socket_activation_for_another_process_is_ignored() {
+    let server = Server::start_with_env(&[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
+    assert!(
+        server.wait_for_log("listener=bound", Duration::from_secs(1)),
+        "{:?}",
+        server.log_lines()
+    );
+}
+
+/// A server started by scripts/upgrade.sh runs detached: not our child, so
+/// it is killed by pid at the end, whatever happens.
+struct Detached(Vec<i32>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/upgrade.sh");
+    let output = Command::new(script)
+        .args(["--handover", path.to_str().unwrap(), BIN])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--notify-interval",
+            "0",
+        ])
+        .env("UPGRADE_LOG", log)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/upgrade.sh");
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let pid = out
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {out:?}, stderr {:?}", output.stderr));
+    (pid, out)
+}
+
+fn alive(pid: i32) -> bool {
+    // A reaped or zombie process is gone for this purpose.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn upgrade_script_without_systemd() {
+    let scratch = Scratch::new("script");
+    let path = scratch.path("handover.sock");
+    let log = scratch.path("wsnotify.log");
+    let mut started = Detached(Vec::new());
+
+    let (first, out) = upgrade_script(&path, &log);
+    started.0.push(first);
+    assert!(out.contains("so it bound the port"), "{out}");
+    let (second, out) = upgrade_script(&path, &log);
+    started.0.push(second);
+    assert!(
+        out.contains("with the listening sockets of the server that ran before"),
+        "{out}"
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(first) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(first),
+        "the first server, without clients, exits once handed over"
+    );
+    assert!(alive(second));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("to_pid={second}")), "{text}");
+    eprintln!("scripts/upgrade.sh --handover: {}", out.trim());
+}
+
+#[test]
+fn a_stale_handover_socket_is_replaced() {
+    let scratch = Scratch::new("stale");
+    let path = scratch.path("handover.sock");
+    // A server that stopped leaves its socket file behind, with nobody
+    // listening on it.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let server = start_handover(&path, &[]);
+    assert!(
+        server.wait_for_log("removed a stale hand-over socket", Duration::from_secs(1)),
+        "{:?}",
+        server.log_lines()
+    );
+    assert_eq!(status(server.addr)["listener"], "bound");
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::os::unix::net::UnixStream::connect(&path).is_ok(),
+        "it listens there now"
+    );
+}
