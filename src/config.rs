@@ -12,7 +12,7 @@ use std::time::Duration;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const DURATION_EXPECTED: &str = "expected a duration like 30, 0.5, 250ms, 10s, 5m or 1h";
-const REDIS_EXPECTED: &str = "expected redis://[:password@]host[:port][/db]";
+const REDIS_EXPECTED: &str = "expected redis://[[user]:password@]host[:port][/db]";
 /// 100 years: anything longer is a mistake (e.g. milliseconds given as seconds),
 /// and capping it keeps `Instant + Duration` from overflowing.
 const MAX_DURATION_NANOS: u128 = 36_525 * 86_400 * 1_000_000_000;
@@ -38,6 +38,9 @@ pub enum LogLevel {
 pub struct RedisUrl {
     pub host: String,
     pub port: u16,
+    /// A Redis 6 ACL user; without one, AUTH names only the password
+    /// (the `default` user).
+    pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
 }
@@ -56,13 +59,17 @@ impl FromStr for RedisUrl {
             Some((u, r)) => (Some(u), r),
             None => (None, rest),
         };
-        let password = match userinfo {
-            None => None,
-            // A username is accepted but dropped: the server only needs AUTH <password>.
+        let (username, password) = match userinfo {
+            None => (None, None),
             Some(u) => {
-                let (_user, pw) = u.split_once(':').ok_or(REDIS_EXPECTED)?;
+                let (user, pw) = u.split_once(':').ok_or(REDIS_EXPECTED)?;
+                let user = percent_decode(user).ok_or("invalid percent-encoding in the user")?;
                 let pw = percent_decode(pw).ok_or("invalid percent-encoding in the password")?;
-                Some(pw).filter(|p| !p.is_empty())
+                let user = Some(user).filter(|u| !u.is_empty());
+                // A user without a password is sent as one with an empty
+                // password (what a `nopass` ACL user accepts).
+                let pw = Some(pw).filter(|p| !p.is_empty() || user.is_some());
+                (user, pw)
             }
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -95,6 +102,7 @@ impl FromStr for RedisUrl {
         Ok(RedisUrl {
             host: host.to_string(),
             port,
+            username,
             password,
             db,
         })
@@ -130,6 +138,9 @@ pub struct Config {
     pub force_signals: u32,
     pub drain_log_interval: Duration,
     pub max_connections: usize,
+    /// WebSocket clients, and connections still in the HTTP phase, per
+    /// client address; 0: no limit.
+    pub max_connections_per_ip: usize,
     pub max_message_bytes: usize,
     pub max_queue_bytes: usize,
     pub ping_interval: Option<Duration>,
@@ -137,6 +148,8 @@ pub struct Config {
     pub header_timeout: Duration,
     pub redis: Option<RedisUrl>,
     pub redis_channel: String,
+    /// Bytes waiting to be published to Redis, for the whole process.
+    pub redis_max_queue_bytes: usize,
     pub admin_token: Option<String>,
     /// Lower-cased; `None` allows any origin.
     pub allowed_origins: Option<Vec<String>>,
@@ -158,6 +171,7 @@ impl Default for Config {
             force_signals: 3,
             drain_log_interval: Duration::from_secs(5),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             max_message_bytes: 65_536,
             max_queue_bytes: 1_048_576,
             ping_interval: Some(Duration::from_secs(30)),
@@ -165,6 +179,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             redis: None,
             redis_channel: "wsnotify".to_string(),
+            redis_max_queue_bytes: 8_388_608,
             admin_token: None,
             allowed_origins: None,
             enable_echo: false,
@@ -250,6 +265,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.drain_log_interval, positive_duration(v)) },
     Opt { name: "max-connections", kind: Kind::Value("N"), default: "10000", help: "WebSocket clients per process",
         set: |c, v| assign(&mut c.max_connections, int(v, 1, None)) },
+    Opt { name: "max-connections-per-ip", kind: Kind::Value("N"), default: "0", help: "WebSocket clients, and connections in the HTTP phase, per client address; 0: no limit",
+        set: |c, v| assign(&mut c.max_connections_per_ip, int(v, 0, None)) },
     Opt { name: "max-message-bytes", kind: Kind::Value("N"), default: "65536", help: "largest client message",
         set: |c, v| assign(&mut c.max_message_bytes, int(v, 1, None)) },
     Opt { name: "max-queue-bytes", kind: Kind::Value("N"), default: "1048576", help: "bytes queued for a client before it is a slow consumer",
@@ -260,10 +277,12 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.idle_timeout, optional_duration(v)) },
     Opt { name: "header-timeout", kind: Kind::Value("DUR"), default: "10s", help: "time allowed for the request head (must be > 0)",
         set: |c, v| assign(&mut c.header_timeout, positive_duration(v)) },
-    Opt { name: "redis", kind: Kind::Value("URL"), default: "none", help: "redis://[:password@]host[:port][/db] to subscribe to",
+    Opt { name: "redis", kind: Kind::Value("URL"), default: "none", help: "redis://[[user]:password@]host[:port][/db] to subscribe to",
         set: |c, v| assign(&mut c.redis, v.parse().map(Some)) },
     Opt { name: "redis-channel", kind: Kind::Value("NAME"), default: "wsnotify", help: "Redis Pub/Sub channel",
         set: |c, v| assign(&mut c.redis_channel, channel(v)) },
+    Opt { name: "redis-max-queue-bytes", kind: Kind::Value("N"), default: "8388608", help: "bytes waiting for a slow Redis before publications are dropped",
+        set: |c, v| assign(&mut c.redis_max_queue_bytes, int(v, 1, None)) },
     Opt { name: "admin-token", kind: Kind::Value("TOKEN"), default: "none", help: "token required by the admin endpoints",
         set: |c, v| assign(&mut c.admin_token, token(v).map(Some)) },
     Opt { name: "allowed-origins", kind: Kind::Value("LIST"), default: "any", help: "comma-separated Origin values to accept",
@@ -598,6 +617,10 @@ mod tests {
             (secs(10), None, "wsnotify")
         );
         assert_eq!(
+            (c.max_connections_per_ip, c.redis_max_queue_bytes),
+            (0, 8 * 1024 * 1024)
+        );
+        assert_eq!(
             (c.admin_token, c.allowed_origins, c.enable_echo),
             (None, None, false)
         );
@@ -633,6 +656,7 @@ mod tests {
         ("force-signals", "2", |c| c.force_signals == 2),
         ("drain-log-interval", "250ms", |c| c.drain_log_interval == Duration::from_millis(250)),
         ("max-connections", "1", |c| c.max_connections == 1),
+        ("max-connections-per-ip", "3", |c| c.max_connections_per_ip == 3),
         ("max-message-bytes", "7", |c| c.max_message_bytes == 7),
         ("max-queue-bytes", "9", |c| c.max_queue_bytes == 9),
         ("ping-interval", "1m", |c| c.ping_interval == Some(secs(60))),
@@ -640,6 +664,7 @@ mod tests {
         ("header-timeout", "2", |c| c.header_timeout == secs(2)),
         ("redis", "redis://r", |c| c.redis.as_ref().is_some_and(|r| r.host == "r")),
         ("redis-channel", "news", |c| c.redis_channel == "news"),
+        ("redis-max-queue-bytes", "4096", |c| c.redis_max_queue_bytes == 4096),
         ("admin-token", "s3cret", |c| c.admin_token.as_deref() == Some("s3cret")),
         ("allowed-origins", "https://a.example", |c| c.allowed_origins == Some(vec!["https://a.example".into()])),
         ("enable-echo", "1", |c| c.enable_echo),
@@ -744,6 +769,7 @@ mod tests {
             "--max-connections",
             "--max-message-bytes",
             "--max-queue-bytes",
+            "--redis-max-queue-bytes",
         ] {
             assert!(err(&[opt, "0"]).ends_with("at least 1"), "{opt}");
         }
@@ -829,13 +855,23 @@ mod tests {
     }
 
     #[test]
-    fn redis_urls() {
+    fn redis_urls() -> Result<(), String> {
         let r = |host: &str, port, password: Option<&str>, db| {
             Ok(RedisUrl {
                 host: host.into(),
                 port,
+                username: None,
                 password: password.map(String::from),
                 db,
+            })
+        };
+        let user = |name: &str, password: &str| {
+            Ok(RedisUrl {
+                host: "h".into(),
+                port: 6379,
+                username: Some(name.into()),
+                password: Some(password.into()),
+                db: 0,
             })
         };
         assert_eq!("redis://localhost".parse(), r("localhost", 6379, None, 0));
@@ -844,10 +880,16 @@ mod tests {
             r("10.0.0.1", 6380, None, 0)
         );
         assert_eq!("redis://:pw@h:1/5".parse(), r("h", 1, Some("pw"), 5));
+        assert_eq!("redis://:@h".parse(), r("h", 6379, None, 0));
         assert_eq!(
             "REDIS://user:p%40ss@h/2".parse(),
-            r("h", 6379, Some("p@ss"), 2)
+            Ok(RedisUrl {
+                db: 2,
+                ..user("user", "p@ss")?
+            })
         );
+        assert_eq!("redis://al%3Ace:s%20c:r@h".parse(), user("al:ce", "s c:r"));
+        assert_eq!("redis://nopass:@h".parse(), user("nopass", ""));
         assert_eq!("redis://:a@b@h".parse(), r("h", 6379, Some("a@b"), 0));
         assert_eq!("redis://[::1]".parse(), r("::1", 6379, None, 0));
         assert_eq!(
@@ -856,7 +898,7 @@ mod tests {
         );
         let bad = "http://h redis:/h redis:// redis://:pw@ redis://h:0 redis://h:70000 redis://h: redis://h:x \
                    redis://h/x redis://h/-1 redis://::1 redis://[::1 redis://[zz] redis://[::1]x redis://user@h \
-                   redis://:%zz@h redis://h?x";
+                   redis://:%zz@h redis://%zz:pw@h redis://h?x";
         for s in bad.split_whitespace() {
             assert!(s.parse::<RedisUrl>().is_err(), "{s}");
         }
@@ -867,6 +909,7 @@ mod tests {
         assert!(var("WSNOTIFY_REDIS", "http://x")
             .unwrap_err()
             .contains("for WSNOTIFY_REDIS: expected"));
+        Ok(())
     }
 
     #[test]

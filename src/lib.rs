@@ -9,5 +9,6 @@ pub mod conn;
 pub mod healthcheck;
 pub mod net;
 pub mod obs;
+pub mod per_ip;
 pub mod proto;
 pub mod rand;

@@ -3,100 +3,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::redis::{redis_state, wait_redis, Redis};
 use support::*;
-
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    password: Option<&'static str>,
-}
-
-impl Redis {
-    fn start(password: Option<&'static str>) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis {
-            child: None,
-            port,
-            password,
-        };
-        redis.spawn();
-        redis
-    }
-
-    fn spawn(&mut self) {
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(password) = self.password {
-            command.args(["--requirepass", password]);
-        }
-        self.child = Some(
-            command
-                .spawn()
-                .expect("redis-server (apt-get install redis-server)"),
-        );
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        match self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
-        }
-    }
-
-    /// Publishes raw bytes on a channel, as another program would.
-    fn publish(&self, channel: &str, payload: &[u8]) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let mut command = Vec::new();
-        let mut arg = |a: &[u8]| {
-            command.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            command.extend_from_slice(a);
-            command.extend_from_slice(b"\r\n");
-        };
-        if let Some(p) = self.password {
-            let mut auth = b"*2\r\n".to_vec();
-            auth.extend_from_slice(format!("$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()).as_bytes());
-            stream.write_all(&auth).unwrap();
-        }
-        arg(b"PUBLISH");
-        arg(channel.as_bytes());
-        arg(payload);
-        stream.write_all(b"*3\r\n").unwrap();
-        stream.write_all(&command).unwrap();
-        let mut reply = [0u8; 64];
-        let _ = stream.read(&mut reply);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn instance(redis: &Redis, extra: &[&str]) -> Server {
     let url = redis.url();
@@ -105,24 +15,6 @@ fn instance(redis: &Redis, extra: &[&str]) -> Server {
     let server = Server::start(&args);
     wait_redis(&server, "connected");
     server
-}
-
-fn redis_state(server: &Server) -> String {
-    let (_, _, body) = http(server.addr, "GET", "/status", &[], b"");
-    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    status["redis"].as_str().unwrap().to_owned()
-}
-
-fn wait_redis(server: &Server, state: &str) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while redis_state(server) != state {
-        assert!(
-            Instant::now() < end,
-            "redis never {state}: {:?}",
-            server.log_lines()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn welcome(client: &mut Client) -> String {

@@ -275,6 +275,7 @@ impl Sim {
             messages_received: 0,
             uptime_s: 1,
             redis: "disabled",
+            peer_clients: 0,
             pid: 1,
             listener: "bound",
             listener_shared: false,

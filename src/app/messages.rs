@@ -104,6 +104,7 @@ mod tests {
             messages_received: 13,
             uptime_s: 21,
             redis: "disabled",
+            peer_clients: 0,
             pid: 34,
             listener: "bound",
             listener_shared: false,

@@ -123,6 +123,13 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
             "server is at its connection limit",
         );
     }
+    let per_ip = config.max_connections_per_ip as u64;
+    if per_ip > 0 && snapshot.peer_clients >= per_ip {
+        return unavailable(
+            HandshakeFailure::PerIp,
+            "too many connections from your address",
+        );
+    }
     Route::Upgrade { endpoint, accept }
 }
 
@@ -284,6 +291,7 @@ mod tests {
                 messages_received: 0,
                 uptime_s: 0,
                 redis: "disabled",
+                peer_clients: 0,
                 pid: 1,
                 listener: "bound",
                 listener_shared: false,
@@ -395,6 +403,25 @@ mod tests {
             )),
             426
         );
+    }
+
+    #[test]
+    fn an_address_holding_its_websocket_clients_is_refused_503() {
+        let mut ctx = shared_with(|c| c.max_connections_per_ip = 2);
+        let upgrade = request(&format!("{UPGRADE}\r\n"));
+        ctx.snapshot.peer_clients = 1;
+        assert_eq!(status(route(&upgrade, b"", LOCAL, &ctx)), 101);
+        ctx.snapshot.peer_clients = 2;
+        match route(&upgrade, b"", LOCAL, &ctx) {
+            Route::Refuse(HandshakeFailure::PerIp, response) => {
+                assert_eq!(response.status, Status::SERVICE_UNAVAILABLE);
+                assert!(response.close);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Plain requests are not WebSocket clients.
+        let health = request("GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&health, b"", LOCAL, &ctx)), 200);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub uptime_s: u64,
     /// `disabled`, `connected` or `reconnecting`.
     pub redis: &'static str,
+    /// WebSocket clients of the requesting address (counted only with
+    /// `--max-connections-per-ip`, else 0).
+    pub peer_clients: u64,
     pub pid: u32,
     /// Where the listening sockets came from: `bound`, `inherited` or
     /// `handed_over`.

@@ -178,6 +178,13 @@ impl<C: Copy> Connection<C> {
         }
     }
 
+    /// Answers before any request is read, and closes: for a connection
+    /// turned away as it is accepted.
+    pub fn turn_away(&mut self, response: Response, now: Tick, settings: &Settings) {
+        self.out.push(Chunk::Owned(response.encode(false)));
+        self.start_closing(CloseMode::Linger, now, settings);
+    }
+
     /// Refuses a request and closes; a HEAD request gets the head of the
     /// answer only (RFC 9110 9.3.2).
     fn refuse(

@@ -11,6 +11,7 @@ use crate::app::messages::{self, Action};
 use crate::app::protocol;
 use crate::app::publish::{self, Delivery};
 use crate::app::routes::{self, Publish, Route};
+use crate::app::snapshot::Snapshot;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
@@ -22,7 +23,10 @@ impl Worker {
         let Some(peer) = self.conns.get(key).and_then(|s| s.conn.peer()) else {
             return;
         };
-        let snapshot = self.snapshot();
+        let snapshot = Snapshot {
+            peer_clients: self.per_ip_clients(peer.ip()),
+            ..self.snapshot()
+        };
         let route = routes::route(
             &request,
             &body,
@@ -92,6 +96,7 @@ impl Worker {
         else {
             return;
         };
+        self.per_ip_upgraded(key);
         self.join(key, peer);
         // A client may send its first frames right behind the request.
         if !early_frames.is_empty() {

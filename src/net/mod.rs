@@ -4,6 +4,7 @@
 //! lives here.
 
 mod actions;
+mod admission;
 mod delivery;
 mod drain;
 mod fd_limit;
@@ -15,6 +16,9 @@ pub mod listeners;
 pub mod mailbox;
 mod reading;
 pub mod redis;
+mod redis_conn;
+mod redis_queue;
+pub mod redis_resolve;
 mod remote;
 pub mod shared;
 pub mod signals;

@@ -1,64 +1,47 @@
 //! Redis Pub/Sub, driven by the worker's own event loop: one subscriber and
-//! one publisher connection per worker, non-blocking, reconnecting with
-//! exponential backoff and jitter. Every worker receives every message from
-//! the channel and delivers it to its own clients, so nothing crosses
-//! threads on the way in.
+//! one publisher connection per worker, reconnecting with exponential
+//! backoff and jitter. Every worker receives every message from the channel
+//! and delivers it to its own clients, so nothing crosses threads on the way
+//! in.
+//!
+//! Nothing here blocks the loop: host names are looked up on a helper
+//! thread (`redis_resolve.rs`), connects are non-blocking and time out, and
+//! what waits for a slow Redis is capped (`redis_queue.rs`).
 
-use std::io::{self, Read, Write};
-use std::net::ToSocketAddrs;
+use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::config::RedisUrl;
+pub use super::redis_conn::Event;
+use super::redis_conn::{Failure, Role, Side, State};
+use super::redis_queue::Overflow;
+use super::redis_resolve::{Lookup, Resolve, Wake};
+use crate::config::{LogLevel, RedisUrl};
 use crate::log;
-use crate::proto::resp::{self, Reply};
+use crate::obs::log::{emit, enabled};
+use crate::proto::resp;
 use crate::rand::Rng;
 
-/// Published bytes waiting for a slow Redis beyond this are dropped rather
-/// than buffered without bound.
-const MAX_PENDING: usize = 4 * 1024 * 1024;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// From the start of a TCP connect to the last handshake reply. A peer that
+/// never answers (a full backlog, a filtered port) is given up after this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Subscriber,
-    Publisher,
+/// How the link reaches outside its sockets.
+#[derive(Clone)]
+pub struct Outside {
+    pub resolve: Resolve,
+    pub wake: Wake,
 }
 
-#[derive(Debug)]
-enum State {
-    Down {
-        retry_at: Instant,
-    },
-    Connecting,
-    /// Connected, waiting for the handshake replies.
-    Handshake,
-    Ready,
-}
-
-#[derive(Debug)]
-struct Side {
-    role: Role,
-    token: Token,
-    state: State,
-    stream: Option<TcpStream>,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    attempt: u32,
-    /// Handshake replies (AUTH, SELECT, SUBSCRIBE) still to come.
-    awaiting: usize,
-}
-
-/// What the link reports to the worker.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A message from the channel.
-    Message(Vec<u8>),
-    /// A side became ready (true) or was lost (false).
-    Ready(bool),
+impl std::fmt::Debug for Outside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outside")
+    }
 }
 
 #[derive(Debug)]
@@ -67,70 +50,138 @@ pub struct RedisLink {
     channel: String,
     sides: [Side; 2],
     rng: Rng,
+    outside: Outside,
+    /// Bytes of publications that may wait for Redis on this link.
+    max_queue: usize,
+    overflow: Overflow,
+    /// The last failure logged, so a failure that repeats (Redis down for
+    /// an hour, a wrong password) is logged once, not at every retry.
+    last_failure: Option<String>,
 }
 
 impl RedisLink {
     pub fn new(
         url: RedisUrl,
         channel: String,
-        sub_token: Token,
-        pub_token: Token,
+        tokens: [Token; 2],
+        max_queue: usize,
+        outside: Outside,
         now: Instant,
     ) -> RedisLink {
-        let side = |role, token| Side {
-            role,
-            token,
-            state: State::Down { retry_at: now },
-            stream: None,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            attempt: 0,
-            awaiting: 0,
-        };
         RedisLink {
             url,
             channel,
             sides: [
-                side(Role::Subscriber, sub_token),
-                side(Role::Publisher, pub_token),
+                Side::new(Role::Subscriber, tokens[0], now),
+                Side::new(Role::Publisher, tokens[1], now),
             ],
             rng: Rng::from_os(),
+            outside,
+            max_queue,
+            overflow: Overflow::default(),
+            last_failure: None,
         }
     }
 
-    pub fn owns(&self, token: Token) -> bool {
-        self.sides.iter().any(|s| s.token == token)
-    }
-
-    /// When a side is due for a reconnect attempt.
+    /// When the link next needs `on_timer`: a reconnect that is due, a
+    /// lookup that has finished (already due), or a connect timing out.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.sides
             .iter()
-            .filter_map(|s| match s.state {
-                State::Down { retry_at } => Some(retry_at),
-                _ => None,
+            .filter_map(|s| match &s.state {
+                State::Down { retry_at } => Some(*retry_at),
+                State::Resolving { lookup, since } => lookup.is_done().then_some(*since),
+                State::Connecting { deadline, .. } | State::Handshake { deadline } => {
+                    Some(*deadline)
+                }
+                State::Ready => None,
             })
             .min()
     }
 
-    /// Starts the connection attempts that are due.
+    /// Moves every side whose moment has come: starts lookups, connects
+    /// to looked-up addresses, gives up on attempts that took too long.
     pub fn on_timer(&mut self, now: Instant, registry: &Registry, events: &mut Vec<Event>) {
         for i in 0..self.sides.len() {
-            if matches!(self.sides[i].state, State::Down { retry_at } if now >= retry_at) {
-                if let Err(e) = self.connect(i, registry) {
-                    self.fail(i, now, registry, &format!("cannot connect: {e}"), events);
+            match &self.sides[i].state {
+                State::Down { retry_at } if now >= *retry_at => {
+                    match Lookup::start(
+                        &self.url.host,
+                        self.url.port,
+                        self.outside.resolve,
+                        &self.outside.wake,
+                    ) {
+                        Ok(lookup) => {
+                            let done = lookup.is_done();
+                            self.sides[i].state = State::Resolving { lookup, since: now };
+                            if done {
+                                self.resolved(i, now, registry, events);
+                            }
+                        }
+                        Err(e) => {
+                            let why = format!("cannot start a lookup: {e}");
+                            self.fail(i, now, registry, why.into(), events);
+                        }
+                    }
                 }
+                State::Resolving { lookup, .. } if lookup.is_done() => {
+                    self.resolved(i, now, registry, events);
+                }
+                State::Connecting { deadline, .. } | State::Handshake { deadline }
+                    if now >= *deadline =>
+                {
+                    let why = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+                    self.fail(i, now, registry, why.into(), events);
+                }
+                _ => {}
             }
         }
     }
 
-    fn connect(&mut self, i: usize, registry: &Registry) -> io::Result<()> {
-        let addr = (self.url.host.as_str(), self.url.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, "no address for the Redis host")
-            })?;
+    fn resolved(&mut self, i: usize, now: Instant, registry: &Registry, events: &mut Vec<Event>) {
+        let State::Resolving { lookup, .. } = &self.sides[i].state else {
+            return;
+        };
+        match lookup.addresses() {
+            Some(Ok(mut addrs)) => {
+                // Tried from the front: popped from the back.
+                addrs.reverse();
+                self.connect(i, addrs, now, registry, events);
+            }
+            Some(Err(e)) => {
+                let why = format!("cannot resolve {}: {e}", self.url.host);
+                self.fail(i, now, registry, why.into(), events);
+            }
+            None => {}
+        }
+    }
+
+    /// Starts a connect to the next address of `addrs` that takes one.
+    fn connect(
+        &mut self,
+        i: usize,
+        mut addrs: Vec<SocketAddr>,
+        now: Instant,
+        registry: &Registry,
+        events: &mut Vec<Event>,
+    ) {
+        let mut why = String::from("no address for the Redis host");
+        while let Some(addr) = addrs.pop() {
+            match self.open(i, addr, registry) {
+                Ok(()) => {
+                    self.sides[i].state = State::Connecting {
+                        deadline: now + CONNECT_TIMEOUT,
+                        rest: addrs,
+                    };
+                    return;
+                }
+                Err(e) => why = format!("cannot connect to {addr}: {e}"),
+            }
+        }
+        self.fail(i, now, registry, why.into(), events);
+    }
+
+    fn open(&mut self, i: usize, addr: SocketAddr, registry: &Registry) -> io::Result<()> {
         let mut stream = TcpStream::connect(addr)?;
         let side = &mut self.sides[i];
         registry.register(
@@ -138,30 +189,34 @@ impl RedisLink {
             side.token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let mut handshake = Vec::new();
-        let mut awaiting = 0;
-        if let Some(password) = &self.url.password {
-            handshake.extend(resp::command(&[b"AUTH", password.as_bytes()]));
-            awaiting += 1;
+        side.out.clear();
+        side.awaiting.clear();
+        let url = &self.url;
+        let auth: Option<Vec<&[u8]>> = match (&url.username, &url.password) {
+            (Some(user), password) => Some(vec![
+                b"AUTH",
+                user.as_bytes(),
+                password.as_deref().unwrap_or("").as_bytes(),
+            ]),
+            (None, Some(password)) => Some(vec![b"AUTH", password.as_bytes()]),
+            (None, None) => None,
+        };
+        if let Some(auth) = auth {
+            side.out.push(&resp::command(&auth));
+            side.awaiting.push_back("AUTH");
         }
-        if self.url.db != 0 {
-            handshake.extend(resp::command(&[
-                b"SELECT",
-                self.url.db.to_string().as_bytes(),
-            ]));
-            awaiting += 1;
+        if url.db != 0 {
+            let db = url.db.to_string();
+            side.out.push(&resp::command(&[b"SELECT", db.as_bytes()]));
+            side.awaiting.push_back("SELECT");
         }
         if side.role == Role::Subscriber {
-            handshake.extend(resp::command(&[b"SUBSCRIBE", self.channel.as_bytes()]));
-            awaiting += 1;
+            side.out
+                .push(&resp::command(&[b"SUBSCRIBE", self.channel.as_bytes()]));
+            side.awaiting.push_back("SUBSCRIBE");
         }
-        // Anything published while connecting follows the handshake.
-        handshake.append(&mut side.out);
-        side.out = handshake;
         side.inbuf.clear();
         side.stream = Some(stream);
-        side.state = State::Connecting;
-        side.awaiting = awaiting;
         Ok(())
     }
 
@@ -173,22 +228,32 @@ impl RedisLink {
         registry: &Registry,
         events: &mut Vec<Event>,
     ) {
-        let Some(i) = self.sides.iter().position(|s| s.token == token) else {
-            return;
-        };
-        if let Err(why) = self.pump(i, events) {
-            self.fail(i, now, registry, &why, events);
+        if let Some(i) = self.sides.iter().position(|s| s.token == token) {
+            self.pump(i, now, registry, events);
         }
     }
 
-    fn pump(&mut self, i: usize, events: &mut Vec<Event>) -> Result<(), String> {
+    fn pump(&mut self, i: usize, now: Instant, registry: &Registry, events: &mut Vec<Event>) {
         let side = &mut self.sides[i];
         let Some(mut stream) = side.stream.take() else {
-            return Ok(());
+            return;
         };
+        let was_ready = matches!(side.state, State::Ready);
         let result = side.pump(&mut stream, events);
         side.stream = Some(stream);
-        result
+        if !was_ready && matches!(side.state, State::Ready) {
+            self.last_failure = None;
+        }
+        if let Err(failure) = result {
+            self.fail(i, now, registry, failure, events);
+            return;
+        }
+        if side.role == Role::Publisher
+            && self.overflow.is_active()
+            && self.sides[i].out.pending() <= self.max_queue / 2
+        {
+            self.overflow.relieved();
+        }
     }
 
     fn fail(
@@ -196,18 +261,35 @@ impl RedisLink {
         i: usize,
         now: Instant,
         registry: &Registry,
-        why: &str,
+        failure: Failure,
         events: &mut Vec<Event>,
     ) {
         let jitter = self.rng.below(1000);
         let side = &mut self.sides[i];
-        let was_ready = matches!(side.state, State::Ready);
         if let Some(mut stream) = side.stream.take() {
             let _ = registry.deregister(&mut stream);
         }
-        let exp = BACKOFF_BASE
-            .saturating_mul(1 << side.attempt.min(6))
-            .min(BACKOFF_MAX);
+        // A host with several addresses: the next one before any backoff.
+        if let State::Connecting { rest, .. } = &mut side.state {
+            if !rest.is_empty() {
+                let rest = std::mem::take(rest);
+                log!(
+                    Debug,
+                    "redis address failed; trying the next",
+                    reason = failure.why
+                );
+                self.connect(i, rest, now, registry, events);
+                return;
+            }
+        }
+        let was_ready = matches!(side.state, State::Ready);
+        let exp = if failure.credentials {
+            BACKOFF_MAX
+        } else {
+            BACKOFF_BASE
+                .saturating_mul(1 << side.attempt.min(6))
+                .min(BACKOFF_MAX)
+        };
         // Full jitter on the upper half: between 50 % and 100 % of the step.
         let delay = exp / 2 + exp.mul_f64(jitter as f64 / 2000.0);
         side.attempt = side.attempt.saturating_add(1);
@@ -215,23 +297,44 @@ impl RedisLink {
             retry_at: now + delay,
         };
         side.inbuf = Vec::new();
-        if side.role == Role::Subscriber {
-            side.out.clear();
-        }
+        side.awaiting.clear();
+        // A command cut by the failure cannot be finished on a new
+        // connection, and Pub/Sub keeps nothing for later anyway.
+        let unsent = side.out.clear();
         if was_ready {
             events.push(Event::Ready(false));
         }
-        log!(
-            Warn,
-            "redis connection lost; retrying",
-            role = format!("{:?}", side.role).to_lowercase(),
-            reason = why,
-            retry_in_ms = delay.as_millis()
-        );
+        let repeated = self.last_failure.as_deref() == Some(failure.why.as_str());
+        let level = match (repeated, failure.credentials) {
+            (true, _) => LogLevel::Debug,
+            (false, true) => LogLevel::Error,
+            (false, false) => LogLevel::Warn,
+        };
+        if enabled(level) {
+            let role = format!("{:?}", side.role).to_lowercase();
+            let msg = if was_ready {
+                "redis connection lost; retrying"
+            } else {
+                "redis connection failed; retrying (repeats are logged at debug level)"
+            };
+            emit(
+                level,
+                msg,
+                &[
+                    ("role", &role),
+                    ("reason", &failure.why),
+                    ("retry_in_ms", &delay.as_millis()),
+                    ("attempt", &side.attempt),
+                    ("unsent_bytes", &unsent),
+                ],
+            );
+        }
+        self.last_failure = Some(failure.why);
     }
 
-    /// Queues a PUBLISH; returns false when Redis is away (or too slow) and
-    /// the message is dropped: Pub/Sub keeps nothing for later.
+    /// Queues a PUBLISH; returns false when the message is dropped: while
+    /// Redis is away (Pub/Sub keeps nothing for later) or while more than
+    /// the cap already waits for it.
     pub fn publish(
         &mut self,
         payload: &[u8],
@@ -240,105 +343,102 @@ impl RedisLink {
         registry: &Registry,
     ) -> bool {
         let side = &mut self.sides[1];
-        if matches!(side.state, State::Down { .. }) || side.out.len() > MAX_PENDING {
+        if !matches!(side.state, State::Ready) {
             return false;
         }
-        side.out.extend(resp::command(&[
-            b"PUBLISH",
-            self.channel.as_bytes(),
-            payload,
-        ]));
-        if matches!(side.state, State::Ready) {
-            if let Err(why) = self.pump(1, events) {
-                self.fail(1, now, registry, &why, events);
-            }
+        let command = resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload]);
+        let queued = side.out.pending();
+        if queued > 0 && queued + command.len() > self.max_queue {
+            self.overflow.dropped_one(now, queued, self.max_queue);
+            return false;
         }
+        side.out.push(&command);
+        self.pump(1, now, registry, events);
         true
     }
 }
 
-impl Side {
-    /// Connects, writes what is queued, reads and handles every reply.
-    fn pump(&mut self, stream: &mut TcpStream, events: &mut Vec<Event>) -> Result<(), String> {
-        let side = self;
-        if let Some(e) = stream.take_error().map_err(|e| e.to_string())? {
-            return Err(format!("connection failed: {e}"));
-        }
-        if matches!(side.state, State::Connecting) {
-            match stream.peer_addr() {
-                Ok(_) => side.state = State::Handshake,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                Err(e) => return Err(format!("connection failed: {e}")),
-            }
-            side.handshake_step(events);
-        }
-        while !side.out.is_empty() {
-            match stream.write(&side.out) {
-                Ok(0) => return Err("connection closed".into()),
-                Ok(n) => {
-                    side.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("write failed: {e}")),
-            }
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) => return Err("connection closed by Redis".into()),
-                Ok(n) => side.inbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read failed: {e}")),
-            }
-        }
-        let mut used = 0;
-        while let Some((reply, n)) =
-            resp::parse(&side.inbuf[used..]).map_err(|e| format!("bad reply: {}", e.0))?
-        {
-            used += n;
-            side.on_reply(reply, events)?;
-        }
-        side.inbuf.drain(..used);
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Waker};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    const WAKER: Token = Token(9);
+
+    /// A resolver as slow as DNS on a bad day.
+    fn slow_loopback(_: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
     }
 
-    /// Counts one handshake reply; the side is ready when none are left.
-    fn handshake_step(&mut self, events: &mut Vec<Event>) {
-        if matches!(self.state, State::Handshake) && self.awaiting == 0 {
-            self.state = State::Ready;
-            self.attempt = 0;
-            events.push(Event::Ready(true));
-            log!(
-                Info,
-                "redis connected",
-                role = format!("{:?}", self.role).to_lowercase()
-            );
-        }
+    /// A fake Redis that accepts both connections and confirms SUBSCRIBE.
+    fn fake_redis() -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut buf = [0u8; 256];
+                if matches!(stream.read(&mut buf), Ok(n) if buf[..n].windows(9).any(|w| w == b"SUBSCRIBE"))
+                {
+                    stream
+                        .write_all(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
+                        .unwrap();
+                }
+                held.push(stream);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        (port, server)
     }
 
-    fn on_reply(&mut self, reply: Reply, events: &mut Vec<Event>) -> Result<(), String> {
-        match (&self.state, reply) {
-            (State::Handshake, Reply::Error(e)) => Err(format!("Redis refused the handshake: {e}")),
-            (State::Handshake, _) => {
-                self.awaiting = self.awaiting.saturating_sub(1);
-                self.handshake_step(events);
-                Ok(())
+    #[test]
+    fn a_slow_lookup_never_blocks_the_loop_and_wakes_it_when_done() {
+        let (port, server) = fake_redis();
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
+        let outside = Outside {
+            resolve: slow_loopback,
+            wake: Arc::new(move || {
+                let _ = waker.wake();
+            }),
+        };
+        let url: RedisUrl = format!("redis://redis.test:{port}").parse().unwrap();
+        let tokens = [Token(1), Token(2)];
+        let mut link = RedisLink::new(url, "ch".into(), tokens, 1024, outside, Instant::now());
+        let mut events = Vec::new();
+
+        let started = Instant::now();
+        link.on_timer(Instant::now(), poll.registry(), &mut events);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(link.next_deadline(), None, "nothing due while looking up");
+
+        let mut ready = Events::with_capacity(8);
+        poll.poll(&mut ready, Some(Duration::from_secs(5))).unwrap();
+        assert!(ready.iter().any(|e| e.token() == WAKER), "woken");
+        assert!(link.next_deadline().is_some_and(|at| at <= Instant::now()));
+
+        // The worker's loop, in short.
+        let end = Instant::now() + Duration::from_secs(5);
+        while events.iter().filter(|e| **e == Event::Ready(true)).count() < 2 {
+            assert!(Instant::now() < end, "not ready: {link:?}");
+            if link.next_deadline().is_some_and(|at| at <= Instant::now()) {
+                link.on_timer(Instant::now(), poll.registry(), &mut events);
             }
-            (State::Ready, Reply::Array(Some(items))) if self.role == Role::Subscriber => {
-                if let [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))] = items.as_slice() {
-                    if kind == b"message" {
-                        events.push(Event::Message(payload.clone()));
-                    }
-                }
-                Ok(())
+            poll.poll(&mut ready, Some(Duration::from_millis(100)))
+                .unwrap();
+            for event in ready.iter().filter(|e| e.token() != WAKER) {
+                link.on_ready(event.token(), Instant::now(), poll.registry(), &mut events);
             }
-            (State::Ready, Reply::Error(e)) => {
-                log!(Warn, "redis error reply", error = e);
-                Ok(())
-            }
-            _ => Ok(()),
         }
+        let mut events = Vec::new();
+        assert!(link.publish(b"hi", &mut events, Instant::now(), poll.registry()));
+        server.join().unwrap();
     }
 }

@@ -9,6 +9,7 @@ use super::mailbox::{Mail, Mailbox};
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
 use crate::obs::metrics::{self, Stats};
+use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct Shared {
     pub instance: String,
     pub started: Instant,
     pub stats: Stats,
+    /// Connections per client address (`--max-connections-per-ip`).
+    pub per_ip: PerIp,
     notification_seq: AtomicU64,
     draining: AtomicBool,
     /// Milliseconds after `started` when the drain deadline falls.
@@ -48,11 +51,13 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
         let workers = config.workers;
+        let per_ip = PerIp::new(config.max_connections_per_ip);
         Shared {
             config,
             instance,
             started: Instant::now(),
             stats: Stats::new(workers),
+            per_ip,
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
@@ -79,6 +84,13 @@ impl Shared {
     /// Wakes every worker loop, so each sees a change of process state.
     pub fn wake_workers(&self) {
         for waker in &self.wakeups.workers {
+            let _ = waker.wake();
+        }
+    }
+
+    /// Wakes one worker loop.
+    pub fn wake_worker(&self, worker: usize) {
+        if let Some(waker) = self.wakeups.workers.get(worker) {
             let _ = waker.wake();
         }
     }
@@ -204,6 +216,7 @@ impl Shared {
             messages_received: metrics::get(&stats.messages_received),
             uptime_s: self.uptime_s() as u64,
             redis: self.redis_state(),
+            peer_clients: 0,
             pid: self.pid,
             listener: self.listener.origin.as_str(),
             listener_shared: self.listener.is_shared(),

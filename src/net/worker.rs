@@ -4,7 +4,9 @@
 //! `reading.rs` and `writing.rs`; what the application decides is carried
 //! out in `actions.rs` and `delivery.rs`.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +15,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::mailbox::Mail;
+use super::redis::Outside;
 use super::redis::{Event as RedisEvent, RedisLink};
+use super::redis_resolve::system_resolve;
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
@@ -23,6 +27,7 @@ use crate::app::snapshot::Snapshot;
 use crate::conn::{Connection, Settings, Stage, NEVER};
 use crate::log;
 use crate::obs::metrics::Limit;
+use crate::per_ip::Kind;
 use crate::rand::Rng;
 
 /// Listener `i` has token `FIRST_LISTENER + i`; connection keys never get
@@ -97,6 +102,9 @@ pub struct Worker {
     pub(super) rng: Rng,
     /// Timeouts in ticks and size limits, from the configuration.
     pub(super) settings: Settings,
+    /// The address each connection is counted under, and as what, while
+    /// `--max-connections-per-ip` is on.
+    pub(super) per_ip_held: HashMap<usize, (IpAddr, Kind)>,
 }
 
 impl Worker {
@@ -124,7 +132,16 @@ impl Worker {
             _ => None,
         };
         let redis = config.redis.clone().map(|url| {
-            RedisLink::new(url, config.redis_channel.clone(), REDIS_SUB, REDIS_PUB, now)
+            // The process-wide cap, shared evenly by the workers' links.
+            let max_queue = (config.redis_max_queue_bytes / config.workers).max(1);
+            RedisLink::new(
+                url,
+                config.redis_channel.clone(),
+                [REDIS_SUB, REDIS_PUB],
+                max_queue,
+                redis_outside(&shared, id),
+                now,
+            )
         });
         let settings = Settings {
             header: ticks(config.header_timeout),
@@ -163,6 +180,7 @@ impl Worker {
             redis,
             redis_events: Vec::new(),
             rng: Rng::from_os(),
+            per_ip_held: HashMap::new(),
         })
     }
 
@@ -308,6 +326,7 @@ impl Worker {
                     let conn = Connection::new(peer, self.now, &self.settings);
                     entry.insert(Slot::new(stream, conn));
                     log!(Trace, "connection accepted", peer = peer, worker = self.id);
+                    self.admit_per_ip(key, peer.ip());
                     self.arm(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -423,4 +442,18 @@ fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The system resolver, and a waker that does not keep the process state
+/// alive in a lookup thread that outlives its worker.
+fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
+    let shared = Arc::downgrade(shared);
+    Outside {
+        resolve: system_resolve,
+        wake: Arc::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.wake_worker(worker);
+            }
+        }),
+    }
 }

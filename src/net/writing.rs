@@ -109,6 +109,7 @@ impl Worker {
         if let Some(client) = slot.conn.client().copied() {
             self.leave(key, client, why);
         }
+        self.release_per_ip(key);
         let mut slot = self.conns.remove(key);
         if slot.conn.stage() == Stage::Closing {
             self.closing -= 1;

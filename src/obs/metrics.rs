@@ -17,10 +17,11 @@ pub enum HandshakeFailure {
     Origin,
     Capacity,
     Draining,
+    PerIp,
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 9] = [
+    pub const ALL: [HandshakeFailure; 10] = [
         HandshakeFailure::Method,
         HandshakeFailure::HttpVersion,
         HandshakeFailure::NotUpgrade,
@@ -30,6 +31,7 @@ impl HandshakeFailure {
         HandshakeFailure::Origin,
         HandshakeFailure::Capacity,
         HandshakeFailure::Draining,
+        HandshakeFailure::PerIp,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +45,7 @@ impl HandshakeFailure {
             HandshakeFailure::Origin => "origin",
             HandshakeFailure::Capacity => "capacity",
             HandshakeFailure::Draining => "draining",
+            HandshakeFailure::PerIp => "per_ip",
         }
     }
 }
@@ -61,10 +64,11 @@ pub enum Limit {
     KeepAliveRequests,
     HttpBackpressure,
     OutOfDescriptors,
+    PerIpHttp,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Limit::HeaderTimeout,
         Limit::IdleTimeout,
         Limit::MessageTooBig,
@@ -74,6 +78,7 @@ impl Limit {
         Limit::KeepAliveRequests,
         Limit::HttpBackpressure,
         Limit::OutOfDescriptors,
+        Limit::PerIpHttp,
     ];
 
     pub fn label(self) -> &'static str {
@@ -87,6 +92,7 @@ impl Limit {
             Limit::KeepAliveRequests => "keep_alive_requests",
             Limit::HttpBackpressure => "http_backpressure",
             Limit::OutOfDescriptors => "out_of_descriptors",
+            Limit::PerIpHttp => "per_ip_http",
         }
     }
 }
@@ -265,7 +271,7 @@ impl Stats {
         metric(
             "redis_dropped_total",
             "counter",
-            "Messages not published because Redis was unreachable (Pub/Sub keeps nothing).",
+            "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
         );
         metric(

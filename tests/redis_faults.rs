@@ -1,0 +1,368 @@
+//! Redis at fault, with a real redis-server: unreachable, unresolvable or
+//! stalled, it must not hold up local clients; with access control, ACL
+//! users log in and a wrong password is retried slowly and logged once.
+
+mod support;
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+use support::redis::{redis_state, wait_redis, Redis};
+use support::*;
+use tungstenite::Message;
+
+/// Pings a `/ws` client `n` times, 100 ms apart, and returns the slowest
+/// pong: every reconnect attempt of the first seconds falls inside.
+fn slowest_pong(client: &mut Client, n: usize) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..n {
+        let sent = Instant::now();
+        client
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .unwrap();
+        next_of_type(client, "pong");
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    slowest
+}
+
+fn pongs_stay_prompt_while_redis_fails(what: &str, url: &str, expected: &str) -> Server {
+    let server = Server::start(&["--notify-interval", "0", "--redis", url]);
+    let mut client = connect(&server, "/ws");
+    next_of_type(&mut client, "welcome");
+    let slowest = slowest_pong(&mut client, 50);
+    println!("{what}: slowest of 50 pongs {slowest:?}");
+    assert!(slowest < Duration::from_millis(200), "{what}: {slowest:?}");
+    // Generous: a machine whose DNS is slow may take 10 s to give up.
+    assert!(
+        server.wait_for_log(expected, Duration::from_secs(20)),
+        "{what}: {:?}",
+        server.log_lines()
+    );
+    assert_eq!(redis_state(&server), "reconnecting");
+    server
+}
+
+/// Lines about failed attempts: a failure that repeats is logged once.
+fn failure_lines(server: &Server) -> usize {
+    let lines = server.log_lines();
+    lines
+        .iter()
+        .filter(|l| l.contains("redis connection failed"))
+        .count()
+}
+
+#[test]
+fn an_unresolvable_redis_host_does_not_delay_pongs() {
+    // `.invalid` never resolves (RFC 6761); the lookup runs on a helper
+    // thread whatever it takes.
+    let server = pongs_stay_prompt_while_redis_fails(
+        "unresolvable",
+        "redis://redis.invalid:6379",
+        "cannot resolve redis.invalid",
+    );
+    assert_eq!(failure_lines(&server), 1, "{:?}", server.log_lines());
+}
+
+#[test]
+fn a_closed_redis_port_does_not_delay_pongs() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = pongs_stay_prompt_while_redis_fails("refused", &url, "refused");
+    assert_eq!(failure_lines(&server), 1, "{:?}", server.log_lines());
+}
+
+/// A listener whose accept queue is full and never served: further SYNs are
+/// dropped, so a connect to it hangs (the loopback stand-in for a host that
+/// has gone silent). The fillers must live as long as the listener.
+fn silent_listener() -> (Socket, Vec<TcpStream>, SocketAddr) {
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(stream) => fillers.push(stream),
+            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+        assert!(fillers.len() < 16, "the backlog does not fill up");
+    }
+    (listener, fillers, addr)
+}
+
+#[test]
+fn a_redis_that_never_answers_the_connect_does_not_delay_pongs_and_times_out() {
+    let (_listener, _fillers, addr) = silent_listener();
+    let url = format!("redis://{addr}");
+    // The first attempt gives up after 5 s, inside the pings' 5+ s.
+    pongs_stay_prompt_while_redis_fails("silent", &url, "no answer within 5 s");
+}
+
+/// Reads a client's notifications on a thread until one says `last`;
+/// returns when each arrived and its message.
+fn collect_until(mut client: Client, last: &'static str) -> JoinHandle<Vec<(Instant, String)>> {
+    // The client on B hears nothing for as long as Redis stalls.
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            let message = next_of_type(&mut client, "notification");
+            let text = message["message"].as_str().unwrap_or_default().to_owned();
+            let done = text == last;
+            got.push((Instant::now(), text));
+            if done {
+                return got;
+            }
+        }
+    })
+}
+
+/// `POST /broadcast` on one keep-alive connection, reopened whenever the
+/// server closes it.
+struct Publisher {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl Publisher {
+    fn broadcast(&mut self, message: &str) -> u16 {
+        let stream = self.stream.get_or_insert_with(|| {
+            let stream = TcpStream::connect(self.addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+        });
+        let body = serde_json::json!({ "message": message }).to_string();
+        let request = format!(
+            "POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let (status, head, _) = read_response(stream);
+        if header_value(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            self.stream = None;
+        }
+        status
+    }
+}
+
+/// Seconds from the environment (for a longer recorded run), else `default`.
+fn env_secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// Redis stopped (SIGSTOP: its sockets stay open, nothing is read) while
+/// 1,000 broadcasts/s of 4 KiB are published on instance A: A's own client
+/// gets every one without a gap, what waits for Redis stays under the cap
+/// and the rest is dropped and counted, and after SIGCONT a client on
+/// instance B gets A's broadcasts again.
+#[test]
+fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
+    let stall = env_secs("REDIS_STALL_SECS", 6);
+    let cap = std::env::var("REDIS_STALL_CAP").unwrap_or_else(|_| "1048576".into());
+    let redis = Redis::start(None);
+    let url = redis.url();
+    let a = Server::start(&[
+        "--notify-interval",
+        "0",
+        "--redis",
+        &url,
+        "--redis-max-queue-bytes",
+        &cap,
+    ]);
+    // B's client takes the backlog Redis delivers at once after the stall.
+    let b = Server::start(&[
+        "--notify-interval",
+        "0",
+        "--redis",
+        &url,
+        "--max-queue-bytes",
+        "268435456",
+    ]);
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    let mut local = connect(&a, "/ws");
+    let mut remote = connect(&b, "/ws");
+    next_of_type(&mut local, "welcome");
+    next_of_type(&mut remote, "welcome");
+    const LAST: &str = "after the stall";
+    let local = collect_until(local, LAST);
+    let remote = collect_until(remote, LAST);
+    let rss_before = a.memory_kib("VmRSS");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let slowest_post = Arc::new(Mutex::new(Duration::ZERO));
+    let publisher = {
+        let (stop, slowest_post) = (Arc::clone(&stop), Arc::clone(&slowest_post));
+        let mut publisher = Publisher {
+            addr: a.addr,
+            stream: None,
+        };
+        std::thread::spawn(move || {
+            let padding = "x".repeat(4096);
+            let start = Instant::now();
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let due = start + Duration::from_millis(u64::from(sent));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let posted = Instant::now();
+                assert_eq!(publisher.broadcast(&format!("{sent} {padding}")), 200);
+                let took = posted.elapsed();
+                let mut slowest = slowest_post.lock().unwrap();
+                *slowest = (*slowest).max(took);
+                sent += 1;
+            }
+            assert_eq!(publisher.broadcast(LAST), 200);
+            (sent + 1, start.elapsed())
+        })
+    };
+
+    std::thread::sleep(Duration::from_secs(1));
+    redis.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    std::thread::sleep(stall);
+    redis.signal(libc::SIGCONT);
+    let resumed = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let (published, took) = publisher.join().unwrap();
+    let local = local.join().unwrap();
+    let remote = remote.join().unwrap();
+
+    let during: Vec<Instant> = local
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|at| *at > stopped && *at < resumed)
+        .collect();
+    let widest_gap = during
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(stall);
+    let metrics = metrics_text(&a);
+    let dropped = metric(&metrics, "wsnotify_redis_dropped_total");
+    let forwarded = metric(&metrics, "wsnotify_redis_published_total");
+    let peak = a.memory_kib("VmHWM");
+    let overflow_warnings = a
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("not keeping up"))
+        .count();
+    println!(
+        "{published} broadcasts in {took:?}, stall {stall:?}: local client got {} ({} during the stall, widest gap {widest_gap:?}), \
+         slowest POST {:?}; to Redis {forwarded}, dropped {dropped}; B's client got {}; \
+         A's RSS before {rss_before} KiB, peak (VmHWM) {peak} KiB; {overflow_warnings} overflow warning(s)",
+        local.len(),
+        during.len(),
+        *slowest_post.lock().unwrap(),
+        remote.len(),
+    );
+    assert_eq!(local.len() as u32, published, "local delivery lost some");
+    assert!(
+        widest_gap < Duration::from_millis(500),
+        "local delivery paused for {widest_gap:?} while Redis was stopped"
+    );
+    assert!(dropped > 0.0, "nothing over the cap was dropped");
+    assert_eq!(dropped + forwarded, f64::from(published));
+    assert!(overflow_warnings >= 1 && overflow_warnings as u64 <= stall.as_secs() / 10 + 2);
+    assert!(a.wait_for_log("keeping up again", Duration::from_secs(5)));
+    // B's last message is A's, published after the stall.
+    assert_eq!(remote.last().map(|(_, m)| m.as_str()), Some(LAST));
+    assert_eq!(redis_state(&a), "connected");
+}
+
+/// Redis 6+ access control: `redis://user:password@host` logs in as that
+/// user (percent-decoded), the default user being disabled.
+#[test]
+fn an_acl_user_logs_in_with_its_name_and_password() {
+    let password = "p@ss w:rd";
+    let redis = Redis::start_with(
+        &[
+            "--user",
+            "alice",
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "&*",
+            "+@all",
+            "--user",
+            "default",
+            "off",
+        ],
+        Some(("alice", password)),
+    );
+    let url = format!("redis://alice:p%40ss%20w%3Ard@127.0.0.1:{}", redis.port);
+    let a = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    let b = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    let mut on_b = connect(&b, "/ws");
+    next_of_type(&mut on_b, "welcome");
+    let (status, _, _) = http(a.addr, "POST", "/broadcast", &[], br#"{"message":"acl"}"#);
+    assert_eq!(status, 200);
+    assert_eq!(next_of_type(&mut on_b, "notification")["message"], "acl");
+}
+
+/// A wrong password: one clear line, and retries seconds apart rather than
+/// a tight loop (counted by Redis as connections received).
+#[test]
+fn a_wrong_acl_password_is_logged_once_and_retried_slowly() {
+    let redis = Redis::start_with(
+        &["--user", "alice", "on", ">right", "~*", "&*", "+@all"],
+        Some(("alice", "right")),
+    );
+    let before = redis.info_stat("total_connections_received");
+    let url = format!("redis://alice:hunter2@127.0.0.1:{}", redis.port);
+    let server = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    let watched = Duration::from_secs(6);
+    std::thread::sleep(watched);
+    // Less the helper's own connection for INFO.
+    let attempts = redis.info_stat("total_connections_received") - before - 1;
+    let lines: Vec<String> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("refused the handshake"))
+        .collect();
+    println!("wrong password: {attempts} connection attempts in {watched:?}; log: {lines:?}");
+    assert_eq!(lines.len(), 1, "{:?}", server.log_lines());
+    assert!(
+        lines[0].contains("ERROR")
+            && lines[0].contains("(AUTH)")
+            && lines[0].contains("WRONGPASS")
+            && lines[0].contains("check the user and password"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        !lines[0].contains("hunter2"),
+        "the password is never logged"
+    );
+    // Both connections try at once, then every 2.5 to 5 s.
+    assert!(attempts <= 6, "{attempts} attempts in {watched:?}");
+    assert_eq!(redis_state(&server), "reconnecting");
+}
