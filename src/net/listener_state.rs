@@ -1,5 +1,5 @@
-//! What the process knows about its listening sockets once it serves
-//! them: where they came from, and whether another process serves them too.
+//! Where this process's listening sockets came from, and whether another
+//! process serves them too (which decides how the drain ends accepting).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 

@@ -1,6 +1,6 @@
 //! Where the listening sockets come from: bound here, inherited through
 //! socket activation, or handed over by the server that ran before. The
-//! origin decides how the drain ends accepting (see `ListenerState`).
+//! origin decides how the drain ends accepting (see `listener_state.rs`).
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
