@@ -24,6 +24,8 @@ fi
 
 # No import cycles between the source files (see the script's header).
 python3 scripts/import-cycles.py src
+# Every relative link in the Markdown files resolves, anchors included.
+python3 scripts/check-links.py
 cargo build --release --workspace
 # Includes tests/fuzz_memory.rs: a bounded smoke run of the in-memory
 # connection fuzz target's harness on the stable toolchain.
