@@ -112,9 +112,38 @@ impl Lifecycle {
     }
 }
 
+/// Reconnect delays are spread over at most this long, and at least this
+/// short a window, whatever the drain timeout.
+const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+const MIN_RECONNECT_SPREAD: Duration = Duration::from_secs(1);
+
+/// The window (ms) a client's reconnect delay is drawn from, so clients
+/// told to leave do not all come back at once.
+pub fn reconnect_spread_ms(drain_timeout: Duration) -> u64 {
+    drain_timeout
+        .clamp(MIN_RECONNECT_SPREAD, MAX_RECONNECT_SPREAD)
+        .as_millis() as u64
+}
+
+/// Whole seconds from `now` to the drain deadline, rounded up: what a
+/// shutdown notice announces.
+pub fn seconds_left(now: Instant, deadline: Instant) -> u64 {
+    deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_figures() {
+        assert_eq!(reconnect_spread_ms(Duration::ZERO), 1000);
+        assert_eq!(reconnect_spread_ms(Duration::from_secs(4)), 4000);
+        assert_eq!(reconnect_spread_ms(Duration::from_secs(600)), 10_000);
+        let now = Instant::now();
+        assert_eq!(seconds_left(now, now + Duration::from_millis(1500)), 2);
+        assert_eq!(seconds_left(now + Duration::from_secs(9), now), 0);
+    }
 
     const MIN: Duration = Duration::from_secs(60);
     const GRACE: Duration = Duration::from_secs(5);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::listeners::{ListenerState, Origin};
+use super::listener_state::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
 use crate::app::history::History;
 use crate::app::snapshot::Snapshot;
