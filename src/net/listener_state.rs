@@ -1,5 +1,5 @@
-//! Where this process's listening sockets came from, and whether another
-//! process serves them too (which decides how the drain ends accepting).
+//! What the process knows about its listening sockets once it serves
+//! them: where they came from, and whether another process serves them too.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -11,7 +11,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// As `/status` and the metrics name it.
+    /// As `/status` and the `listening on` line name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Bound => "bound",

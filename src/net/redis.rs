@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -18,8 +19,9 @@ use mio::{Interest, Registry, Token};
 pub use super::redis_conn::Event;
 use super::redis_conn::{Failure, Role, Side, State};
 use super::redis_queue::Overflow;
-use super::redis_resolve::{Lookup, Resolve, Wake};
+use super::redis_resolve::{system_resolve, Lookup, Resolve, Wake};
 use super::redis_stream;
+use super::shared::Shared;
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
@@ -41,6 +43,22 @@ const STALLED_AFTER: Duration = Duration::from_millis(250);
 pub struct Outside {
     pub resolve: Resolve,
     pub wake: Wake,
+}
+
+impl Outside {
+    /// The system resolver, and a waker for `worker` that does not keep the
+    /// process state alive in a lookup thread that outlives the worker.
+    pub fn for_worker(shared: &Arc<Shared>, worker: usize) -> Outside {
+        let shared = Arc::downgrade(shared);
+        Outside {
+            resolve: system_resolve,
+            wake: Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.wake_worker(worker);
+                }
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Outside {

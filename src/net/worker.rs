@@ -15,9 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::mailbox::Mail;
-use super::redis::Outside;
-use super::redis::{Event as RedisEvent, RedisLink};
-use super::redis_resolve::system_resolve;
+use super::redis::{Event as RedisEvent, Outside, RedisLink};
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
@@ -146,7 +144,7 @@ impl Worker {
                 config.redis_channel.clone(),
                 [REDIS_SUB, REDIS_PUB],
                 max_queue,
-                redis_outside(&shared, id),
+                Outside::for_worker(&shared, id),
                 now,
             )
         });
@@ -451,18 +449,4 @@ fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The system resolver, and a waker that does not keep the process state
-/// alive in a lookup thread that outlives its worker.
-fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
-    let shared = Arc::downgrade(shared);
-    Outside {
-        resolve: system_resolve,
-        wake: Arc::new(move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.wake_worker(worker);
-            }
-        }),
-    }
 }
