@@ -279,6 +279,7 @@ impl Sim {
             pid: 1,
             listener: "bound",
             listener_shared: false,
+            history: (0, 0),
         }
     }
 
@@ -388,7 +389,9 @@ impl Sim {
                 let response = match route {
                     Route::Respond(response) | Route::Refuse(_, response) => response,
                     Route::Metrics => Response::new(Status::OK, "text/plain", "metrics"),
-                    Route::Upgrade { endpoint, accept } => {
+                    Route::Upgrade {
+                        endpoint, accept, ..
+                    } => {
                         return self.upgrade(endpoint, &accept);
                     }
                     Route::Publish(p) => {
@@ -475,7 +478,12 @@ impl Sim {
             if let Some(client) = self.conn.client_mut() {
                 client.seq = seq;
             }
-            let welcome = protocol::welcome("fuzz-0-1", 0, self.snapshot().now_ms);
+            let stream = protocol::Stream {
+                epoch: "fuzz",
+                offset: 0,
+                resumed: None,
+            };
+            let welcome = protocol::welcome("fuzz-0-1", 0, stream, self.snapshot().now_ms);
             self.conn
                 .out_mut()
                 .push_frame(Opcode::Text, welcome.as_bytes());
