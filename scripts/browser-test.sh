@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-browser test of the built-in web client (GET /): installs
 # playwright-core into tests/browser/node_modules if needed (npm ci), then
-# runs tests/browser/web_client.test.mjs. Needs node >= 20 and Chromium
+# runs the client module's unit tests (tests/browser/client_module.test.mjs,
+# node only) and tests/browser/web_client.test.mjs. Needs node >= 20 and Chromium
 # (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome).
 # WSNOTIFY_BIN and TEST_TIMEOUT_MS are passed through to the test.
 set -euo pipefail
@@ -15,4 +16,5 @@ chromium=${CHROMIUM:-/usr/bin/chromium}
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
-exec node tests/browser/web_client.test.mjs "$@"
+node --test tests/browser/client_module.test.mjs
+node tests/browser/web_client.test.mjs "$@"
