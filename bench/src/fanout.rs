@@ -52,7 +52,7 @@ fn ws_payload(out: &mut Vec<u8>, seq: u32, size: usize) {
 }
 
 /// `{"message":"<text>"}`, the body of `POST /broadcast`.
-fn http_body(out: &mut Vec<u8>, seq: u32, size: usize) {
+pub fn http_body(out: &mut Vec<u8>, seq: u32, size: usize) {
     out.extend_from_slice(b"{\"message\":\"");
     message_text(out, seq, size);
     out.extend_from_slice(b"\"}");

@@ -2,6 +2,7 @@
 //! loop, hand-written masked client frames; see bench/README.md.
 
 mod args;
+mod drain_resume;
 mod echo;
 mod fanout;
 mod frame;
@@ -10,6 +11,7 @@ mod idle;
 mod net;
 mod publish_http;
 mod report;
+mod resume_check;
 mod stats;
 mod sys;
 
@@ -47,6 +49,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Idle => "idle",
         Mode::Fanout => "fanout",
         Mode::Echo => "echo",
+        Mode::DrainResume => "drain-resume",
     }
 }
 
@@ -88,7 +91,9 @@ fn main() -> ExitCode {
         }
     };
     let nofile = sys::raise_nofile();
-    let needed = args.conns as u64 + 16;
+    // A moving client holds its old connection until the new one is open.
+    let per_client = if args.mode == Mode::DrainResume { 2 } else { 1 };
+    let needed = per_client * args.conns as u64 + 16;
     if nofile < needed {
         eprintln!(
             "wsload: {} connections need about {needed} descriptors; RLIMIT_NOFILE allows {nofile}",
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
         Mode::Fanout | Mode::Echo => args.duration,
+        Mode::DrainResume => args.before + args.duration + args.after,
     };
     let safety = t0
         + SETUP
@@ -125,6 +131,7 @@ fn main() -> ExitCode {
         Mode::Idle => idle::run(&run),
         Mode::Fanout => fanout::run(&run),
         Mode::Echo => echo::run(&run),
+        Mode::DrainResume => drain_resume::run(&run),
     };
     match result {
         Ok(out) => {
