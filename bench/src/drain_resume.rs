@@ -14,7 +14,7 @@ use mio::Token;
 use crate::fanout::{find_seq, http_body};
 use crate::net::{Handler, Net, ReadyOn, Tx};
 use crate::publish_http::{self, HttpPublisher};
-use crate::report::{latency, opt_round, round, Line};
+use crate::report::{latency, opt_round, rate_value, Line};
 use crate::resume_check::{find_offset, parse_frame, Frame, Tracker};
 use crate::stats::Histogram;
 use crate::{Outcome, Run, CLOSE_GRACE, STRAGGLERS};
@@ -291,19 +291,9 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                         h.error("http publisher", &e);
                         continue;
                     }
-                    let mut failed = None;
-                    while let Some(&seq) = http.resend.front() {
-                        if !http.can_send() {
-                            break;
-                        }
-                        http.resend.pop_front();
-                        payload.clear();
-                        http_body(&mut payload, seq, a.size);
-                        if let Err(e) = http.send(seq, &payload) {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
+                    let mut failed = http
+                        .send_again(&mut payload, |buf, seq| http_body(buf, seq, a.size), |_| {})
+                        .err();
                     let due = ((now - start).as_secs_f64() * a.rate).floor() as u64 + 1;
                     while u64::from(h.published) < due
                         && failed.is_none()
@@ -347,14 +337,9 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         && t.out_of_order == 0
         && t.offset_mismatches == 0
         && t.not_recovered() == 0;
-    let rate = if a.rate.fract() == 0.0 {
-        serde_json::Value::from(a.rate as u64)
-    } else {
-        round(a.rate, 3)
-    };
     let mut line = Line::new("drain-resume", a.label.as_deref());
     line.field("clients", n)
-        .field("rate", rate)
+        .field("rate", rate_value(a.rate))
         .field("broadcasts", h.published)
         .field("expected", expected)
         .field("deliveries", t.deliveries)
