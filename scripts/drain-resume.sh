@@ -9,6 +9,7 @@
 # runs `wsload drain-resume`: N clients on A, a publisher at R msgs/s to B's
 # POST /broadcast, SIGTERM to A, every client following its hint to B with
 # since/epoch. Prints wsload's JSON line; exit code as wsload's (0 valid).
+# WSNOTIFY_BIN picks the server binary (default target/release/wsnotify).
 # Needs redis-server (apt-get install redis-server). Bounded: wsload runs
 # under `timeout`, and every process the script started is stopped by PID.
 set -euo pipefail
@@ -16,6 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+SERVER_BIN=${WSNOTIFY_BIN:-$TARGET_DIR/release/wsnotify}
 
 CONNS=1000
 RATE=100
@@ -65,6 +67,7 @@ trap 'exit 143' TERM
 for pkg in wsnotify:wsnotify wsnotify-bench:wsload; do
     bin=${pkg#*:}
     [[ -x $TARGET_DIR/release/$bin ]] && continue
+    [[ $bin == wsnotify && -n ${WSNOTIFY_BIN:-} ]] && continue
     say "building $bin (cargo build --release -p ${pkg%%:*})"
     (cd "$ROOT" && cargo build --release -p "${pkg%%:*}") >&2 || die "cargo build failed"
 done
@@ -80,7 +83,7 @@ done
 (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null || die "redis-server did not start on $REDIS_PORT"
 
 start_server() { # NAME; sets PORT_<NAME> and PID_<NAME>
-    "$TARGET_DIR/release/wsnotify" --host 127.0.0.1 --port 0 --notify-interval 0 --log-level warn \
+    "$SERVER_BIN" --host 127.0.0.1 --port 0 --notify-interval 0 --log-level warn \
         --workers "$WORKERS" --redis "redis://127.0.0.1:$REDIS_PORT" --drain-timeout "$DRAIN_TIMEOUT" \
         --max-connections $((CONNS + 1000)) >/dev/null 2>"$TMP/$1.log" &
     local pid=$! port=

@@ -43,6 +43,8 @@ struct Drain {
     hint_max_ms: u64,
     term_us: Option<u64>,
     last_resume_us: u64,
+    /// When the last message arrived (µs).
+    last_delivery_us: u64,
     http: Option<HttpPublisher>,
     errors: u64,
 }
@@ -89,6 +91,7 @@ impl Drain {
                 return Err(format!("message {seq} was never published"));
             }
             self.tracker.delivery(c, seq, find_offset(text));
+            self.last_delivery_us = now_us;
             return Ok(());
         }
         match parse_frame(text)? {
@@ -168,6 +171,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         hint_max_ms: 0,
         term_us: None,
         last_resume_us: 0,
+        last_delivery_us: 0,
         http: None,
         errors: 0,
     };
@@ -244,8 +248,10 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 }
                 h.moves.pop();
                 let c = c as usize;
+                // A, busy draining, may answer Closes slowly: waiting for
+                // them would hold a second descriptor per client.
                 let old = h.current[c];
-                net.close(old, &mut h);
+                net.abandon(old, &mut h);
                 h.moved[c] = true;
                 let path = h.tracker.resume_path(c, &a.path);
                 let id = net.open_to(addr_b, net.source_for(c), path);
@@ -279,11 +285,12 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     if h.tracker.deliveries >= all {
                         break;
                     }
-                    let give_up = stop + STRAGGLERS;
-                    if now >= give_up {
+                    // Replays can leave B behind: wait while messages
+                    // keep coming, until STRAGGLERS pass without one.
+                    let quiet = Duration::from_micros(now_us.saturating_sub(h.last_delivery_us));
+                    if quiet >= STRAGGLERS && now >= stop + STRAGGLERS {
                         break;
                     }
-                    wait = wait.min(give_up - now);
                 }
                 _ => {
                     let http = h.http.as_mut().expect("connected above");

@@ -25,6 +25,9 @@ use args::{Args, Mode};
 pub const SETUP: Duration = Duration::from_secs(30);
 /// How long to wait for deliveries or echoes still in flight at the end.
 pub const STRAGGLERS: Duration = Duration::from_secs(2);
+/// drain-resume: how long deliveries still coming in at the end (replays
+/// left B behind) are awaited at most.
+pub const CATCH_UP: Duration = Duration::from_secs(30);
 /// How long the closing handshakes may take.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -91,9 +94,7 @@ fn main() -> ExitCode {
         }
     };
     let nofile = sys::raise_nofile();
-    // A moving client holds its old connection until the new one is open.
-    let per_client = if args.mode == Mode::DrainResume { 2 } else { 1 };
-    let needed = per_client * args.conns as u64 + 16;
+    let needed = args.conns as u64 + 16;
     if nofile < needed {
         eprintln!(
             "wsload: {} connections need about {needed} descriptors; RLIMIT_NOFILE allows {nofile}",
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
         Mode::Fanout | Mode::Echo => args.duration,
-        Mode::DrainResume => args.before + args.duration + args.after,
+        Mode::DrainResume => args.before + args.duration + args.after + CATCH_UP.as_secs_f64(),
     };
     let safety = t0
         + SETUP

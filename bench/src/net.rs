@@ -583,7 +583,7 @@ impl Net {
     /// Starts the closing handshake (Close 1000) of an open connection, or
     /// drops one that is not open yet; nothing it receives from now on
     /// reaches the handler.
-    pub fn close<H: Handler>(&mut self, id: usize, h: &mut H) {
+    fn close<H: Handler>(&mut self, id: usize, h: &mut H) {
         let Some(Some(conn)) = self.conns.get_mut(id) else {
             return;
         };
@@ -600,6 +600,19 @@ impl Net {
             Phase::Closing => {}
             Phase::Connecting | Phase::Handshaking => self.remove(id, None, h),
         }
+    }
+
+    /// Sends Close 1000 on an open connection and closes its socket at
+    /// once, without waiting for the answer; nothing counts as an error.
+    pub fn abandon<H: Handler>(&mut self, id: usize, h: &mut H) {
+        if let Some(Some(conn)) = self.conns.get_mut(id) {
+            if conn.phase == Phase::Open {
+                frame::encode_close(&mut conn.out, 1000, "", self.rng.mask());
+                // Best effort: the socket is closed whatever it took.
+                let _ = conn.flush();
+            }
+        }
+        self.remove(id, None, h);
     }
 
     /// Sends Close 1000 on every open connection, drops the others, and
