@@ -158,6 +158,10 @@ pub struct Config {
     pub log_level: LogLevel,
     /// The unix socket for hand-over between processes (see `net::handover`).
     pub handover: Option<PathBuf>,
+    /// Broadcasts kept for resume; 0 turns resume off.
+    pub history_size: usize,
+    /// The oldest age of a broadcast kept for resume.
+    pub history_ttl: Duration,
 }
 
 impl Default for Config {
@@ -186,6 +190,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: LogLevel::Info,
             handover: None,
+            history_size: 1000,
+            history_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -296,6 +302,10 @@ static OPTIONS: &[Opt] = &[
             ("info", LogLevel::Info), ("debug", LogLevel::Debug), ("trace", LogLevel::Trace)])) },
     Opt { name: "handover", kind: Kind::Value("PATH"), default: "none", help: "unix socket for handing the listening sockets to the next process",
         set: |c, v| assign(&mut c.handover, socket_path(v).map(Some)) },
+    Opt { name: "history-size", kind: Kind::Value("N"), default: "1000", help: "broadcasts kept for resume (up to 1000000); 0 turns resume off",
+        set: |c, v| assign(&mut c.history_size, int(v, 0, Some(1_000_000))) },
+    Opt { name: "history-ttl", kind: Kind::Value("DUR"), default: "5m", help: "the oldest age of a broadcast kept for resume (must be > 0)",
+        set: |c, v| assign(&mut c.history_ttl, positive_duration(v)) },
 ];
 
 fn assign<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -630,6 +640,7 @@ mod tests {
         );
         assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Debug < LogLevel::Trace);
         assert_eq!(c.handover, None);
+        assert_eq!((c.history_size, c.history_ttl), (1000, secs(300)));
     }
 
     #[test]
@@ -671,6 +682,8 @@ mod tests {
         ("log-format", "json", |c| c.log_format == LogFormat::Json),
         ("log-level", "trace", |c| c.log_level == LogLevel::Trace),
         ("handover", "/run/wsnotify/handover.sock", |c| c.handover == Some(PathBuf::from("/run/wsnotify/handover.sock"))),
+        ("history-size", "0", |c| c.history_size == 0),
+        ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
     ];
 
     #[test]
@@ -760,6 +773,8 @@ mod tests {
         assert!(err(&["--header-timeout", "0"])
             .starts_with(r#"invalid value "0" for --header-timeout: "#));
         assert!(err(&["--drain-log-interval=0s"]).ends_with("greater than 0"));
+        assert!(err(&["--history-ttl", "0"]).ends_with("greater than 0"));
+        assert!(err(&["--history-size", "1000001"]).ends_with("from 0 to 1000000"));
         let workers = r#"invalid value "0" for --workers: expected an integer from 1 to 256"#;
         assert_eq!(err(&["--workers", "0"]), workers);
         assert!(err(&["--workers", "257"]).ends_with("from 1 to 256"));

@@ -133,10 +133,12 @@ fn out_of_descriptors_the_server_pauses_accepting_then_recovers() {
 /// A client that never reads while 10 KB notifications are published in a
 /// loop: its queue passes --max-queue-bytes, it is dropped, the server's
 /// peak memory stays small, and a reading client gets every notification.
+/// The resume history is kept small: at its default 1,000 entries it would
+/// hold 10 MB of these frames, by design (docs/protocol.md, Resume).
 #[test]
 fn a_client_that_never_reads_is_dropped_and_memory_stays_bounded() {
     const MESSAGES: usize = 3000;
-    let server = Server::start(&["--notify-interval", "0"]);
+    let server = Server::start(&["--notify-interval", "0", "--history-size", "100"]);
     let baseline = server.memory_kib("VmRSS");
     let mut stalled = raw_ws(&server, "/ws");
     let mut reader = connect(&server, "/ws");

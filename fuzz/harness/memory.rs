@@ -273,7 +273,11 @@ impl Sim {
             messages_received: 0,
             uptime_s: 1,
             redis: "disabled",
+            peer_clients: 0,
             pid: 1,
+            listener: "bound",
+            listener_shared: false,
+            history: (0, 0),
         }
     }
 
@@ -383,7 +387,9 @@ impl Sim {
                 let response = match route {
                     Route::Respond(response) | Route::Refuse(_, response) => response,
                     Route::Metrics => Response::new(Status::OK, "text/plain", "metrics"),
-                    Route::Upgrade { endpoint, accept } => {
+                    Route::Upgrade {
+                        endpoint, accept, ..
+                    } => {
                         return self.upgrade(endpoint, &accept);
                     }
                     Route::Publish(p) => {
@@ -470,7 +476,12 @@ impl Sim {
             if let Some(client) = self.conn.client_mut() {
                 client.seq = seq;
             }
-            let welcome = protocol::welcome("fuzz-0-1", 0, self.snapshot().now_ms);
+            let stream = protocol::Stream {
+                epoch: "fuzz",
+                offset: 0,
+                resumed: None,
+            };
+            let welcome = protocol::welcome("fuzz-0-1", 0, stream, self.snapshot().now_ms);
             self.conn
                 .out_mut()
                 .push_frame(Opcode::Text, welcome.as_bytes());

@@ -108,6 +108,7 @@ mod tests {
             pid: 34,
             listener: "bound",
             listener_shared: false,
+            history: (0, 0),
         }
     }
 

@@ -4,6 +4,7 @@
 //! given), returning what the shell is to carry out.
 
 pub mod envelope;
+pub mod history;
 pub mod hub;
 pub mod lifecycle;
 pub mod messages;

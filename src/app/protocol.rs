@@ -63,17 +63,54 @@ fn server_message(kind: &str, fields: Value, now_ms: u64) -> String {
     Value::Object(object).to_string()
 }
 
-pub fn welcome(client_id: &str, worker: usize, now_ms: u64) -> String {
-    server_message(
-        "welcome",
-        json!({
-            "client_id": client_id,
-            "server": "wsnotify",
-            "version": crate::config::VERSION,
-            "worker": worker,
-        }),
-        now_ms,
-    )
+/// Where the broadcast stream stands for a new client, and what became of
+/// its resume, if it asked for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream<'a> {
+    pub epoch: &'a str,
+    pub offset: u64,
+    pub resumed: Option<Resumed>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    Recovered {
+        replayed: usize,
+    },
+    /// Not recovered, and why (`too_old`, `unknown_epoch`).
+    Failed(&'static str),
+}
+
+pub fn welcome(client_id: &str, worker: usize, stream: Stream, now_ms: u64) -> String {
+    let mut fields = json!({
+        "client_id": client_id,
+        "server": "wsnotify",
+        "version": crate::config::VERSION,
+        "worker": worker,
+        "epoch": stream.epoch,
+        "offset": stream.offset,
+    });
+    if let (Some(resumed), Value::Object(map)) = (stream.resumed, &mut fields) {
+        match resumed {
+            Resumed::Recovered { replayed } => {
+                map.insert("recovered".into(), true.into());
+                map.insert("replayed".into(), replayed.into());
+            }
+            Resumed::Failed(reason) => {
+                map.insert("recovered".into(), false.into());
+                map.insert("reason".into(), reason.into());
+            }
+        }
+    }
+    server_message("welcome", fields, now_ms)
+}
+
+/// A message for everyone with its place in the stream: `"offset"` added
+/// as the last field of the JSON object, without parsing it again.
+pub fn with_offset(json: &str, offset: u64) -> String {
+    let body = json.strip_suffix('}').unwrap_or(json);
+    let comma = if body.ends_with('{') { "" } else { "," };
+    format!("{body}{comma}\"offset\":{offset}}}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,8 +244,18 @@ mod tests {
 
     #[test]
     fn server_messages_have_type_and_time() {
-        let v = parsed(&welcome("abc-0-1", 0, NOW));
+        let stream = Stream {
+            epoch: "ep",
+            offset: 3,
+            resumed: None,
+        };
+        let v = parsed(&welcome("abc-0-1", 0, stream, NOW));
         assert_eq!(v["type"], "welcome");
+        assert_eq!(
+            (v["epoch"].as_str(), v["offset"].as_u64()),
+            (Some("ep"), Some(3))
+        );
+        assert!(v.get("recovered").is_none());
         assert_eq!(v["client_id"], "abc-0-1");
         assert_eq!(v["server"], "wsnotify");
         assert_eq!(v["worker"], 0);
@@ -249,5 +296,34 @@ mod tests {
         assert_eq!(v["data"]["k"][1], 2);
         assert_eq!(v["source"], "periodic");
         assert_eq!(v["scope"], "broadcast");
+    }
+
+    #[test]
+    fn welcome_after_a_resume() {
+        let mut stream = Stream {
+            epoch: "ep",
+            offset: 9,
+            resumed: Some(Resumed::Recovered { replayed: 4 }),
+        };
+        let v = parsed(&welcome("a-0-1", 0, stream, NOW));
+        assert_eq!(
+            (v["recovered"].as_bool(), v["replayed"].as_u64()),
+            (Some(true), Some(4))
+        );
+        stream.resumed = Some(Resumed::Failed("too_old"));
+        let v = parsed(&welcome("a-0-1", 0, stream, NOW));
+        assert_eq!(v["recovered"], false);
+        assert_eq!(v["reason"], "too_old");
+        assert!(v.get("replayed").is_none());
+    }
+
+    #[test]
+    fn offset_is_added_to_the_object() {
+        let v = parsed(&with_offset(&chat("a", "}", NOW), 12));
+        assert_eq!(
+            (v["offset"].as_u64(), v["message"].as_str()),
+            (Some(12), Some("}"))
+        );
+        assert_eq!(with_offset("{}", 1), r#"{"offset":1}"#);
     }
 }

@@ -147,6 +147,7 @@ mod tests {
             pid: 1,
             listener: "bound",
             listener_shared: false,
+            history: (0, 0),
         }
     }
 

@@ -18,6 +18,13 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 /// The resuming client module the page uses, for users to copy.
 const CLIENT_JS: &str = include_str!("../web/client.js");
 
+/// Where a resuming client left the broadcast stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeFrom {
+    pub since: u64,
+    pub epoch: String,
+}
+
 /// A notification to publish, as the API received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Publish {
@@ -35,6 +42,8 @@ pub enum Route {
     Upgrade {
         endpoint: Endpoint,
         accept: String,
+        /// `/ws?since=N&epoch=E`: where the client left the stream.
+        resume: Option<ResumeFrom>,
     },
     Publish(Publish),
     /// The shell's counters in the Prometheus text format.
@@ -130,6 +139,18 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
             "server is at its connection limit",
         );
     }
+    let resume = match endpoint {
+        Endpoint::Notify => match resume_from(req.query.as_deref().unwrap_or("")) {
+            Ok(resume) => resume,
+            Err(message) => {
+                return Route::Refuse(
+                    HandshakeFailure::BadResume,
+                    Response::error(Status::BAD_REQUEST, &message),
+                )
+            }
+        },
+        Endpoint::Echo => None,
+    };
     let per_ip = config.max_connections_per_ip as u64;
     if per_ip > 0 && snapshot.peer_clients >= per_ip {
         return unavailable(
@@ -137,7 +158,38 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
             "too many connections from your address",
         );
     }
-    Route::Upgrade { endpoint, accept }
+    Route::Upgrade {
+        endpoint,
+        accept,
+        resume,
+    }
+}
+
+/// `since` and `epoch` from the `/ws` query: both or neither; other
+/// parameters are left alone.
+fn resume_from(query: &str) -> Result<Option<ResumeFrom>, String> {
+    let (mut since, mut epoch) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "since" => since = Some(value),
+            "epoch" => epoch = Some(form_decode(value)?),
+            _ => {}
+        }
+    }
+    let since = since
+        .map(|s| match s.parse::<u64>() {
+            Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err("\"since\" must be a non-negative integer".to_owned()),
+        })
+        .transpose()?;
+    match (since, epoch) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("\"epoch\" is required with \"since\"".to_owned()),
+        (None, Some(_)) => Err("\"since\" is required with \"epoch\"".to_owned()),
+        (Some(_), Some(e)) if e.is_empty() => Err("\"epoch\" must not be empty".to_owned()),
+        (Some(since), Some(epoch)) => Ok(Some(ResumeFrom { since, epoch })),
+    }
 }
 
 /// Publishing needs the admin token when one is set, else a loopback peer.
@@ -302,6 +354,7 @@ mod tests {
                 pid: 1,
                 listener: "bound",
                 listener_shared: false,
+                history: (0, 0),
             },
         }
     }
@@ -370,6 +423,44 @@ mod tests {
                     .any(|(n, v)| *n == "Allow" && v.contains("GET")));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn resume_parameters() {
+        let shared = shared_with(|_| {});
+        let ws = |query: &str| {
+            let head = UPGRADE.replace("/ws", &format!("/ws?{query}"));
+            route(&request(&format!("{head}\r\n")), b"", LOCAL, &shared)
+        };
+        match ws("since=12&epoch=a%20b&x=1") {
+            Route::Upgrade { resume, .. } => assert_eq!(
+                resume,
+                Some(ResumeFrom {
+                    since: 12,
+                    epoch: "a b".into()
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(ws("x=1"), Route::Upgrade { resume: None, .. }));
+        for (query, names) in [
+            ("since=-1&epoch=e", "since"),
+            ("since=+1&epoch=e", "since"),
+            ("since=&epoch=e", "since"),
+            ("since=99999999999999999999&epoch=e", "since"),
+            ("since=1", "epoch"),
+            ("epoch=e", "since"),
+            ("since=1&epoch=", "epoch"),
+        ] {
+            match ws(query) {
+                Route::Refuse(HandshakeFailure::BadResume, r) => {
+                    assert_eq!(r.status.0, 400, "{query}");
+                    let body = String::from_utf8_lossy(&r.body).to_string();
+                    assert!(body.contains(names), "{query}: {body}");
+                }
+                other => panic!("{query}: {other:?}"),
+            }
         }
     }
 

@@ -29,4 +29,6 @@ pub struct Snapshot {
     /// Whether another process serves the listening sockets too (see
     /// `net::listeners::ListenerState`).
     pub listener_shared: bool,
+    /// The resume history's entries and bytes.
+    pub history: (usize, usize),
 }

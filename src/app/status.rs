@@ -19,6 +19,10 @@ pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
         "messages_received": snapshot.messages_received,
         "redis": snapshot.redis,
         "listener": snapshot.listener,
+        "history": {
+            "messages": snapshot.history.0,
+            "bytes": snapshot.history.1,
+        },
     });
     if snapshot.draining {
         status["drain"] = json!({

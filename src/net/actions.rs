@@ -8,9 +8,8 @@ use super::mailbox::{Mail, Report};
 use super::worker::Worker;
 use crate::app::hub::{self, Client, Endpoint};
 use crate::app::messages::{self, Action};
-use crate::app::protocol;
 use crate::app::publish::{self, Delivery};
-use crate::app::routes::{self, Publish, Route};
+use crate::app::routes::{self, Publish, ResumeFrom, Route};
 use crate::app::snapshot::Snapshot;
 use crate::log;
 use crate::obs::metrics;
@@ -42,15 +41,20 @@ impl Worker {
                 self.respond(key, &request, response);
             }
             Route::Metrics => {
-                let text = self
-                    .shared
-                    .stats
-                    .render(snapshot.draining, self.shared.uptime_s());
+                let text = self.shared.stats.render(
+                    snapshot.draining,
+                    self.shared.uptime_s(),
+                    snapshot.history,
+                );
                 let response =
                     Response::new(Status::OK, "text/plain; version=0.0.4; charset=utf-8", text);
                 self.respond(key, &request, response);
             }
-            Route::Upgrade { endpoint, accept } => self.upgrade(key, endpoint, &accept),
+            Route::Upgrade {
+                endpoint,
+                accept,
+                resume,
+            } => self.upgrade(key, endpoint, &accept, resume),
             Route::Publish(publish) => self.publish(key, request, publish),
         }
     }
@@ -86,7 +90,13 @@ impl Worker {
         }
     }
 
-    fn upgrade(&mut self, key: usize, endpoint: Endpoint, accept: &str) {
+    fn upgrade(
+        &mut self,
+        key: usize,
+        endpoint: Endpoint,
+        accept: &str,
+        resume: Option<ResumeFrom>,
+    ) {
         let Some(peer) = self.conns.get(key).and_then(|s| s.conn.peer()) else {
             return;
         };
@@ -97,16 +107,16 @@ impl Worker {
             return;
         };
         self.per_ip_upgraded(key);
-        self.join(key, peer);
+        self.join(key, peer, resume);
         // A client may send its first frames right behind the request.
         if !early_frames.is_empty() {
             self.feed(key, &early_frames);
         }
     }
 
-    /// Registers a new WebSocket client: counted, and on `/ws` given an id
-    /// and its welcome.
-    fn join(&mut self, key: usize, peer: std::net::SocketAddr) {
+    /// Registers a new WebSocket client: counted, and on `/ws` given an id,
+    /// its welcome and what it missed.
+    fn join(&mut self, key: usize, peer: std::net::SocketAddr, resume: Option<ResumeFrom>) {
         // Broadcasts made before this client joined are not for it, and
         // nothing may come before its welcome.
         self.deliver_broadcasts();
@@ -137,8 +147,7 @@ impl Worker {
             peer = peer,
             worker = self.id
         );
-        let welcome = protocol::welcome(&id, self.id, self.wall_ms);
-        self.send_json(key, &welcome);
+        self.welcome(key, &id, resume);
         self.notify_late_joiner(key);
     }
 
@@ -156,6 +165,7 @@ impl Worker {
             return;
         }
         self.hub.leave(client.seq);
+        self.ahead.remove(&key);
         self.shared.notify_client_left();
         log!(
             Info,
@@ -205,8 +215,7 @@ impl Worker {
                 self.send_json(key, &json);
             }
             Action::Broadcast(json) => {
-                self.broadcast(&json);
-                self.publish_remote(None, &json);
+                self.broadcast_stream(&json);
             }
             Action::Send { slot, json } => self.send_json(slot, &json),
             Action::Mail {
@@ -225,7 +234,9 @@ impl Worker {
                 self.shared
                     .post(worker, Mail::Deliver { seq, frame, report });
             }
-            Action::Forward { to, json } => self.publish_remote(Some(&to), &json),
+            Action::Forward { to, json } => {
+                self.publish_remote(Some(&to), &json, false);
+            }
         }
     }
 
@@ -244,8 +255,7 @@ impl Worker {
         let mut mail = None;
         match published.delivery {
             Delivery::Broadcast(json) => {
-                let recipients = self.broadcast(&json);
-                self.publish_remote(None, &json);
+                let recipients = self.broadcast_stream(&json);
                 log!(
                     Info,
                     "notification published",
@@ -258,7 +268,7 @@ impl Worker {
                 log!(Info, "personal notification published", id = id);
             }
             Delivery::Forward { to, json } => {
-                self.publish_remote(Some(&to), &json);
+                self.publish_remote(Some(&to), &json, false);
                 log!(Info, "personal notification forwarded", id = id);
             }
             Delivery::Mail { worker, seq, json } => {

@@ -4,10 +4,15 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::app::history::Position;
+
 #[derive(Debug)]
 pub enum Mail {
     /// A frame for every `/ws` client of the receiving worker.
     Broadcast(Arc<[u8]>),
+    /// A frame for every `/ws` client of the receiving worker, with its
+    /// place in the broadcast stream.
+    Stream { frame: Arc<[u8]>, at: Position },
     /// A frame for one client of the receiving worker, and whom to tell
     /// whether it was there.
     Deliver {

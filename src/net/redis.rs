@@ -19,6 +19,7 @@ pub use super::redis_conn::Event;
 use super::redis_conn::{Failure, Role, Side, State};
 use super::redis_queue::Overflow;
 use super::redis_resolve::{Lookup, Resolve, Wake};
+use super::redis_stream;
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
@@ -30,6 +31,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// From the start of a TCP connect to the last handshake reply. A peer that
 /// never answers (a full backlog, a filtered port) is given up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A publication unanswered this long means Redis has stopped (a stall, a
+/// half-open connection): broadcasts are no longer left waiting for its
+/// numbering (see `sequencing`).
+const STALLED_AFTER: Duration = Duration::from_millis(250);
 
 /// How the link reaches outside its sockets.
 #[derive(Clone)]
@@ -210,10 +215,18 @@ impl RedisLink {
             side.out.push(&resp::command(&[b"SELECT", db.as_bytes()]));
             side.awaiting.push_back("SELECT");
         }
-        if side.role == Role::Subscriber {
-            side.out
-                .push(&resp::command(&[b"SUBSCRIBE", self.channel.as_bytes()]));
-            side.awaiting.push_back("SUBSCRIBE");
+        match side.role {
+            Role::Subscriber => {
+                side.out
+                    .push(&resp::command(&[b"SUBSCRIBE", self.channel.as_bytes()]));
+                side.awaiting.push_back("SUBSCRIBE");
+            }
+            Role::Publisher => {
+                let candidate = format!("{:016x}", self.rng.next_u64());
+                side.out
+                    .push(&redis_stream::position(&self.channel, &candidate));
+                side.awaiting.push_back("POSITION");
+            }
         }
         side.inbuf.clear();
         side.stream = Some(stream);
@@ -298,6 +311,7 @@ impl RedisLink {
         };
         side.inbuf = Vec::new();
         side.awaiting.clear();
+        side.unanswered.clear();
         // A command cut by the failure cannot be finished on a new
         // connection, and Pub/Sub keeps nothing for later anyway.
         let unsent = side.out.clear();
@@ -332,27 +346,45 @@ impl RedisLink {
         self.last_failure = Some(failure.why);
     }
 
-    /// Queues a PUBLISH; returns false when the message is dropped: while
+    /// Redis can number a broadcast now: both connections are up (what it
+    /// numbers comes back to this worker) and it answers (no publication
+    /// has waited for its reply longer than `STALLED_AFTER`).
+    pub fn sequencing(&self, now: Instant) -> bool {
+        self.sides.iter().all(|s| matches!(s.state, State::Ready))
+            && self.sides[1].unanswered.front().map_or(true, |at| {
+                now.saturating_duration_since(*at) < STALLED_AFTER
+            })
+    }
+
+    /// Queues a PUBLISH (`numbered`: through the sequencer script, see
+    /// `redis_stream`); returns false when the message is dropped: while
     /// Redis is away (Pub/Sub keeps nothing for later) or while more than
     /// the cap already waits for it.
     pub fn publish(
         &mut self,
         payload: &[u8],
+        numbered: bool,
         events: &mut Vec<Event>,
         now: Instant,
         registry: &Registry,
     ) -> bool {
-        let side = &mut self.sides[1];
-        if !matches!(side.state, State::Ready) {
+        if !matches!(self.sides[1].state, State::Ready) {
             return false;
         }
-        let command = resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload]);
+        let command = if numbered {
+            let candidate = format!("{:016x}", self.rng.next_u64());
+            redis_stream::publish(&self.channel, &candidate, payload)
+        } else {
+            resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload])
+        };
+        let side = &mut self.sides[1];
         let queued = side.out.pending();
         if queued > 0 && queued + command.len() > self.max_queue {
             self.overflow.dropped_one(now, queued, self.max_queue);
             return false;
         }
         side.out.push(&command);
+        side.unanswered.push_back(now);
         self.pump(1, now, registry, events);
         true
     }
@@ -373,7 +405,8 @@ mod tests {
         Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
     }
 
-    /// A fake Redis that accepts both connections and confirms SUBSCRIBE.
+    /// A fake Redis that accepts both connections and answers SUBSCRIBE and
+    /// the stream position.
     fn fake_redis() -> (u16, std::thread::JoinHandle<()>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -385,11 +418,14 @@ mod tests {
                     .set_read_timeout(Some(Duration::from_millis(200)))
                     .unwrap();
                 let mut buf = [0u8; 256];
-                if matches!(stream.read(&mut buf), Ok(n) if buf[..n].windows(9).any(|w| w == b"SUBSCRIBE"))
-                {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let asked = |word: &[u8]| buf[..n].windows(word.len()).any(|w| w == word);
+                if asked(b"SUBSCRIBE") {
                     stream
                         .write_all(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n")
                         .unwrap();
+                } else if asked(b"EVAL") {
+                    stream.write_all(b"*2\r\n$2\r\ne1\r\n:0\r\n").unwrap();
                 }
                 held.push(stream);
             }
@@ -438,7 +474,7 @@ mod tests {
             }
         }
         let mut events = Vec::new();
-        assert!(link.publish(b"hi", &mut events, Instant::now(), poll.registry()));
+        assert!(link.publish(b"hi", false, &mut events, Instant::now(), poll.registry()));
         server.join().unwrap();
     }
 }

@@ -1,5 +1,5 @@
 //! One Redis connection of a link: its states, its handshake (AUTH,
-//! SELECT, SUBSCRIBE) and the replies it reads. When to connect, and what a
+//! SELECT, SUBSCRIBE or the stream position) and the replies it reads. When to connect, and what a
 //! failure leads to, is the link's business (`redis.rs`).
 
 use std::collections::VecDeque;
@@ -12,6 +12,7 @@ use mio::Token;
 
 use super::redis_queue::OutQueue;
 use super::redis_resolve::Lookup;
+use super::redis_stream::parse_position;
 use crate::log;
 use crate::proto::resp::{self, Reply};
 
@@ -56,6 +57,9 @@ pub(super) struct Side {
     /// The handshake commands (AUTH, SELECT, SUBSCRIBE) whose replies are
     /// still to come, in order.
     pub(super) awaiting: VecDeque<&'static str>,
+    /// When each publication still unanswered was queued: the oldest
+    /// tells a Redis that stopped answering from one that is busy.
+    pub(super) unanswered: VecDeque<Instant>,
 }
 
 /// Why a connection attempt or connection ended.
@@ -82,6 +86,9 @@ pub enum Event {
     Message(Vec<u8>),
     /// A side became ready (true) or was lost (false).
     Ready(bool),
+    /// Where the broadcast stream stands, as Redis (its sequencer) says
+    /// when the publishing side connects.
+    Position { epoch: String, offset: u64 },
 }
 
 impl Side {
@@ -95,6 +102,7 @@ impl Side {
             out: OutQueue::default(),
             attempt: 0,
             awaiting: VecDeque::new(),
+            unanswered: VecDeque::new(),
         }
     }
 
@@ -178,8 +186,12 @@ impl Side {
                     credentials,
                 })
             }
-            (State::Handshake { .. }, _) => {
-                self.awaiting.pop_front();
+            (State::Handshake { .. }, reply) => {
+                if self.awaiting.pop_front() == Some("POSITION") {
+                    let (epoch, offset) = parse_position(&reply)
+                        .ok_or_else(|| String::from("unexpected reply to the stream script"))?;
+                    events.push(Event::Position { epoch, offset });
+                }
                 self.handshake_step(events);
                 Ok(())
             }
@@ -188,6 +200,13 @@ impl Side {
                     if kind == b"message" {
                         events.push(Event::Message(payload.clone()));
                     }
+                }
+                Ok(())
+            }
+            (State::Ready, reply) if self.role == Role::Publisher => {
+                self.unanswered.pop_front();
+                if let Reply::Error(e) = reply {
+                    log!(Warn, "redis error reply", error = e);
                 }
                 Ok(())
             }

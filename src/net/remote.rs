@@ -8,6 +8,7 @@ use mio::Token;
 
 use super::redis::{Event, Outside};
 use super::redis_resolve::system_resolve;
+use super::redis_stream;
 use super::shared::Shared;
 use super::worker::Worker;
 use crate::app::{envelope, hub};
@@ -54,20 +55,29 @@ impl Worker {
                         metrics::add(&self.shared.stats.redis_reconnects, 1);
                     }
                 }
-                Event::Message(bytes) => self.on_envelope(&bytes),
+                Event::Message(bytes) => self.on_channel_message(&bytes),
+                Event::Position { epoch, offset } => self.shared.stream().sync(&epoch, offset),
             }
         }
     }
 
     /// Publishes a server message for other instances (`to`: one client,
-    /// or everyone). While Redis is away the message is dropped and counted.
-    pub(super) fn publish_remote(&mut self, to: Option<&str>, json: &str) {
+    /// or everyone), or, `numbered`, for every instance, this one included,
+    /// through the sequencer script. While Redis is away the message is
+    /// dropped and counted; returns whether it was queued.
+    pub(super) fn publish_remote(&mut self, to: Option<&str>, json: &str, numbered: bool) -> bool {
         let Some(link) = self.redis.as_mut() else {
-            return;
+            return false;
         };
         let bytes = envelope::encode(&self.shared.instance, to, json);
         let mut events = std::mem::take(&mut self.redis_events);
-        let queued = link.publish(&bytes, &mut events, Instant::now(), self.poll.registry());
+        let queued = link.publish(
+            &bytes,
+            numbered,
+            &mut events,
+            Instant::now(),
+            self.poll.registry(),
+        );
         let counter = if queued {
             &self.shared.stats.redis_published
         } else {
@@ -76,6 +86,29 @@ impl Worker {
         metrics::add(counter, 1);
         self.on_redis_events(&mut events);
         self.redis_events = events;
+        queued
+    }
+
+    /// A message from the channel: numbered by the sequencer (for every
+    /// client, from any instance, this one included), or an envelope for
+    /// one client.
+    fn on_channel_message(&mut self, bytes: &[u8]) {
+        let Some((epoch, offset, rest)) = redis_stream::parse_message(bytes) else {
+            return self.on_envelope(bytes);
+        };
+        match envelope::decode(rest) {
+            Ok(message) if message.to.is_none() => {
+                if message.origin != self.shared.instance {
+                    metrics::add(&self.shared.stats.redis_received, 1);
+                }
+                self.deliver_numbered(epoch, offset, message.json);
+            }
+            _ => log!(
+                Warn,
+                "ignoring a malformed numbered message on the Redis channel",
+                bytes = bytes.len()
+            ),
+        }
     }
 
     /// A message from the channel: every worker of every other instance
@@ -100,7 +133,7 @@ impl Worker {
         let frame: Arc<[u8]> = encode_frame(Opcode::Text, message.json.as_bytes()).into();
         match message.to {
             None => {
-                self.broadcast_local(&frame);
+                self.broadcast_local(&frame, None);
             }
             Some(id) => {
                 let Some(client) = hub::parse_id(id) else {

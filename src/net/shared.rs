@@ -2,10 +2,12 @@
 //! and the process-wide sequences. Everything mutable here is atomic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::listeners::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
+use crate::app::history::History;
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
 use crate::obs::metrics::{self, Stats};
@@ -37,10 +39,21 @@ pub struct Shared {
     /// Where the listening sockets came from, and whether another process
     /// serves them too.
     pub listener: ListenerState,
+    /// The broadcast stream's epoch, last offset and recent frames. Without
+    /// Redis its lock is also the sequencer: an offset is taken and the
+    /// frame mailed to every worker under it, so every worker sees the
+    /// offsets in order.
+    stream: Mutex<History>,
 }
 
 /// How the threads wake each other: one waker per worker loop, and one for
 /// the supervisor (the main thread).
+/// A name for a history that starts now: random, so a restarted instance
+/// never reuses one.
+pub fn new_epoch() -> String {
+    format!("{:016x}", Rng::from_os().next_u64())
+}
+
 #[derive(Debug, Default)]
 pub struct Wakeups {
     pub workers: Vec<mio::Waker>,
@@ -52,6 +65,7 @@ impl Shared {
         let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
         let workers = config.workers;
         let per_ip = PerIp::new(config.max_connections_per_ip);
+        let stream = History::new(new_epoch(), config.history_size, config.history_ttl);
         Shared {
             config,
             instance,
@@ -68,7 +82,14 @@ impl Shared {
             redis_ready: AtomicUsize::new(0),
             pid: std::process::id(),
             listener: ListenerState::new(Origin::Bound),
+            stream: Mutex::new(stream),
         }
+    }
+
+    pub fn stream(&self) -> MutexGuard<'_, History> {
+        self.stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn with_listener(mut self, origin: Origin) -> Shared {
@@ -105,6 +126,14 @@ impl Shared {
             if let Some(waker) = self.wakeups.workers.get(worker) {
                 let _ = waker.wake();
             }
+        }
+    }
+
+    /// Sends mail to the calling worker, which reads it right after: no
+    /// wake-up.
+    pub fn post_to_self(&self, worker: usize, mail: Mail) {
+        if let Some(mailbox) = self.mailboxes.get(worker) {
+            mailbox.post(mail);
         }
     }
 
@@ -220,6 +249,10 @@ impl Shared {
             pid: self.pid,
             listener: self.listener.origin.as_str(),
             listener_shared: self.listener.is_shared(),
+            history: {
+                let stream = self.stream();
+                (stream.len(), stream.bytes())
+            },
         }
     }
 }

@@ -20,6 +20,7 @@ use super::remote::redis_outside;
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
+use crate::app::history::Position;
 use crate::app::hub::{Client, Here, Hub};
 use crate::app::lifecycle::Lifecycle;
 use crate::app::snapshot::Snapshot;
@@ -104,6 +105,12 @@ pub struct Worker {
     /// The address each connection is counted under, and as what, while
     /// `--max-connections-per-ip` is on.
     pub(super) per_ip_held: HashMap<usize, (IpAddr, Kind)>,
+    /// Where this worker stands in the broadcast stream: the last numbered
+    /// message it handed to its clients.
+    pub(super) position: Position,
+    /// Clients that resumed from further on than this worker stood, with
+    /// the offset up to which they have everything (see `stream.rs`).
+    pub(super) ahead: HashMap<usize, u64>,
 }
 
 impl Worker {
@@ -180,6 +187,8 @@ impl Worker {
             redis_events: Vec::new(),
             rng: Rng::from_os(),
             per_ip_held: HashMap::new(),
+            position: Position::default(),
+            ahead: HashMap::new(),
         })
     }
 

@@ -18,10 +18,12 @@ pub enum HandshakeFailure {
     Capacity,
     Draining,
     PerIp,
+    /// `since` or `epoch` malformed on `/ws`.
+    BadResume,
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 10] = [
+    pub const ALL: [HandshakeFailure; 11] = [
         HandshakeFailure::Method,
         HandshakeFailure::HttpVersion,
         HandshakeFailure::NotUpgrade,
@@ -32,6 +34,7 @@ impl HandshakeFailure {
         HandshakeFailure::Capacity,
         HandshakeFailure::Draining,
         HandshakeFailure::PerIp,
+        HandshakeFailure::BadResume,
     ];
 
     pub fn label(self) -> &'static str {
@@ -46,6 +49,7 @@ impl HandshakeFailure {
             HandshakeFailure::Capacity => "capacity",
             HandshakeFailure::Draining => "draining",
             HandshakeFailure::PerIp => "per_ip",
+            HandshakeFailure::BadResume => "bad_resume",
         }
     }
 }
@@ -97,6 +101,10 @@ impl Limit {
     }
 }
 
+/// The `result` labels of `wsnotify_resumes_total`, in the order of
+/// `Stats::resumes`.
+pub const RESUME_RESULTS: [&str; 3] = ["recovered", "too_old", "unknown_epoch"];
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections_total: AtomicU64,
@@ -110,6 +118,9 @@ pub struct Stats {
     pub redis_published: AtomicU64,
     pub redis_received: AtomicU64,
     pub redis_dropped: AtomicU64,
+    /// Resumes by result: recovered, too_old, unknown_epoch.
+    pub resumes: [AtomicU64; 3],
+    pub messages_replayed: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     limit_hits: [AtomicU64; Limit::ALL.len()],
     /// Open WebSocket connections, one gauge per worker.
@@ -157,8 +168,9 @@ impl Stats {
         self.per_worker_active.iter().map(get).sum()
     }
 
-    /// The Prometheus text format, version 0.0.4.
-    pub fn render(&self, draining: bool, uptime_s: f64) -> String {
+    /// The Prometheus text format, version 0.0.4. `history`: the resume
+    /// history's entries and bytes.
+    pub fn render(&self, draining: bool, uptime_s: f64, history: (usize, usize)) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(out, "# HELP wsnotify_{name} {help}");
@@ -274,6 +286,35 @@ impl Stats {
             "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
         );
+        let resumes: Vec<_> = RESUME_RESULTS
+            .iter()
+            .zip(&self.resumes)
+            .map(|(result, c)| (format!("{{result=\"{result}\"}}"), get(c)))
+            .collect();
+        metric(
+            "resumes_total",
+            "counter",
+            "Clients that asked to resume (/ws?since=N&epoch=E), by result.",
+            &resumes,
+        );
+        metric(
+            "messages_replayed_total",
+            "counter",
+            "Messages replayed to resuming clients.",
+            &one(&self.messages_replayed),
+        );
+        metric(
+            "history_messages",
+            "gauge",
+            "Broadcasts kept for resume.",
+            &[(String::new(), history.0 as u64)],
+        );
+        metric(
+            "history_bytes",
+            "gauge",
+            "Bytes of the broadcasts kept for resume, with each entry's cost.",
+            &[(String::new(), history.1 as u64)],
+        );
         metric(
             "draining",
             "gauge",
@@ -311,7 +352,8 @@ mod tests {
         stats.handshake_failed(HandshakeFailure::Capacity);
         add(&stats.messages_sent, 3);
         stats.limit_hit(Limit::IdleTimeout);
-        let text = stats.render(true, 1.5);
+        add(&stats.resumes[1], 2);
+        let text = stats.render(true, 1.5, (4, 400));
         assert!(text
             .contains("# TYPE wsnotify_connections_active gauge\nwsnotify_connections_active 1\n"));
         assert!(text.contains("wsnotify_worker_connections_active{worker=\"1\"} 1\n"));
@@ -319,6 +361,8 @@ mod tests {
         assert!(text.contains("wsnotify_messages_sent_total 3\n"));
         assert!(text.contains("wsnotify_limit_hits_total{limit=\"idle_timeout\"} 1\n"));
         assert!(text.contains("wsnotify_draining 1\n"));
+        assert!(text.contains("wsnotify_resumes_total{result=\"too_old\"} 2\n"));
+        assert!(text.contains("wsnotify_history_bytes 400\n"));
         assert!(text.contains("wsnotify_uptime_seconds 1.500\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();

@@ -1,0 +1,451 @@
+//! The broadcast stream's recent past, for clients that resume after a
+//! reconnect: which epoch the offsets belong to, the last frames sent to
+//! everyone (the very frames fanout encoded, shared, not copied), and what
+//! a resume with `since` gets. Pure: the caller passes the time and the
+//! worker's position in the stream.
+
+use std::collections::VecDeque;
+use std::mem::size_of;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One kept broadcast.
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    frame: Arc<[u8]>,
+}
+
+/// What a resume gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Every message after `since` is either replayed now (`replay`, in
+    /// order) or still to come live; `skip_through`, when set, is the offset
+    /// up to which live messages are not sent again (the client is ahead of
+    /// this worker).
+    Recovered {
+        replay: Vec<Arc<[u8]>>,
+        skip_through: Option<u64>,
+    },
+    TooOld,
+    UnknownEpoch,
+}
+
+impl Resume {
+    /// The label it counts under in the metrics and the welcome's `reason`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Resume::Recovered { .. } => "recovered",
+            Resume::TooOld => "too_old",
+            Resume::UnknownEpoch => "unknown_epoch",
+        }
+    }
+}
+
+/// Where a worker stands in the stream: the last offset it handed to its
+/// clients, in which generation (one per epoch this process has seen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub generation: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug)]
+pub struct History {
+    epoch: String,
+    /// Bumped whenever the epoch changes, so a worker's position from an
+    /// older epoch is not compared with this one's offsets.
+    generation: u64,
+    /// The offset this generation started after.
+    start: u64,
+    /// The last offset sequenced or seen.
+    last: u64,
+    /// The smallest `since` that can be recovered: every message after it
+    /// up to `last` is in `entries`.
+    first_since: u64,
+    /// The frames of offsets `last - entries.len() + 1 ..= last`.
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    capacity: usize,
+    ttl: Duration,
+}
+
+/// What one entry costs besides its frame: the entry, and the `Arc`'s two
+/// counters.
+pub const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<usize>();
+
+impl History {
+    pub fn new(epoch: String, capacity: usize, ttl: Duration) -> History {
+        History {
+            epoch,
+            generation: 0,
+            start: 0,
+            last: 0,
+            first_since: 0,
+            entries: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            ttl,
+        }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The last offset published so far.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Frame bytes plus the cost of each entry.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The offset the next locally sequenced broadcast gets.
+    pub fn next_offset(&self) -> u64 {
+        self.last + 1
+    }
+
+    /// Numbers a broadcast sequenced here (no Redis) and keeps it.
+    pub fn append(&mut self, frame: &Arc<[u8]>, now: Instant) -> Position {
+        let offset = self.last + 1;
+        self.keep(offset, frame, now);
+        self.position(offset)
+    }
+
+    /// Takes broadcast `offset` of `epoch` as the sequencer numbered it;
+    /// returns its position. Every worker of an instance on Redis receives
+    /// each message: the first one keeps it. A jump in offsets (messages
+    /// this process never saw) or a new epoch leaves nothing recoverable
+    /// before it.
+    pub fn record(
+        &mut self,
+        epoch: &str,
+        offset: u64,
+        frame: &Arc<[u8]>,
+        now: Instant,
+    ) -> Position {
+        if epoch != self.epoch {
+            self.restart(epoch, offset.saturating_sub(1));
+        } else if offset <= self.last {
+            return self.position(offset);
+        } else if offset != self.last + 1 {
+            self.forget_through(offset - 1);
+        }
+        self.keep(offset, frame, now);
+        self.position(offset)
+    }
+
+    /// The frame kept for `offset` of `epoch`, if it is here.
+    pub fn frame(&self, epoch: &str, offset: u64) -> Option<(Arc<[u8]>, Position)> {
+        if epoch != self.epoch || offset > self.last {
+            return None;
+        }
+        let first = self.last + 1 - self.entries.len() as u64;
+        let entry = self.entries.get(offset.checked_sub(first)? as usize)?;
+        Some((Arc::clone(&entry.frame), self.position(offset)))
+    }
+
+    fn position(&self, offset: u64) -> Position {
+        Position {
+            generation: self.generation,
+            offset,
+        }
+    }
+
+    fn keep(&mut self, offset: u64, frame: &Arc<[u8]>, now: Instant) {
+        self.last = offset;
+        if self.capacity > 0 {
+            self.bytes += frame.len() + ENTRY_COST;
+            self.entries.push_back(Entry {
+                at: now,
+                frame: Arc::clone(frame),
+            });
+        } else {
+            self.first_since = offset;
+        }
+        self.expire(now);
+    }
+
+    /// The stream's position as the sequencer reports it (when Redis is
+    /// reached): another epoch starts a new history at `offset`. In the same
+    /// epoch nothing changes: what the subscription has yet to bring is on
+    /// its way, and a message that never comes shows as a jump.
+    pub fn sync(&mut self, epoch: &str, offset: u64) {
+        if epoch != self.epoch {
+            self.restart(epoch, offset);
+        }
+    }
+
+    /// A broadcast went out without an offset (the sequencer was out of
+    /// reach): no resume from before it may claim a recovery.
+    pub fn gap(&mut self) {
+        self.forget_through(self.last + 1);
+    }
+
+    /// What a client resuming after `since` of `epoch` gets from the worker
+    /// standing at `at`.
+    pub fn resume(&mut self, since: u64, epoch: &str, at: Position, now: Instant) -> Resume {
+        self.expire(now);
+        if self.capacity == 0 {
+            return Resume::TooOld;
+        }
+        if epoch != self.epoch {
+            return Resume::UnknownEpoch;
+        }
+        if since < self.first_since {
+            return Resume::TooOld;
+        }
+        let delivered = self.delivered(at);
+        if since >= delivered {
+            return Resume::Recovered {
+                replay: Vec::new(),
+                skip_through: (since > delivered).then_some(since),
+            };
+        }
+        let first = self.last + 1 - self.entries.len() as u64;
+        let replay = self
+            .entries
+            .range((since + 1 - first) as usize..=(delivered - first) as usize)
+            .map(|e| Arc::clone(&e.frame))
+            .collect();
+        Resume::Recovered {
+            replay,
+            skip_through: None,
+        }
+    }
+
+    /// The last offset a worker standing at `at` has handed out in this
+    /// epoch.
+    pub fn delivered(&self, at: Position) -> u64 {
+        if at.generation == self.generation {
+            at.offset
+        } else {
+            self.start
+        }
+    }
+
+    fn restart(&mut self, epoch: &str, offset: u64) {
+        epoch.clone_into(&mut self.epoch);
+        self.generation += 1;
+        self.start = offset;
+        self.last = offset;
+        self.first_since = offset;
+        self.clear();
+    }
+
+    /// Nothing at or before `offset` can be recovered any more.
+    fn forget_through(&mut self, offset: u64) {
+        self.first_since = self.first_since.max(offset);
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops what is past the size or the age limit.
+    fn expire(&mut self, now: Instant) {
+        while let Some(oldest) = self.entries.front() {
+            let too_many = self.entries.len() > self.capacity;
+            if !too_many && now.saturating_duration_since(oldest.at) <= self.ttl {
+                break;
+            }
+            self.bytes -= oldest.frame.len() + ENTRY_COST;
+            let offset = self.last + 1 - self.entries.len() as u64;
+            self.first_since = self.first_since.max(offset);
+            self.entries.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn frame(n: u64) -> Arc<[u8]> {
+        Arc::from(n.to_string().into_bytes())
+    }
+
+    fn names(resume: &Resume) -> Vec<String> {
+        match resume {
+            Resume::Recovered { replay, .. } => replay
+                .iter()
+                .map(|f| String::from_utf8(f.to_vec()).unwrap())
+                .collect(),
+            _ => panic!("not recovered: {resume:?}"),
+        }
+    }
+
+    fn filled(capacity: usize, through: u64, now: Instant) -> History {
+        let mut h = History::new("e".into(), capacity, TTL);
+        for n in 1..=through {
+            assert_eq!(h.append(&frame(n), now), at(n));
+        }
+        h
+    }
+
+    fn at(offset: u64) -> Position {
+        Position {
+            generation: 0,
+            offset,
+        }
+    }
+
+    #[test]
+    fn replays_what_follows_since_up_to_the_workers_position() {
+        let now = Instant::now();
+        let mut h = filled(10, 8, now);
+        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+        // The worker has not yet handed out 8: it will, live.
+        assert_eq!(names(&h.resume(5, "e", at(7), now)), ["6", "7"]);
+        assert_eq!(
+            h.resume(8, "e", at(8), now),
+            Resume::Recovered {
+                replay: vec![],
+                skip_through: None
+            }
+        );
+        assert_eq!(names(&h.resume(0, "e", at(8), now)).len(), 8);
+    }
+
+    #[test]
+    fn size_bounds_what_is_kept_and_its_bytes() {
+        let now = Instant::now();
+        let mut h = filled(3, 8, now);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.bytes(), 3 * (1 + ENTRY_COST));
+        assert_eq!(h.resume(4, "e", at(8), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+    }
+
+    #[test]
+    fn entries_older_than_the_ttl_are_gone() {
+        let then = Instant::now();
+        let mut h = filled(10, 4, then);
+        let later = then + TTL / 2;
+        h.record("e", 5, &frame(5), later);
+        let past_ttl = then + TTL + Duration::from_secs(1);
+        assert_eq!(h.resume(3, "e", at(5), past_ttl), Resume::TooOld);
+        assert_eq!(names(&h.resume(4, "e", at(5), past_ttl)), ["5"]);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.bytes(), 1 + ENTRY_COST);
+    }
+
+    #[test]
+    fn a_broadcast_without_offset_stops_recovery_across_it() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        h.gap();
+        assert_eq!(h.resume(4, "e", at(4), now), Resume::TooOld);
+        assert_eq!(h.resume(2, "e", at(4), now), Resume::TooOld);
+        assert_eq!(h.bytes(), 0);
+        h.record("e", 5, &frame(5), now);
+        h.record("e", 6, &frame(6), now);
+        assert_eq!(h.resume(4, "e", at(6), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(5, "e", at(6), now)), ["6"]);
+    }
+
+    #[test]
+    fn a_jump_in_offsets_is_a_gap() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        h.record("e", 9, &frame(9), now);
+        assert_eq!(h.resume(4, "e", at(9), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(8, "e", at(9), now)), ["9"]);
+    }
+
+    #[test]
+    fn messages_seen_twice_are_recorded_once() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        let (kept, here) = h.frame("e", 3).unwrap();
+        assert_eq!((&kept[..], here), (&b"3"[..], at(3)));
+        assert!(h.frame("e", 5).is_none() && h.frame("f", 3).is_none());
+        assert_eq!(h.record("e", 3, &frame(3), now), at(3));
+        assert_eq!(h.record("e", 4, &frame(4), now), at(4));
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.record("e", 5, &frame(5), now), at(5));
+        assert_eq!(h.len(), 5);
+    }
+
+    #[test]
+    fn a_client_ahead_of_this_worker_is_not_sent_those_again() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        assert_eq!(
+            h.resume(7, "e", at(4), now),
+            Resume::Recovered {
+                replay: vec![],
+                skip_through: Some(7)
+            }
+        );
+        // The worker has not handed out 4 yet; the client has it.
+        assert_eq!(
+            h.resume(4, "e", at(3), now),
+            Resume::Recovered {
+                replay: vec![],
+                skip_through: Some(4)
+            }
+        );
+    }
+
+    #[test]
+    fn another_epoch_is_unknown_and_a_new_one_starts_afresh() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        assert_eq!(h.resume(2, "other", at(4), now), Resume::UnknownEpoch);
+        h.sync("f", 100);
+        assert_eq!(h.generation(), 1);
+        assert_eq!((h.epoch(), h.last(), h.len()), ("f", 100, 0));
+        assert_eq!(h.resume(2, "e", at(4), now), Resume::UnknownEpoch);
+        assert_eq!(h.resume(99, "f", at(4), now), Resume::TooOld);
+        // The worker's position belongs to the old epoch: it has handed out
+        // nothing of this one yet, so all of it is still to come live.
+        assert_eq!(
+            h.resume(100, "f", at(4), now),
+            Resume::Recovered {
+                replay: vec![],
+                skip_through: None
+            }
+        );
+        let here = h.record("f", 101, &frame(101), now);
+        assert_eq!(here.generation, 1);
+        assert_eq!(names(&h.resume(100, "f", here, now)), ["101"]);
+    }
+
+    #[test]
+    fn sync_in_the_same_epoch_waits_for_the_subscription() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        h.sync("e", 7);
+        assert_eq!(names(&h.resume(2, "e", at(4), now)), ["3", "4"]);
+        h.record("e", 5, &frame(5), now);
+        assert_eq!(h.last(), 5);
+    }
+
+    #[test]
+    fn size_zero_keeps_nothing_and_recovers_nothing() {
+        let now = Instant::now();
+        let mut h = filled(0, 4, now);
+        assert_eq!((h.len(), h.bytes(), h.last()), (0, 0, 4));
+        assert_eq!(h.resume(4, "e", at(4), now), Resume::TooOld);
+    }
+}
