@@ -279,6 +279,16 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             if h.term_us.is_none() {
                 wait = wait.min(term_at.saturating_duration_since(now));
             }
+            // Requests the server dropped unprocessed go out again first,
+            // also after publishing stopped.
+            let http = h.http.as_mut().expect("connected above");
+            if let Err(e) = http.ensure_connected(net.registry()) {
+                h.error("http publisher", &e);
+                continue;
+            }
+            let mut failed = http
+                .send_again(&mut payload, |buf, seq| http_body(buf, seq, a.size), |_| {})
+                .err();
             match stop_at {
                 Some(stop) if now >= stop => {
                     let all = u64::from(h.published) * n as u64;
@@ -288,19 +298,11 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     // Replays can leave B behind: wait while messages
                     // keep coming, until STRAGGLERS pass without one.
                     let quiet = Duration::from_micros(now_us.saturating_sub(h.last_delivery_us));
-                    if quiet >= STRAGGLERS && now >= stop + STRAGGLERS {
+                    if quiet >= STRAGGLERS && now >= stop + STRAGGLERS && http.resend.is_empty() {
                         break;
                     }
                 }
                 _ => {
-                    let http = h.http.as_mut().expect("connected above");
-                    if let Err(e) = http.ensure_connected(net.registry()) {
-                        h.error("http publisher", &e);
-                        continue;
-                    }
-                    let mut failed = http
-                        .send_again(&mut payload, |buf, seq| http_body(buf, seq, a.size), |_| {})
-                        .err();
                     let due = ((now - start).as_secs_f64() * a.rate).floor() as u64 + 1;
                     while u64::from(h.published) < due
                         && failed.is_none()
@@ -310,17 +312,15 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                         let seq = h.published + 1;
                         payload.clear();
                         http_body(&mut payload, seq, a.size);
-                        if let Err(e) = http.send(seq, &payload) {
-                            failed = Some(e);
-                        }
+                        failed = http.send(seq, &payload).err();
                         h.published = seq;
-                    }
-                    if let Some(e) = failed {
-                        h.error("http publisher", &e);
                     }
                     let next = start + Duration::from_secs_f64(f64::from(h.published) / a.rate);
                     wait = wait.min(next.saturating_duration_since(now));
                 }
+            }
+            if let Some(e) = failed {
+                h.error("http publisher", &e);
             }
             net.poll_once(Some(wait), &mut h);
         }
