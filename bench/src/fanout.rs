@@ -11,7 +11,7 @@ use mio::Token;
 use crate::args::Publish;
 use crate::net::{Handler, Net, ReadyOn, Tx};
 use crate::publish_http::{self, HttpPublisher};
-use crate::report::{latency, opt_round, round, Line};
+use crate::report::{latency, opt_round, rate_value, Line};
 use crate::stats::Histogram;
 use crate::sys::CpuSample;
 use crate::{Outcome, Run, CLOSE_GRACE, STRAGGLERS};
@@ -52,7 +52,7 @@ fn ws_payload(out: &mut Vec<u8>, seq: u32, size: usize) {
 }
 
 /// `{"message":"<text>"}`, the body of `POST /broadcast`.
-fn http_body(out: &mut Vec<u8>, seq: u32, size: usize) {
+pub fn http_body(out: &mut Vec<u8>, seq: u32, size: usize) {
     out.extend_from_slice(b"{\"message\":\"");
     message_text(out, seq, size);
     out.extend_from_slice(b"\"}");
@@ -237,18 +237,14 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     h.error("http publisher", &e);
                     continue;
                 }
-                while let Some(&seq) = http.resend.front() {
-                    if !http.can_send() {
-                        break;
-                    }
-                    http.resend.pop_front();
-                    payload.clear();
-                    http_body(&mut payload, seq, a.size);
-                    h.sent_at[seq as usize] = net.now_us();
-                    if let Err(e) = http.send(seq, &payload) {
-                        count_error(&mut h.errors, "http publisher", &e);
-                        break;
-                    }
+                let now_us = net.now_us();
+                let sent_at = &mut h.sent_at;
+                if let Err(e) = http.send_again(
+                    &mut payload,
+                    |buf, seq| http_body(buf, seq, a.size),
+                    |seq| sent_at[seq as usize] = now_us,
+                ) {
+                    count_error(&mut h.errors, "http publisher", &e);
                 }
                 blocked = !http.resend.is_empty() || !http.can_send();
             }
@@ -331,11 +327,6 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let missing = expected.saturating_sub(h.deliveries);
     let errors = net.errors + h.errors;
     let valid = ok && !timed_out && sent > 0 && errors == 0 && missing == 0 && h.duplicates == 0;
-    let rate = if a.rate.fract() == 0.0 {
-        serde_json::Value::from(a.rate as u64)
-    } else {
-        round(a.rate, 3)
-    };
     let mut line = Line::new("fanout", a.label.as_deref());
     line.field("subs", n)
         .field("size", a.size)
@@ -347,7 +338,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 "http"
             },
         )
-        .field("rate", rate)
+        .field("rate", rate_value(a.rate))
         .field("messages", sent)
         .field("deliveries", h.deliveries)
         .field("expected", expected)

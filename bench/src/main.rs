@@ -2,6 +2,7 @@
 //! loop, hand-written masked client frames; see bench/README.md.
 
 mod args;
+mod drain_resume;
 mod echo;
 mod fanout;
 mod frame;
@@ -10,6 +11,7 @@ mod idle;
 mod net;
 mod publish_http;
 mod report;
+mod resume_check;
 mod stats;
 mod sys;
 
@@ -23,6 +25,9 @@ use args::{Args, Mode};
 pub const SETUP: Duration = Duration::from_secs(30);
 /// How long to wait for deliveries or echoes still in flight at the end.
 pub const STRAGGLERS: Duration = Duration::from_secs(2);
+/// drain-resume: how long deliveries still coming in at the end (replays
+/// left B behind) are awaited at most.
+pub const CATCH_UP: Duration = Duration::from_secs(30);
 /// How long the closing handshakes may take.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -47,6 +52,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Idle => "idle",
         Mode::Fanout => "fanout",
         Mode::Echo => "echo",
+        Mode::DrainResume => "drain-resume",
     }
 }
 
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
         Mode::Fanout | Mode::Echo => args.duration,
+        Mode::DrainResume => args.before + args.duration + args.after + CATCH_UP.as_secs_f64(),
     };
     let safety = t0
         + SETUP
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
         Mode::Idle => idle::run(&run),
         Mode::Fanout => fanout::run(&run),
         Mode::Echo => echo::run(&run),
+        Mode::DrainResume => drain_resume::run(&run),
     };
     match result {
         Ok(out) => {

@@ -55,8 +55,16 @@ enum Slot {
     Closing,
 }
 
+/// Where a connection's upgrade request goes when it is not the loop's
+/// default (a resume to another server, with its own query).
+struct Request {
+    host_header: String,
+    path: String,
+}
+
 pub struct Conn {
     sock: TcpStream,
+    request: Option<Box<Request>>,
     phase: Phase,
     ready: bool,
     slot: Slot,
@@ -323,9 +331,28 @@ impl Net {
     /// Starts one connection; returns its id (also when it failed at once,
     /// which counts an error).
     pub fn open(&mut self) -> usize {
+        let src = self.source_for(self.conns.len());
+        self.open_with(self.target, src, None)
+    }
+
+    /// Starts one connection to `target` with the upgrade request for
+    /// `path` (query included), from `src`; returns its id as `open` does.
+    pub fn open_to(&mut self, target: SocketAddr, src: Option<Ipv4Addr>, path: String) -> usize {
+        let request = Request {
+            host_header: target.to_string(),
+            path,
+        };
+        self.open_with(target, src, Some(Box::new(request)))
+    }
+
+    fn open_with(
+        &mut self,
+        target: SocketAddr,
+        src: Option<Ipv4Addr>,
+        request: Option<Box<Request>>,
+    ) -> usize {
         let id = self.conns.len();
-        let src = self.source_for(id);
-        match connect(self.target, src) {
+        match connect(target, src) {
             Ok(mut sock) => {
                 if let Err(e) = self.poll.registry().register(
                     &mut sock,
@@ -338,6 +365,7 @@ impl Net {
                 }
                 self.conns.push(Some(Conn {
                     sock,
+                    request,
                     phase: Phase::Connecting,
                     ready: false,
                     slot: Slot::InFlight,
@@ -552,26 +580,46 @@ impl Net {
         }
     }
 
+    /// Starts the closing handshake (Close 1000) of an open connection, or
+    /// drops one that is not open yet; nothing it receives from now on
+    /// reaches the handler.
+    fn close<H: Handler>(&mut self, id: usize, h: &mut H) {
+        let Some(Some(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Open => {
+                frame::encode_close(&mut conn.out, 1000, "", self.rng.mask());
+                conn.phase = Phase::Closing;
+                let failed = conn.flush().is_err();
+                self.recount(id);
+                if failed {
+                    self.remove(id, None, h);
+                }
+            }
+            Phase::Closing => {}
+            Phase::Connecting | Phase::Handshaking => self.remove(id, None, h),
+        }
+    }
+
+    /// Sends Close 1000 on an open connection and closes its socket at
+    /// once, without waiting for the answer; nothing counts as an error.
+    pub fn abandon<H: Handler>(&mut self, id: usize, h: &mut H) {
+        if let Some(Some(conn)) = self.conns.get_mut(id) {
+            if conn.phase == Phase::Open {
+                frame::encode_close(&mut conn.out, 1000, "", self.rng.mask());
+                // Best effort: the socket is closed whatever it took.
+                let _ = conn.flush();
+            }
+        }
+        self.remove(id, None, h);
+    }
+
     /// Sends Close 1000 on every open connection, drops the others, and
     /// waits up to `grace` for the closing handshakes to finish.
     pub fn close_all<H: Handler>(&mut self, grace: Duration, h: &mut H) {
         for id in 0..self.conns.len() {
-            let Some(conn) = self.conns[id].as_mut() else {
-                continue;
-            };
-            match conn.phase {
-                Phase::Open => {
-                    frame::encode_close(&mut conn.out, 1000, "", self.rng.mask());
-                    conn.phase = Phase::Closing;
-                    let failed = conn.flush().is_err();
-                    self.recount(id);
-                    if failed {
-                        self.remove(id, None, h);
-                    }
-                }
-                Phase::Closing => {}
-                Phase::Connecting | Phase::Handshaking => self.remove(id, None, h),
-            }
+            self.close(id, h);
         }
         let deadline = Instant::now() + grace;
         while self.closing > 0 {
@@ -672,6 +720,10 @@ fn drive<H: Handler>(
             Ok(true) => {
                 let (key, accept) = handshake::new_key(rng);
                 conn.accept = accept;
+                let (host_header, path) = match &conn.request {
+                    Some(r) => (r.host_header.as_str(), r.path.as_str()),
+                    None => (host_header, path),
+                };
                 handshake::write_request(&mut conn.out, host_header, path, &key);
                 conn.phase = Phase::Handshaking;
             }

@@ -92,6 +92,28 @@ impl HttpPublisher {
         self.connected() && self.unanswered.len() < MAX_PIPELINE
     }
 
+    /// Sends again, in order and while the pipeline has room, the requests
+    /// the server dropped unprocessed. `body` writes message `seq`'s body
+    /// into the buffer; `resent` is told each `seq` before it goes out.
+    pub fn send_again(
+        &mut self,
+        buf: &mut Vec<u8>,
+        body: impl Fn(&mut Vec<u8>, u32),
+        mut resent: impl FnMut(u32),
+    ) -> Result<(), String> {
+        while let Some(&seq) = self.resend.front() {
+            if !self.can_send() {
+                break;
+            }
+            self.resend.pop_front();
+            buf.clear();
+            body(buf, seq);
+            resent(seq);
+            self.send(seq, buf)?;
+        }
+        Ok(())
+    }
+
     /// Writes one `POST /broadcast` for message `seq` with `body` (call
     /// only if `can_send`).
     pub fn send(&mut self, seq: u32, body: &[u8]) -> Result<(), String> {

@@ -56,6 +56,15 @@ pub fn opt_round(x: Option<f64>, places: i32) -> Value {
     x.map_or(Value::Null, |x| round(x, places))
 }
 
+/// A rate as given: whole numbers without a fraction.
+pub fn rate_value(rate: f64) -> Value {
+    if rate.fract() == 0.0 {
+        Value::from(rate as u64)
+    } else {
+        round(rate, 3)
+    }
+}
+
 /// `{"p50":..,"p90":..,"p99":..,"max":..}` in µs, nulls when empty.
 pub fn latency(h: &Histogram) -> String {
     let v = |x: Option<u64>| x.map_or("null".to_string(), |x| x.to_string());

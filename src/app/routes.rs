@@ -15,6 +15,8 @@ use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
+/// The resuming client module the page uses, for users to copy.
+const CLIENT_JS: &str = include_str!("../web/client.js");
 
 /// Where a resuming client left the broadcast stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,11 @@ pub fn route(
             "text/html; charset=utf-8",
             INDEX_HTML,
         )),
+        "/client.js" if get_like => Route::Respond(Response::new(
+            Status::OK,
+            "text/javascript; charset=utf-8",
+            CLIENT_JS,
+        )),
         "/health" if get_like => Route::Respond(if snapshot.draining {
             Response::json(
                 Status::SERVICE_UNAVAILABLE,
@@ -78,7 +85,7 @@ pub fn route(
             Route::Respond(Response::json(Status::OK, &status::fields(snapshot, here)))
         }
         "/metrics" if get_like => Route::Metrics,
-        "/" | "/index.html" | "/health" | "/status" | "/metrics" => {
+        "/" | "/index.html" | "/client.js" | "/health" | "/status" | "/metrics" => {
             Route::Respond(method_not_allowed("GET, HEAD"))
         }
         "/broadcast" | "/notify" if req.method == "POST" => match authorize(req, peer, config) {
@@ -396,6 +403,7 @@ mod tests {
         let shared = shared_with(|_| {});
         for (path, code) in [
             ("/", 200),
+            ("/client.js", 200),
             ("/health", 200),
             ("/status", 200),
             ("/metrics", 200),

@@ -9,129 +9,20 @@
 // back. Environment: CHROMIUM (default /usr/bin/chromium), WSNOTIFY_BIN
 // (default target/release/wsnotify), TEST_TIMEOUT_MS (default 60000).
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
+import { STEP_MS, assert, launchBrowser, log, publish, runTest, startServer } from './support.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = process.env.WSNOTIFY_BIN
-  ? resolve(process.env.WSNOTIFY_BIN)
-  : join(ROOT, 'target', 'release', 'wsnotify');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OVERALL_MS = Number(process.env.TEST_TIMEOUT_MS || 60000);
-const STEP_MS = 10000;
-
 let server = null;
-let context = null;
-let userDataDir = null;
-const serverLog = [];
-
-function cleanup() {
-  if (server && server.exitCode === null && server.signalCode === null) {
-    try { process.kill(server.pid, 'SIGKILL'); } catch { /* already gone */ }
-  }
-  if (userDataDir) {
-    try { rmSync(userDataDir, { recursive: true, force: true }); } catch { /* ignore */ }
-  }
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => { cleanup(); process.exit(130); });
-}
-
-function finish(error) {
-  if (error) {
-    console.error(`FAIL web client: ${error && error.stack ? error.stack : error}`);
-    if (serverLog.length) console.error('server log:\n  ' + serverLog.join('\n  '));
-    console.log('0 passed, 1 failed');
-    process.exit(1);
-  }
-  console.log('1 passed, 0 failed');
-  process.exit(0);
-}
-
-const hardTimeout = setTimeout(
-  () => finish(new Error(`timed out after ${OVERALL_MS} ms`)),
-  OVERALL_MS,
-);
-
-function log(message) { console.log(`  ${message}`); }
-
-/** Starts wsnotify on port 0 and resolves with its base URL. */
-function startServer() {
-  if (!existsSync(BIN)) {
-    log(`${BIN} is missing; running cargo build --release`);
-    const build = spawnSync('cargo', ['build', '--release'], { cwd: ROOT, stdio: 'inherit' });
-    if (build.status !== 0 || !existsSync(BIN)) throw new Error('cargo build --release failed');
-  }
-  server = spawn(BIN, ['--host', '127.0.0.1', '--port', '0', '--notify-interval', '0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error('no "listening on" line within 10 s')), STEP_MS);
-    let pending = '';
-    server.stderr.setEncoding('utf8');
-    server.stderr.on('data', (chunk) => {
-      pending += chunk;
-      const lines = pending.split('\n');
-      pending = lines.pop();
-      for (const line of lines) {
-        serverLog.push(line);
-        const match = /listening on (http:\/\/[^\s"]+)/.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          resolvePromise(match[1]);
-        }
-      }
-    });
-    server.on('error', (e) => { clearTimeout(timer); reject(e); });
-    server.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`wsnotify exited early (code ${code}, signal ${signal})`));
-    });
-  });
-}
-
-async function publish(base, body) {
-  const response = await fetch(`${base}/broadcast`, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(STEP_MS),
-  });
-  const text = await response.text();
-  if (response.status !== 200) throw new Error(`POST /broadcast answered ${response.status}: ${text}`);
-  return JSON.parse(text);
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
 
 async function main() {
-  const base = await startServer();
-  log(`server at ${base} (pid ${server.pid})`);
+  server = await startServer([]);
+  const base = server.base;
+  log(`server at ${base} (pid ${server.proc.pid})`);
 
-  userDataDir = mkdtempSync(join(tmpdir(), 'wsnotify-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1100, height: 800 },
-    timeout: STEP_MS * 3,
-  });
+  const context = await launchBrowser();
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   const pageErrors = [];
@@ -201,10 +92,6 @@ async function main() {
     }
   }
   await context.close();
-  context = null;
 }
 
-main().then(
-  () => { clearTimeout(hardTimeout); finish(null); },
-  (error) => { clearTimeout(hardTimeout); finish(error); },
-);
+runTest('web client', OVERALL_MS, main, () => (server ? [['server', server.lines]] : []));

@@ -1,0 +1,204 @@
+// Unit tests of the resuming client module (src/web/client.js, served as
+// GET /client.js) against a scripted fake WebSocket: the resume URL, the
+// dropping of already-seen offsets, gap detection, the reconnect hint, the
+// jittered backoff and close().
+//
+//   node --test tests/browser/client_module.test.mjs   (run by scripts/browser-test.sh)
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const source = readFileSync(join(ROOT, 'src', 'web', 'client.js'));
+// The module is served without a package.json around it: load it as text.
+const { connect, resumeUrl, backoffDelay } = await import(
+  'data:text/javascript;base64,' + source.toString('base64')
+);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Records every socket the client opens; the test plays the server. */
+function fakeServer() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 1;
+      this.sent = [];
+      this.closedByClient = null;
+      sockets.push(this);
+    }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close(code) { this.readyState = 3; this.closedByClient = code; }
+    deliver(m) { this.onmessage({ data: typeof m === 'string' ? m : JSON.stringify(m) }); }
+    drop(code = 1006) { this.readyState = 3; this.onclose({ code, reason: '' }); }
+  }
+  return { sockets, FakeSocket, last: () => sockets[sockets.length - 1] };
+}
+
+/** A client on a fake server, with everything it reports recorded. */
+function start(extra = {}) {
+  const server = fakeServer();
+  const seen = { messages: [], welcomes: [], recovered: [], gaps: [], states: [] };
+  const client = connect('ws://example.test/ws?token=t', {
+    WebSocket: server.FakeSocket,
+    random: () => 0,
+    baseDelayMs: 10,
+    maxDelayMs: 40,
+    onMessage: (m) => seen.messages.push(m),
+    onWelcome: (m) => seen.welcomes.push(m),
+    onRecovered: (n) => seen.recovered.push(n),
+    onGap: (reason, detail) => seen.gaps.push({ reason, ...detail }),
+    onState: (s) => seen.states.push(s),
+    ...extra,
+  });
+  return { client, server, seen };
+}
+
+const offsets = (seen) => seen.messages.filter((m) => m.offset !== undefined).map((m) => m.offset);
+
+test('resumeUrl sets since and epoch only with a known position, keeping other parameters', () => {
+  assert.equal(resumeUrl('ws://h/ws?a=1', null, null), 'ws://h/ws?a=1');
+  assert.equal(resumeUrl('ws://h/ws?a=1', 'e1', 7), 'ws://h/ws?a=1&since=7&epoch=e1');
+  assert.equal(resumeUrl('ws://h/ws?since=1&epoch=x', 'e 2', 0), 'ws://h/ws?since=0&epoch=e+2');
+  assert.equal(resumeUrl('ws://h/ws', '', 3), 'ws://h/ws');
+});
+
+test('backoff is jittered between half and all of a doubling step, capped', () => {
+  assert.equal(backoffDelay(0, () => 0), 500);
+  assert.equal(backoffDelay(0, () => 1), 1000);
+  assert.equal(backoffDelay(3, () => 0.5), 6000);
+  assert.equal(backoffDelay(20, () => 1), 30000);
+  assert.equal(backoffDelay(1000, () => 0), 15000);
+});
+
+test('drops seen offsets, reports jumps, passes messages without offsets', () => {
+  const { client, server, seen } = start();
+  const ws = server.last();
+  assert.equal(ws.url, 'ws://example.test/ws?token=t');
+  ws.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 5 });
+  assert.equal(client.state, 'connected');
+  assert.equal(client.clientId, 'c1');
+  assert.equal(client.offset, 5);
+  assert.deepEqual(seen.recovered, []);
+  assert.deepEqual(seen.gaps, []);
+  ws.deliver({ type: 'chat', offset: 5, message: 'old' });
+  ws.deliver({ type: 'notification', offset: 6 });
+  ws.deliver({ type: 'notification', offset: 7 });
+  ws.deliver({ type: 'notification', offset: 7 });
+  ws.deliver({ type: 'direct', message: 'personal' });
+  ws.deliver({ type: 'notification', offset: 9 });
+  assert.deepEqual(offsets(seen), [6, 7, 9]);
+  assert.equal(seen.messages.length, 4);
+  assert.equal(client.dropped, 2);
+  assert.deepEqual(seen.gaps, [{ reason: 'jump', expected: 8, got: 9 }]);
+  client.close();
+});
+
+test('after a drop it backs off, resumes with since/epoch and reports the recovery', async () => {
+  const { client, server, seen } = start();
+  const first = server.last();
+  first.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 9 });
+  first.drop();
+  assert.equal(client.state, 'waiting');
+  // A failed attempt (no welcome) doubles the delay.
+  await sleep(30);
+  assert.equal(server.sockets.length, 2);
+  server.last().drop();
+  await sleep(8);
+  assert.equal(server.sockets.length, 2, 'the second delay is twice the first');
+  await sleep(30);
+  const resumed = server.last();
+  assert.equal(server.sockets.length, 3);
+  assert.equal(resumed.url, 'ws://example.test/ws?token=t&since=9&epoch=e1');
+  resumed.deliver({ type: 'welcome', client_id: 'c2', epoch: 'e1', offset: 11, recovered: true, replayed: 2 });
+  resumed.deliver({ type: 'chat', offset: 10 });
+  resumed.deliver({ type: 'chat', offset: 11 });
+  resumed.deliver({ type: 'chat', offset: 11 });
+  resumed.deliver({ type: 'chat', offset: 12 });
+  assert.deepEqual(seen.recovered, [2]);
+  assert.deepEqual(offsets(seen), [10, 11, 12]);
+  assert.deepEqual(seen.gaps, []);
+  assert.equal(client.clientId, 'c2');
+  client.close();
+});
+
+test('a recovery from a server lagging behind keeps our offset', () => {
+  const { client, server, seen } = start();
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 20 });
+  client.reconnect();
+  const ws = server.last();
+  assert.equal(ws.url, 'ws://example.test/ws?token=t&since=20&epoch=e1');
+  ws.deliver({ type: 'welcome', epoch: 'e1', offset: 18, recovered: true, replayed: 0 });
+  assert.equal(client.offset, 20);
+  ws.deliver({ type: 'chat', offset: 19 });
+  ws.deliver({ type: 'chat', offset: 21 });
+  assert.deepEqual(offsets(seen), [21]);
+  client.close();
+});
+
+test('a shutdown notice moves the client after the hint, ignoring the old socket', async () => {
+  const { client, server, seen } = start();
+  const old = server.last();
+  old.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  old.deliver({ type: 'shutdown_notice', reconnect_after_ms: 25, drain_timeout_s: 5 });
+  assert.equal(client.state, 'connected', 'the old connection works until the hint');
+  old.deliver({ type: 'chat', offset: 1 });
+  await sleep(50);
+  assert.equal(old.closedByClient, 1000);
+  const next = server.last();
+  assert.equal(server.sockets.length, 2);
+  assert.equal(next.url, 'ws://example.test/ws?token=t&since=1&epoch=e1');
+  old.deliver({ type: 'chat', offset: 2 });
+  next.deliver({ type: 'welcome', epoch: 'e1', offset: 2, recovered: true, replayed: 1 });
+  next.deliver({ type: 'chat', offset: 2 });
+  assert.deepEqual(offsets(seen), [1, 2]);
+  assert.equal(seen.messages.filter((m) => m.type === 'shutdown_notice').length, 1);
+  client.close();
+});
+
+test('a server close before the hint keeps the hint as the delay', async () => {
+  const { client, server } = start({ baseDelayMs: 1 });
+  const old = server.last();
+  old.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  old.deliver({ type: 'shutdown_notice', reconnect_after_ms: 40 });
+  old.drop(1001);
+  assert.equal(client.state, 'waiting');
+  await sleep(15);
+  assert.equal(server.sockets.length, 1, 'not before the hint');
+  await sleep(50);
+  assert.equal(server.sockets.length, 2);
+  client.close();
+});
+
+test('a gap from the server restarts the position at its offset', () => {
+  const { client, server, seen } = start();
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 40 });
+  client.reconnect();
+  const ws = server.last();
+  ws.deliver({ type: 'welcome', epoch: 'e2', offset: 3, recovered: false, reason: 'unknown_epoch' });
+  assert.deepEqual(seen.gaps, [{ reason: 'unknown_epoch', welcome: seen.welcomes[1] }]);
+  assert.equal(client.epoch, 'e2');
+  ws.deliver({ type: 'chat', offset: 4 });
+  assert.deepEqual(offsets(seen), [4]);
+  client.close();
+});
+
+test('close() stops reconnecting; a new URL forgets the position', async () => {
+  const { client, server } = start();
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 3 });
+  server.last().drop();
+  client.close();
+  assert.equal(client.state, 'disconnected');
+  await sleep(40);
+  assert.equal(server.sockets.length, 1);
+  assert.equal(client.send({ type: 'ping' }), false);
+  client.reconnect('ws://other.test/ws');
+  assert.equal(server.last().url, 'ws://other.test/ws');
+  assert.equal(client.send({ type: 'ping' }), true);
+  assert.deepEqual(server.last().sent, [{ type: 'ping' }]);
+  client.close();
+});

@@ -1,0 +1,128 @@
+// Real-browser test of resume across a drain (src/web/client.js through the
+// built-in page).
+//
+//   node tests/browser/resume.test.mjs      (or scripts/browser-test.sh)
+//
+// 1. Behind one redis-server (started here on a free loopback port): the
+//    page connects to server A; broadcasts flow every 40 ms; server B takes
+//    A's port over with --handover and A drains. The page follows its
+//    shutdown_notice to B with since/epoch and must show "recovered N
+//    missed messages", and its log must hold every broadcast exactly once,
+//    in order, with offsets rising by one.
+// 2. Without Redis: the same hand-over between two lone servers; the page
+//    must show the gap (unknown epoch) instead.
+// Needs redis-server (the test fails at once without it). Environment as
+// web_client.test.mjs; TEST_TIMEOUT_MS defaults to 90000.
+
+import { join } from 'node:path';
+import {
+  STEP_MS, assert, launchBrowser, log, publish, runTest, sleep, startRedis, startServer, tempDir,
+} from './support.mjs';
+
+const OVERALL_MS = Number(process.env.TEST_TIMEOUT_MS || 90000);
+const PUBLISH_EVERY_MS = 40;
+// The reconnect hints spread over the drain window (here 3 s).
+const DRAIN = ['--drain-timeout', '3s'];
+const servers = {};
+
+async function connected(page) {
+  await page.waitForFunction(() => window.wsnotify.state() === 'connected' && !!window.wsnotify.clientId());
+  return page.evaluate(() => ({ epoch: window.wsnotify.client().epoch, offset: window.wsnotify.client().offset }));
+}
+
+/** The page's log entries of the notifications whose text starts with `prefix`. */
+function entries(page, prefix) {
+  return page.$$eval('#log .msg-notification', (els, p) => els
+    .map((e) => ({ offset: e.getAttribute('data-offset'), text: e.textContent }))
+    .filter((e) => e.text.includes(p)), prefix);
+}
+
+async function withRedis(page) {
+  const redis = await startRedis();
+  const handover = join(tempDir('wsnotify-resume-'), 'handover.sock');
+  const args = ['--redis', redis.url, '--handover', handover, ...DRAIN];
+  servers.A = await startServer(args);
+  log(`redis ${redis.url}; A pid ${servers.A.proc.pid} at ${servers.A.base}`);
+  await page.goto(`${servers.A.base}/`);
+  const before = await connected(page);
+  assert(typeof before.epoch === 'string' && before.epoch !== '', `no epoch in the welcome: ${JSON.stringify(before)}`);
+  log(`page on A: epoch ${before.epoch}, offset ${before.offset}`);
+
+  const prefix = `keep-${process.pid}-`;
+  let publishing = true;
+  let published = 0;
+  const publisher = (async () => {
+    while (publishing) {
+      await publish(servers.A.base, { message: `${prefix}${published + 1} ` });
+      published++;
+      await sleep(PUBLISH_EVERY_MS);
+    }
+  })();
+  await sleep(400);
+  servers.B = await startServer(args);
+  log(`B pid ${servers.B.proc.pid} took over port ${servers.B.port}; A drains`);
+  await page.locator('#log .msg-shutdown_notice').waitFor();
+  const recovered = page.locator('#log .msg-recovered');
+  await recovered.waitFor({ timeout: STEP_MS * 2 });
+  const exitA = await Promise.race([servers.A.exited, sleep(STEP_MS).then(() => null)]);
+  assert(exitA && exitA.code === 0, `A did not exit 0 after the page left: ${JSON.stringify(exitA)}`);
+  await sleep(400);
+  publishing = false;
+  await publisher;
+  log(`${published} broadcasts published`);
+
+  await page.waitForFunction(
+    ([p, n]) => [...document.querySelectorAll('#log .msg-notification')].filter((e) => e.textContent.includes(p)).length >= n,
+    [prefix, published],
+  );
+  await sleep(300);
+  const got = await entries(page, prefix);
+  const numbers = got.map((e) => Number(new RegExp(`${prefix}(\\d+) `).exec(e.text)[1]));
+  const expected = Array.from({ length: published }, (_, i) => i + 1);
+  assert(JSON.stringify(numbers) === JSON.stringify(expected),
+    `the log holds broadcasts ${numbers.join(',')}; expected 1..${published} once each`);
+  const offsets = got.map((e) => Number(e.offset));
+  assert(offsets.every((o, i) => Number.isSafeInteger(o) && (i === 0 || o === offsets[i - 1] + 1)),
+    `offsets in the log are not consecutive: ${offsets.join(',')}`);
+  assert(await page.locator('#log .msg-gap').count() === 0, 'the page reported a gap');
+  const recoveredText = (await recovered.textContent()).trim();
+  assert(/recovered \d+ missed messages?$/.test(recoveredText), `the recovery entry reads ${recoveredText}`);
+  const after = await connected(page);
+  assert(after.epoch === before.epoch, `the epoch changed behind one Redis: ${before.epoch} -> ${after.epoch}`);
+  log(`all ${published} broadcasts shown once, offsets ${offsets[0]}..${offsets[offsets.length - 1]}; ${recoveredText}`);
+}
+
+async function withoutRedis(page) {
+  const handover = join(tempDir('wsnotify-resume-'), 'handover.sock');
+  const args = ['--handover', handover, ...DRAIN];
+  servers.C = await startServer(args);
+  await page.goto(`${servers.C.base}/`);
+  const before = await connected(page);
+  await publish(servers.C.base, { message: 'before the restart' });
+  await page.locator('#log .msg-notification', { hasText: 'before the restart' }).waitFor();
+  servers.D = await startServer(args);
+  log(`lone server C pid ${servers.C.proc.pid} handed over to D pid ${servers.D.proc.pid}`);
+  const gap = page.locator('#log .msg-gap');
+  await gap.waitFor({ timeout: STEP_MS * 2 });
+  const text = (await gap.textContent()).trim();
+  assert(/missed messages: unknown epoch/.test(text), `the gap entry reads ${text}`);
+  assert(await page.locator('#log .msg-recovered').count() === 0, 'a recovery was claimed across a restart');
+  const after = await connected(page);
+  assert(after.epoch !== before.epoch, 'a restarted lone server kept its epoch');
+  log(`gap shown: ${text}`);
+}
+
+async function main() {
+  const context = await launchBrowser();
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(STEP_MS);
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  await withRedis(page);
+  await withoutRedis(page);
+  assert(pageErrors.length === 0, `errors in the page: ${pageErrors.join('; ')}`);
+  await context.close();
+}
+
+runTest('resume across a drain', OVERALL_MS, main,
+  () => Object.entries(servers).map(([name, s]) => [`server ${name}`, s.lines]));
