@@ -125,10 +125,18 @@ pub fn reconnect_spread_ms(drain_timeout: Duration) -> u64 {
         .as_millis() as u64
 }
 
-/// Whole seconds from `now` to the drain deadline, rounded up: what a
-/// shutdown notice announces.
-pub fn seconds_left(now: Instant, deadline: Instant) -> u64 {
-    deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64
+/// Whole seconds from `now` to the drain deadline, rounded up, but never
+/// more than the configured drain timeout: what a shutdown notice
+/// announces. A drain started in the middle of a loop turn sets its
+/// deadline from a clock read after the turn's `now`, so the time left can
+/// exceed the timeout by a fraction of a second; rounded up, that
+/// announced one second too many.
+pub fn seconds_left(now: Instant, deadline: Instant, drain_timeout: Duration) -> u64 {
+    deadline
+        .saturating_duration_since(now)
+        .min(drain_timeout)
+        .as_secs_f64()
+        .ceil() as u64
 }
 
 #[cfg(test)]
@@ -141,8 +149,12 @@ mod tests {
         assert_eq!(reconnect_spread_ms(Duration::from_secs(4)), 4000);
         assert_eq!(reconnect_spread_ms(Duration::from_secs(600)), 10_000);
         let now = Instant::now();
-        assert_eq!(seconds_left(now, now + Duration::from_millis(1500)), 2);
-        assert_eq!(seconds_left(now + Duration::from_secs(9), now), 0);
+        let ms = Duration::from_millis;
+        assert_eq!(seconds_left(now, now + ms(1500), MIN), 2);
+        assert_eq!(seconds_left(now + Duration::from_secs(9), now, MIN), 0);
+        // The turn's clock was read 400 ms before the signal set the deadline.
+        assert_eq!(seconds_left(now, now + ms(60_400), MIN), 60);
+        assert_eq!(seconds_left(now, now + MIN, MIN), 60);
     }
 
     const MIN: Duration = Duration::from_secs(60);

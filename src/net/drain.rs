@@ -93,8 +93,9 @@ impl Worker {
     }
 
     fn send_notice(&mut self, key: usize, now: Instant) {
-        let timeout_s = lifecycle::seconds_left(now, self.shared.drain_deadline());
-        let spread = lifecycle::reconnect_spread_ms(self.shared.config.drain_timeout);
+        let drain_timeout = self.shared.config.drain_timeout;
+        let timeout_s = lifecycle::seconds_left(now, self.shared.drain_deadline(), drain_timeout);
+        let spread = lifecycle::reconnect_spread_ms(drain_timeout);
         let delay = self.rng.below(spread);
         let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
         self.send_json(key, &notice);
