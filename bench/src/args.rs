@@ -8,6 +8,9 @@ usage:
   wsload fanout --port P [--host H] [--path /ws] --subs N [--size 100] [--publish ws|http (ws)]
                 [--rate R msgs/s, 0 = closed loop (0)] [--messages M] [--duration S] [--server-pid PID]
   wsload echo   --port P [--host H] [--path /echo] --conns C [--depth D (8)] [--size 100] [--duration S]
+  wsload drain  --port P [--host H] [--path /ws] --conns N --server-pid PID [--rate R broadcasts/s (100)]
+                [--size 100] [--duration S, the longest the drain may take (10)]
+                (sends SIGTERM to PID; run the server with a short --drain-timeout)
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
         --duration S (10), --label TEXT
 One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
@@ -17,6 +20,7 @@ pub enum Mode {
     Idle,
     Fanout,
     Echo,
+    Drain,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +84,14 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
         Some("echo") => Mode::Echo,
+        Some("drain") => Mode::Drain,
         Some("-h" | "--help" | "help") => return Ok(None),
-        Some(other) => return Err(format!("unknown mode {other:?} (idle, fanout, echo)")),
-        None => return Err("missing mode (idle, fanout, echo)".into()),
+        Some(other) => {
+            return Err(format!(
+                "unknown mode {other:?} (idle, fanout, echo, drain)"
+            ))
+        }
+        None => return Err("missing mode (idle, fanout, echo, drain)".into()),
     };
     let mut a = Args {
         mode,
@@ -94,7 +103,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         idle_secs: 5.0,
         size: 100,
         publish: Publish::Ws,
-        rate: 0.0,
+        rate: if mode == Mode::Drain { 100.0 } else { 0.0 },
         messages: None,
         duration: 10.0,
         depth: 8,
@@ -125,6 +134,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 "--server-pid",
             ],
             Mode::Echo => &["--conns", "--depth", "--size"],
+            Mode::Drain => &["--conns", "--server-pid", "--rate", "--size"],
         };
         let common = [
             "--port",
@@ -232,10 +242,13 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         };
         return Err(format!("{name} is required"));
     }
-    if mode == Mode::Fanout && a.size < MIN_FANOUT_SIZE {
+    if matches!(mode, Mode::Fanout | Mode::Drain) && a.size < MIN_FANOUT_SIZE {
         return Err(format!(
-            "--size must be at least {MIN_FANOUT_SIZE} for fanout (the marker \"wsl <seq> \")"
+            "--size must be at least {MIN_FANOUT_SIZE} for fanout and drain (the marker \"wsl <seq> \")"
         ));
+    }
+    if mode == Mode::Drain && a.server_pid.is_none() {
+        return Err("--server-pid is required for drain (it gets the SIGTERM)".into());
     }
     Ok(Some(a))
 }
@@ -276,6 +289,13 @@ mod tests {
             ])
         );
         assert_eq!(a.label.as_deref(), Some("x"));
+        let a = p("drain --port 80 --conns 3 --server-pid 9")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.mode, a.rate, a.server_pid),
+            (Mode::Drain, 100.0, Some(9))
+        );
     }
 
     #[test]
@@ -298,6 +318,10 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+        assert!(
+            p("drain --port 1 --conns 1").is_err(),
+            "drain needs the pid"
+        );
         assert!(p("--help").unwrap().is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! loop, hand-written masked client frames; see bench/README.md.
 
 mod args;
+mod drain;
 mod echo;
 mod fanout;
 mod frame;
@@ -47,6 +48,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Idle => "idle",
         Mode::Fanout => "fanout",
         Mode::Echo => "echo",
+        Mode::Drain => "drain",
     }
 }
 
@@ -99,7 +101,7 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
-        Mode::Fanout | Mode::Echo => args.duration,
+        Mode::Fanout | Mode::Echo | Mode::Drain => args.duration,
     };
     let safety = t0
         + SETUP
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Mode::Idle => idle::run(&run),
         Mode::Fanout => fanout::run(&run),
         Mode::Echo => echo::run(&run),
+        Mode::Drain => drain::run(&run),
     };
     match result {
         Ok(out) => {
