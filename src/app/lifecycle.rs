@@ -112,6 +112,16 @@ impl Lifecycle {
     }
 }
 
+/// The `drain_timeout_s` a shutdown notice announces: the time left before
+/// the deadline, rounded up to whole seconds, but never more than the
+/// configured drain timeout. A drain started in the middle of a loop turn
+/// sees its deadline from a clock read before the signal, so the time left
+/// can exceed the timeout by a fraction of a second; rounded up, that
+/// announced one second too many.
+pub fn announced_timeout_s(left: Duration, drain_timeout: Duration) -> u64 {
+    left.min(drain_timeout).as_secs_f64().ceil() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +191,18 @@ mod tests {
         let mut life = Lifecycle::new(Duration::ZERO, GRACE);
         assert_eq!(life.begin_drain(t0, t0, 2), Step::NotifyAndClose);
         assert_eq!(life.phase(), Phase::Closing { until: t0 + GRACE });
+    }
+
+    #[test]
+    fn the_announced_timeout_matches_the_option() {
+        let ms = Duration::from_millis;
+        // The turn's clock was read 400 ms before the signal set the deadline.
+        assert_eq!(announced_timeout_s(ms(60_400), MIN), 60);
+        assert_eq!(announced_timeout_s(MIN, MIN), 60);
+        // A client joining later is told what is left, rounded up.
+        assert_eq!(announced_timeout_s(ms(30_200), MIN), 31);
+        assert_eq!(announced_timeout_s(ms(5_000), ms(5_000)), 5);
+        assert_eq!(announced_timeout_s(Duration::ZERO, MIN), 0);
     }
 
     #[test]

@@ -1,20 +1,14 @@
 //! A worker's part of the drain: it tells its clients, keeps serving them,
 //! closes the rest with 1001 at the deadline, and stops when none are left.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::worker::Worker;
 use crate::app::hub::Client;
 use crate::app::lifecycle::{Phase as LifePhase, Step};
-use crate::app::protocol;
 use crate::conn::{Connection, Settings};
 use crate::log;
 use crate::proto::close::CloseCode;
-
-/// Reconnect delays are spread over at most this long, and at least this
-/// short a window, whatever the drain timeout.
-const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
-const MIN_RECONNECT_SPREAD: Duration = Duration::from_secs(1);
 
 impl Worker {
     /// Moves the lifecycle on; returns true once the worker may stop.
@@ -88,27 +82,6 @@ impl Worker {
                 self.close_going_away(key);
             }
         }
-    }
-
-    fn notify_shutdown(&mut self, now: Instant) {
-        let recipients: Vec<usize> = self.hub.slots().collect();
-        for key in recipients {
-            self.send_notice(key, now);
-        }
-    }
-
-    fn send_notice(&mut self, key: usize, now: Instant) {
-        let deadline = self.shared.drain_deadline();
-        let timeout_s = deadline.saturating_duration_since(now).as_secs_f64().ceil() as u64;
-        let spread = self
-            .shared
-            .config
-            .drain_timeout
-            .clamp(MIN_RECONNECT_SPREAD, MAX_RECONNECT_SPREAD)
-            .as_millis() as u64;
-        let delay = self.rng.below(spread);
-        let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
-        self.send_json(key, &notice);
     }
 
     fn close_all_clients(&mut self) {

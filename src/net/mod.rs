@@ -13,6 +13,8 @@ pub mod listen;
 pub mod listen_fds;
 pub mod listeners;
 pub mod mailbox;
+mod notice;
+mod queue_bound;
 mod reading;
 pub mod redis;
 mod redis_conn;
