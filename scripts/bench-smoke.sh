@@ -6,12 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+valid() {
+    echo "$1"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["valid"] else 1)' "$1"
+}
+
 run() {
     echo "bench-smoke: scripts/load.sh $*" >&2
-    local line
-    line=$(scripts/load.sh "$@" --tool wsload)
-    echo "$line"
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["valid"] else 1)' "$line"
+    valid "$(scripts/load.sh "$@" --tool wsload)"
 }
 
 run idle --conns 300 --duration 1
@@ -19,4 +21,6 @@ run broadcast --publish ws --conns 200 --duration 2
 run broadcast --publish http --conns 200 --duration 2
 run broadcast --publish http --conns 200 --rate 200 --duration 2
 run echo --conns 16 --duration 2
+echo "bench-smoke: scripts/drain-bench.sh --conns 200 --rate 20" >&2
+valid "$(scripts/drain-bench.sh --conns 200 --rate 20 --no-build | tail -n 1)"
 echo "bench-smoke: OK" >&2
