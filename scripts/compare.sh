@@ -2,7 +2,13 @@
 # scripts/compare.sh: wsnotify side by side with uWebSockets.js and ws (issue 6).
 #
 #   scripts/compare.sh [--rounds N] [--subs N] [--duration S] [--idle-secs S]
-#                      [--servers wsnotify,uws,ws] [--quick] [--no-build] [--out FILE]
+#                      [--servers wsnotify,uws,ws] [--baseline BIN] [--quick]
+#                      [--no-build] [--out FILE]
+#
+# --baseline BIN adds the server wsnotify-base: another wsnotify binary (say,
+# one built from an earlier commit) run exactly like this checkout's, so a
+# change can be measured against its starting point in one sitting, e.g.
+#   scripts/compare.sh --baseline /path/to/old/wsnotify --servers wsnotify-base,wsnotify
 #
 # Loopback only, bounded in time (default run: about 5 minutes after the
 # build). From a fresh clone it:
@@ -37,6 +43,7 @@ IDLE_SECS=5
 SERVERS=wsnotify,uws,ws
 BUILD=1
 OUT=
+BASELINE=
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 need_value() { [[ $# -ge 2 && -n $2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }; }
@@ -48,6 +55,7 @@ while [[ $# -gt 0 ]]; do
         --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
+        --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -58,14 +66,26 @@ for n in "$ROUNDS" "$SUBS" "$DURATION" "$IDLE_SECS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$n' is not a positive whole number" >&2; exit 2; }
 done
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+NEED_NODE=0
 for s in "${SERVER_LIST[@]}"; do
-    case $s in wsnotify|uws|ws) ;; *) echo "compare.sh: unknown server '$s' (wsnotify, uws, ws)" >&2; exit 2 ;; esac
+    case $s in
+        wsnotify) ;;
+        wsnotify-base) [[ -n $BASELINE ]] || { echo "compare.sh: wsnotify-base needs --baseline BIN" >&2; exit 2; } ;;
+        uws|ws) NEED_NODE=1 ;;
+        *) echo "compare.sh: unknown server '$s' (wsnotify, wsnotify-base, uws, ws)" >&2; exit 2 ;;
+    esac
 done
+if [[ -n $BASELINE ]]; then
+    [[ -x $BASELINE ]] || { echo "compare.sh: --baseline $BASELINE is not an executable" >&2; exit 2; }
+    BASELINE=$(cd "$(dirname "$BASELINE")" && pwd)/$(basename "$BASELINE")
+    [[ ,$SERVERS, == *,wsnotify-base,* ]] || SERVER_LIST+=(wsnotify-base)
+    SERVERS=$(IFS=,; echo "${SERVER_LIST[*]}")
+fi
 
 say() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-for tool in node npm python3; do
+for tool in python3 $([[ $NEED_NODE == 1 ]] && echo node npm); do
     command -v "$tool" >/dev/null || die "$tool is not on PATH"
 done
 [[ $BUILD == 0 ]] || command -v cargo >/dev/null || die "cargo is not on PATH"
@@ -107,14 +127,16 @@ trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
 
-# 1. Peers' packages and the binaries.
+# 1. Peers' packages (only when a Node server runs) and the binaries.
 PEERS=$TMP/peers
 mkdir -p "$PEERS"
-cp "$ROOT/bench/peers/package.json" "$ROOT/bench/peers/uws.js" "$ROOT/bench/peers/ws.js" "$PEERS/"
-say "installing the peers' npm packages into $PEERS"
-if ! (cd "$PEERS" && timeout 300 npm install --no-audit --no-fund --omit=dev --loglevel=error) >"$TMP/npm.log" 2>&1; then
-    cat "$TMP/npm.log" >&2
-    die "npm install failed"
+if [[ $NEED_NODE == 1 ]]; then
+    cp "$ROOT/bench/peers/package.json" "$ROOT/bench/peers/uws.js" "$ROOT/bench/peers/ws.js" "$PEERS/"
+    say "installing the peers' npm packages into $PEERS"
+    if ! (cd "$PEERS" && timeout 300 npm install --no-audit --no-fund --omit=dev --loglevel=error) >"$TMP/npm.log" 2>&1; then
+        cat "$TMP/npm.log" >&2
+        die "npm install failed"
+    fi
 fi
 
 if [[ $BUILD == 1 ]]; then
@@ -140,10 +162,10 @@ if [[ -n $(git -C "$ROOT" status --porcelain -- src bench/src bench/Cargo.toml C
     WSNOTIFY_REV="$WSNOTIFY_REV+uncommitted changes"
 fi
 CMP_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) CMP_NPROC=$(nproc) CMP_KERNEL=$(uname -r) \
-CMP_NODE=$(node --version) CMP_UWS=$(pkg_version @trufflesuite/uws-js-unofficial) \
+CMP_NODE=$(node --version 2>/dev/null || echo none) CMP_UWS=$(pkg_version @trufflesuite/uws-js-unofficial) \
 CMP_WS=$(pkg_version ws) CMP_BUFFERUTIL=$(pkg_version bufferutil) CMP_WSNOTIFY=$WSNOTIFY_REV \
 CMP_PINNING=$PINNING CMP_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg) \
-CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS" \
+CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS${BASELINE:+ baseline=$BASELINE}" \
 python3 - >>"$RESULTS" <<'EOF'
 import json, os
 cpu = ""
@@ -167,8 +189,10 @@ SERVER_PORT=
 start_server() { # NAME ROUND
     local name=$1 log=$LOGS/$1-r$2.server.log cmd
     case $name in
-        wsnotify) cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
-                       --notify-interval 0 --log-level warn) ;;
+        wsnotify|wsnotify-base)
+            cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
+                 --notify-interval 0 --log-level warn)
+            [[ $name == wsnotify ]] || cmd[0]=$BASELINE ;;
         uws) cmd=(node "$PEERS/uws.js" --port 0) ;;
         ws) cmd=(node "$PEERS/ws.js" --port 0) ;;
     esac

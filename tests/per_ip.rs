@@ -68,7 +68,15 @@ fn round_trip(client: &mut Client) -> Duration {
 
 #[test]
 fn an_address_over_the_limit_of_websocket_clients_gets_503_and_its_slots_back() {
-    let server = Server::start(&["--notify-interval", "0", "--max-connections-per-ip", "3"]);
+    // Two workers: the count is the process's, wherever a connection lands.
+    let server = Server::start(&[
+        "--notify-interval",
+        "0",
+        "--workers",
+        "2",
+        "--max-connections-per-ip",
+        "3",
+    ]);
     let mut held: Vec<Client> = (0..3)
         .map(|i| ws_from(OTHER, &server).unwrap_or_else(|e| panic!("client {i}: {e:?}")))
         .collect();
@@ -161,7 +169,9 @@ fn a_slow_header_flood_from_one_address_leaves_room_for_others() {
         "{FLOOD} slow-header connections from one address: {refused} refused at once; \
          a client from another address: slowest of 40 pongs {slowest:?}"
     );
-    assert!(slowest < Duration::from_millis(200), "{slowest:?}");
+    // Starved, the client would wait for the flood's header timeouts (10 s);
+    // the bound leaves room for a loaded machine without hiding that.
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     assert_eq!(
         sample(&server, "wsnotify_limit_hits_total{limit=\"per_ip_http\"}"),
         (FLOOD - LIMIT) as f64

@@ -6,8 +6,9 @@
 The file holds one JSON object per line: first a meta line
 ({"cmp_meta": true, ...}: machine, versions, settings), then one line per
 wsload run: wsload's own JSON object with four fields added by compare.sh,
-cmp_server, cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo) and
-cmp_exit (wsload's exit status). A run is invalid when wsload exited non-zero,
+cmp_server (wsnotify, wsnotify-base for a --baseline binary, uws, ws),
+cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo) and cmp_exit
+(wsload's exit status). A run is invalid when wsload exited non-zero,
 printed no JSON, or said "valid": false; invalid runs are listed and left out
 of the medians. Standard library only.
 """
@@ -19,8 +20,13 @@ import statistics
 import subprocess
 import sys
 
-SERVERS = ["wsnotify", "uws", "ws"]
-SERVER_NAMES = {"wsnotify": "wsnotify", "uws": "uWebSockets.js (uws.js)", "ws": "ws (ws.js)"}
+SERVERS = ["wsnotify", "wsnotify-base", "uws", "ws"]
+SERVER_NAMES = {
+    "wsnotify": "wsnotify",
+    "wsnotify-base": "wsnotify baseline (--baseline binary)",
+    "uws": "uWebSockets.js (uws.js)",
+    "ws": "ws (ws.js)",
+}
 
 # (title, test, path to the figure in wsload's JSON, unit, better)
 FIGURES = [
@@ -124,7 +130,8 @@ def machine_lines(meta):
 
 def summarize(path):
     meta, runs, bad = load(path)
-    out = [f"# wsnotify vs uWebSockets.js vs ws", "", f"Results: `{path}`", "", "Machine:", ""]
+    present = [SERVER_NAMES.get(s, s) for s in SERVERS if any(r.get("cmp_server") == s for r in runs)]
+    out = [f"# {' vs '.join(present) or 'wsnotify'}", "", f"Results: `{path}`", "", "Machine:", ""]
     out += machine_lines(meta)
     out.append("")
     servers = [s for s in SERVERS if any(r.get("cmp_server") == s for r in runs)]

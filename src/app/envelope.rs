@@ -8,6 +8,8 @@
 //! {"type":"chat",...}
 //! ```
 
+use super::hub::{parse_id, Here};
+
 const MAGIC: &str = "wsnotify1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +48,78 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, &'static str> {
     Ok(Envelope { origin, to, json })
 }
 
+/// Who on this worker an envelope from the channel is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    /// This instance's own message, back from the channel: already
+    /// delivered here.
+    OwnEcho,
+    /// Another worker's or instance's client, or one no longer connected.
+    Nobody,
+    Everyone,
+    /// A client of this worker, by slot.
+    Client(usize),
+}
+
+/// Every worker of every other instance gets each message and delivers it
+/// to its own clients only.
+pub fn recipient(envelope: &Envelope, here: &Here) -> Recipient {
+    if envelope.origin == here.instance {
+        return Recipient::OwnEcho;
+    }
+    let Some(id) = envelope.to else {
+        return Recipient::Everyone;
+    };
+    match parse_id(id) {
+        Some(client) if client.instance == here.instance && client.worker == here.worker => here
+            .hub
+            .slot(client.seq)
+            .map_or(Recipient::Nobody, Recipient::Client),
+        _ => Recipient::Nobody,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::hub::Hub;
+
+    #[test]
+    fn recipients_on_this_worker() {
+        let mut hub = Hub::default();
+        let seq = hub.join(3);
+        let here = Here {
+            instance: "me",
+            worker: 1,
+            workers: 2,
+            redis: true,
+            hub: &hub,
+        };
+        let to = |origin, to| Envelope {
+            origin,
+            to,
+            json: "{}",
+        };
+        let mine = format!("me-1-{seq}");
+        assert_eq!(recipient(&to("me", None), &here), Recipient::OwnEcho);
+        assert_eq!(recipient(&to("it", None), &here), Recipient::Everyone);
+        assert_eq!(
+            recipient(&to("it", Some(&mine)), &here),
+            Recipient::Client(3)
+        );
+        assert_eq!(
+            recipient(&to("it", Some("me-0-1")), &here),
+            Recipient::Nobody
+        );
+        assert_eq!(
+            recipient(&to("it", Some("me-1-99")), &here),
+            Recipient::Nobody
+        );
+        assert_eq!(
+            recipient(&to("it", Some("xx-1-1")), &here),
+            Recipient::Nobody
+        );
+    }
 
     #[test]
     fn round_trip() {

@@ -112,6 +112,19 @@ impl Lifecycle {
     }
 }
 
+/// Reconnect delays are spread over at most this long, and at least this
+/// short a window, whatever the drain timeout.
+const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+const MIN_RECONNECT_SPREAD: Duration = Duration::from_secs(1);
+
+/// The window (ms) a client's reconnect delay is drawn from, so clients
+/// told to leave do not all come back at once.
+pub fn reconnect_spread_ms(drain_timeout: Duration) -> u64 {
+    drain_timeout
+        .clamp(MIN_RECONNECT_SPREAD, MAX_RECONNECT_SPREAD)
+        .as_millis() as u64
+}
+
 /// The `drain_timeout_s` a shutdown notice announces: the time left before
 /// the deadline, rounded up to whole seconds, but never more than the
 /// configured drain timeout. A drain started in the middle of a loop turn
@@ -125,6 +138,13 @@ pub fn announced_timeout_s(left: Duration, drain_timeout: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_figures() {
+        assert_eq!(reconnect_spread_ms(Duration::ZERO), 1000);
+        assert_eq!(reconnect_spread_ms(Duration::from_secs(4)), 4000);
+        assert_eq!(reconnect_spread_ms(Duration::from_secs(600)), 10_000);
+    }
 
     const MIN: Duration = Duration::from_secs(60);
     const GRACE: Duration = Duration::from_secs(5);

@@ -11,6 +11,7 @@ mod fd_limit;
 pub mod handover;
 pub mod listen;
 pub mod listen_fds;
+pub mod listener_state;
 pub mod listeners;
 pub mod mailbox;
 mod notice;

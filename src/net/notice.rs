@@ -11,7 +11,7 @@ use super::delivery::Pass;
 use super::socket_write::slices_of;
 use super::worker::Worker;
 use crate::app::hub::Client;
-use crate::app::lifecycle::announced_timeout_s;
+use crate::app::lifecycle::{announced_timeout_s, reconnect_spread_ms};
 use crate::app::protocol;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
@@ -21,10 +21,6 @@ use crate::rand::Rng;
 /// fine enough to spread reconnects, few enough to encode in a millisecond
 /// or two.
 pub const STEP_MS: u64 = 10;
-/// Reconnect delays are spread over at most this long, and at least this
-/// short a window, whatever the drain timeout.
-const MAX_SPREAD: Duration = Duration::from_secs(10);
-const MIN_SPREAD: Duration = Duration::from_secs(1);
 
 /// The notices of one drain moment, one frame per delay step, encoded on
 /// first use.
@@ -38,7 +34,7 @@ impl Notices {
     /// `left`: the time before the drain deadline; `wall_ms`: the time the
     /// notices carry.
     pub fn new(left: Duration, drain_timeout: Duration, wall_ms: u64) -> Notices {
-        let spread = drain_timeout.clamp(MIN_SPREAD, MAX_SPREAD).as_millis() as u64;
+        let spread = reconnect_spread_ms(drain_timeout);
         Notices {
             timeout_s: announced_timeout_s(left, drain_timeout),
             wall_ms,

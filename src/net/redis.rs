@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -18,7 +19,8 @@ use mio::{Interest, Registry, Token};
 pub use super::redis_conn::Event;
 use super::redis_conn::{Failure, Role, Side, State};
 use super::redis_queue::Overflow;
-use super::redis_resolve::{Lookup, Resolve, Wake};
+use super::redis_resolve::{system_resolve, Lookup, Resolve, Wake};
+use super::shared::Shared;
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
@@ -36,6 +38,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Outside {
     pub resolve: Resolve,
     pub wake: Wake,
+}
+
+impl Outside {
+    /// The system resolver, and a waker for `worker` that does not keep the
+    /// process state alive in a lookup thread that outlives the worker.
+    pub fn for_worker(shared: &Arc<Shared>, worker: usize) -> Outside {
+        let shared = Arc::downgrade(shared);
+        Outside {
+            resolve: system_resolve,
+            wake: Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.wake_worker(worker);
+                }
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Outside {

@@ -6,29 +6,13 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::redis::{Event, Outside};
-use super::redis_resolve::system_resolve;
-use super::shared::Shared;
+use super::redis::Event;
 use super::worker::Worker;
-use crate::app::{envelope, hub};
+use crate::app::envelope::{self, Recipient};
 use crate::conn::Chunk;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
-
-/// The system resolver, and a waker that does not keep the process state
-/// alive in a lookup thread that outlives its worker.
-pub(super) fn redis_outside(shared: &Arc<Shared>, worker: usize) -> Outside {
-    let shared = Arc::downgrade(shared);
-    Outside {
-        resolve: system_resolve,
-        wake: Arc::new(move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.wake_worker(worker);
-            }
-        }),
-    }
-}
 
 impl Worker {
     /// Readiness on a Redis socket, or a reconnect that is due.
@@ -93,26 +77,18 @@ impl Worker {
                 return;
             }
         };
-        if message.origin == self.shared.instance {
+        let recipient = envelope::recipient(&message, &self.here());
+        if recipient == Recipient::OwnEcho {
             return;
         }
         metrics::add(&self.shared.stats.redis_received, 1);
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, message.json.as_bytes()).into();
-        match message.to {
-            None => {
-                self.broadcast_local(&frame);
+        let frame = || -> Arc<[u8]> { encode_frame(Opcode::Text, message.json.as_bytes()).into() };
+        match recipient {
+            Recipient::Everyone => {
+                self.broadcast_local(&frame());
             }
-            Some(id) => {
-                let Some(client) = hub::parse_id(id) else {
-                    return;
-                };
-                if client.instance != self.shared.instance || client.worker != self.id {
-                    return;
-                }
-                if let Some(key) = self.hub.slot(client.seq) {
-                    self.send_frame(key, Chunk::Shared(frame));
-                }
-            }
+            Recipient::Client(key) => self.send_frame(key, Chunk::Shared(frame())),
+            Recipient::OwnEcho | Recipient::Nobody => {}
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::listeners::{ListenerState, Origin};
+use super::listener_state::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;

@@ -15,8 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::mailbox::Mail;
-use super::redis::{Event as RedisEvent, RedisLink};
-use super::remote::redis_outside;
+use super::redis::{Event as RedisEvent, Outside, RedisLink};
 use super::shared::Shared;
 use super::slot::Slot;
 use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
@@ -143,7 +142,7 @@ impl Worker {
                 config.redis_channel.clone(),
                 [REDIS_SUB, REDIS_PUB],
                 max_queue,
-                redis_outside(&shared, id),
+                Outside::for_worker(&shared, id),
                 now,
             )
         });
