@@ -98,9 +98,19 @@ impl Worker {
 
     /// Hands bytes to the connection and carries out each event, in order,
     /// until the bytes are used and no event is left.
+    ///
+    /// The turn's broadcasts are written before the connection may answer
+    /// on its own (a pong, a close), but once per read, not before every
+    /// frame: a publisher whose read holds hundreds of chats would
+    /// otherwise cost a pass over every client per chat, a turn of seconds
+    /// once the server falls behind, with the drain's notices and every
+    /// other connection waiting for its end. A pong may then precede this
+    /// read's own broadcasts (control frames have no order with data
+    /// frames); a Close ends the client's broadcasts, so none follow it.
+    /// Answers the application queues still come after them (`queue`).
     pub(super) fn feed(&mut self, key: usize, mut input: &[u8]) {
+        self.before_output(key);
         loop {
-            self.before_output(key);
             let Some((used, event)) = self.drive(key, |conn, now, s| conn.receive(input, now, s))
             else {
                 return;
