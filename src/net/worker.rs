@@ -253,11 +253,19 @@ impl Worker {
                 self.on_wheel_entry(entry);
             }
             self.write_out();
-            if self.update_lifecycle(now) {
+            loop {
+                let clients = self.clients;
+                if self.update_lifecycle(now) {
+                    self.write_out();
+                    return Ok(());
+                }
                 self.write_out();
-                return Ok(());
+                // Writing the drain's notices may find clients gone: the
+                // drain must see that in this turn, not at its next timer.
+                if self.clients == clients {
+                    break;
+                }
             }
-            self.write_out();
         }
     }
 
