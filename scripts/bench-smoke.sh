@@ -24,4 +24,6 @@ run echo --conns 16 --duration 2
 # Two servers on a real redis-server; A drains, its clients resume on B
 # (about 13 s: the reconnect hints spread over 10 s).
 check scripts/drain-resume.sh --conns 200 --rate 100
+# The drain at 200 clients that never leave, broadcasts flowing.
+check scripts/drain-bench.sh --conns 200 --rate 20 --no-build
 echo "bench-smoke: OK" >&2

@@ -143,6 +143,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub max_message_bytes: usize,
     pub max_queue_bytes: usize,
+    /// What every client queue of the process may hold together (frame
+    /// bytes and entries), split evenly by the workers.
+    pub max_total_queue_bytes: usize,
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub header_timeout: Duration,
@@ -178,6 +181,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_message_bytes: 65_536,
             max_queue_bytes: 1_048_576,
+            max_total_queue_bytes: 268_435_456,
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(75)),
             header_timeout: Duration::from_secs(10),
@@ -277,6 +281,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.max_message_bytes, int(v, 1, None)) },
     Opt { name: "max-queue-bytes", kind: Kind::Value("N"), default: "1048576", help: "bytes queued for a client before it is a slow consumer",
         set: |c, v| assign(&mut c.max_queue_bytes, int(v, 1, None)) },
+    Opt { name: "max-total-queue-bytes", kind: Kind::Value("N"), default: "268435456", help: "bytes queued for all clients together before the largest queues are dropped",
+        set: |c, v| assign(&mut c.max_total_queue_bytes, int(v, 1, None)) },
     Opt { name: "ping-interval", kind: Kind::Value("DUR"), default: "30s", help: "server ping period; 0 disables",
         set: |c, v| assign(&mut c.ping_interval, optional_duration(v)) },
     Opt { name: "idle-timeout", kind: Kind::Value("DUR"), default: "75s", help: "close idle connections after this long; 0 disables",
@@ -630,6 +636,7 @@ mod tests {
             (c.max_connections_per_ip, c.redis_max_queue_bytes),
             (0, 8 * 1024 * 1024)
         );
+        assert_eq!(c.max_total_queue_bytes, 256 * 1024 * 1024);
         assert_eq!(
             (c.admin_token, c.allowed_origins, c.enable_echo),
             (None, None, false)
@@ -670,6 +677,7 @@ mod tests {
         ("max-connections-per-ip", "3", |c| c.max_connections_per_ip == 3),
         ("max-message-bytes", "7", |c| c.max_message_bytes == 7),
         ("max-queue-bytes", "9", |c| c.max_queue_bytes == 9),
+        ("max-total-queue-bytes", "4096", |c| c.max_total_queue_bytes == 4096),
         ("ping-interval", "1m", |c| c.ping_interval == Some(secs(60))),
         ("idle-timeout", "0", |c| c.idle_timeout.is_none()),
         ("header-timeout", "2", |c| c.header_timeout == secs(2)),

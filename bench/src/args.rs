@@ -8,6 +8,9 @@ usage:
   wsload fanout --port P [--host H] [--path /ws] --subs N [--size 100] [--publish ws|http (ws)]
                 [--rate R msgs/s, 0 = closed loop (0)] [--messages M] [--duration S] [--server-pid PID]
   wsload echo   --port P [--host H] [--path /echo] --conns C [--depth D (8)] [--size 100] [--duration S]
+  wsload drain  --port P [--host H] [--path /ws] --conns N --server-pid PID [--rate R broadcasts/s (100)]
+                [--size 100] [--duration S, the longest the drain may take (10)]
+                (sends SIGTERM to PID; run the server with a short --drain-timeout)
   wsload drain-resume --port A --port-b B --server-pid PID_OF_A --conns N [--rate R (100)] [--size 100]
                 [--publish-port P (B)] [--before S (1)] [--after S (1)] [--duration S, drain limit (30)]
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
@@ -19,6 +22,7 @@ pub enum Mode {
     Idle,
     Fanout,
     Echo,
+    Drain,
     DrainResume,
 }
 
@@ -91,14 +95,15 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
         Some("echo") => Mode::Echo,
+        Some("drain") => Mode::Drain,
         Some("drain-resume") => Mode::DrainResume,
         Some("-h" | "--help" | "help") => return Ok(None),
         Some(other) => {
             return Err(format!(
-                "unknown mode {other:?} (idle, fanout, echo, drain-resume)"
+                "unknown mode {other:?} (idle, fanout, echo, drain, drain-resume)"
             ))
         }
-        None => return Err("missing mode (idle, fanout, echo, drain-resume)".into()),
+        None => return Err("missing mode (idle, fanout, echo, drain, drain-resume)".into()),
     };
     let mut a = Args {
         mode,
@@ -114,10 +119,9 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         } else {
             Publish::Ws
         },
-        rate: if mode == Mode::DrainResume {
-            100.0
-        } else {
-            0.0
+        rate: match mode {
+            Mode::Drain | Mode::DrainResume => 100.0,
+            _ => 0.0,
         },
         messages: None,
         duration: if mode == Mode::DrainResume {
@@ -157,6 +161,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 "--server-pid",
             ],
             Mode::Echo => &["--conns", "--depth", "--size"],
+            Mode::Drain => &["--conns", "--server-pid", "--rate", "--size"],
             Mode::DrainResume => &[
                 "--conns",
                 "--server-pid",
@@ -298,10 +303,13 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             return Err("--rate must be above 0 for drain-resume".into());
         }
     }
-    if matches!(mode, Mode::Fanout | Mode::DrainResume) && a.size < MIN_FANOUT_SIZE {
+    if matches!(mode, Mode::Fanout | Mode::Drain | Mode::DrainResume) && a.size < MIN_FANOUT_SIZE {
         return Err(format!(
-            "--size must be at least {MIN_FANOUT_SIZE} for fanout (the marker \"wsl <seq> \")"
+            "--size must be at least {MIN_FANOUT_SIZE} for fanout and drain (the marker \"wsl <seq> \")"
         ));
+    }
+    if mode == Mode::Drain && a.server_pid.is_none() {
+        return Err("--server-pid is required for drain (it gets the SIGTERM)".into());
     }
     Ok(Some(a))
 }
@@ -352,6 +360,13 @@ mod tests {
             (100.0, 1.0, 2.5, 30.0)
         );
         assert_eq!(a.publish, Publish::Http);
+        let a = p("drain --port 80 --conns 3 --server-pid 9")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.mode, a.rate, a.server_pid),
+            (Mode::Drain, 100.0, Some(9))
+        );
     }
 
     #[test]
@@ -379,6 +394,10 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+        assert!(
+            p("drain --port 1 --conns 1").is_err(),
+            "drain needs the pid"
+        );
         assert!(p("--help").unwrap().is_none());
     }
 }

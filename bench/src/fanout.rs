@@ -45,7 +45,7 @@ pub fn message_text(out: &mut Vec<u8>, seq: u32, size: usize) {
 }
 
 /// `{"type":"chat","message":"<text>"}`, the WebSocket publisher's frame.
-fn ws_payload(out: &mut Vec<u8>, seq: u32, size: usize) {
+pub fn ws_payload(out: &mut Vec<u8>, seq: u32, size: usize) {
     out.extend_from_slice(b"{\"type\":\"chat\",\"message\":\"");
     message_text(out, seq, size);
     out.extend_from_slice(b"\"}");

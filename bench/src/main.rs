@@ -2,6 +2,7 @@
 //! loop, hand-written masked client frames; see bench/README.md.
 
 mod args;
+mod drain;
 mod drain_resume;
 mod echo;
 mod fanout;
@@ -52,6 +53,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Idle => "idle",
         Mode::Fanout => "fanout",
         Mode::Echo => "echo",
+        Mode::Drain => "drain",
         Mode::DrainResume => "drain-resume",
     }
 }
@@ -105,7 +107,7 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
-        Mode::Fanout | Mode::Echo => args.duration,
+        Mode::Fanout | Mode::Echo | Mode::Drain => args.duration,
         Mode::DrainResume => args.before + args.duration + args.after + CATCH_UP.as_secs_f64(),
     };
     let safety = t0
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
         Mode::Idle => idle::run(&run),
         Mode::Fanout => fanout::run(&run),
         Mode::Echo => echo::run(&run),
+        Mode::Drain => drain::run(&run),
         Mode::DrainResume => drain_resume::run(&run),
     };
     match result {

@@ -105,6 +105,13 @@ pub trait Handler {
     fn on_lost(&mut self, _id: usize) {}
     /// An event for a token the handler registered itself.
     fn on_foreign(&mut self, _token: Token, _event: &Event, _now_us: u64) {}
+    /// The server sent Close first. True answers it and closes the
+    /// connection as planned; false (the default) makes it an error.
+    fn on_server_close(&mut self, _id: usize, _code: Option<u16>, _now_us: u64) -> bool {
+        false
+    }
+    /// A connection finished its closing handshake and is dropped (our FIN).
+    fn on_finished(&mut self, _id: usize, _now_us: u64) {}
 }
 
 struct Progress {
@@ -197,6 +204,15 @@ impl Conn {
                         }
                         Msg::Ping(_) | Msg::Pong(_) => {}
                         Msg::Close(..) if closing => {}
+                        Msg::Close(code, _) if h.on_server_close(id, code, now_us) => {
+                            frame::encode_close(
+                                &mut self.out,
+                                code.unwrap_or(1000),
+                                "",
+                                rng.mask(),
+                            );
+                            self.phase = Phase::Closing;
+                        }
                         Msg::Close(code, reason) => {
                             return Err(format!(
                                 "unexpected Close from the server: {} {:?}",
@@ -480,7 +496,11 @@ impl Net {
         self.recount(id);
         match outcome {
             Outcome::Alive => {}
-            Outcome::Finished => self.remove(id, None, h),
+            Outcome::Finished => {
+                self.remove(id, None, h);
+                let now = self.now_us();
+                h.on_finished(id, now);
+            }
             Outcome::Failed(msg) => self.remove(id, Some(msg), h),
         }
     }

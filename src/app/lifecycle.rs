@@ -125,18 +125,14 @@ pub fn reconnect_spread_ms(drain_timeout: Duration) -> u64 {
         .as_millis() as u64
 }
 
-/// Whole seconds from `now` to the drain deadline, rounded up, but never
-/// more than the configured drain timeout: what a shutdown notice
-/// announces. A drain started in the middle of a loop turn sets its
-/// deadline from a clock read after the turn's `now`, so the time left can
-/// exceed the timeout by a fraction of a second; rounded up, that
+/// The `drain_timeout_s` a shutdown notice announces: the time left before
+/// the deadline, rounded up to whole seconds, but never more than the
+/// configured drain timeout. A drain started in the middle of a loop turn
+/// sees its deadline from a clock read before the signal, so the time left
+/// can exceed the timeout by a fraction of a second; rounded up, that
 /// announced one second too many.
-pub fn seconds_left(now: Instant, deadline: Instant, drain_timeout: Duration) -> u64 {
-    deadline
-        .saturating_duration_since(now)
-        .min(drain_timeout)
-        .as_secs_f64()
-        .ceil() as u64
+pub fn announced_timeout_s(left: Duration, drain_timeout: Duration) -> u64 {
+    left.min(drain_timeout).as_secs_f64().ceil() as u64
 }
 
 #[cfg(test)]
@@ -148,13 +144,6 @@ mod tests {
         assert_eq!(reconnect_spread_ms(Duration::ZERO), 1000);
         assert_eq!(reconnect_spread_ms(Duration::from_secs(4)), 4000);
         assert_eq!(reconnect_spread_ms(Duration::from_secs(600)), 10_000);
-        let now = Instant::now();
-        let ms = Duration::from_millis;
-        assert_eq!(seconds_left(now, now + ms(1500), MIN), 2);
-        assert_eq!(seconds_left(now + Duration::from_secs(9), now, MIN), 0);
-        // The turn's clock was read 400 ms before the signal set the deadline.
-        assert_eq!(seconds_left(now, now + ms(60_400), MIN), 60);
-        assert_eq!(seconds_left(now, now + MIN, MIN), 60);
     }
 
     const MIN: Duration = Duration::from_secs(60);
@@ -222,6 +211,18 @@ mod tests {
         let mut life = Lifecycle::new(Duration::ZERO, GRACE);
         assert_eq!(life.begin_drain(t0, t0, 2), Step::NotifyAndClose);
         assert_eq!(life.phase(), Phase::Closing { until: t0 + GRACE });
+    }
+
+    #[test]
+    fn the_announced_timeout_matches_the_option() {
+        let ms = Duration::from_millis;
+        // The turn's clock was read 400 ms before the signal set the deadline.
+        assert_eq!(announced_timeout_s(ms(60_400), MIN), 60);
+        assert_eq!(announced_timeout_s(MIN, MIN), 60);
+        // A client joining later is told what is left, rounded up.
+        assert_eq!(announced_timeout_s(ms(30_200), MIN), 31);
+        assert_eq!(announced_timeout_s(ms(5_000), ms(5_000)), 5);
+        assert_eq!(announced_timeout_s(Duration::ZERO, MIN), 0);
     }
 
     #[test]

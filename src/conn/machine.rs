@@ -90,11 +90,21 @@ impl<C: Copy> Connection<C> {
     pub fn after_flush(&mut self, now: Tick, settings: &Settings) -> Option<Verdict<C>> {
         match &mut self.phase {
             Phase::Http(http) => http.after_flush(self.out.pending()),
-            Phase::Ws(_) if self.out.pending() > settings.max_queue => {
+            Phase::Ws(_) if self.out.held() > settings.max_queue => {
                 self.drop_slow_consumer(now, settings)
             }
             Phase::Ws(_) => None,
             Phase::Closing(closing) => closing.after_flush(self.out.is_empty()),
+        }
+    }
+
+    /// Drops a WebSocket client as a slow consumer although its own queue
+    /// is within its limit: the process holds too much in all queues (see
+    /// `--max-total-queue-bytes`).
+    pub fn shed(&mut self, now: Tick, settings: &Settings) -> Option<Verdict<C>> {
+        match self.phase {
+            Phase::Ws(_) => self.drop_slow_consumer(now, settings),
+            _ => None,
         }
     }
 

@@ -394,8 +394,14 @@ fn ping_timer_then_idle_timeout() {
 #[test]
 fn a_slow_consumer_is_dropped_with_1008_unless_a_frame_is_half_written() {
     let mut conn = upgraded(0);
+    // The limit counts the queue's entries as well as its bytes: the
+    // first chunk gives the queue its room for entries, the second fills it
+    // up to the limit.
+    conn.out_mut().push(Chunk::Owned(vec![0; 1]));
+    let held = conn.out().held();
     conn.out_mut()
-        .push(Chunk::Owned(vec![0; SETTINGS.max_queue]));
+        .push(Chunk::Owned(vec![0; SETTINGS.max_queue - held]));
+    assert_eq!(conn.out().held(), SETTINGS.max_queue);
     assert!(
         conn.after_flush(0, &SETTINGS).is_none(),
         "at the limit is fine"

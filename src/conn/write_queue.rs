@@ -30,6 +30,9 @@ use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HE
 /// The most chunks one vectored write takes (`sendmsg`'s iovec count).
 pub const MAX_IOVECS: usize = 64;
 
+/// The size of one queue entry.
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Chunk>();
+
 /// How large an owned buffer may grow by taking more frames at its end.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
@@ -88,6 +91,15 @@ impl WriteQueue {
 
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// What the queue holds in memory, as charged against the queue limits:
+    /// the unsent bytes plus an entry for every chunk slot it has room for.
+    /// A shared frame's bytes are counted in every queue that holds it,
+    /// which over-counts shared memory, but its entry is real per client:
+    /// a storm of small broadcasts costs more in entries than in bytes.
+    pub fn held(&self) -> usize {
+        self.pending + self.chunks.capacity() * ENTRY_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
@@ -277,6 +289,25 @@ mod tests {
         };
         q.flush_to(&mut out).unwrap();
         assert_eq!(out.got, b"S\x81\x01a\x82\x02bc");
+    }
+
+    #[test]
+    fn held_counts_entries_as_well_as_bytes() {
+        let frame: Arc<[u8]> = Arc::from(&b"0123456789"[..]);
+        let mut q = WriteQueue::default();
+        assert_eq!(q.held(), 0);
+        for _ in 0..1000 {
+            q.push(Chunk::Shared(Arc::clone(&frame)));
+        }
+        assert_eq!(q.pending(), 10_000);
+        assert!(q.held() >= 10_000 + 1000 * ENTRY_BYTES, "{}", q.held());
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: usize::MAX,
+            calls_left: usize::MAX,
+        };
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(q.held(), 0, "an empty queue gives its ring back");
     }
 
     #[test]

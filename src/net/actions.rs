@@ -277,7 +277,13 @@ impl Worker {
             }
         }
         match (published.answer, mail) {
-            (Some(answer), _) => self.respond(key, &request, answer),
+            (Some(answer), _) => {
+                self.respond(key, &request, answer);
+                // The recipient count is known: the publisher is answered
+                // now, not after this turn's fanout, which a WebSocket
+                // client's next read would otherwise write first.
+                self.flush(key);
+            }
             (None, Some((worker, seq, frame))) => {
                 self.next_ticket += 1;
                 let ticket = self.next_ticket;

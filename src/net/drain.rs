@@ -5,8 +5,7 @@ use std::time::Instant;
 
 use super::worker::Worker;
 use crate::app::hub::Client;
-use crate::app::lifecycle::{self, Phase as LifePhase, Step};
-use crate::app::protocol;
+use crate::app::lifecycle::{Phase as LifePhase, Step};
 use crate::conn::{Connection, Settings};
 use crate::log;
 use crate::proto::close::CloseCode;
@@ -83,22 +82,6 @@ impl Worker {
                 self.close_going_away(key);
             }
         }
-    }
-
-    fn notify_shutdown(&mut self, now: Instant) {
-        let recipients: Vec<usize> = self.hub.slots().collect();
-        for key in recipients {
-            self.send_notice(key, now);
-        }
-    }
-
-    fn send_notice(&mut self, key: usize, now: Instant) {
-        let drain_timeout = self.shared.config.drain_timeout;
-        let timeout_s = lifecycle::seconds_left(now, self.shared.drain_deadline(), drain_timeout);
-        let spread = lifecycle::reconnect_spread_ms(drain_timeout);
-        let delay = self.rng.below(spread);
-        let notice = protocol::shutdown_notice(timeout_s, delay, self.wall_ms);
-        self.send_json(key, &notice);
     }
 
     fn close_all_clients(&mut self) {

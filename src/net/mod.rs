@@ -14,6 +14,8 @@ pub mod listen_fds;
 pub mod listener_state;
 pub mod listeners;
 pub mod mailbox;
+mod notice;
+mod queue_bound;
 mod reading;
 pub mod redis;
 mod redis_conn;

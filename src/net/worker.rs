@@ -98,6 +98,11 @@ pub struct Worker {
     /// Connections in their closing phase, so the drain can wait for them
     /// without scanning the slab.
     pub(super) closing: usize,
+    /// Connections whose queue the socket did not take at their last flush
+    /// (registered for writability).
+    pub(super) backlogged: usize,
+    /// This worker's share of `--max-total-queue-bytes`.
+    pub(super) queue_budget: usize,
     pub(super) rng: Rng,
     /// Timeouts in ticks and size limits, from the configuration.
     pub(super) settings: Settings,
@@ -148,6 +153,7 @@ impl Worker {
                 now,
             )
         });
+        let queue_budget = (config.max_total_queue_bytes / config.workers).max(1);
         let settings = Settings {
             header: ticks(config.header_timeout),
             idle: config.idle_timeout.map(ticks),
@@ -180,6 +186,8 @@ impl Worker {
             periodic_count: 0,
             clients: 0,
             closing: 0,
+            backlogged: 0,
+            queue_budget,
             mail: Vec::new(),
             next_ticket: 0,
             redis,

@@ -46,6 +46,9 @@ impl Worker {
         self.flush_dirty();
         self.deliver_broadcasts();
         self.flush_dirty();
+        if self.bound_queues() {
+            self.flush_dirty();
+        }
     }
 
     fn flush_dirty(&mut self) {
@@ -58,7 +61,7 @@ impl Worker {
         }
     }
 
-    fn flush(&mut self, key: usize) {
+    pub(super) fn flush(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
@@ -88,6 +91,11 @@ impl Worker {
         let want_writable = !slot.conn.out().is_empty();
         if want_writable != slot.writable {
             slot.writable = want_writable;
+            if want_writable {
+                self.backlogged += 1;
+            } else {
+                self.backlogged -= 1;
+            }
             let interest = if want_writable {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -113,6 +121,9 @@ impl Worker {
         let mut slot = self.conns.remove(key);
         if slot.conn.stage() == Stage::Closing {
             self.closing -= 1;
+        }
+        if slot.writable {
+            self.backlogged -= 1;
         }
         let _ = self.poll.registry().deregister(&mut slot.stream);
         log!(

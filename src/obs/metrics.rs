@@ -69,10 +69,11 @@ pub enum Limit {
     HttpBackpressure,
     OutOfDescriptors,
     PerIpHttp,
+    TotalQueue,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 11] = [
         Limit::HeaderTimeout,
         Limit::IdleTimeout,
         Limit::MessageTooBig,
@@ -83,6 +84,7 @@ impl Limit {
         Limit::HttpBackpressure,
         Limit::OutOfDescriptors,
         Limit::PerIpHttp,
+        Limit::TotalQueue,
     ];
 
     pub fn label(self) -> &'static str {
@@ -97,6 +99,7 @@ impl Limit {
             Limit::HttpBackpressure => "http_backpressure",
             Limit::OutOfDescriptors => "out_of_descriptors",
             Limit::PerIpHttp => "per_ip_http",
+            Limit::TotalQueue => "total_queue",
         }
     }
 }
