@@ -35,6 +35,11 @@ struct Drain {
     last: Vec<u32>,
     /// Per sequence number (from 1): subscribers that have not received it.
     remaining: Vec<u32>,
+    /// Per sequence number (from 1): when it was published, and when the
+    /// last subscriber got it (the broadcast's fanout time, the yardstick
+    /// for the notices in the same run).
+    published_us: Vec<u64>,
+    last_arrival_us: Vec<u64>,
     /// The highest sequence number any subscriber received.
     highest: u32,
     gaps: u64,
@@ -89,6 +94,9 @@ impl Handler for Drain {
         }
         *last = seq;
         self.remaining[i] -= 1;
+        if self.remaining[i] == 0 {
+            self.last_arrival_us[i] = now_us;
+        }
         self.highest = self.highest.max(seq);
         Ok(())
     }
@@ -130,6 +138,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         announced: None,
         last: vec![0; n],
         remaining: vec![0],
+        published_us: vec![0],
+        last_arrival_us: vec![0],
         highest: 0,
         gaps: 0,
         closes_1001: 0,
@@ -172,6 +182,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     payload.clear();
                     ws_payload(&mut payload, seq, a.size);
                     h.remaining.push(n as u32);
+                    h.published_us.push(net.now_us());
+                    h.last_arrival_us.push(0);
                     sent = seq;
                     if !net.send_text(publisher, &payload, &mut h) {
                         // Closed by the server at the deadline: what it
@@ -216,11 +228,19 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         && h.closes_1001 == n as u64 + 1
         && lost == 0;
     let first_notice = h.notice.percentile(0.0).map(|us| us as f64 / 1000.0);
+    let fanout = broadcast_fanout_ms(&h);
+    let last_notice = h.notice.percentile(100.0).map(|us| us as f64 / 1000.0);
+    let ratio = match (last_notice, fanout) {
+        (Some(last), Some(f)) if f > 0.0 => Some(last / f),
+        _ => None,
+    };
     let mut line = Line::new("drain", a.label.as_deref());
     line.field("conns", n)
         .field("notices", h.notices)
         .raw("notice_latency_us", &latency(&h.notice))
         .field("first_notice_ms", opt_round(first_notice, 2))
+        .field("broadcast_fanout_ms", opt_round(fanout, 2))
+        .field("last_notice_per_fanout", opt_round(ratio, 2))
         .field("announced_drain_timeout_s_min", h.announced.map(|x| x.0))
         .field("announced_drain_timeout_s_max", h.announced.map(|x| x.1))
         .field("broadcasts_taken", taken as u64)
@@ -235,4 +255,18 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         line: line.finish(),
         valid,
     })
+}
+
+/// The median time from publishing a broadcast to its last subscriber,
+/// over the broadcasts published before the signal that every subscriber
+/// got: how long one pass over every client takes in this run, to compare
+/// the notices with.
+fn broadcast_fanout_ms(h: &Drain) -> Option<f64> {
+    let signal = h.signal_us?;
+    let mut times: Vec<u64> = (1..h.published_us.len())
+        .filter(|&i| h.published_us[i] < signal && h.remaining[i] == 0)
+        .map(|i| h.last_arrival_us[i].saturating_sub(h.published_us[i]))
+        .collect();
+    times.sort_unstable();
+    times.get(times.len() / 2).map(|&us| us as f64 / 1000.0)
 }

@@ -154,14 +154,15 @@ impl Worker {
     /// A client left the WebSocket phase: it no longer counts and gets no
     /// more messages.
     pub(super) fn leave(&mut self, key: usize, client: Client, why: &dyn Display) {
-        let peer = self
-            .conns
-            .get(key)
-            .map_or_else(|| "-".to_owned(), |s| s.peer_label());
         self.shared.stats.connection_closed(self.id);
         self.clients -= 1;
         if client.endpoint == Endpoint::Echo {
-            log!(Debug, "echo client disconnected", peer = peer, reason = why);
+            log!(
+                Debug,
+                "echo client disconnected",
+                peer = self.peer_label(key),
+                reason = why
+            );
             return;
         }
         self.hub.leave(client.seq);
@@ -171,10 +172,20 @@ impl Worker {
             Info,
             "client disconnected",
             client = self.label(key, &client),
-            peer = peer,
+            peer = self.peer_label(key),
             reason = why,
             remaining = self.shared.stats.active()
         );
+    }
+
+    /// The peer's address for logs. Only built when a line is written: a
+    /// WebSocket connection no longer holds it, so it costs a system call
+    /// (getpeername), once per client leaving, 10,000 of them at a drain's
+    /// deadline.
+    fn peer_label(&self, key: usize) -> String {
+        self.conns
+            .get(key)
+            .map_or_else(|| "-".to_owned(), |s| s.peer_label())
     }
 
     /// The client id for logs, or the peer address for echo connections.

@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::mailbox::{Mail, Report};
+use super::notice::Notices;
 use super::slot::Slot;
 use super::socket_write::{sendmsg, slices_of};
 use super::worker::Worker;
@@ -61,28 +62,62 @@ impl Worker {
 
     /// Writes this turn's broadcasts to every `/ws` client (see `Pass`).
     pub(super) fn deliver_broadcasts(&mut self) {
-        if self.turn_broadcasts.is_empty() {
-            return;
+        if !self.turn_broadcasts.is_empty() {
+            self.deliver_turn(None);
         }
+    }
+
+    /// Writes this turn's broadcasts, and with `notices` each client's
+    /// shutdown notice after them, to every `/ws` client: one `sendmsg` per
+    /// client for all of it.
+    pub(super) fn deliver_turn(&mut self, mut notices: Option<&mut Notices>) {
         let mut frames = std::mem::take(&mut self.turn_broadcasts);
-        let total: usize = frames.iter().map(|f| f.len()).sum();
-        let (slices, count) = slices_of(&frames);
-        let slices = &slices[..count];
+        let broadcasts = frames.len();
+        let broadcast_bytes: usize = frames.iter().map(|f| f.len()).sum();
+        let (shared_slices, count) = slices_of(&frames);
+        // With notices, each client's frames: the broadcasts and its notice.
+        let mut own: Vec<Arc<[u8]>> = match notices {
+            Some(_) => frames.clone(),
+            None => Vec::new(),
+        };
         let mut pass = Pass {
             dirty: &mut self.dirty,
             failed: &mut self.failed,
             sent: 0,
         };
+        let mut recipients = 0;
         // Slab order, not the hub's hash order: the connections (and the
         // kernel's sockets, allocated in the same order) are visited the
         // way they lie in memory, which made 10,000-client fanout 1.4 times
         // faster. A client is in from its join (seq 0 until then).
         for (key, slot) in self.conns.iter_mut() {
-            if slot.conn.client().is_some_and(Client::takes_broadcasts)
-                && (self.ahead.is_empty() || !self.ahead.contains_key(&key))
-            {
-                pass.write(key, slot, &frames, slices, total);
+            if !slot.conn.client().is_some_and(Client::takes_broadcasts) {
+                continue;
             }
+            recipients += 1;
+            // A client resumed ahead of this worker gets the stream from
+            // `feed_ahead`, not from the turn.
+            let ahead = !self.ahead.is_empty() && self.ahead.contains_key(&key);
+            let Some(notices) = notices.as_deref_mut() else {
+                if !ahead {
+                    pass.write(key, slot, &frames, &shared_slices[..count], broadcast_bytes);
+                }
+                continue;
+            };
+            let notice = notices.draw(&mut self.rng);
+            let notice_bytes = notice.len();
+            own.push(notice);
+            let (from, total) = if ahead {
+                (broadcasts, notice_bytes)
+            } else {
+                (0, broadcast_bytes + notice_bytes)
+            };
+            let (slices, n) = slices_of(&own[from..]);
+            pass.write(key, slot, &own[from..], &slices[..n], total);
+            own.pop();
+        }
+        if notices.is_some() {
+            metrics::add(&self.shared.stats.messages_sent, recipients);
         }
         metrics::add(&self.shared.stats.bytes_sent, pass.sent as u64);
         self.remove_failed();

@@ -7,13 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::delivery::Pass;
-use super::socket_write::slices_of;
 use super::worker::Worker;
-use crate::app::hub::Client;
 use crate::app::lifecycle::{announced_timeout_s, reconnect_spread_ms};
 use crate::app::protocol;
-use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
 use crate::rand::Rng;
 
@@ -60,29 +56,12 @@ impl Worker {
         Notices::new(left, self.shared.config.drain_timeout, self.wall_ms)
     }
 
-    /// Every `/ws` client's notice, written at once after this turn's
-    /// broadcasts (which must reach the clients first).
+    /// Every `/ws` client's notice, written at once, each after this
+    /// turn's broadcasts (which must reach the clients first) and in the
+    /// same write.
     pub(super) fn notify_shutdown(&mut self, now: Instant) {
-        self.deliver_broadcasts();
         let mut notices = self.notices(now);
-        let mut pass = Pass {
-            dirty: &mut self.dirty,
-            failed: &mut self.failed,
-            sent: 0,
-        };
-        let mut count = 0;
-        for (key, slot) in self.conns.iter_mut() {
-            if !slot.conn.client().is_some_and(Client::takes_broadcasts) {
-                continue;
-            }
-            count += 1;
-            let frame = [notices.draw(&mut self.rng)];
-            let (slices, n) = slices_of(&frame);
-            pass.write(key, slot, &frame, &slices[..n], frame[0].len());
-        }
-        metrics::add(&self.shared.stats.messages_sent, count);
-        metrics::add(&self.shared.stats.bytes_sent, pass.sent as u64);
-        self.remove_failed();
+        self.deliver_turn(Some(&mut notices));
     }
 
     /// The notice of one client that joins during the drain.

@@ -260,16 +260,18 @@ impl Worker {
             for entry in due.drain(..) {
                 self.on_wheel_entry(entry);
             }
-            self.write_out();
+            // The lifecycle moves before the turn's writes, so a drain that
+            // starts now writes each client this turn's broadcasts and its
+            // notice in one pass (see `deliver_turn`), not in two.
             loop {
                 let clients = self.clients;
-                if self.update_lifecycle(now) {
-                    self.write_out();
+                let done = self.update_lifecycle(now);
+                self.write_out();
+                if done {
                     return Ok(());
                 }
-                self.write_out();
-                // Writing the drain's notices may find clients gone: the
-                // drain must see that in this turn, not at its next timer.
+                // Writing may find clients gone: the drain must see that in
+                // this turn, not at its next timer.
                 if self.clients == clients {
                     break;
                 }
