@@ -17,9 +17,11 @@
 # times it against the publish time carried in the message.
 #
 # Prints one summary JSON line on stdout (deliveries, missing, duplicates,
-# deliveries/s over all instances, worst per-process p50/p99/max, peak and
-# current RSS of each instance and of redis-server read from /proc before
-# they are stopped, Redis's largest client output buffer); the
+# deliveries/s over all instances, worst per-process p50/p99/max; for each
+# instance and redis-server the RSS once the clients are connected, peak
+# and final RSS, and CPU seconds since then, read from /proc before they
+# are stopped; the subscribers' CPU seconds, Redis's largest client output
+# buffer); the
 # per-process lines and logs go to stderr. Exit 0 only if every client got
 # every broadcast exactly once and in order. Bounded: every wsload runs
 # under `timeout`, and every process the script started is stopped by PID.
@@ -152,10 +154,17 @@ for _ in $(seq 450); do
 done
 ((ready == INSTANCES)) || die "only $ready of $INSTANCES subscribers ready after 45 s"
 rss_line() { # PID: "VmHWM VmRSS" in KiB
-    awk '/^VmHWM:/ {h=$2} /^VmRSS:/ {r=$2} END {print h+0, r+0}' "/proc/$1/status" 2>/dev/null || echo "0 0"
+    awk '/^VmHWM:/ {h=$2} /^VmRSS:/ {r=$2} END {print h+0, r+0}' "/proc/$1/status" 2>/dev/null
+}
+cpu_ticks() { # PID: utime + stime (fields 14 and 15, counted after the name)
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
 }
 READY_RSS=()
-for pid in "${SRV_PIDS[@]}"; do READY_RSS+=("$(rss_line "$pid" | cut -d' ' -f2)"); done
+READY_CPU=()
+for pid in "${SRV_PIDS[@]}" "$REDIS_PID"; do
+    READY_RSS+=("$(rss_line "$pid" | cut -d' ' -f2)")
+    READY_CPU+=("$(cpu_ticks "$pid")")
+done
 say "$((INSTANCES * CONNS)) clients ready; publishing $MESSAGES broadcasts at $RATE/s to instance 1"
 
 rc=0
@@ -165,10 +174,13 @@ timeout --kill-after=5 $((WAIT_SECS + 60)) "$WSLOAD" publish --port "${SRV_PORTS
 for pid in "${SUB_PIDS[@]}"; do wait "$pid" || rc=1; done
 
 {
+    echo "ticks $(getconf CLK_TCK)"
     for i in "${!SRV_PIDS[@]}"; do
-        echo "server $((i + 1)) ${READY_RSS[$i]} $(rss_line "${SRV_PIDS[$i]}")"
+        echo "server $((i + 1)) ${READY_RSS[$i]} $(rss_line "${SRV_PIDS[$i]}")" \
+            "$(($(cpu_ticks "${SRV_PIDS[$i]}") - READY_CPU[i]))"
     done
-    echo "redis 0 $(rss_line "$REDIS_PID")"
+    echo "redis 0 ${READY_RSS[$INSTANCES]} $(rss_line "$REDIS_PID")" \
+        "$(($(cpu_ticks "$REDIS_PID") - READY_CPU[INSTANCES]))"
     echo "redis_buffer $(redis-cli -p "$REDIS_PORT" info clients 2>/dev/null \
         | sed -n 's/^client_recent_max_output_buffer:\([0-9]*\).*/\1/p')"
 } >"$TMP/rss.txt"
@@ -202,15 +214,19 @@ lasts = [s["last_delivery_unix_us"] for s in got if s.get("last_delivery_unix_us
 secs = (max(lasts) - min(firsts)) / 1e6 if firsts and lasts else None
 deliveries = total("deliveries")
 expected = instances * conns * messages
-servers, redis, buf = [], None, None
+servers, redis, buf, tick = [], None, None, 100
 with open(f"{tmp}/rss.txt") as f:
     for line in f:
         p = line.split()
-        if p[0] == "server":
-            servers.append({"instance": int(p[1]), "rss_ready_kib": int(p[2]),
-                            "hwm_kib": int(p[3]), "rss_end_kib": int(p[4])})
-        elif p[0] == "redis":
-            redis = {"hwm_kib": int(p[2]), "rss_end_kib": int(p[3])}
+        if p[0] == "ticks":
+            tick = int(p[1])
+        elif p[0] in ("server", "redis"):
+            proc = {"rss_ready_kib": int(p[2]), "hwm_kib": int(p[3]),
+                    "rss_end_kib": int(p[4]), "cpu_secs": round(int(p[5]) / tick, 2)}
+            if p[0] == "server":
+                servers.append({"instance": int(p[1]), **proc})
+            else:
+                redis = proc
         elif p[0] == "redis_buffer" and len(p) > 1:
             buf = int(p[1])
 valid = (rc == 0 and len(got) == instances and all(s["valid"] for s in got)
@@ -227,6 +243,7 @@ print(json.dumps({
     "lat_us_worst": {"p50": worst("p50"), "p99": worst("p99"), "max": worst("max")},
     "publish_answered_per_sec": pub and pub.get("answered_per_sec"),
     "servers": servers, "redis": redis, "redis_max_output_buffer_bytes": buf,
+    "subscribers_cpu_secs": round(total("cpu_secs"), 2),
     "loadavg_before": loadavg, "errors": total("errors") + (pub or {}).get("errors", 1),
     "valid": valid,
 }))

@@ -11,7 +11,7 @@ use crate::net::{Handler, Net, ReadyOn, Tx};
 use crate::report::{latency, opt_round, Line};
 use crate::resume_check::{find_offset, Tracker};
 use crate::stats::Histogram;
-use crate::sys::unix_us;
+use crate::sys::{self_cpu_us, unix_us};
 use crate::{Outcome, Run, CLOSE_GRACE};
 
 /// Longest poll wait; deliveries wake the loop sooner.
@@ -60,8 +60,12 @@ impl Handler for Subscribe {
                 self.expect
             ));
         }
-        let before = self.tracker.deliveries;
-        self.tracker.delivery(id, seq, find_offset(text));
+        let (before, disorder_before) = (self.tracker.deliveries, self.tracker.out_of_order);
+        let offset = find_offset(text);
+        self.tracker.delivery(id, seq, offset);
+        if self.tracker.out_of_order > disorder_before && self.tracker.out_of_order <= 10 {
+            eprintln!("wsload: client {id}: message {seq} (offset {offset:?}) after a later one");
+        }
         if self.tracker.deliveries == before {
             return Ok(());
         }
@@ -105,7 +109,9 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let (_, ok) = net.connect_many(n, a.concurrency, run.setup_deadline, &mut h);
     let mut ready_file_error = 0;
     let mut timed_out = false;
+    let mut cpu_secs = None;
     if ok {
+        let cpu_at_ready = self_cpu_us();
         eprintln!("wsload: {n} clients ready; waiting for {expect} broadcasts");
         if let Some(path) = &a.ready_file {
             if let Err(e) = write_ready_file(path, n) {
@@ -138,6 +144,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             }
             net.poll_once(Some((until - now).min(MAX_WAIT)), &mut h);
         }
+        cpu_secs = Some(self_cpu_us().saturating_sub(cpu_at_ready) as f64 / 1e6);
     }
     net.close_all(CLOSE_GRACE, &mut h);
 
@@ -164,6 +171,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field("duplicates", t.duplicates)
         .field("out_of_order", t.out_of_order)
         .field("offset_mismatches", t.offset_mismatches)
+        .field("without_offset", t.without_offset)
         .field(
             "deliveries_per_sec",
             opt_round(
@@ -177,6 +185,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             "last_delivery_unix_us",
             h.first_sent_us.map(|_| h.last_delivery_us),
         )
+        .field("cpu_secs", opt_round(cpu_secs, 3))
         .field("errors", errors)
         .field("valid", valid);
     Ok(Outcome {
