@@ -21,7 +21,8 @@
 # instance and redis-server the RSS once the clients are connected, peak
 # and final RSS, and CPU seconds since then, read from /proc before they
 # are stopped; the subscribers' CPU seconds, Redis's largest client output
-# buffer); the
+# buffer; the machine's busy CPU seconds over the same time, every process
+# included, and its wall time); the
 # per-process lines and logs go to stderr. Exit 0 only if every client got
 # every broadcast exactly once and in order. Bounded: every wsload runs
 # under `timeout`, and every process the script started is stopped by PID.
@@ -159,6 +160,11 @@ rss_line() { # PID: "VmHWM VmRSS" in KiB
 cpu_ticks() { # PID: utime + stime (fields 14 and 15, counted after the name)
     sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
 }
+machine_busy() { # all CPUs' busy ticks (not idle, not iowait) from /proc/stat
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+READY_AT=$(date +%s.%N)
+READY_BUSY=$(machine_busy)
 READY_RSS=()
 READY_CPU=()
 for pid in "${SRV_PIDS[@]}" "$REDIS_PID"; do
@@ -175,6 +181,7 @@ for pid in "${SUB_PIDS[@]}"; do wait "$pid" || rc=1; done
 
 {
     echo "ticks $(getconf CLK_TCK)"
+    echo "machine $(python3 -c "import time; print(round(time.time() - $READY_AT, 3))") $(($(machine_busy) - READY_BUSY))"
     for i in "${!SRV_PIDS[@]}"; do
         echo "server $((i + 1)) ${READY_RSS[$i]} $(rss_line "${SRV_PIDS[$i]}")" \
             "$(($(cpu_ticks "${SRV_PIDS[$i]}") - READY_CPU[i]))"
@@ -214,12 +221,14 @@ lasts = [s["last_delivery_unix_us"] for s in got if s.get("last_delivery_unix_us
 secs = (max(lasts) - min(firsts)) / 1e6 if firsts and lasts else None
 deliveries = total("deliveries")
 expected = instances * conns * messages
-servers, redis, buf, tick = [], None, None, 100
+servers, redis, buf, tick, machine = [], None, None, 100, None
 with open(f"{tmp}/rss.txt") as f:
     for line in f:
         p = line.split()
         if p[0] == "ticks":
             tick = int(p[1])
+        elif p[0] == "machine":
+            machine = {"wall_secs": float(p[1]), "busy_cpu_secs": round(int(p[2]) / tick, 2)}
         elif p[0] in ("server", "redis"):
             proc = {"rss_ready_kib": int(p[2]), "hwm_kib": int(p[3]),
                     "rss_end_kib": int(p[4]), "cpu_secs": round(int(p[5]) / tick, 2)}
@@ -243,7 +252,7 @@ print(json.dumps({
     "lat_us_worst": {"p50": worst("p50"), "p99": worst("p99"), "max": worst("max")},
     "publish_answered_per_sec": pub and pub.get("answered_per_sec"),
     "servers": servers, "redis": redis, "redis_max_output_buffer_bytes": buf,
-    "subscribers_cpu_secs": round(total("cpu_secs"), 2),
+    "subscribers_cpu_secs": round(total("cpu_secs"), 2), "machine": machine,
     "loadavg_before": loadavg, "errors": total("errors") + (pub or {}).get("errors", 1),
     "valid": valid,
 }))
