@@ -64,7 +64,6 @@ done
 say() { printf '[scale] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
-command -v curl >/dev/null || die "curl is not installed"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [[ $BUILD == 1 ]]; then
@@ -122,13 +121,21 @@ for i in $(seq "$INSTANCES"); do
     SRV_PIDS+=("$pid")
     SRV_PORTS+=("$port")
 done
-for i in "${!SRV_PORTS[@]}"; do
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:${SRV_PORTS[$i]}/status" | grep -q '"redis":"connected"' && continue 2
-        sleep 0.1
-    done
-    die "instance $((i + 1)) did not report redis: connected"
-done
+python3 - "${SRV_PORTS[@]}" <<'EOF' || die "not every instance reported redis: connected"
+import sys, time, urllib.request
+deadline = time.time() + 10
+for port in sys.argv[1:]:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
+                if b'"redis":"connected"' in r.read():
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            sys.exit(f"scale.sh: the instance on port {port} is not connected to Redis")
+        time.sleep(0.1)
+EOF
 say "redis $REDIS_PORT (pid $REDIS_PID); instances on ports ${SRV_PORTS[*]} (pids ${SRV_PIDS[*]})"
 
 # Every subscriber waits at most this long, once connected, for all the
