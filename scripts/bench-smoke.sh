@@ -2,7 +2,7 @@
 # A few seconds of every wsload mode against a fresh wsnotify, so CI proves
 # the load generator builds, speaks to the server and gets valid runs (0
 # missing, 0 duplicate deliveries, every frame valid). drain-resume needs
-# redis-server. Not a benchmark: the
+# redis-server, and so does scale.sh. Not a benchmark: the
 # figures live in BENCHMARKS.md (scripts/compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,9 @@ run echo --conns 16 --duration 2
 # Two servers on a real redis-server; A drains, its clients resume on B
 # (about 13 s: the reconnect hints spread over 10 s).
 check scripts/drain-resume.sh --conns 200 --rate 100
+# Two instances behind one redis-server, 200 clients each, published
+# through the first only: every client gets every broadcast once.
+check scripts/scale.sh --instances 2 --conns-per-instance 200 --messages 20 --no-build
 # The drain at 200 clients that never leave, broadcasts flowing.
 check scripts/drain-bench.sh --conns 200 --rate 20 --no-build
 echo "bench-smoke: OK" >&2

@@ -13,6 +13,10 @@ usage:
                 (sends SIGTERM to PID; run the server with a short --drain-timeout)
   wsload drain-resume --port A --port-b B --server-pid PID_OF_A --conns N [--rate R (100)] [--size 100]
                 [--publish-port P (B)] [--before S (1)] [--after S (1)] [--duration S, drain limit (30)]
+  wsload subscribe --port P [--host H] [--path /ws] --conns N --expect M [--ready-file PATH]
+                [--duration S, the longest wait for every broadcast once connected (60)]
+  wsload publish --port P [--host H] --messages M [--rate R msgs/s, 0 = as fast as answered (100)]
+                [--size 100] [--duration S, the longest publishing may take (60)]
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
         --duration S (10), --label TEXT
 One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
@@ -24,6 +28,8 @@ pub enum Mode {
     Echo,
     Drain,
     DrainResume,
+    Subscribe,
+    Publish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +74,14 @@ pub struct Args {
     pub before: f64,
     /// drain-resume: seconds of publishing after the last resume.
     pub after: f64,
+    /// subscribe: written once every client is ready.
+    pub ready_file: Option<String>,
 }
 
 /// Smallest `--size` for fanout: "wsl " + 10 digits + " ".
 pub const MIN_FANOUT_SIZE: usize = 15;
+/// Smallest `--size` for publish: "wsl " + 10 digits + " " + 20 digits + " ".
+pub const MIN_STAMPED_SIZE: usize = 36;
 /// Largest `--size`: the server's default message and body limit.
 pub const MAX_SIZE: usize = 60 * 1024;
 
@@ -88,6 +98,8 @@ fn secs(flag: &str, v: &str) -> Result<f64, String> {
     Ok(s)
 }
 
+const MODES: &str = "idle, fanout, echo, drain, drain-resume, subscribe, publish";
+
 /// Parses everything after the program name. `Ok(None)` means `--help`.
 pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     let mut it = argv.iter();
@@ -97,13 +109,11 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("echo") => Mode::Echo,
         Some("drain") => Mode::Drain,
         Some("drain-resume") => Mode::DrainResume,
+        Some("subscribe") => Mode::Subscribe,
+        Some("publish") => Mode::Publish,
         Some("-h" | "--help" | "help") => return Ok(None),
-        Some(other) => {
-            return Err(format!(
-                "unknown mode {other:?} (idle, fanout, echo, drain, drain-resume)"
-            ))
-        }
-        None => return Err("missing mode (idle, fanout, echo, drain, drain-resume)".into()),
+        Some(other) => return Err(format!("unknown mode {other:?} ({MODES})")),
+        None => return Err(format!("missing mode ({MODES})")),
     };
     let mut a = Args {
         mode,
@@ -120,14 +130,14 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             Publish::Ws
         },
         rate: match mode {
-            Mode::Drain | Mode::DrainResume => 100.0,
+            Mode::Drain | Mode::DrainResume | Mode::Publish => 100.0,
             _ => 0.0,
         },
         messages: None,
-        duration: if mode == Mode::DrainResume {
-            30.0
-        } else {
-            10.0
+        duration: match mode {
+            Mode::DrainResume => 30.0,
+            Mode::Subscribe | Mode::Publish => 60.0,
+            _ => 10.0,
         },
         depth: 8,
         sources: Sources::Auto,
@@ -137,6 +147,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         publish_port: None,
         before: 1.0,
         after: 1.0,
+        ready_file: None,
     };
     let mut seen = std::collections::HashSet::new();
     while let Some(arg) = it.next() {
@@ -172,6 +183,8 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 "--before",
                 "--after",
             ],
+            Mode::Subscribe => &["--conns", "--expect", "--ready-file"],
+            Mode::Publish => &["--messages", "--rate", "--size"],
         };
         let common = [
             "--port",
@@ -250,12 +263,18 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                     return Err(format!("invalid value {v:?} for --rate"));
                 }
             }
-            "--messages" => {
+            "--messages" | "--expect" => {
                 let m: u32 = num(&flag, &v)?;
                 if m == 0 || m > 100_000_000 {
-                    return Err("--messages must be 1 to 100000000".into());
+                    return Err(format!("{flag} must be 1 to 100000000"));
                 }
                 a.messages = Some(m);
+            }
+            "--ready-file" => {
+                if v.is_empty() {
+                    return Err("--ready-file needs a path".into());
+                }
+                a.ready_file = Some(v);
             }
             "--depth" => {
                 a.depth = num(&flag, &v)?;
@@ -284,7 +303,19 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
     if a.port == 0 {
         return Err("--port is required".into());
     }
-    if a.conns == 0 {
+    match mode {
+        Mode::Subscribe if a.messages.is_none() => {
+            return Err("--expect is required (the broadcasts to wait for)".into())
+        }
+        Mode::Publish if a.messages.is_none() => return Err("--messages is required".into()),
+        Mode::Publish if a.size < MIN_STAMPED_SIZE => {
+            return Err(format!(
+                "--size must be at least {MIN_STAMPED_SIZE} for publish (the marker \"wsl <seq> <time> \")"
+            ))
+        }
+        _ => {}
+    }
+    if a.conns == 0 && mode != Mode::Publish {
         let name = if mode == Mode::Fanout {
             "--subs"
         } else {
@@ -367,6 +398,23 @@ mod tests {
             (a.mode, a.rate, a.server_pid),
             (Mode::Drain, 100.0, Some(9))
         );
+        let a = p("subscribe --port 80 --conns 4 --expect 20 --ready-file /tmp/r")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.mode, a.conns, a.messages, a.duration),
+            (Mode::Subscribe, 4, Some(20), 60.0)
+        );
+        assert_eq!(a.ready_file.as_deref(), Some("/tmp/r"));
+        let a = p("publish --port 80 --messages 5").unwrap().unwrap();
+        assert_eq!(
+            (a.mode, a.conns, a.messages, a.rate, a.size),
+            (Mode::Publish, 0, Some(5), 100.0, 100)
+        );
+        let a = p("publish --port 80 --messages 5 --rate 0 --size 36")
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.rate, a.size), (0.0, 36));
     }
 
     #[test]
@@ -391,6 +439,16 @@ mod tests {
             "drain-resume --port 1 --port-b 2 --server-pid 3 --conns 1 --rate 0",
             "drain-resume --port 1 --port-b 2 --server-pid 3 --conns 1 --publish ws",
             "fanout --port 1 --subs 1 --port-b 2",
+            "subscribe --port 1 --conns 1",
+            "subscribe --port 1 --expect 1",
+            "subscribe --port 1 --conns 1 --expect 0",
+            "subscribe --port 1 --conns 1 --expect 1 --ready-file=",
+            "subscribe --port 1 --conns 1 --expect 1 --messages 1",
+            "publish --port 1",
+            "publish --port 1 --messages 1 --size 35",
+            "publish --port 1 --messages 1 --conns 3",
+            "publish --port 1 --messages 1 --expect 1",
+            "fanout --port 1 --subs 1 --ready-file /tmp/r",
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

@@ -194,7 +194,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             publish_to,
             net.source_for(2 * n),
             &publish_to.to_string(),
-            n as u64,
+            Some(n as u64),
         );
         if let Err(e) = http.ensure_connected(net.registry()) {
             h.error("http publisher", &e);
@@ -287,7 +287,11 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 continue;
             }
             let mut failed = http
-                .send_again(&mut payload, |buf, seq| http_body(buf, seq, a.size), |_| {})
+                .send_again(
+                    &mut payload,
+                    |buf, seq| http_body(buf, seq, None, a.size),
+                    |_| {},
+                )
                 .err();
             match stop_at {
                 Some(stop) if now >= stop => {
@@ -311,7 +315,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     {
                         let seq = h.published + 1;
                         payload.clear();
-                        http_body(&mut payload, seq, a.size);
+                        http_body(&mut payload, seq, None, a.size);
                         failed = http.send(seq, &payload).err();
                         h.published = seq;
                     }

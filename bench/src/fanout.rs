@@ -23,23 +23,38 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Finds the marker in a server text frame: None without a marker,
 /// Some(None) for a marker not followed by `<digits> `.
 pub fn find_seq(text: &[u8]) -> Option<Option<u32>> {
-    let pos = text.windows(MARKER.len()).position(|w| w == MARKER)?;
-    let rest = &text[pos + MARKER.len()..];
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 10 || rest.get(digits) != Some(&b' ') {
-        return Some(None);
-    }
-    let mut v: u64 = 0;
-    for &b in &rest[..digits] {
-        v = v * 10 + u64::from(b - b'0');
-    }
-    Some(u32::try_from(v).ok())
+    find_marker(text).map(|m| m.map(|(seq, _)| seq))
 }
 
-/// The message text: `wsl <seq> ` padded with `x` to `size` bytes.
-pub fn message_text(out: &mut Vec<u8>, seq: u32, size: usize) {
+/// The marker's sequence number and the text after `wsl <seq> `: None
+/// without a marker, Some(None) for a marker not followed by `<digits> `.
+pub fn find_marker(text: &[u8]) -> Option<Option<(u32, &[u8])>> {
+    let pos = text.windows(MARKER.len()).position(|w| w == MARKER)?;
+    let rest = &text[pos + MARKER.len()..];
+    Some(leading_number(rest, 10).and_then(|(v, after)| Some((u32::try_from(v).ok()?, after))))
+}
+
+/// `<digits> ` at the start of `text` (at most `max_digits` digits): the
+/// number and what follows the space.
+pub fn leading_number(text: &[u8], max_digits: usize) -> Option<(u64, &[u8])> {
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > max_digits || text.get(digits) != Some(&b' ') {
+        return None;
+    }
+    let v = text[..digits]
+        .iter()
+        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
+    Some((v, &text[digits + 1..]))
+}
+
+/// The message text: `wsl <seq> `, then `<stamp> ` if given (the publish
+/// time for `wsload subscribe`), padded with `x` to `size` bytes.
+pub fn message_text(out: &mut Vec<u8>, seq: u32, stamp: Option<u64>, size: usize) {
     let start = out.len();
     let _ = write!(out, "wsl {seq} ");
+    if let Some(stamp) = stamp {
+        let _ = write!(out, "{stamp} ");
+    }
     debug_assert!(out.len() - start <= size);
     out.resize(start + size, b'x');
 }
@@ -47,14 +62,14 @@ pub fn message_text(out: &mut Vec<u8>, seq: u32, size: usize) {
 /// `{"type":"chat","message":"<text>"}`, the WebSocket publisher's frame.
 pub fn ws_payload(out: &mut Vec<u8>, seq: u32, size: usize) {
     out.extend_from_slice(b"{\"type\":\"chat\",\"message\":\"");
-    message_text(out, seq, size);
+    message_text(out, seq, None, size);
     out.extend_from_slice(b"\"}");
 }
 
 /// `{"message":"<text>"}`, the body of `POST /broadcast`.
-pub fn http_body(out: &mut Vec<u8>, seq: u32, size: usize) {
+pub fn http_body(out: &mut Vec<u8>, seq: u32, stamp: Option<u64>, size: usize) {
     out.extend_from_slice(b"{\"message\":\"");
-    message_text(out, seq, size);
+    message_text(out, seq, stamp, size);
     out.extend_from_slice(b"\"}");
 }
 
@@ -171,7 +186,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     net.target(),
                     net.source_for(n),
                     net.host_header(),
-                    n as u64,
+                    Some(n as u64),
                 );
                 if let Err(e) = http.ensure_connected(net.registry()) {
                     h.error("http publisher", &e);
@@ -241,7 +256,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 let sent_at = &mut h.sent_at;
                 if let Err(e) = http.send_again(
                     &mut payload,
-                    |buf, seq| http_body(buf, seq, a.size),
+                    |buf, seq| http_body(buf, seq, None, a.size),
                     |seq| sent_at[seq as usize] = now_us,
                 ) {
                     count_error(&mut h.errors, "http publisher", &e);
@@ -281,7 +296,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                         }
                         Publish::Http => {
                             let http = h.http.as_mut().expect("http publisher");
-                            http_body(&mut payload, seq, a.size);
+                            http_body(&mut payload, seq, None, a.size);
                             h.sent_at.push(net.now_us());
                             h.remaining.push(expected_per_msg);
                             if let Err(e) = http.send(seq, &payload) {
@@ -371,7 +386,7 @@ mod tests {
     fn message_text_is_exactly_size_bytes() {
         for (seq, size) in [(1, 15), (4_000_000_000, 15), (12, 100), (7, 60 * 1024)] {
             let mut out = Vec::new();
-            message_text(&mut out, seq, size);
+            message_text(&mut out, seq, None, size);
             assert_eq!(out.len(), size);
             assert!(out.starts_with(format!("wsl {seq} ").as_bytes()));
             assert!(out[format!("wsl {seq} ").len()..]

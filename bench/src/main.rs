@@ -10,10 +10,12 @@ mod frame;
 mod handshake;
 mod idle;
 mod net;
+mod publish;
 mod publish_http;
 mod report;
 mod resume_check;
 mod stats;
+mod subscribe;
 mod sys;
 
 use std::process::ExitCode;
@@ -55,6 +57,8 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Echo => "echo",
         Mode::Drain => "drain",
         Mode::DrainResume => "drain-resume",
+        Mode::Subscribe => "subscribe",
+        Mode::Publish => "publish",
     }
 }
 
@@ -107,7 +111,8 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     let measure = match args.mode {
         Mode::Idle => 1.0 + args.idle_secs,
-        Mode::Fanout | Mode::Echo | Mode::Drain => args.duration,
+        Mode::Fanout | Mode::Echo | Mode::Drain | Mode::Publish => args.duration,
+        Mode::Subscribe => args.duration + subscribe::LINGER.as_secs_f64(),
         Mode::DrainResume => args.before + args.duration + args.after + CATCH_UP.as_secs_f64(),
     };
     let safety = t0
@@ -136,6 +141,8 @@ fn main() -> ExitCode {
         Mode::Echo => echo::run(&run),
         Mode::Drain => drain::run(&run),
         Mode::DrainResume => drain_resume::run(&run),
+        Mode::Subscribe => subscribe::run(&run),
+        Mode::Publish => publish::run(&run),
     };
     match result {
         Ok(out) => {

@@ -82,7 +82,13 @@ pub struct Tx<'a> {
     rng: &'a mut Rng,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    /// A sender outside the loop, for handlers' unit tests.
+    #[cfg(test)]
+    pub fn for_test(out: &'a mut Vec<u8>, rng: &'a mut Rng) -> Tx<'a> {
+        Tx { out, rng }
+    }
+
     /// Queues a masked text frame; it is written when the callback returns.
     pub fn text(&mut self, payload: &[u8]) {
         frame::encode(self.out, frame::OP_TEXT, payload, self.rng.mask());

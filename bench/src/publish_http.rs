@@ -34,8 +34,8 @@ pub struct HttpPublisher {
     answered_on_conn: u64,
     inbuf: Vec<u8>,
     out: Vec<u8>,
-    /// The number of subscribers each broadcast should reach.
-    expect_recipients: u64,
+    /// The number of subscribers each broadcast should reach, if known.
+    expect_recipients: Option<u64>,
     warned_recipients: bool,
     pub responses: u64,
     pub connections: u64,
@@ -46,7 +46,7 @@ impl HttpPublisher {
         target: SocketAddr,
         src: Option<Ipv4Addr>,
         host_header: &str,
-        expect_recipients: u64,
+        expect_recipients: Option<u64>,
     ) -> Self {
         HttpPublisher {
             target,
@@ -230,12 +230,11 @@ impl HttpPublisher {
             }
             self.answered_on_conn += 1;
             self.responses += 1;
-            if let Some(n) = r.recipients {
-                if n != self.expect_recipients && !self.warned_recipients {
+            if let (Some(n), Some(want)) = (r.recipients, self.expect_recipients) {
+                if n != want && !self.warned_recipients {
                     self.warned_recipients = true;
                     eprintln!(
-                        "wsload: note: a broadcast reached {n} clients, expected {} (other clients connected?)",
-                        self.expect_recipients
+                        "wsload: note: a broadcast reached {n} clients, expected {want} (other clients connected?)"
                     );
                 }
             }

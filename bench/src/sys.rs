@@ -26,6 +26,14 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
+/// The wall clock (CLOCK_REALTIME) in µs since the Unix epoch: the one
+/// clock two processes share, for latencies across them.
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
