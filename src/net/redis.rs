@@ -366,12 +366,33 @@ impl RedisLink {
 
     /// Redis can number a broadcast now: both connections are up (what it
     /// numbers comes back to this worker) and it answers (no publication
-    /// has waited for its reply longer than `STALLED_AFTER`).
-    pub fn sequencing(&self, now: Instant) -> bool {
-        self.sides.iter().all(|s| matches!(s.state, State::Ready))
-            && self.sides[1].unanswered.front().map_or(true, |at| {
-                now.saturating_duration_since(*at) < STALLED_AFTER
-            })
+    /// has waited for its reply longer than `STALLED_AFTER`). A reply the
+    /// clock says is overdue is looked for on the socket first: a worker
+    /// that spent that long writing to its clients reads Redis late, and
+    /// taking its own delay for a stall would send broadcasts around the
+    /// sequencer, ahead of numbered ones still on their way back.
+    pub fn sequencing(
+        &mut self,
+        now: Instant,
+        registry: &Registry,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let ready = |link: &RedisLink| link.sides.iter().all(|s| matches!(s.state, State::Ready));
+        if !ready(self) {
+            return false;
+        }
+        if self.overdue(now) {
+            self.pump(1, now, registry, events);
+        }
+        ready(self) && !self.overdue(now)
+    }
+
+    /// A publication has waited for its reply `STALLED_AFTER` or longer.
+    fn overdue(&self, now: Instant) -> bool {
+        self.sides[1]
+            .unanswered
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= STALLED_AFTER)
     }
 
     /// Queues a PUBLISH (`numbered`: through the sequencer script, see
@@ -478,21 +499,111 @@ mod tests {
         assert!(ready.iter().any(|e| e.token() == WAKER), "woken");
         assert!(link.next_deadline().is_some_and(|at| at <= Instant::now()));
 
-        // The worker's loop, in short.
+        until_ready(&mut link, &mut poll, &mut events);
+        let mut events = Vec::new();
+        assert!(link.publish(b"hi", false, &mut events, Instant::now(), poll.registry()));
+        server.join().unwrap();
+    }
+
+    /// The worker's loop, in short, until both connections are ready.
+    fn until_ready(link: &mut RedisLink, poll: &mut Poll, events: &mut Vec<Event>) {
+        let mut ready = Events::with_capacity(8);
         let end = Instant::now() + Duration::from_secs(5);
         while events.iter().filter(|e| **e == Event::Ready(true)).count() < 2 {
             assert!(Instant::now() < end, "not ready: {link:?}");
             if link.next_deadline().is_some_and(|at| at <= Instant::now()) {
-                link.on_timer(Instant::now(), poll.registry(), &mut events);
+                link.on_timer(Instant::now(), poll.registry(), events);
             }
             poll.poll(&mut ready, Some(Duration::from_millis(100)))
                 .unwrap();
             for event in ready.iter().filter(|e| e.token() != WAKER) {
-                link.on_ready(event.token(), Instant::now(), poll.registry(), &mut events);
+                link.on_ready(event.token(), Instant::now(), poll.registry(), events);
             }
         }
+    }
+
+    fn loopback(_: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+    }
+
+    /// A fake Redis for publications: the handshakes as `fake_redis`, then
+    /// every later EVAL (a numbered publication) answered at once, or never
+    /// when `answers` is false (a stalled Redis). Serves for `for_how_long`.
+    fn publishing_redis(answers: bool, for_how_long: Duration) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().unwrap();
+                std::thread::spawn(move || {
+                    let end = Instant::now() + for_how_long;
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+                    let mut evals = 0;
+                    let mut buf = [0u8; 4096];
+                    while Instant::now() < end {
+                        let Ok(n) = stream.read(&mut buf) else {
+                            continue;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        let asked = |word: &[u8]| buf[..n].windows(word.len()).any(|w| w == word);
+                        let reply: &[u8] = if asked(b"SUBSCRIBE") {
+                            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+                        } else if asked(b"EVAL") {
+                            evals += 1;
+                            match (evals, answers) {
+                                (1, _) => b"*2\r\n$2\r\ne1\r\n:0\r\n",
+                                (_, true) => b":1\r\n",
+                                (_, false) => b"",
+                            }
+                        } else {
+                            b""
+                        };
+                        stream.write_all(reply).unwrap();
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// A link to `port`, both connections ready.
+    fn ready_link(port: u16, poll: &mut Poll) -> RedisLink {
+        let outside = Outside {
+            resolve: loopback,
+            wake: Arc::new(|| {}),
+        };
+        let url: RedisUrl = format!("redis://127.0.0.1:{port}").parse().unwrap();
+        let tokens = [Token(1), Token(2)];
+        let mut link = RedisLink::new(url, "ch".into(), tokens, 1 << 20, outside, Instant::now());
         let mut events = Vec::new();
-        assert!(link.publish(b"hi", false, &mut events, Instant::now(), poll.registry()));
-        server.join().unwrap();
+        link.on_timer(Instant::now(), poll.registry(), &mut events);
+        until_ready(&mut link, poll, &mut events);
+        link
+    }
+
+    #[test]
+    fn a_busy_worker_does_not_take_its_own_delay_for_a_stalled_redis() {
+        let mut poll = Poll::new().unwrap();
+        let mut link = ready_link(publishing_redis(true, Duration::from_secs(3)), &mut poll);
+        let mut events = Vec::new();
+        assert!(link.publish(b"hi", true, &mut events, Instant::now(), poll.registry()));
+        // Redis answers at once, but the worker is busy (writing to its
+        // clients) and reads nothing for longer than the stall limit.
+        std::thread::sleep(STALLED_AFTER + Duration::from_millis(100));
+        assert!(link.sequencing(Instant::now(), poll.registry(), &mut events));
+        assert!(link.sides[1].unanswered.is_empty(), "the answer was read");
+    }
+
+    #[test]
+    fn a_redis_that_stops_answering_is_stalled_after_the_limit() {
+        let mut poll = Poll::new().unwrap();
+        let mut link = ready_link(publishing_redis(false, Duration::from_secs(3)), &mut poll);
+        let mut events = Vec::new();
+        assert!(link.publish(b"hi", true, &mut events, Instant::now(), poll.registry()));
+        assert!(link.sequencing(Instant::now(), poll.registry(), &mut events));
+        std::thread::sleep(STALLED_AFTER + Duration::from_millis(100));
+        assert!(!link.sequencing(Instant::now(), poll.registry(), &mut events));
     }
 }

@@ -30,6 +30,18 @@ impl Worker {
         self.redis_events = events;
     }
 
+    /// Whether Redis numbers broadcasts now (see `RedisLink::sequencing`).
+    pub(super) fn redis_sequencing(&mut self) -> bool {
+        let Some(link) = self.redis.as_mut() else {
+            return false;
+        };
+        let mut events = std::mem::take(&mut self.redis_events);
+        let sequencing = link.sequencing(Instant::now(), self.poll.registry(), &mut events);
+        self.on_redis_events(&mut events);
+        self.redis_events = events;
+        sequencing
+    }
+
     fn on_redis_events(&mut self, events: &mut Vec<Event>) {
         for event in events.drain(..) {
             match event {

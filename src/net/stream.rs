@@ -27,7 +27,7 @@ impl Worker {
                 self.sequence_here(json);
                 return self.shared.notify_clients() as usize;
             }
-            Some(link) => link.sequencing(Instant::now()),
+            Some(_) => self.redis_sequencing(),
         };
         if sequencing && self.publish_remote(None, json, true) {
             return self.shared.notify_clients() as usize;
