@@ -64,6 +64,10 @@ fn notices_go_out_while_publishers_flood_chats() {
         "30s",
         "--max-queue-bytes",
         "67108864",
+        // The flood is the point here, not the process-wide bound on
+        // queued bytes (tests/storm.rs).
+        "--max-total-queue-bytes",
+        "4294967296",
     ]);
     let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| raw_ws(&server, "/ws")).collect();
     let mut publishers: Vec<TcpStream> = (0..PUBLISHERS).map(|_| raw_ws(&server, "/ws")).collect();

@@ -10,6 +10,9 @@ use crate::conn::{Connection, Settings};
 use crate::log;
 use crate::proto::close::CloseCode;
 
+/// Closes written per loop turn at the drain deadline (see `close_some`).
+const CLOSES_PER_TURN: usize = 500;
+
 impl Worker {
     /// Moves the lifecycle on; returns true once the worker may stop.
     pub(super) fn update_lifecycle(&mut self, now: Instant) -> bool {
@@ -84,15 +87,27 @@ impl Worker {
         }
     }
 
+    /// Closes every client with 1001, `CLOSES_PER_TURN` at a time.
     fn close_all_clients(&mut self) {
-        let keys: Vec<usize> = self
+        self.to_close = self
             .conns
             .iter()
             .filter(|(_, s)| s.conn.is_ws())
             .map(|(k, _)| k)
             .collect();
-        for key in keys {
-            self.close_going_away(key);
+        self.close_some();
+    }
+
+    /// Sends the next batch of Closes. Between batches the loop reads the
+    /// clients' answers: all at once, the last client's answer would wait
+    /// behind the 10,000 Closes written before it, and the exit with it.
+    pub(super) fn close_some(&mut self) {
+        let from = self.to_close.len().saturating_sub(CLOSES_PER_TURN);
+        let batch: Vec<usize> = self.to_close.drain(from..).collect();
+        for key in batch {
+            if self.conns.get(key).is_some_and(|s| s.conn.is_ws()) {
+                self.close_going_away(key);
+            }
         }
     }
 

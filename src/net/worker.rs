@@ -84,6 +84,9 @@ pub struct Worker {
     pub(super) failed: Vec<usize>,
     /// Connections to read again once the others have had their turn.
     again: Vec<usize>,
+    /// Clients still to be sent their Close at the drain deadline, a batch
+    /// per loop turn (see `close_some`).
+    pub(super) to_close: Vec<usize>,
     pub(super) next_periodic: Option<Instant>,
     pub(super) periodic_count: u64,
     pub(super) lifecycle: Lifecycle,
@@ -182,6 +185,7 @@ impl Worker {
             turn_broadcasts: Vec::new(),
             failed: Vec::new(),
             again: Vec::new(),
+            to_close: Vec::new(),
             next_periodic,
             periodic_count: 0,
             clients: 0,
@@ -260,6 +264,9 @@ impl Worker {
             for entry in due.drain(..) {
                 self.on_wheel_entry(entry);
             }
+            if !self.to_close.is_empty() {
+                self.close_some();
+            }
             // The lifecycle moves before the turn's writes, so a drain that
             // starts now writes each client this turn's broadcasts and its
             // notice in one pass (see `deliver_turn`), not in two.
@@ -283,7 +290,7 @@ impl Worker {
     /// notification, a drain deadline, the end of an accept pause, or not at
     /// all when reads are pending.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || !self.to_close.is_empty() {
             return Some(Duration::ZERO);
         }
         [

@@ -155,10 +155,28 @@ impl Server {
 
 pub use libc::{SIGINT, SIGTERM};
 
+/// Log lines of each server shown when a test fails.
+const LOG_TAIL: usize = 30;
+
 impl Drop for Server {
     fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what its servers said last, and whether one
+        // had already ended on its own: a CI log is all there is to go on.
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "--- server {} ({}), last {} log lines:",
+                self.addr,
+                exited.map_or("still running".to_owned(), |s| format!("had exited: {s}")),
+                LOG_TAIL.min(log.len())
+            );
+            for line in &log[log.len().saturating_sub(LOG_TAIL)..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
