@@ -122,14 +122,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let pid = a.server_pid.ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "drain needs --server-pid")
     })?;
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::FirstText,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::FirstText)?;
     let mut h = Drain {
         n,
         signal_us: None,

@@ -147,14 +147,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let pid_a = a.server_pid.expect("checked by args");
     let addr_b = SocketAddr::new(IpAddr::V4(a.host), a.port_b);
     let publish_to = SocketAddr::new(IpAddr::V4(a.host), a.publish_port.unwrap_or(a.port_b));
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::Open,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::Open)?;
     let mut h = Drain {
         tracker: Tracker::new(n),
         conn_client: Vec::new(),

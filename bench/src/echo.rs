@@ -112,14 +112,7 @@ impl Handler for Echo {
 pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let a = &run.args;
     let c = a.conns;
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::Open,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::Open)?;
     let mut h = Echo {
         depth: a.depth,
         payloads: Payloads::new(a.size),

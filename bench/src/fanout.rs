@@ -150,14 +150,7 @@ impl Handler for Fanout {
 pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let a = &run.args;
     let n = a.conns;
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::FirstText,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::FirstText)?;
     let mut h = Fanout {
         n,
         last: vec![0; n],

@@ -23,14 +23,7 @@ impl Handler for Quiet {
 
 pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let a = &run.args;
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::FirstText,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::FirstText)?;
     let mut h = Quiet;
     let pid = a.server_pid;
     let rss_before = pid.and_then(sys::rss_kib);

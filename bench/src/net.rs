@@ -290,6 +290,12 @@ pub struct Net {
 }
 
 impl Net {
+    /// The clients of one run: its server, path and source addresses.
+    pub fn for_run(run: &crate::Run, ready_on: ReadyOn) -> io::Result<Net> {
+        let a = &run.args;
+        Net::new(a.host, a.port, &a.path, a.sources.clone(), ready_on, run.t0)
+    }
+
     pub fn new(
         host: Ipv4Addr,
         port: u16,

@@ -53,14 +53,7 @@ fn stamped_body(buf: &mut Vec<u8>, seq: u32, size: usize) {
 pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let a = &run.args;
     let total = a.messages.expect("checked by args");
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::Open,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::Open)?;
     let http = HttpPublisher::new(net.target(), net.source_for(0), net.host_header(), None);
     let mut h = Publish { http, errors: 0 };
     if let Err(e) = h.http.ensure_connected(net.registry()) {

@@ -89,14 +89,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let a = &run.args;
     let n = a.conns;
     let expect = a.messages.expect("checked by args");
-    let mut net = Net::new(
-        a.host,
-        a.port,
-        &a.path,
-        a.sources.clone(),
-        ReadyOn::FirstText,
-        run.t0,
-    )?;
+    let mut net = Net::for_run(run, ReadyOn::FirstText)?;
     let mut h = Subscribe {
         n,
         expect,
