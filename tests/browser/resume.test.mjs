@@ -71,10 +71,18 @@ async function withRedis(page) {
   await publisher;
   log(`${published} broadcasts published`);
 
-  await page.waitForFunction(
-    ([p, n]) => [...document.querySelectorAll('#log .msg-notification')].filter((e) => e.textContent.includes(p)).length >= n,
-    [prefix, published],
-  );
+  try {
+    await page.waitForFunction(
+      ([p, n]) => [...document.querySelectorAll('#log .msg-notification')].filter((e) => e.textContent.includes(p)).length >= n,
+      [prefix, published],
+    );
+  } catch (e) {
+    // Say which broadcasts the page lacks, and what else it logged.
+    const shown = (await entries(page, prefix)).map((x) => Number(new RegExp(`${prefix}(\\d+) `).exec(x.text)[1]));
+    const missing = Array.from({ length: published }, (_, i) => i + 1).filter((n) => !shown.includes(n));
+    const others = await page.$$eval('#log > *:not(.msg-notification)', (els) => els.map((x) => x.textContent.trim()));
+    throw new Error(`${e.message}; ${shown.length} of ${published} shown, missing ${missing.join(',')}; other log entries: ${others.join(' | ')}`);
+  }
   await sleep(300);
   const got = await entries(page, prefix);
   const numbers = got.map((e) => Number(new RegExp(`${prefix}(\\d+) `).exec(e.text)[1]));
