@@ -19,6 +19,7 @@ mod queue_bound;
 mod reading;
 pub mod redis;
 mod redis_conn;
+mod redis_liveness;
 mod redis_queue;
 pub mod redis_resolve;
 mod redis_stream;

@@ -18,6 +18,7 @@ use mio::{Interest, Registry, Token};
 
 pub use super::redis_conn::Event;
 use super::redis_conn::{Failure, Role, Side, State};
+use super::redis_liveness::{Due, Liveness};
 use super::redis_queue::Overflow;
 use super::redis_resolve::{system_resolve, Lookup, Resolve, Wake};
 use super::redis_stream;
@@ -80,6 +81,8 @@ pub struct RedisLink {
     /// The last failure logged, so a failure that repeats (Redis down for
     /// an hour, a wrong password) is logged once, not at every retry.
     last_failure: Option<String>,
+    /// When a ready connection pings and when it is given up.
+    liveness: Liveness,
 }
 
 impl RedisLink {
@@ -103,11 +106,13 @@ impl RedisLink {
             max_queue,
             overflow: Overflow::default(),
             last_failure: None,
+            liveness: Liveness::default(),
         }
     }
 
     /// When the link next needs `on_timer`: a reconnect that is due, a
-    /// lookup that has finished (already due), or a connect timing out.
+    /// lookup that has finished (already due), a connect timing out, or a
+    /// ready connection's PING or verdict (see `redis_liveness`).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.sides
             .iter()
@@ -117,13 +122,14 @@ impl RedisLink {
                 State::Connecting { deadline, .. } | State::Handshake { deadline } => {
                     Some(*deadline)
                 }
-                State::Ready => None,
+                State::Ready => Some(self.liveness.deadline(s)),
             })
             .min()
     }
 
     /// Moves every side whose moment has come: starts lookups, connects
-    /// to looked-up addresses, gives up on attempts that took too long.
+    /// to looked-up addresses, gives up on attempts that took too long,
+    /// pings silent connections and gives up on dead ones.
     pub fn on_timer(&mut self, now: Instant, registry: &Registry, events: &mut Vec<Event>) {
         for i in 0..self.sides.len() {
             match &self.sides[i].state {
@@ -156,7 +162,34 @@ impl RedisLink {
                     let why = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
                     self.fail(i, now, registry, why.into(), events);
                 }
+                State::Ready => self.keep_alive(i, now, registry, events),
                 _ => {}
+            }
+        }
+    }
+
+    /// A PING for a connection silent for a while; a failure for one that
+    /// has waited too long for an answer. The socket is read first: a
+    /// worker busy for that long may find the answer waiting there.
+    fn keep_alive(&mut self, i: usize, now: Instant, registry: &Registry, events: &mut Vec<Event>) {
+        match self.liveness.due(&self.sides[i], now) {
+            Due::Nothing => {}
+            Due::Ping => {
+                let side = &mut self.sides[i];
+                side.out.push(&resp::command(&[b"PING"]));
+                side.unanswered.push_back(now);
+                self.pump(i, now, registry, events);
+            }
+            Due::Dead => {
+                self.pump(i, now, registry, events);
+                let side = &self.sides[i];
+                if matches!(side.state, State::Ready) && self.liveness.due(side, now) == Due::Dead {
+                    let why = format!(
+                        "no answer from Redis for {} s; the connection is taken as dead",
+                        self.liveness.dead_after.as_secs_f64()
+                    );
+                    self.fail(i, now, registry, why.into(), events);
+                }
             }
         }
     }
@@ -270,7 +303,7 @@ impl RedisLink {
             return;
         };
         let was_ready = matches!(side.state, State::Ready);
-        let result = side.pump(&mut stream, events);
+        let result = side.pump(&mut stream, now, events);
         side.stream = Some(stream);
         if !was_ready && matches!(side.state, State::Ready) {
             self.last_failure = None;
@@ -366,11 +399,12 @@ impl RedisLink {
 
     /// Redis can number a broadcast now: both connections are up (what it
     /// numbers comes back to this worker) and it answers (no publication
-    /// has waited for its reply longer than `STALLED_AFTER`). A reply the
-    /// clock says is overdue is looked for on the socket first: a worker
-    /// that spent that long writing to its clients reads Redis late, and
-    /// taking its own delay for a stall would send broadcasts around the
-    /// sequencer, ahead of numbered ones still on their way back.
+    /// or PING has waited for its reply longer than `STALLED_AFTER`). A
+    /// reply the clock says is overdue is looked for on the socket first:
+    /// a worker that spent that long writing to its clients reads Redis
+    /// late, and taking its own delay for a stall would send broadcasts
+    /// around the sequencer, ahead of numbered ones still on their way
+    /// back.
     pub fn sequencing(
         &mut self,
         now: Instant,
@@ -387,7 +421,8 @@ impl RedisLink {
         ready(self) && !self.overdue(now)
     }
 
-    /// A publication has waited for its reply `STALLED_AFTER` or longer.
+    /// A publication (or PING) has waited for its reply `STALLED_AFTER` or
+    /// longer.
     fn overdue(&self, now: Instant) -> bool {
         self.sides[1]
             .unanswered
@@ -434,6 +469,7 @@ mod tests {
     use super::*;
     use mio::{Events, Poll, Waker};
     use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     const WAKER: Token = Token(9);
@@ -507,18 +543,29 @@ mod tests {
 
     /// The worker's loop, in short, until both connections are ready.
     fn until_ready(link: &mut RedisLink, poll: &mut Poll, events: &mut Vec<Event>) {
-        let mut ready = Events::with_capacity(8);
         let end = Instant::now() + Duration::from_secs(5);
         while events.iter().filter(|e| **e == Event::Ready(true)).count() < 2 {
             assert!(Instant::now() < end, "not ready: {link:?}");
-            if link.next_deadline().is_some_and(|at| at <= Instant::now()) {
-                link.on_timer(Instant::now(), poll.registry(), events);
-            }
-            poll.poll(&mut ready, Some(Duration::from_millis(100)))
-                .unwrap();
-            for event in ready.iter().filter(|e| e.token() != WAKER) {
-                link.on_ready(event.token(), Instant::now(), poll.registry(), events);
-            }
+            turn(link, poll, events);
+        }
+    }
+
+    /// One turn of the worker's loop: the link's timer if due, then a wait
+    /// of at most 100 ms for its sockets.
+    fn turn(link: &mut RedisLink, poll: &mut Poll, events: &mut Vec<Event>) {
+        let mut ready = Events::with_capacity(8);
+        if link.next_deadline().is_some_and(|at| at <= Instant::now()) {
+            link.on_timer(Instant::now(), poll.registry(), events);
+        }
+        let wait = link
+            .next_deadline()
+            .map_or(Duration::from_millis(100), |at| {
+                at.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100))
+            });
+        poll.poll(&mut ready, Some(wait)).unwrap();
+        for event in ready.iter().filter(|e| e.token() != WAKER) {
+            link.on_ready(event.token(), Instant::now(), poll.registry(), events);
         }
     }
 
@@ -526,46 +573,92 @@ mod tests {
         Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
     }
 
-    /// A fake Redis for publications: the handshakes as `fake_redis`, then
-    /// every later EVAL (a numbered publication) answered at once, or never
-    /// when `answers` is false (a stalled Redis). Serves for `for_how_long`.
-    fn publishing_redis(answers: bool, for_how_long: Duration) -> u16 {
+    /// A fake Redis for publications: the handshakes as `fake_redis`, on
+    /// every connection it is offered, then every later EVAL (a numbered
+    /// publication) answered at once, or never when `answers` is false (a
+    /// stalled Redis), and every PING answered when `pongs` (as a
+    /// subscribed connection or a plain one). Serves for `for_how_long`.
+    fn publishing_redis(answers: bool, pongs: bool, for_how_long: Duration) -> FakeRedis {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let fake = FakeRedis {
+            port: listener.local_addr().unwrap().port(),
+            accepted: Arc::default(),
+            pings: Arc::default(),
+        };
+        let (accepted, pings) = (Arc::clone(&fake.accepted), Arc::clone(&fake.pings));
         std::thread::spawn(move || {
-            for _ in 0..2 {
-                let (mut stream, _) = listener.accept().unwrap();
-                std::thread::spawn(move || {
-                    let end = Instant::now() + for_how_long;
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-                    let mut evals = 0;
-                    let mut buf = [0u8; 4096];
-                    while Instant::now() < end {
-                        let Ok(n) = stream.read(&mut buf) else {
-                            continue;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        let asked = |word: &[u8]| buf[..n].windows(word.len()).any(|w| w == word);
-                        let reply: &[u8] = if asked(b"SUBSCRIBE") {
-                            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
-                        } else if asked(b"EVAL") {
-                            evals += 1;
-                            match (evals, answers) {
-                                (1, _) => b"*2\r\n$2\r\ne1\r\n:0\r\n",
-                                (_, true) => b":1\r\n",
-                                (_, false) => b"",
-                            }
-                        } else {
-                            b""
-                        };
-                        stream.write_all(reply).unwrap();
-                    }
-                });
+            let end = Instant::now() + for_how_long;
+            while Instant::now() < end {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let pings = Arc::clone(&pings);
+                std::thread::spawn(move || serve(stream, answers, pongs, end, &pings));
             }
         });
-        port
+        fake
+    }
+
+    /// One connection of `publishing_redis`.
+    fn serve(
+        mut stream: std::net::TcpStream,
+        answers: bool,
+        pongs: bool,
+        end: Instant,
+        pings: &AtomicUsize,
+    ) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut evals = 0;
+        let mut subscribed = false;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            let Ok(n) = stream.read(&mut buf) else {
+                continue;
+            };
+            if n == 0 {
+                return;
+            }
+            let count = |word: &[u8]| buf[..n].windows(word.len()).filter(|w| *w == word).count();
+            let mut reply: Vec<u8> = Vec::new();
+            if count(b"SUBSCRIBE") > 0 {
+                subscribed = true;
+                reply.extend(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+            } else if count(b"EVAL") > 0 {
+                evals += 1;
+                match (evals, answers) {
+                    (1, _) => reply.extend(b"*2\r\n$2\r\ne1\r\n:0\r\n"),
+                    (_, true) => reply.extend(b":1\r\n"),
+                    (_, false) => {}
+                }
+            }
+            let asked = count(b"PING");
+            pings.fetch_add(asked, Ordering::SeqCst);
+            let pong: &[u8] = if subscribed {
+                b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+            } else {
+                b"+PONG\r\n"
+            };
+            for _ in 0..asked {
+                if pongs {
+                    reply.extend(pong);
+                }
+            }
+            if stream.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    }
+
+    struct FakeRedis {
+        port: u16,
+        /// Connections accepted: more than two are reconnects.
+        accepted: Arc<AtomicUsize>,
+        /// PINGs received on all of them.
+        pings: Arc<AtomicUsize>,
     }
 
     /// A link to `port`, both connections ready.
@@ -586,7 +679,8 @@ mod tests {
     #[test]
     fn a_busy_worker_does_not_take_its_own_delay_for_a_stalled_redis() {
         let mut poll = Poll::new().unwrap();
-        let mut link = ready_link(publishing_redis(true, Duration::from_secs(3)), &mut poll);
+        let fake = publishing_redis(true, true, Duration::from_secs(3));
+        let mut link = ready_link(fake.port, &mut poll);
         let mut events = Vec::new();
         assert!(link.publish(b"hi", true, &mut events, Instant::now(), poll.registry()));
         // Redis answers at once, but the worker is busy (writing to its
@@ -599,11 +693,79 @@ mod tests {
     #[test]
     fn a_redis_that_stops_answering_is_stalled_after_the_limit() {
         let mut poll = Poll::new().unwrap();
-        let mut link = ready_link(publishing_redis(false, Duration::from_secs(3)), &mut poll);
+        let fake = publishing_redis(false, true, Duration::from_secs(3));
+        let mut link = ready_link(fake.port, &mut poll);
         let mut events = Vec::new();
         assert!(link.publish(b"hi", true, &mut events, Instant::now(), poll.registry()));
         assert!(link.sequencing(Instant::now(), poll.registry(), &mut events));
         std::thread::sleep(STALLED_AFTER + Duration::from_millis(100));
         assert!(!link.sequencing(Instant::now(), poll.registry(), &mut events));
+    }
+
+    /// Intervals short enough for a test: a PING after 100 ms of silence,
+    /// given up after 300 ms without an answer.
+    fn quick(link: &mut RedisLink) {
+        link.liveness = Liveness {
+            ping_after: Duration::from_millis(100),
+            dead_after: Duration::from_millis(300),
+        };
+    }
+
+    #[test]
+    fn a_redis_gone_silent_is_pinged_then_given_up_and_reconnected() {
+        let mut poll = Poll::new().unwrap();
+        let fake = publishing_redis(false, false, Duration::from_secs(5));
+        let mut link = ready_link(fake.port, &mut poll);
+        quick(&mut link);
+        let silent_since = Instant::now();
+        let mut events = Vec::new();
+        let end = silent_since + Duration::from_secs(3);
+        while !events.contains(&Event::Ready(false)) {
+            assert!(Instant::now() < end, "never given up: {link:?}");
+            turn(&mut link, &mut poll, &mut events);
+        }
+        assert!(silent_since.elapsed() >= Duration::from_millis(400));
+        assert!(fake.pings.load(Ordering::SeqCst) >= 1, "no PING first");
+        assert!(link
+            .last_failure
+            .as_deref()
+            .is_some_and(|why| why.contains("no answer from Redis for 0.3 s")));
+        // Both connections: given up, then connected again.
+        while events.iter().filter(|e| **e == Event::Ready(true)).count() < 2 {
+            assert!(Instant::now() < end, "not reconnected: {events:?}");
+            turn(&mut link, &mut poll, &mut events);
+        }
+        assert_eq!(
+            events.iter().filter(|e| **e == Event::Ready(false)).count(),
+            2
+        );
+        assert_eq!(fake.accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_redis_that_answers_pings_keeps_both_connections() {
+        let mut poll = Poll::new().unwrap();
+        let fake = publishing_redis(true, true, Duration::from_secs(5));
+        let mut link = ready_link(fake.port, &mut poll);
+        quick(&mut link);
+        let mut events = Vec::new();
+        let end = Instant::now() + Duration::from_millis(1200);
+        while Instant::now() < end {
+            turn(&mut link, &mut poll, &mut events);
+        }
+        assert_eq!(events, [], "a connection was lost");
+        assert_eq!(fake.accepted.load(Ordering::SeqCst), 2);
+        // Both connections ping about every 100 ms, one PING at a time.
+        let pings = fake.pings.load(Ordering::SeqCst);
+        assert!((8..=30).contains(&pings), "{pings} PINGs in 1.2 s");
+        // The publisher's PONGs kept its bookkeeping in step: a
+        // publication is answered, and its answer is the one counted.
+        assert!(link.publish(b"hi", true, &mut events, Instant::now(), poll.registry()));
+        let end = Instant::now() + Duration::from_secs(1);
+        while !link.sides[1].unanswered.is_empty() {
+            assert!(Instant::now() < end, "the publication was never answered");
+            turn(&mut link, &mut poll, &mut events);
+        }
+        assert!(link.sequencing(Instant::now(), poll.registry(), &mut events));
     }
 }

@@ -57,9 +57,13 @@ pub(super) struct Side {
     /// The handshake commands (AUTH, SELECT, SUBSCRIBE) whose replies are
     /// still to come, in order.
     pub(super) awaiting: VecDeque<&'static str>,
-    /// When each publication still unanswered was queued: the oldest
-    /// tells a Redis that stopped answering from one that is busy.
+    /// When each command still unanswered once ready was queued (the
+    /// publisher's publications and PINGs, the subscriber's PINGs; Redis
+    /// answers in order): the oldest tells a Redis that stopped answering
+    /// from one that is busy.
     pub(super) unanswered: VecDeque<Instant>,
+    /// When bytes last came from Redis (see `redis_liveness`).
+    pub(super) last_heard: Instant,
 }
 
 /// Why a connection attempt or connection ended.
@@ -103,6 +107,7 @@ impl Side {
             attempt: 0,
             awaiting: VecDeque::new(),
             unanswered: VecDeque::new(),
+            last_heard: now,
         }
     }
 
@@ -111,6 +116,7 @@ impl Side {
     pub(super) fn pump(
         &mut self,
         stream: &mut TcpStream,
+        now: Instant,
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
         if let Some(e) = stream.take_error().map_err(|e| e.to_string())? {
@@ -139,7 +145,10 @@ impl Side {
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) => return Err(String::from("connection closed by Redis").into()),
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    self.last_heard = now;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("read failed: {e}").into()),
@@ -196,10 +205,17 @@ impl Side {
                 Ok(())
             }
             (State::Ready, Reply::Array(Some(items))) if self.role == Role::Subscriber => {
-                if let [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))] = items.as_slice() {
-                    if kind == b"message" {
+                match items.as_slice() {
+                    [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))]
+                        if kind == b"message" =>
+                    {
                         events.push(Event::Message(payload.clone()));
                     }
+                    // A subscribed connection answers PING with `pong`.
+                    [Reply::Bulk(Some(kind)), _] if kind == b"pong" => {
+                        self.unanswered.pop_front();
+                    }
+                    _ => {}
                 }
                 Ok(())
             }
