@@ -768,4 +768,28 @@ mod tests {
         }
         assert!(link.sequencing(Instant::now(), poll.registry(), &mut events));
     }
+
+    #[test]
+    fn a_busy_worker_does_not_take_its_own_delay_for_a_dead_connection() {
+        let mut poll = Poll::new().unwrap();
+        let fake = publishing_redis(true, true, Duration::from_secs(5));
+        let mut link = ready_link(fake.port, &mut poll);
+        quick(&mut link);
+        let mut events = Vec::new();
+        // A PONG may be read right after its PING is written (the fake's
+        // thread woken in between): pinged until one is left waiting.
+        let waiting = (0..10)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(150));
+                link.on_timer(Instant::now(), poll.registry(), &mut events);
+                link.sides.iter().position(|s| !s.unanswered.is_empty())
+            })
+            .expect("every PONG read with its PING");
+        // Redis answers at once, but the worker reads nothing for longer
+        // than the limit.
+        std::thread::sleep(Duration::from_millis(500));
+        link.on_timer(Instant::now(), poll.registry(), &mut events);
+        assert_eq!(events, [], "a connection was given up");
+        assert!(link.sides[waiting].unanswered.is_empty());
+    }
 }
