@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/stop.sh
+. "$ROOT/scripts/lib/stop.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 SERVER_BIN=${WSNOTIFY_BIN:-$TARGET_DIR/release/wsnotify}
@@ -48,16 +50,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsnotify-drain-resume.XXXXXX")
 PIDS=()
 LOAD_PID=
 cleanup() {
-    local pid
-    for pid in $LOAD_PID "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $LOAD_PID "${PIDS[@]}"; do
-        for _ in $(seq 30); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all $LOAD_PID "${PIDS[@]}"
     rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -44,6 +44,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/stop.sh
+. "$ROOT/scripts/lib/stop.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 
@@ -100,16 +102,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsnotify-load.XXXXXX")
 SERVER_PID=
 LOAD_PID=
 cleanup() {
-    local pid
-    for pid in $LOAD_PID $SERVER_PID; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $LOAD_PID $SERVER_PID; do
-        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all $LOAD_PID $SERVER_PID
     rm -rf "$TMP"
 }
 trap cleanup EXIT
