@@ -23,6 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/stop.sh
+. "$ROOT/scripts/lib/stop.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 BIN=$TARGET_DIR/release/wsnotify
@@ -59,21 +61,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsnotify-soak.XXXXXX")
 SERVER_PID=
 CLIENT_PID=
-stop_pid() { # PID: TERM, up to 2 s, then KILL
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 20); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
-    [[ -z $CLIENT_PID ]] || stop_pid "$CLIENT_PID"
+    [[ -z $CLIENT_PID ]] || stop_all "$CLIENT_PID"
     # The server is stopped by signal; a drain with no clients exits at
     # once, and a third signal would force it.
-    [[ -z $SERVER_PID ]] || stop_pid "$SERVER_PID"
+    [[ -z $SERVER_PID ]] || stop_all "$SERVER_PID"
     if [[ ${SOAK_KEEP_LOG:-0} == 1 ]]; then
         say "server log kept in $TMP/server.log"
     else
