@@ -1,6 +1,7 @@
 //! wsnotify: a WebSocket notification server.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use wsnotify::config::{self, Command};
 use wsnotify::net::supervisor::Outcome;
@@ -35,11 +36,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match net::supervisor::run(config, inherited) {
+    if let Err(e) = obs::log_writer::start() {
+        log!(Error, format!("cannot start the log writer thread: {e}"));
+        return ExitCode::from(1);
+    }
+    let code = match net::supervisor::run(config, inherited) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Failed(e)) | Err(e) => {
             log!(Error, e);
             ExitCode::from(1)
         }
-    }
+    };
+    obs::log_writer::flush(EXIT_FLUSH);
+    code
 }
+
+/// How long the last log lines may take to reach stderr at exit: all the
+/// time they need, unless nothing reads it.
+const EXIT_FLUSH: Duration = Duration::from_secs(1);

@@ -183,6 +183,8 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
                             format!("received {name} ({count}/{force_at}): forcing exit now"),
                             connections = active
                         );
+                        // Forced means now: the log gets a moment, not more.
+                        crate::obs::log_writer::flush(Duration::from_millis(200));
                         std::process::exit(130);
                     }
                 }

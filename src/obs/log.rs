@@ -4,7 +4,6 @@
 //! from any worker needs no handle.
 
 use std::fmt::{Display, Write as _};
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::config::{LogFormat, LogLevel};
@@ -34,6 +33,11 @@ fn level_name(level: LogLevel) -> &'static str {
 /// Writes one line whatever the configured level (callers check `enabled`
 /// first, except for the few lines the contract always wants printed).
 pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
+    super::log_writer::write(format_line(level, msg, fields).as_bytes());
+}
+
+/// One line in the configured format, newline included.
+pub fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
     let ts = super::clock::rfc3339_now();
     let mut line = String::with_capacity(128);
     if FORMAT.load(Ordering::Relaxed) == LogFormat::Json as u8 {
@@ -62,7 +66,7 @@ pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
         }
     }
     line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    line
 }
 
 /// `log!(Info, "message", key = value, ...)`: fields are only formatted when

@@ -289,6 +289,12 @@ impl Stats {
             "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
         );
+        metric(
+            "log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because stderr did not take them in time (a log reader that stalled).",
+            &[(String::new(), super::log_writer::dropped_total())],
+        );
         let resumes: Vec<_> = RESUME_RESULTS
             .iter()
             .zip(&self.resumes)

@@ -2,5 +2,6 @@
 
 pub mod clock;
 pub mod log;
+pub mod log_writer;
 pub mod metrics;
 pub mod sd_notify;

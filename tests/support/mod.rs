@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod redis;
@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Every stderr line so far (the log), filled by a reader thread.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Holds that reader while set (`hold_log`).
+    log_held: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Server {
@@ -63,9 +65,17 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
+        let log_held = Arc::new((Mutex::new(false), Condvar::new()));
+        let held = Arc::clone(&log_held);
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let (lock, changed) = &*held;
+                let mut is_held = lock.lock().unwrap();
+                while *is_held {
+                    is_held = changed.wait(is_held).unwrap();
+                }
+                drop(is_held);
                 let addr = line.find("listening on http://").map(|at| {
                     let rest = &line[at + "listening on http://".len()..];
                     // The address ends where the text or JSON line goes on.
@@ -87,12 +97,21 @@ impl Server {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
             log,
+            log_held,
         };
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(addr) => server.addr = addr.parse().expect("address in the listening line"),
             Err(_) => panic!("no listening line; log: {:?}", server.log_lines()),
         }
         server
+    }
+
+    /// Stops reading the server's stderr while `held`, as a log collector
+    /// that stalled: once the pipe is full, the server's writes to it wait.
+    pub fn hold_log(&self, held: bool) {
+        let (lock, changed) = &*self.log_held;
+        *lock.lock().unwrap() = held;
+        changed.notify_all();
     }
 
     pub fn url(&self, path: &str) -> String {
