@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = obs::log_writer::start() {
+    if let Err(e) = obs::log::start_writer() {
         log!(Error, format!("cannot start the log writer thread: {e}"));
         return ExitCode::from(1);
     }

@@ -36,8 +36,19 @@ pub fn emit(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) {
     super::log_writer::write(format_line(level, msg, fields).as_bytes());
 }
 
+/// Starts writing log lines from a thread of their own (see `log_writer`).
+pub fn start_writer() -> std::io::Result<()> {
+    super::log_writer::start(|dropped| {
+        format_line(
+            LogLevel::Warn,
+            "log lines dropped: stderr did not take them in time",
+            &[("dropped", &dropped)],
+        )
+    })
+}
+
 /// One line in the configured format, newline included.
-pub fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
+fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
     let ts = super::clock::rfc3339_now();
     let mut line = String::with_capacity(128);
     if FORMAT.load(Ordering::Relaxed) == LogFormat::Json as u8 {

@@ -35,16 +35,17 @@ fn pending() -> MutexGuard<'static, Option<Pending>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Starts the writer thread. Called once, after the environment is no
-/// longer edited (see `net::listen_fds::take`).
-pub fn start() -> std::io::Result<()> {
+/// Starts the writer thread; `report` words the line that says how many
+/// lines were dropped. Called once, after the environment is no longer
+/// edited (see `net::listen_fds::take`).
+pub fn start(report: fn(u64) -> String) -> std::io::Result<()> {
     let mut guard = pending();
     if guard.is_some() {
         return Ok(());
     }
     std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(write_lines)?;
+        .spawn(move || write_lines(report))?;
     *guard = Some(Pending {
         bytes: Vec::new(),
         dropped: 0,
@@ -98,7 +99,7 @@ pub fn flush(limit: Duration) {
 
 /// The writer: takes what is queued, writes it, then says how many lines
 /// were dropped meanwhile, if any.
-fn write_lines() {
+fn write_lines(report: fn(u64) -> String) {
     let mut batch = Vec::new();
     loop {
         let dropped = {
@@ -119,12 +120,7 @@ fn write_lines() {
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(&batch);
         if dropped > 0 {
-            let line = super::log::format_line(
-                crate::config::LogLevel::Warn,
-                "log lines dropped: stderr did not take them in time",
-                &[("dropped", &dropped)],
-            );
-            let _ = stderr.write_all(line.as_bytes());
+            let _ = stderr.write_all(report(dropped).as_bytes());
         }
         drop(stderr);
         batch.clear();
