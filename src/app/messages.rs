@@ -89,26 +89,21 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures;
     use crate::app::hub::Hub;
     use serde_json::Value;
 
     fn snapshot() -> Snapshot {
         Snapshot {
             now_ms: 1_795_277_696_789,
-            draining: false,
-            drain_deadline_in_s: 0,
             active: 3,
             notify_clients: 2,
             connections_total: 5,
             messages_sent: 8,
             messages_received: 13,
             uptime_s: 21,
-            redis: "disabled",
-            peer_clients: 0,
             pid: 34,
-            listener: "bound",
-            listener_shared: false,
-            history: (0, 0),
+            ..fixtures::snapshot()
         }
     }
 
@@ -128,11 +123,9 @@ mod tests {
 
     fn answer(text: &str, hub: &Hub, redis: bool) -> Action {
         let here = Here {
-            instance: "ab",
-            worker: 0,
             workers: 2,
             redis,
-            hub,
+            ..fixtures::here(hub)
         };
         on_message(Message::Text(text.into()), ME, &here, snapshot).unwrap()
     }
@@ -140,13 +133,7 @@ mod tests {
     #[test]
     fn echo_returns_the_message_without_a_snapshot() {
         let hub = Hub::default();
-        let here = Here {
-            instance: "ab",
-            worker: 0,
-            workers: 1,
-            redis: false,
-            hub: &hub,
-        };
+        let here = fixtures::here(&hub);
         let echo = Client {
             endpoint: Endpoint::Echo,
             seq: 0,

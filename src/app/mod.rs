@@ -4,6 +4,8 @@
 //! given), returning what the shell is to carry out.
 
 pub mod envelope;
+#[cfg(test)]
+mod fixtures;
 pub mod history;
 pub mod hub;
 pub mod lifecycle;

@@ -129,25 +129,16 @@ fn not_connected(id: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures;
     use crate::app::hub::Hub;
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            now_ms: 0,
-            draining: false,
-            drain_deadline_in_s: 0,
             active: 4,
             notify_clients: 3,
             connections_total: 4,
-            messages_sent: 0,
-            messages_received: 0,
             uptime_s: 1,
-            redis: "disabled",
-            peer_clients: 0,
-            pid: 1,
-            listener: "bound",
-            listener_shared: false,
-            history: (0, 0),
+            ..fixtures::snapshot()
         }
     }
 
@@ -167,13 +158,7 @@ mod tests {
     #[test]
     fn a_broadcast_counts_the_process_clients() {
         let hub = Hub::default();
-        let here = Here {
-            instance: "ab",
-            worker: 0,
-            workers: 1,
-            redis: false,
-            hub: &hub,
-        };
+        let here = fixtures::here(&hub);
         let p = message(None);
         let target = target(&p, &here).unwrap();
         let out = publish(p, target, 7, &here, &snapshot());
@@ -188,11 +173,9 @@ mod tests {
         let mut hub = Hub::default();
         let seq = hub.join(5);
         let here = Here {
-            instance: "ab",
-            worker: 0,
             workers: 2,
             redis: true,
-            hub: &hub,
+            ..fixtures::here(&hub)
         };
         let local = message(Some(&format!("ab-0-{seq}")));
         let out = publish(local, Some(Location::Here(5)), 1, &here, &snapshot());
@@ -228,13 +211,7 @@ mod tests {
     #[test]
     fn periodic_names_its_count_and_the_clients() {
         let hub = Hub::default();
-        let here = Here {
-            instance: "ab",
-            worker: 0,
-            workers: 1,
-            redis: false,
-            hub: &hub,
-        };
+        let here = fixtures::here(&hub);
         let json: serde_json::Value =
             serde_json::from_str(&periodic(2, 9, &here, &snapshot())).unwrap();
         assert_eq!(

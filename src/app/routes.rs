@@ -313,6 +313,7 @@ fn form_decode(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures;
     use crate::app::hub::Hub;
     use crate::proto::http::{parse_head, Head};
     use std::net::Ipv4Addr;
@@ -339,34 +340,12 @@ mod tests {
         Ctx {
             config,
             hub: Hub::default(),
-            snapshot: Snapshot {
-                now_ms: 0,
-                draining: false,
-                drain_deadline_in_s: 0,
-                active: 0,
-                notify_clients: 0,
-                connections_total: 0,
-                messages_sent: 0,
-                messages_received: 0,
-                uptime_s: 0,
-                redis: "disabled",
-                peer_clients: 0,
-                pid: 1,
-                listener: "bound",
-                listener_shared: false,
-                history: (0, 0),
-            },
+            snapshot: fixtures::snapshot(),
         }
     }
 
     fn route(req: &Request, body: &[u8], peer: IpAddr, ctx: &Ctx) -> Route {
-        let here = Here {
-            instance: "ab",
-            worker: 0,
-            workers: 1,
-            redis: false,
-            hub: &ctx.hub,
-        };
+        let here = fixtures::here(&ctx.hub);
         super::route(req, body, peer, &ctx.config, &here, &ctx.snapshot)
     }
 

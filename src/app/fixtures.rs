@@ -1,0 +1,37 @@
+//! What the app's tests start from: a process with no traffic yet, and the
+//! first worker of one instance. Tests change the fields they are about.
+
+use super::hub::{Here, Hub};
+use super::snapshot::Snapshot;
+
+/// Nothing connected, nothing sent, no Redis, not draining.
+pub fn snapshot() -> Snapshot {
+    Snapshot {
+        now_ms: 0,
+        draining: false,
+        drain_deadline_in_s: 0,
+        active: 0,
+        notify_clients: 0,
+        connections_total: 0,
+        messages_sent: 0,
+        messages_received: 0,
+        uptime_s: 0,
+        redis: "disabled",
+        peer_clients: 0,
+        pid: 1,
+        listener: "bound",
+        listener_shared: false,
+        history: (0, 0),
+    }
+}
+
+/// Worker 0 of 1 of instance `ab`, without Redis.
+pub fn here(hub: &Hub) -> Here<'_> {
+    Here {
+        instance: "ab",
+        worker: 0,
+        workers: 1,
+        redis: false,
+        hub,
+    }
+}
