@@ -78,7 +78,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../harness/records.rs"]
 mod records;
-use records::{encode_records, Rng};
+use records::{encode_records, max_chunk, Path, Rng, KEY};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use wsnotify::config::{Config, LogFormat, LogLevel};
 use wsnotify::net::listen;
@@ -113,7 +113,6 @@ const MAX_STREAM_READING: usize = 64 * 1024;
 /// The most a single HTTP response may be (the built-in page is ~12 KB).
 const MAX_RESPONSE: usize = 64 * 1024;
 const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// RFC 6455 1.3's example: the accept value for `KEY`.
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 /// Codes a Close the server starts itself may carry.
@@ -222,15 +221,6 @@ fuzz_target!(|data: &[u8]| {
 
 // ---------------------------------------------------------------- the input
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Ws,
-    Echo,
-    Health,
-    Broadcast,
-    Raw,
-}
-
 #[derive(Debug)]
 struct Plan {
     path: Path,
@@ -252,14 +242,7 @@ impl Plan {
     fn from(data: &[u8]) -> (Plan, &[u8]) {
         let byte = |i: usize| data.get(i).copied().unwrap_or(0);
         let flags = byte(0);
-        let path = match flags & 7 {
-            0 | 5 => Path::Ws,
-            1 | 6 => Path::Echo,
-            2 => Path::Health,
-            3 => Path::Broadcast,
-            _ => Path::Raw,
-        };
-        const MAX_CHUNK: [usize; 10] = [1, 2, 3, 5, 8, 16, 64, 256, 1024, usize::MAX];
+        let path = Path::from_flags(flags);
         let plan = Plan {
             path,
             records: flags & 0x08 != 0 && matches!(path, Path::Ws | Path::Echo),
@@ -270,29 +253,14 @@ impl Plan {
             split_head: flags & 0x80 != 0,
             pause: byte(2) & 0xC0 == 0xC0,
             seed: (u64::from(byte(1)) << 8 | u64::from(byte(2))) + 1,
-            max_chunk: MAX_CHUNK[usize::from(byte(2) & 0x3F) % MAX_CHUNK.len()],
+            max_chunk: max_chunk(byte(2)),
         };
         (plan, data.get(3..).unwrap_or(&[]))
     }
 
     /// The head the target writes, and what follows it.
     fn stream(&self, payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let upgrade = |path: &str| {
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-        };
-        let head = match self.path {
-            Path::Ws => upgrade("/ws"),
-            Path::Echo => upgrade("/echo"),
-            Path::Health => "GET /health HTTP/1.1\r\nHost: fuzz\r\n\r\n".to_string(),
-            Path::Broadcast => format!(
-                "POST /broadcast HTTP/1.1\r\nHost: fuzz\r\nContent-Length: {}\r\n\r\n",
-                payload.len()
-            ),
-            Path::Raw => String::new(),
-        };
+        let head = self.path.head(payload.len());
         let body = if self.records {
             // Only a reader that waits behind a small window can make the
             // server queue past the kernel's (megabytes on loopback) and

@@ -44,7 +44,7 @@ use wsnotify::conn::{Connection, Event, Settings, Stage, Tick, Verdict};
 use wsnotify::proto::frame::Opcode;
 use wsnotify::proto::http::{Response, Status};
 
-use crate::records::{encode_records, Rng};
+use crate::records::{encode_records, max_chunk, Path, Rng};
 
 const SETTINGS: Settings = Settings {
     header: 10,
@@ -61,21 +61,11 @@ const MAX_CHUNKS: usize = 256;
 /// Ticks the end may take: the longest timer chain is a head timeout, then
 /// an idle timeout, then a linger.
 const MAX_END_TICKS: Tick = 400;
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const KNOWN_STATUSES: [u16; 16] = [
     100, 101, 200, 202, 400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503, 505,
 ];
 const SERVER_CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Ws,
-    Echo,
-    Health,
-    Broadcast,
-    Raw,
-}
 
 struct Plan {
     path: Path,
@@ -93,14 +83,7 @@ impl Plan {
     fn from(data: &[u8]) -> (Plan, &[u8]) {
         let byte = |i: usize| data.get(i).copied().unwrap_or(0);
         let flags = byte(0);
-        let path = match flags & 7 {
-            0 | 5 => Path::Ws,
-            1 | 6 => Path::Echo,
-            2 => Path::Health,
-            3 => Path::Broadcast,
-            _ => Path::Raw,
-        };
-        const MAX_CHUNK: [usize; 10] = [1, 2, 3, 5, 8, 16, 64, 256, 1024, usize::MAX];
+        let path = Path::from_flags(flags);
         let plan = Plan {
             path,
             records: flags & 0x08 != 0 && matches!(path, Path::Ws | Path::Echo),
@@ -110,28 +93,13 @@ impl Plan {
             split_head: flags & 0x80 != 0,
             no_fin: byte(2) & 0xC0 == 0xC0,
             seed: (u64::from(byte(1)) << 8 | u64::from(byte(2))) + 1,
-            max_chunk: MAX_CHUNK[usize::from(byte(2) & 0x3F) % MAX_CHUNK.len()],
+            max_chunk: max_chunk(byte(2)),
         };
         (plan, data.get(3..).unwrap_or(&[]))
     }
 
     fn stream(&self, payload: &[u8]) -> (Vec<u8>, usize) {
-        let upgrade = |path: &str| {
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-        };
-        let head = match self.path {
-            Path::Ws => upgrade("/ws"),
-            Path::Echo => upgrade("/echo"),
-            Path::Health => "GET /health HTTP/1.1\r\nHost: fuzz\r\n\r\n".to_string(),
-            Path::Broadcast => format!(
-                "POST /broadcast HTTP/1.1\r\nHost: fuzz\r\nContent-Length: {}\r\n\r\n",
-                payload.len()
-            ),
-            Path::Raw => String::new(),
-        };
+        let head = self.path.head(payload.len());
         let mut stream = head.into_bytes();
         let head_len = stream.len();
         if self.records {

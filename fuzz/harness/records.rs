@@ -125,3 +125,57 @@ fn client_frame(
     out.extend_from_slice(payload);
     apply_mask(&mut out[start..], mask, 0);
 }
+
+/// The handshake key every fuzzed upgrade sends (RFC 6455 1.3's example).
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The largest chunk a stream is split into, chosen by an input byte.
+const MAX_CHUNK: [usize; 10] = [1, 2, 3, 5, 8, 16, 64, 256, 1024, usize::MAX];
+
+/// `MAX_CHUNK` picked by the low six bits of `byte`.
+pub fn max_chunk(byte: u8) -> usize {
+    MAX_CHUNK[usize::from(byte & 0x3F) % MAX_CHUNK.len()]
+}
+
+/// What a fuzzed connection asks for, from the low three bits of the
+/// input's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Ws,
+    Echo,
+    Health,
+    Broadcast,
+    Raw,
+}
+
+impl Path {
+    pub fn from_flags(flags: u8) -> Path {
+        match flags & 7 {
+            0 | 5 => Path::Ws,
+            1 | 6 => Path::Echo,
+            2 => Path::Health,
+            3 => Path::Broadcast,
+            _ => Path::Raw,
+        }
+    }
+
+    /// The request head written first; `body_len` is a broadcast's
+    /// `Content-Length`. Empty for raw bytes.
+    pub fn head(self, body_len: usize) -> String {
+        let upgrade = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        };
+        match self {
+            Path::Ws => upgrade("/ws"),
+            Path::Echo => upgrade("/echo"),
+            Path::Health => "GET /health HTTP/1.1\r\nHost: fuzz\r\n\r\n".to_string(),
+            Path::Broadcast => format!(
+                "POST /broadcast HTTP/1.1\r\nHost: fuzz\r\nContent-Length: {body_len}\r\n\r\n"
+            ),
+            Path::Raw => String::new(),
+        }
+    }
+}
