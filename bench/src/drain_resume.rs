@@ -329,30 +329,20 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
 
     let t = &h.tracker;
     let expected = u64::from(h.published) * n as u64;
-    let missing = expected.saturating_sub(t.deliveries);
     let errors = net.errors + h.errors;
     let valid = ok
         && !timed_out
         && h.published > 0
         && errors == 0
         && h.resumed == n
-        && missing == 0
-        && t.duplicates == 0
-        && t.out_of_order == 0
-        && t.offset_mismatches == 0
+        && t.exact(expected)
         && t.not_recovered() == 0;
     let mut line = Line::new("drain-resume", a.label.as_deref());
     line.field("clients", n)
         .field("rate", rate_value(a.rate))
-        .field("broadcasts", h.published)
-        .field("expected", expected)
-        .field("deliveries", t.deliveries)
-        .field("missing", missing)
-        .field("duplicates", t.duplicates)
-        .field("out_of_order", t.out_of_order)
-        .field("offset_mismatches", t.offset_mismatches)
-        .field("without_offset", t.without_offset)
-        .field("notices", h.notices)
+        .field("broadcasts", h.published);
+    t.report(&mut line, expected);
+    line.field("notices", h.notices)
         .raw("notice_lat_us", &latency(&h.notice_hist))
         .field("hint_max_ms", h.hint_max_ms)
         .field("resumed", h.resumed)

@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::report::Line;
+
 /// What `drain-resume` reads from a frame without the `wsl ` marker.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
@@ -102,6 +104,31 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Deliveries short of `expected` (every client, every broadcast).
+    pub fn missing(&self, expected: u64) -> u64 {
+        expected.saturating_sub(self.deliveries)
+    }
+
+    /// Every one of `expected` deliveries made once, in order, with the
+    /// offset every other client saw.
+    pub fn exact(&self, expected: u64) -> bool {
+        self.missing(expected) == 0
+            && self.duplicates == 0
+            && self.out_of_order == 0
+            && self.offset_mismatches == 0
+    }
+
+    /// The delivery counts, in a report line.
+    pub fn report(&self, line: &mut Line, expected: u64) {
+        line.field("expected", expected)
+            .field("deliveries", self.deliveries)
+            .field("missing", self.missing(expected))
+            .field("duplicates", self.duplicates)
+            .field("out_of_order", self.out_of_order)
+            .field("offset_mismatches", self.offset_mismatches)
+            .field("without_offset", self.without_offset);
+    }
+
     pub fn new(n: usize) -> Tracker {
         Tracker {
             clients: (0..n).map(|_| Client::default()).collect(),

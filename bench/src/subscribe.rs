@@ -143,44 +143,30 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
 
     let t = &h.tracker;
     let expected = u64::from(expect) * n as u64;
-    let missing = expected.saturating_sub(t.deliveries);
     let errors = net.errors + ready_file_error;
     let secs = h
         .first_sent_us
         .map(|first| h.last_delivery_us.saturating_sub(first) as f64 / 1e6);
-    let valid = ok
-        && !timed_out
-        && errors == 0
-        && missing == 0
-        && t.duplicates == 0
-        && t.out_of_order == 0
-        && t.offset_mismatches == 0;
+    let valid = ok && !timed_out && errors == 0 && t.exact(expected);
     let mut line = Line::new("subscribe", a.label.as_deref());
-    line.field("clients", n)
-        .field("broadcasts", expect)
-        .field("expected", expected)
-        .field("deliveries", t.deliveries)
-        .field("missing", missing)
-        .field("duplicates", t.duplicates)
-        .field("out_of_order", t.out_of_order)
-        .field("offset_mismatches", t.offset_mismatches)
-        .field("without_offset", t.without_offset)
-        .field(
-            "deliveries_per_sec",
-            opt_round(
-                secs.filter(|s| *s > 0.0).map(|s| t.deliveries as f64 / s),
-                1,
-            ),
-        )
-        .raw("lat_us", &latency(&h.hist))
-        .field("first_sent_unix_us", h.first_sent_us)
-        .field(
-            "last_delivery_unix_us",
-            h.first_sent_us.map(|_| h.last_delivery_us),
-        )
-        .field("cpu_secs", opt_round(cpu_secs, 3))
-        .field("errors", errors)
-        .field("valid", valid);
+    line.field("clients", n).field("broadcasts", expect);
+    t.report(&mut line, expected);
+    line.field(
+        "deliveries_per_sec",
+        opt_round(
+            secs.filter(|s| *s > 0.0).map(|s| t.deliveries as f64 / s),
+            1,
+        ),
+    )
+    .raw("lat_us", &latency(&h.hist))
+    .field("first_sent_unix_us", h.first_sent_us)
+    .field(
+        "last_delivery_unix_us",
+        h.first_sent_us.map(|_| h.last_delivery_us),
+    )
+    .field("cpu_secs", opt_round(cpu_secs, 3))
+    .field("errors", errors)
+    .field("valid", valid);
     Ok(Outcome {
         line: line.finish(),
         valid,
