@@ -241,13 +241,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field("gaps", h.gaps)
         .field("closes_1001", h.closes_1001)
         .field("other_closes", h.other_closes)
-        .field("exit_after_last_fin_ms", opt_round(exit_after_fin, 2))
-        .field("errors", errors)
-        .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+        .field("exit_after_last_fin_ms", opt_round(exit_after_fin, 2));
+    Ok(Outcome::new(line, errors, valid))
 }
 
 /// The median time from publishing a broadcast to its last subscriber,

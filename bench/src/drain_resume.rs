@@ -351,11 +351,6 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field("too_old", t.too_old)
         .field("unknown_epoch", t.unknown_epoch)
         .field("replayed", t.replayed)
-        .field("resume_secs", opt_round(resume_secs, 3))
-        .field("errors", errors)
-        .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+        .field("resume_secs", opt_round(resume_secs, 3));
+    Ok(Outcome::new(line, errors, valid))
 }

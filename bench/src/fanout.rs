@@ -362,13 +362,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .raw("lat_us", &latency(&h.hist))
         .field("secs", opt_round(secs, 4))
         .field("server_cpu_percent", opt_round(server_cpu, 1))
-        .field("gen_cpu_percent", opt_round(gen_cpu, 1))
-        .field("errors", errors)
-        .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+        .field("gen_cpu_percent", opt_round(gen_cpu, 1));
+    Ok(Outcome::new(line, errors, valid))
 }
 
 #[cfg(test)]

@@ -81,11 +81,6 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field("rss_after_kib", rss_after)
         .field("rss_per_conn_bytes", opt_round(per_conn, 1))
         .field("idle_secs", round(a.idle_secs, 3))
-        .field("idle_cpu_percent", opt_round(cpu, 2))
-        .field("errors", errors)
-        .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+        .field("idle_cpu_percent", opt_round(cpu, 2));
+    Ok(Outcome::new(line, errors, valid))
 }

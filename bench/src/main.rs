@@ -86,6 +86,17 @@ pub struct Outcome {
     pub valid: bool,
 }
 
+impl Outcome {
+    /// Ends a run's line with its error count and its verdict.
+    pub fn new(mut line: report::Line, errors: u64, valid: bool) -> Outcome {
+        line.field("errors", errors).field("valid", valid);
+        Outcome {
+            line: line.finish(),
+            valid,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match args::parse(&argv) {

@@ -153,11 +153,6 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field(
             "answered_per_sec",
             opt_round(secs.filter(|s| *s > 0.0).map(|s| answered as f64 / s), 1),
-        )
-        .field("errors", h.errors)
-        .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+        );
+    Ok(Outcome::new(line, h.errors, valid))
 }

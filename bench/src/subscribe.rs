@@ -164,13 +164,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         "last_delivery_unix_us",
         h.first_sent_us.map(|_| h.last_delivery_us),
     )
-    .field("cpu_secs", opt_round(cpu_secs, 3))
-    .field("errors", errors)
-    .field("valid", valid);
-    Ok(Outcome {
-        line: line.finish(),
-        valid,
-    })
+    .field("cpu_secs", opt_round(cpu_secs, 3));
+    Ok(Outcome::new(line, errors, valid))
 }
 
 #[cfg(test)]
