@@ -33,8 +33,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/stop.sh
-. "$ROOT/scripts/lib/stop.sh"
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 
@@ -193,13 +193,7 @@ start_server() { # NAME ROUND
     : >"$log"
     "${PIN_SERVER[@]}" "${cmd[@]}" >/dev/null 2>"$log" &
     SERVER_PID=$!
-    SERVER_PORT=
-    for _ in $(seq 100); do
-        SERVER_PORT=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-        [[ -n $SERVER_PORT ]] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    SERVER_PORT=$(listening_port "$log" "$SERVER_PID") && return 0
     cat "$log" >&2
     die "$name did not print its listening line"
 }

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CONNS=10000
 ROUNDS=1
@@ -59,13 +61,8 @@ for round in $(seq "$ROUNDS"); do
     "${PIN_SERVER[@]}" "$SERVER" --host 127.0.0.1 --port 0 --max-connections $((CONNS + 16)) \
         --notify-interval 0 --drain-timeout 5s --log-level warn >/dev/null 2>"$LOG" &
     SERVER_PID=$!
-    PORT=
-    for _ in $(seq 100); do
-        PORT=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$LOG" | head -n 1)
-        [[ -n $PORT ]] && break
-        sleep 0.1
-    done
-    [[ -n $PORT ]] || { cat "$LOG" >&2; die "the server did not print its listening line"; }
+    PORT=$(listening_port "$LOG" "$SERVER_PID") ||
+        { cat "$LOG" >&2; die "the server did not print its listening line"; }
     timeout -s KILL 90 "${PIN_LOAD[@]}" "$WSLOAD" drain --port "$PORT" --conns "$CONNS" \
         --server-pid "$SERVER_PID" --rate "$RATE" --label "round $round" || true
     wait "$SERVER_PID" 2>/dev/null || true

@@ -15,8 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/stop.sh
-. "$ROOT/scripts/lib/stop.sh"
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 SERVER_BIN=${WSNOTIFY_BIN:-$TARGET_DIR/release/wsnotify}
@@ -79,15 +79,10 @@ start_server() { # NAME; sets PORT_<NAME> and PID_<NAME>
     "$SERVER_BIN" --host 127.0.0.1 --port 0 --notify-interval 0 --log-level warn \
         --workers "$WORKERS" --redis "redis://127.0.0.1:$REDIS_PORT" --drain-timeout "$DRAIN_TIMEOUT" \
         --max-connections $((CONNS + 1000)) >/dev/null 2>"$TMP/$1.log" &
-    local pid=$! port=
+    local pid=$! port
     PIDS+=("$pid")
-    for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/$1.log" | head -n 1)
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    [[ -n $port ]] || { cat "$TMP/$1.log" >&2; die "wsnotify $1 did not start"; }
+    port=$(listening_port "$TMP/$1.log" "$pid") ||
+        { cat "$TMP/$1.log" >&2; die "wsnotify $1 did not start"; }
     printf -v "PORT_$1" '%s' "$port"
     printf -v "PID_$1" '%s' "$pid"
 }

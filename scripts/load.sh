@@ -44,8 +44,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/stop.sh
-. "$ROOT/scripts/lib/stop.sh"
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 
@@ -123,13 +123,8 @@ if [[ -z $PORT ]]; then
         --log-level warn --max-connections $((CONNS + 1000)) >/dev/null 2>"$TMP/server.log" &
     SERVER_PID=$!
     HOST=127.0.0.1
-    for _ in $(seq 100); do
-        PORT=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/server.log" | head -n 1)
-        [[ -n $PORT ]] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [[ -n $PORT ]] || { cat "$TMP/server.log" >&2; die "wsnotify did not start"; }
+    PORT=$(listening_port "$TMP/server.log" "$SERVER_PID") ||
+        { cat "$TMP/server.log" >&2; die "wsnotify did not start"; }
     say "started wsnotify pid $SERVER_PID on $HOST:$PORT"
 fi
 

@@ -30,8 +30,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/stop.sh
-. "$ROOT/scripts/lib/stop.sh"
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 SERVER_BIN=${WSNOTIFY_BIN:-$TARGET_DIR/release/wsnotify}
@@ -103,14 +103,8 @@ for i in $(seq "$INSTANCES"); do
         >/dev/null 2>"$TMP/server.$i.log" &
     pid=$!
     PIDS+=("$pid")
-    port=
-    for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on http:\/\/[^ ]*:\([0-9][0-9]*\).*/\1/p' "$TMP/server.$i.log" | head -n 1)
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    [[ -n $port ]] || { cat "$TMP/server.$i.log" >&2; die "wsnotify $i did not start"; }
+    port=$(listening_port "$TMP/server.$i.log" "$pid") ||
+        { cat "$TMP/server.$i.log" >&2; die "wsnotify $i did not start"; }
     SRV_PIDS+=("$pid")
     SRV_PORTS+=("$port")
 done

@@ -23,8 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/stop.sh
-. "$ROOT/scripts/lib/stop.sh"
+# shellcheck source=lib/processes.sh
+. "$ROOT/scripts/lib/processes.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 BIN=$TARGET_DIR/release/wsnotify
@@ -81,14 +81,8 @@ SERVER_ARGS=(--host 127.0.0.1 --port 0 --notify-interval 1s --max-connections 20
 : >"$TMP/server.log"
 "$BIN" "${SERVER_ARGS[@]}" >/dev/null 2>"$TMP/server.log" &
 SERVER_PID=$!
-PORT=
-for _ in $(seq 100); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$TMP/server.log" | head -n 1)
-    [[ -n $PORT ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -n $PORT ]] || { cat "$TMP/server.log" >&2; die "wsnotify did not start"; }
+PORT=$(listening_port "$TMP/server.log" "$SERVER_PID") ||
+    { cat "$TMP/server.log" >&2; die "wsnotify did not start"; }
 say "wsnotify pid $SERVER_PID on 127.0.0.1:$PORT: ${SERVER_ARGS[*]}"
 sleep 0.5   # let the baseline RSS settle
 
