@@ -22,6 +22,17 @@ impl Rng {
         Rng(state)
     }
 
+    /// A generator that always gives the same values for the same seed:
+    /// for tests, and for a node whose shell seeded it from the kernel.
+    pub fn seeded(seed: u64) -> Rng {
+        // xorshift never leaves 0: any other state will do.
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
     /// xorshift64*.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;

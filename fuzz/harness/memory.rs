@@ -322,7 +322,6 @@ impl Sim {
             left: self.per_write,
         };
         self.conn
-            .out_mut()
             .flush_to(&mut reader)
             .expect("an in-memory write cannot fail");
         let verdict = self.conn.after_flush(self.now, &SETTINGS);
@@ -383,9 +382,10 @@ impl Sim {
                 let snapshot = self.snapshot();
                 let action = messages::on_message(message, from, &self.here(), || snapshot);
                 match action {
-                    Some(Action::Echo(opcode, data)) => {
-                        self.conn.out_mut().push_frame(opcode, &data)
-                    }
+                    Some(Action::Echo(opcode, data)) => self
+                        .conn
+                        .send_frame(opcode, &data)
+                        .expect("a client takes messages"),
                     Some(
                         Action::Reply(json)
                         | Action::Reject { json, .. }
@@ -393,8 +393,8 @@ impl Sim {
                         | Action::Send { json, .. },
                     ) => self
                         .conn
-                        .out_mut()
-                        .push_frame(Opcode::Text, json.as_bytes()),
+                        .send_frame(Opcode::Text, json.as_bytes())
+                        .expect("a client takes messages"),
                     Some(Action::Mail { .. } | Action::Forward { .. }) | None => {}
                 }
                 self.step();
@@ -442,7 +442,7 @@ impl Sim {
         self.step();
         self.upgraded = true;
         if endpoint == Endpoint::Notify {
-            let seq = self.hub.join(0);
+            let seq = self.hub.join(wsnotify::ids::ConnKey(0));
             if let Some(client) = self.conn.client_mut() {
                 client.seq = seq;
             }
@@ -453,8 +453,8 @@ impl Sim {
             };
             let welcome = protocol::welcome("fuzz-0-1", 0, stream, self.snapshot().now_ms);
             self.conn
-                .out_mut()
-                .push_frame(Opcode::Text, welcome.as_bytes());
+                .send_frame(Opcode::Text, welcome.as_bytes())
+                .expect("a client takes messages");
         }
         self.feed(&early);
     }

@@ -8,7 +8,8 @@
 //! {"type":"chat",...}
 //! ```
 
-use super::hub::{parse_id, Here};
+use super::hub::Here;
+use crate::ids::{ClientId, ConnKey};
 
 const MAGIC: &str = "wsnotify1";
 
@@ -20,8 +21,12 @@ pub struct Envelope<'a> {
     pub json: &'a str,
 }
 
-pub fn encode(origin: &str, to: Option<&str>, json: &str) -> Vec<u8> {
-    format!("{MAGIC} {origin} {}\n{json}", to.unwrap_or("*")).into_bytes()
+pub fn encode(origin: &str, to: Option<&ClientId>, json: &str) -> Vec<u8> {
+    match to {
+        Some(to) => format!("{MAGIC} {origin} {to}\n{json}"),
+        None => format!("{MAGIC} {origin} *\n{json}"),
+    }
+    .into_bytes()
 }
 
 /// Reads an envelope; anything else on the channel (another program's
@@ -57,8 +62,8 @@ pub enum Recipient {
     /// Another worker's or instance's client, or one no longer connected.
     Nobody,
     Everyone,
-    /// A client of this worker, by slot.
-    Client(usize),
+    /// A client of this worker.
+    Client(ConnKey),
 }
 
 /// Every worker of every other instance gets each message and delivers it
@@ -70,10 +75,10 @@ pub fn recipient(envelope: &Envelope, here: &Here) -> Recipient {
     let Some(id) = envelope.to else {
         return Recipient::Everyone;
     };
-    match parse_id(id) {
-        Some(client) if client.instance == here.instance && client.worker == here.worker => here
+    match id.parse::<ClientId>() {
+        Ok(client) if client.instance == here.instance && client.worker == here.worker => here
             .hub
-            .slot(client.seq)
+            .key(client.seq)
             .map_or(Recipient::Nobody, Recipient::Client),
         _ => Recipient::Nobody,
     }
@@ -87,7 +92,7 @@ mod tests {
     #[test]
     fn recipients_on_this_worker() {
         let mut hub = Hub::default();
-        let seq = hub.join(3);
+        let seq = hub.join(ConnKey(3));
         let here = Here {
             instance: "me",
             worker: 1,
@@ -105,7 +110,7 @@ mod tests {
         assert_eq!(recipient(&to("it", None), &here), Recipient::Everyone);
         assert_eq!(
             recipient(&to("it", Some(&mine)), &here),
-            Recipient::Client(3)
+            Recipient::Client(ConnKey(3))
         );
         assert_eq!(
             recipient(&to("it", Some("me-0-1")), &here),
@@ -133,7 +138,8 @@ mod tests {
                 json
             })
         );
-        let bytes = encode("abcd1234", Some("ffff0000-1-7"), json);
+        let to: ClientId = "ffff0000-1-7".parse().unwrap();
+        let bytes = encode("abcd1234", Some(&to), json);
         assert_eq!(decode(&bytes).unwrap().to, Some("ffff0000-1-7"));
     }
 

@@ -1,10 +1,12 @@
-//! Client ids and the registry that finds a worker's clients by id.
+//! The registry that finds a worker's clients by id, and where an id lives.
 //!
-//! A client id is `INSTANCE-WORKER-SEQ`: it names the instance and the
-//! worker that issued it, so a message for a client can be routed without a
-//! shared table, and ids stay unique across workers and instances.
+//! A client id (`crate::ids::ClientId`) names the instance and the worker
+//! that issued it, so a message for a client is routed without a shared
+//! table.
 
 use std::collections::HashMap;
+
+use crate::ids::{ClientId, ConnKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -41,71 +43,54 @@ pub struct Here<'a> {
     pub hub: &'a Hub,
 }
 
+impl Here<'_> {
+    /// The id of this worker's client number `seq`.
+    pub fn id_of(&self, seq: u64) -> ClientId {
+        ClientId::new(self.instance, self.worker, seq)
+    }
+}
+
 /// Where a client is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A client of another instance: forwarded over Redis.
-    Elsewhere,
-    /// A slot of this worker.
-    Here(usize),
-    /// Another worker's client: worker and sequence number.
-    Worker(usize, u64),
+    Elsewhere(ClientId),
+    /// A connection of this worker.
+    Here(ConnKey),
+    /// Another worker's client.
+    Worker { worker: usize, seq: u64 },
 }
 
 /// Where a client id lives, if it names a client that may exist.
-pub fn locate(id: &str, here: &Here) -> Option<Location> {
-    let client = parse_id(id)?;
-    if client.instance != here.instance {
+pub fn locate(id: &ClientId, here: &Here) -> Option<Location> {
+    if id.instance != here.instance {
         // Another instance's client is reached through Redis, if at all.
-        return here.redis.then_some(Location::Elsewhere);
+        return here.redis.then(|| Location::Elsewhere(id.clone()));
     }
-    if client.worker >= here.workers {
+    if id.worker >= here.workers {
         return None;
     }
-    if client.worker != here.worker {
-        return Some(Location::Worker(client.worker, client.seq));
+    if id.worker != here.worker {
+        return Some(Location::Worker {
+            worker: id.worker,
+            seq: id.seq,
+        });
     }
-    here.hub.slot(client.seq).map(Location::Here)
+    here.hub.key(id.seq).map(Location::Here)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientRef<'a> {
-    pub instance: &'a str,
-    pub worker: usize,
-    pub seq: u64,
-}
-
-pub fn format_id(instance: &str, worker: usize, seq: u64) -> String {
-    format!("{instance}-{worker}-{seq}")
-}
-
-pub fn parse_id(id: &str) -> Option<ClientRef<'_>> {
-    let mut parts = id.rsplitn(3, '-');
-    let seq = parts.next()?.parse().ok()?;
-    let worker = parts.next()?.parse().ok()?;
-    let instance = parts.next()?;
-    if instance.is_empty() {
-        return None;
-    }
-    Some(ClientRef {
-        instance,
-        worker,
-        seq,
-    })
-}
-
-/// One worker's clients: id sequence number → connection slot.
+/// One worker's clients: id sequence number → connection.
 #[derive(Debug, Default)]
 pub struct Hub {
-    by_seq: HashMap<u64, usize>,
+    by_seq: HashMap<u64, ConnKey>,
     next_seq: u64,
 }
 
 impl Hub {
     /// Registers a new client and returns its sequence number.
-    pub fn join(&mut self, slot: usize) -> u64 {
+    pub fn join(&mut self, key: ConnKey) -> u64 {
         self.next_seq += 1;
-        self.by_seq.insert(self.next_seq, slot);
+        self.by_seq.insert(self.next_seq, key);
         self.next_seq
     }
 
@@ -113,7 +98,7 @@ impl Hub {
         self.by_seq.remove(&seq);
     }
 
-    pub fn slot(&self, seq: u64) -> Option<usize> {
+    pub fn key(&self, seq: u64) -> Option<ConnKey> {
         self.by_seq.get(&seq).copied()
     }
 
@@ -124,37 +109,20 @@ impl Hub {
     pub fn is_empty(&self) -> bool {
         self.by_seq.is_empty()
     }
-
-    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.by_seq.values().copied()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ids_round_trip() {
-        let id = format_id("1a2b3c4d", 3, 42);
-        assert_eq!(id, "1a2b3c4d-3-42");
-        assert_eq!(
-            parse_id(&id),
-            Some(ClientRef {
-                instance: "1a2b3c4d",
-                worker: 3,
-                seq: 42
-            })
-        );
-        for bad in ["", "x", "a-b-c", "-1-2", "a-1-", "a--2", "a-1-2x"] {
-            assert_eq!(parse_id(bad), None, "{bad}");
-        }
+    fn id(text: &str) -> ClientId {
+        text.parse().unwrap()
     }
 
     #[test]
-    fn ids_are_located_by_instance_worker_and_slot() {
+    fn ids_are_located_by_instance_worker_and_key() {
         let mut hub = Hub::default();
-        let seq = hub.join(7);
+        let seq = hub.join(ConnKey(7));
         let here = Here {
             instance: "aa",
             worker: 1,
@@ -163,36 +131,36 @@ mod tests {
             hub: &hub,
         };
         assert_eq!(
-            locate(&format_id("aa", 1, seq), &here),
-            Some(Location::Here(7))
+            locate(&here.id_of(seq), &here),
+            Some(Location::Here(ConnKey(7)))
         );
-        assert_eq!(locate(&format_id("aa", 1, 99), &here), None);
-        assert_eq!(locate("aa-0-5", &here), Some(Location::Worker(0, 5)));
-        assert_eq!(locate("aa-2-5", &here), None);
-        assert_eq!(locate("bb-0-5", &here), None);
+        assert_eq!(locate(&here.id_of(99), &here), None);
         assert_eq!(
-            locate(
-                "bb-0-5",
-                &Here {
-                    redis: true,
-                    ..here
-                }
-            ),
-            Some(Location::Elsewhere)
+            locate(&id("aa-0-5"), &here),
+            Some(Location::Worker { worker: 0, seq: 5 })
         );
-        assert_eq!(locate("nonsense", &here), None);
+        assert_eq!(locate(&id("aa-2-5"), &here), None);
+        assert_eq!(locate(&id("bb-0-5"), &here), None);
+        let with_redis = Here {
+            redis: true,
+            ..here
+        };
+        assert_eq!(
+            locate(&id("bb-0-5"), &with_redis),
+            Some(Location::Elsewhere(id("bb-0-5")))
+        );
     }
 
     #[test]
     fn registry_tracks_joins_and_leaves() {
         let mut hub = Hub::default();
-        let a = hub.join(10);
-        let b = hub.join(11);
+        let a = hub.join(ConnKey(10));
+        let b = hub.join(ConnKey(11));
         assert_ne!(a, b);
-        assert_eq!(hub.slot(a), Some(10));
+        assert_eq!(hub.key(a), Some(ConnKey(10)));
         hub.leave(a);
-        assert_eq!(hub.slot(a), None);
-        assert_eq!(hub.slots().count(), 1);
-        assert_eq!(hub.slots().collect::<Vec<_>>(), vec![11]);
+        assert_eq!(hub.key(a), None);
+        assert_eq!(hub.len(), 1);
+        assert_eq!(hub.key(b), Some(ConnKey(11)));
     }
 }

@@ -3,9 +3,10 @@
 //! action for the shell to carry out.
 
 use super::hub::{self, Client, Endpoint, Here, Location};
-use super::protocol::{self, ClientMessage};
+use super::protocol::{self, ClientError, ClientMessage};
 use super::snapshot::Snapshot;
 use super::status;
+use crate::ids::{ClientId, ConnKey};
 use crate::proto::frame::Opcode;
 use crate::proto::message::Message;
 
@@ -17,12 +18,12 @@ pub enum Action {
     Reply(String),
     /// The sender's message broke the `/ws` protocol: `error` for the log,
     /// `json` back to the sender.
-    Reject { error: String, json: String },
+    Reject { error: ClientError, json: String },
     /// To every `/ws` client of the process, and of every other instance
     /// through Redis.
     Broadcast(String),
     /// To a client of this worker.
-    Send { slot: usize, json: String },
+    Send { to: ConnKey, json: String },
     /// To another worker's client; `on_miss` goes back to the sender if it
     /// is not there.
     Mail {
@@ -32,7 +33,7 @@ pub enum Action {
         on_miss: String,
     },
     /// To another instance's client, through Redis.
-    Forward { to: String, json: String },
+    Forward { to: ClientId, json: String },
 }
 
 /// Decides what a data message leads to. `snapshot` is asked for only when
@@ -57,21 +58,22 @@ pub fn on_message(
 
 fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action {
     let now = snapshot.now_ms;
-    let id = hub::format_id(here.instance, here.worker, from.seq);
+    let id = here.id_of(from.seq).to_string();
     match protocol::parse_client(text) {
         Ok(ClientMessage::Chat(message)) => Action::Broadcast(protocol::chat(&id, &message, now)),
         Ok(ClientMessage::Direct { to, message }) => {
             let unknown = || protocol::error(&format!("unknown client \"{to}\""), now);
             let json = protocol::direct(&id, &message, now);
-            match hub::locate(&to, here) {
-                Some(Location::Here(slot)) => Action::Send { slot, json },
-                Some(Location::Worker(worker, seq)) => Action::Mail {
+            let location = to.parse().ok().and_then(|to| hub::locate(&to, here));
+            match location {
+                Some(Location::Here(to)) => Action::Send { to, json },
+                Some(Location::Worker { worker, seq }) => Action::Mail {
                     worker,
                     seq,
                     json,
                     on_miss: unknown(),
                 },
-                Some(Location::Elsewhere) => Action::Forward { to, json },
+                Some(Location::Elsewhere(to)) => Action::Forward { to, json },
                 None => Action::Reply(unknown()),
             }
         }
@@ -80,7 +82,7 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
             Action::Reply(protocol::status(status::fields(snapshot, here), now))
         }
         Err(error) => Action::Reject {
-            json: protocol::error(&error, now),
+            json: protocol::error(&error.to_string(), now),
             error,
         },
     }
@@ -157,11 +159,11 @@ mod tests {
     #[test]
     fn direct_messages_go_where_the_id_says() {
         let mut hub = Hub::default();
-        let seq = hub.join(9);
+        let seq = hub.join(ConnKey(9));
         let to_local = format!(r#"{{"type":"direct","to":"ab-0-{seq}","message":"m"}}"#);
         assert!(matches!(
             answer(&to_local, &hub, false),
-            Action::Send { slot: 9, .. }
+            Action::Send { to: ConnKey(9), .. }
         ));
         match answer(
             r#"{"type":"direct","to":"ab-1-7","message":"m"}"#,
@@ -195,7 +197,7 @@ mod tests {
         assert_eq!(v["messages_received"], 13);
         match answer(r#"{"type":"nope"}"#, &hub, false) {
             Action::Reject { error, json } => {
-                assert!(error.contains("nope"));
+                assert_eq!(error, ClientError::UnknownType("nope".into()));
                 assert!(json.contains("\"error\""));
             }
             other => panic!("{other:?}"),

@@ -1,5 +1,7 @@
 //! The JSON messages of the /ws protocol, in both directions.
 
+use std::fmt;
+
 use serde_json::{json, Map, Value};
 
 use crate::obs::clock::rfc3339_millis;
@@ -13,18 +15,41 @@ pub enum ClientMessage {
     StatusRequest,
 }
 
+/// Why a client's JSON object is not a message the server takes; the text
+/// goes back to the client in an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    MissingType,
+    TypeNotAString,
+    UnknownType(String),
+    MissingField(&'static str),
+    NotAString(&'static str),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::MissingType => f.write_str("missing \"type\""),
+            ClientError::TypeNotAString => f.write_str("\"type\" must be a string"),
+            ClientError::UnknownType(kind) => write!(f, "unknown message type \"{kind}\""),
+            ClientError::MissingField(field) => write!(f, "missing \"{field}\""),
+            ClientError::NotAString(field) => write!(f, "\"{field}\" must be a string"),
+        }
+    }
+}
+
 /// Reads a client's text message. Text that is not a JSON object is a chat
 /// message as it stands, so `websocat` users can just type; a JSON object
 /// must say what it is.
-pub fn parse_client(text: &str) -> Result<ClientMessage, String> {
+pub fn parse_client(text: &str) -> Result<ClientMessage, ClientError> {
     let object = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(object)) => object,
         _ => return Ok(ClientMessage::Chat(text.to_owned())),
     };
-    let string = |field: &str| match object.get(field) {
+    let string = |field: &'static str| match object.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(format!("\"{field}\" must be a string")),
-        None => Err(format!("missing \"{field}\"")),
+        Some(_) => Err(ClientError::NotAString(field)),
+        None => Err(ClientError::MissingField(field)),
     };
     match object.get("type") {
         Some(Value::String(kind)) => match kind.as_str() {
@@ -35,10 +60,10 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, String> {
             }),
             "ping" => Ok(ClientMessage::Ping),
             "status_request" => Ok(ClientMessage::StatusRequest),
-            other => Err(format!("unknown message type \"{}\"", truncate(other, 64))),
+            other => Err(ClientError::UnknownType(truncate(other, 64).to_owned())),
         },
-        Some(_) => Err("\"type\" must be a string".to_owned()),
-        None => Err("missing \"type\"".to_owned()),
+        Some(_) => Err(ClientError::TypeNotAString),
+        None => Err(ClientError::MissingType),
     }
 }
 

@@ -8,6 +8,7 @@ use super::hub::{self, Here, Location};
 use super::protocol::{Notification, Source};
 use super::routes::Publish;
 use super::snapshot::Snapshot;
+use crate::ids::{ClientId, ConnKey};
 use crate::proto::http::{Response, Status};
 
 /// How a notification reaches its recipients.
@@ -17,9 +18,9 @@ pub enum Delivery {
     /// Redis.
     Broadcast(String),
     /// A client of this worker.
-    Send { slot: usize, json: String },
+    Send { to: ConnKey, json: String },
     /// Another instance's client, through Redis.
-    Forward { to: String, json: String },
+    Forward { to: ClientId, json: String },
     /// Another worker's client: the answer waits for that worker's report
     /// (see [`published`]).
     Mail {
@@ -42,7 +43,10 @@ pub struct Published {
 pub fn target(publish: &Publish, here: &Here) -> Result<Option<Location>, Response> {
     match &publish.client_id {
         None => Ok(None),
-        Some(id) => hub::locate(id, here)
+        Some(id) => id
+            .parse()
+            .ok()
+            .and_then(|id| hub::locate(&id, here))
             .map(Some)
             .ok_or_else(|| not_connected(id)),
     }
@@ -66,17 +70,17 @@ pub fn publish(
         data: publish.data,
     };
     let json = notification.to_json(snapshot.now_ms);
-    let (delivery, answer) = match (target, publish.client_id) {
-        (Some(Location::Here(slot)), _) => (Delivery::Send { slot, json }, Some(sent(id, 1))),
-        (Some(Location::Elsewhere), Some(to)) => (
+    let (delivery, answer) = match target {
+        Some(Location::Here(to)) => (Delivery::Send { to, json }, Some(sent(id, 1))),
+        Some(Location::Elsewhere(to)) => (
             Delivery::Forward { to, json },
             Some(Response::json(
                 Status::ACCEPTED,
                 &json!({ "status": "forwarded", "id": id }),
             )),
         ),
-        (Some(Location::Worker(worker, seq)), _) => (Delivery::Mail { worker, seq, json }, None),
-        _ => {
+        Some(Location::Worker { worker, seq }) => (Delivery::Mail { worker, seq, json }, None),
+        None => {
             let recipients = snapshot.notify_clients.max(here.hub.len() as u64);
             (Delivery::Broadcast(json), Some(sent(id, recipients)))
         }
@@ -171,15 +175,24 @@ mod tests {
     #[test]
     fn personal_messages_by_where_the_client_is() {
         let mut hub = Hub::default();
-        let seq = hub.join(5);
+        let seq = hub.join(ConnKey(5));
         let here = Here {
             workers: 2,
             redis: true,
             ..fixtures::here(&hub)
         };
         let local = message(Some(&format!("ab-0-{seq}")));
-        let out = publish(local, Some(Location::Here(5)), 1, &here, &snapshot());
-        assert!(matches!(out.delivery, Delivery::Send { slot: 5, .. }));
+        let out = publish(
+            local,
+            Some(Location::Here(ConnKey(5))),
+            1,
+            &here,
+            &snapshot(),
+        );
+        assert!(matches!(
+            out.delivery,
+            Delivery::Send { to: ConnKey(5), .. }
+        ));
         assert_eq!(body(&out.answer.unwrap())["recipients"], 1);
 
         let p = message(Some("ab-1-3"));

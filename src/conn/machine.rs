@@ -113,10 +113,10 @@ impl<C: Copy> Connection<C> {
         &self.out
     }
 
-    /// The queue, for the shell to write from and to deliver broadcasts
-    /// into.
-    pub fn out_mut(&mut self) -> &mut WriteQueue {
-        &mut self.out
+    /// Writes as much of the queue as `out` takes (see
+    /// `WriteQueue::flush_to`); `after_flush` says what follows.
+    pub fn flush_to<W: std::io::Write>(&mut self, out: &mut W) -> std::io::Result<usize> {
+        self.out.flush_to(out)
     }
 
     /// The WebSocket client's application data, while it is one.

@@ -29,3 +29,4 @@ pub use machine::Connection;
 pub use settings::{Settings, Tick, MAX_HTTP_QUEUED, NEVER};
 pub use state::Stage;
 pub use write_queue::{Chunk, WriteQueue};
+pub use ws::NotOpen;

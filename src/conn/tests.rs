@@ -7,7 +7,7 @@ use super::*;
 use crate::obs::metrics::Limit;
 use crate::proto::close::CloseCode;
 use crate::proto::fault::{FrameError, HttpError};
-use crate::proto::frame::masked;
+use crate::proto::frame::{masked, Opcode};
 use crate::proto::http::{Response, Status};
 use crate::proto::message::Message;
 
@@ -36,7 +36,7 @@ fn new_conn(now: Tick) -> Conn {
 /// Everything the connection has queued, as the peer would read it.
 fn sent(conn: &mut Conn) -> Vec<u8> {
     let mut wire = Vec::new();
-    conn.out_mut().flush_to(&mut wire).unwrap();
+    conn.flush_to(&mut wire).unwrap();
     wire
 }
 
@@ -182,11 +182,16 @@ fn a_parked_request_that_waits_too_long_is_reported() {
 #[test]
 fn http_backpressure_stops_reading_until_the_queue_drains() {
     let mut conn = new_conn(0);
-    conn.out_mut()
-        .push(Chunk::Owned(vec![b'x'; MAX_HTTP_QUEUED + 1]));
+    // One answer larger than the client may leave unread.
+    let events = feed(&mut conn, b"GET /big HTTP/1.1\r\n\r\n", 0, |conn, event| {
+        if let Event::Request { request, .. } = event {
+            let big = Response::new(Status::OK, "text/plain", vec![b'x'; MAX_HTTP_QUEUED]);
+            conn.respond(request, big, 0, &SETTINGS);
+        }
+    });
     assert!(matches!(
-        conn.wants_input(),
-        Err(Some(Limit::HttpBackpressure))
+        events[..],
+        [Event::Request { .. }, Event::Limit(Limit::HttpBackpressure)]
     ));
     assert!(matches!(conn.wants_input(), Err(None)), "counted once");
     let events = feed(&mut conn, b"GET /a HTTP/1.1\r\n\r\n", 0, ok);
@@ -397,16 +402,16 @@ fn a_slow_consumer_is_dropped_with_1008_unless_a_frame_is_half_written() {
     // The limit counts the queue's entries as well as its bytes: the
     // first chunk gives the queue its room for entries, the second fills it
     // up to the limit.
-    conn.out_mut().push(Chunk::Owned(vec![0; 1]));
+    conn.send(Chunk::Owned(vec![0; 1])).unwrap();
     let held = conn.out().held();
-    conn.out_mut()
-        .push(Chunk::Owned(vec![0; SETTINGS.max_queue - held]));
+    conn.send(Chunk::Owned(vec![0; SETTINGS.max_queue - held]))
+        .unwrap();
     assert_eq!(conn.out().held(), SETTINGS.max_queue);
     assert!(
         conn.after_flush(0, &SETTINGS).is_none(),
         "at the limit is fine"
     );
-    conn.out_mut().push(Chunk::Owned(vec![0; 1]));
+    conn.send(Chunk::Owned(vec![0; 1])).unwrap();
     match conn.after_flush(0, &SETTINGS) {
         Some(Verdict::Dropped(Event::Left {
             why: Ending::SlowConsumer,
@@ -422,11 +427,11 @@ fn a_slow_consumer_is_dropped_with_1008_unless_a_frame_is_half_written() {
     );
 
     let mut conn = upgraded(0);
-    conn.out_mut()
-        .push(Chunk::Owned(vec![0; SETTINGS.max_queue + 1]));
+    conn.send(Chunk::Owned(vec![0; SETTINGS.max_queue + 1]))
+        .unwrap();
     let mut half = HalfWriter(10);
-    conn.out_mut().flush_to(&mut half).unwrap();
-    conn.out_mut().push(Chunk::Owned(vec![0; 10]));
+    conn.flush_to(&mut half).unwrap();
+    conn.send(Chunk::Owned(vec![0; 10])).unwrap();
     assert!(matches!(
         conn.after_flush(0, &SETTINGS),
         Some(Verdict::Dropped(_))
@@ -475,7 +480,7 @@ fn a_protocol_fault_closes_with_its_code() {
 #[test]
 fn a_peer_that_half_closes_still_gets_what_is_queued() {
     let mut conn = upgraded(0);
-    conn.out_mut().push(Chunk::Static(b"welcome"));
+    conn.send(Chunk::Static(b"welcome")).unwrap();
     assert!(matches!(
         conn.peer_eof(0, &SETTINGS),
         Some(Event::Left {
@@ -494,4 +499,48 @@ fn a_peer_that_half_closes_still_gets_what_is_queued() {
         quiet.peer_eof(0, &SETTINGS),
         Some(Event::Closed(Closed::PeerGone))
     ));
+}
+
+#[test]
+fn only_a_websocket_client_takes_messages() {
+    let mut conn = new_conn(0);
+    assert_eq!(conn.send(Chunk::Static(b"x")), Err(NotOpen));
+    assert_eq!(conn.send_frame(Opcode::Text, b"x"), Err(NotOpen));
+    let frames: Vec<std::sync::Arc<[u8]>> = vec![std::sync::Arc::from(&b"x"[..])];
+    assert!(conn
+        .send_shared(&frames, || panic!("not offered to the socket"))
+        .is_err());
+    assert!(conn.out().is_empty());
+
+    let mut conn = upgraded(0);
+    conn.send_frame(Opcode::Text, b"hi").unwrap();
+    assert_eq!(sent(&mut conn), b"\x81\x02hi");
+    conn.close(CloseCode::GOING_AWAY, "bye", 0, &SETTINGS);
+    sent(&mut conn);
+    assert_eq!(
+        conn.send(Chunk::Static(b"late")),
+        Err(NotOpen),
+        "nothing after a Close"
+    );
+}
+
+#[test]
+fn shared_frames_go_to_the_socket_first_and_only_the_rest_is_queued() {
+    let frames: Vec<std::sync::Arc<[u8]>> = vec![
+        std::sync::Arc::from(&b"abcd"[..]),
+        std::sync::Arc::from(&b"efgh"[..]),
+    ];
+    let mut conn = upgraded(0);
+    assert_eq!(conn.send_shared(&frames, || Ok(8)).unwrap().unwrap(), 8);
+    assert!(conn.out().is_empty(), "all taken: nothing queued");
+    assert_eq!(conn.send_shared(&frames, || Ok(5)).unwrap().unwrap(), 5);
+    assert_eq!(sent(&mut conn), b"fgh");
+    conn.send(Chunk::Static(b"own")).unwrap();
+    conn.send_shared(&frames, || panic!("queued bytes come first"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut conn), b"ownabcdefgh");
+    let gone = conn.send_shared(&frames, || Err(std::io::ErrorKind::BrokenPipe.into()));
+    assert!(gone.unwrap().is_err());
+    assert!(conn.out().is_empty(), "nothing queued for a failed socket");
 }

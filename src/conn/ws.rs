@@ -2,6 +2,9 @@
 //! frames answered here, the ping and idle timers, and the slow-consumer
 //! verdict.
 
+use std::io;
+use std::sync::Arc;
+
 use super::event::{Ending, Event, Verdict};
 use super::machine::Connection;
 use super::settings::{Settings, Tick};
@@ -14,7 +17,60 @@ use crate::proto::message::Message;
 /// An empty Ping frame, the same bytes for every client.
 const EMPTY_PING: &[u8] = &[0x89, 0x00];
 
+/// A message offered to a connection that is not (or no longer) a
+/// WebSocket client: an HTTP connection takes only answers to its requests,
+/// and nothing follows a Close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOpen;
+
 impl<C: Copy> Connection<C> {
+    /// Queues a data frame for a WebSocket client.
+    pub fn send(&mut self, frame: Chunk) -> Result<(), NotOpen> {
+        self.open()?;
+        self.out.push(frame);
+        Ok(())
+    }
+
+    /// Encodes and queues one frame for a WebSocket client, at the end of
+    /// the last queued buffer when it can (see `WriteQueue::push_frame`).
+    pub fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), NotOpen> {
+        self.open()?;
+        self.out.push_frame(opcode, payload);
+        Ok(())
+    }
+
+    /// Frames shared by many clients. With an empty queue, `write` is
+    /// offered them first (straight to the socket: nothing allocated or
+    /// queued), and only what it did not take is queued, from the first
+    /// unsent byte; behind queued bytes they are queued whole. `write`
+    /// answers how many bytes went out (0 for a socket that would block),
+    /// or the error that ends the connection.
+    pub fn send_shared(
+        &mut self,
+        frames: &[Arc<[u8]>],
+        write: impl FnOnce() -> io::Result<usize>,
+    ) -> Result<io::Result<usize>, NotOpen> {
+        self.open()?;
+        if !self.out.is_empty() {
+            for frame in frames {
+                self.out.push(Chunk::Shared(Arc::clone(frame)));
+            }
+            return Ok(Ok(0));
+        }
+        let written = write();
+        if let Ok(n) = written {
+            self.out.push_unsent(frames, n);
+        }
+        Ok(written)
+    }
+
+    fn open(&self) -> Result<(), NotOpen> {
+        match self.phase {
+            Phase::Ws(_) => Ok(()),
+            _ => Err(NotOpen),
+        }
+    }
+
     pub(super) fn ws_receive(
         &mut self,
         input: &[u8],

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::listen_fds::check_listening_tcp;
-use super::shared::Shared;
+use super::wakeups::Wakeups;
 use crate::log;
+use crate::node::Process;
 
 const MAGIC: &str = "wsnotify-handover";
 const VERSION: u32 = 1;
@@ -156,7 +157,12 @@ impl Taken {
 /// the ones the workers serve). When a hand-over completes, marks the
 /// sockets shared, wakes the supervisor (which starts the drain) and gives
 /// up `path`, which the new server owns by then.
-pub fn offer(path: &Path, sockets: Vec<OwnedFd>, shared: Arc<Shared>) -> Result<(), String> {
+pub fn offer(
+    path: &Path,
+    sockets: Vec<OwnedFd>,
+    process: Arc<Process>,
+    wakeups: Arc<Wakeups>,
+) -> Result<(), String> {
     let listener = publish(path).map_err(|e| {
         format!(
             "cannot listen on the hand-over socket {}: {e}",
@@ -167,12 +173,18 @@ pub fn offer(path: &Path, sockets: Vec<OwnedFd>, shared: Arc<Shared>) -> Result<
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("handover".into())
-        .spawn(move || serve(listener, &path, &sockets, &shared))
+        .spawn(move || serve(listener, &path, &sockets, &process, &wakeups))
         .map_err(|e| format!("cannot start the hand-over thread: {e}"))?;
     Ok(())
 }
 
-fn serve(mut listener: UnixListener, path: &Path, sockets: &[OwnedFd], shared: &Shared) {
+fn serve(
+    mut listener: UnixListener,
+    path: &Path,
+    sockets: &[OwnedFd],
+    process: &Process,
+    wakeups: &Wakeups,
+) {
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -198,8 +210,8 @@ fn serve(mut listener: UnixListener, path: &Path, sockets: &[OwnedFd], shared: &
                 // Answered first: with no clients the drain ends the
                 // process at once.
                 let _ = (&stream).write_all(b"draining\n");
-                shared.listener.handed_over_to(pid);
-                shared.wake_supervisor();
+                process.listener.handed_over_to(pid);
+                wakeups.wake_supervisor();
                 return;
             }
             Err(Failure { why, sent: true }) => {

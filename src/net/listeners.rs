@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 
 use super::handover::{self, Taken};
-use super::listener_state::Origin;
 use crate::config::Config;
+use crate::node::listener_state::Origin;
 
 /// The sockets this process serves.
 pub struct Listeners {

@@ -1,34 +1,20 @@
-//! The I/O shell: mio event loops that move bytes between sockets and the
-//! connection state machines (`crate::conn`), and carry out what the
-//! application (`crate::app`) decides. No protocol or application rule
-//! lives here.
+//! The I/O shell: the mio loops that own the sockets, the clock and the
+//! threads, and move bytes between the kernel and each worker's `Node`
+//! (`crate::node`), which decides everything. Also what a process needs
+//! before and around its workers: binding or inheriting the listening
+//! sockets, the hand-over, signals, and the supervisor.
 
-mod actions;
-mod admission;
-mod delivery;
-mod drain;
+mod clock;
 mod fd_limit;
 pub mod handover;
 pub mod listen;
 pub mod listen_fds;
-pub mod listener_state;
 pub mod listeners;
-pub mod mailbox;
-mod notice;
-mod queue_bound;
-mod reading;
-pub mod redis;
-mod redis_conn;
-mod redis_queue;
+pub mod redis_io;
 pub mod redis_resolve;
-mod redis_stream;
-mod remote;
-pub mod shared;
 pub mod signals;
-mod slot;
 mod socket_write;
-mod stream;
+mod sockets;
 pub mod supervisor;
-pub mod timer_wheel;
+pub mod wakeups;
 pub mod worker;
-mod writing;

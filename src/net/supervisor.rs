@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::clock;
 use super::listeners::Listeners;
-use super::shared::{Shared, Wakeups};
 use super::signals::{self, Meaning, SignalCount};
-use super::worker::{Worker, CLOSE_LINGER};
+use super::wakeups::Wakeups;
+use super::worker::Worker;
 use crate::config::{Config, LogLevel};
 use crate::log;
+use crate::node::{Process, CLOSE_LINGER};
 use crate::obs::sd_notify::Notifier;
+use crate::rand::Rng;
 
 const SIGNALS: Token = Token(0);
 /// Woken when a worker finished, or a new server took the sockets.
@@ -59,20 +62,24 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
     let force_at = config.force_signals;
     let drain_timeout = config.drain_timeout;
     let log_interval = config.drain_log_interval;
-    let shared = Arc::new(
-        Shared::new(config)
-            .with_wakeups(Wakeups {
-                workers: wakers,
-                supervisor: Some(supervisor),
-            })
-            .with_listener(listeners.origin),
+    let started = clock::now();
+    let process = Arc::new(
+        Process::new(config, started.at, &mut Rng::from_os()).with_listener(listeners.origin),
     );
+    let wakeups = Arc::new(Wakeups::new(wakers, supervisor));
 
     let mut handles: Vec<JoinHandle<std::io::Result<()>>> = Vec::with_capacity(workers);
     for (id, (mine, worker_poll)) in worker_listeners.into_iter().zip(worker_polls).enumerate() {
-        let worker = Worker::new(id, Arc::clone(&shared), mine, worker_poll)
-            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
-        let done = Arc::clone(&shared);
+        let worker = Worker::new(
+            id,
+            Arc::clone(&process),
+            Arc::clone(&wakeups),
+            mine,
+            worker_poll,
+            started,
+        )
+        .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        let done = Arc::clone(&wakeups);
         let handle = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
@@ -89,16 +96,16 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         previous,
     } = listeners;
     let fds = sockets.len();
-    if let Some(path) = &shared.config.handover {
+    if let Some(path) = &process.config.handover {
         let sockets = sockets.into_iter().map(OwnedFd::from).collect();
-        super::handover::offer(path, sockets, Arc::clone(&shared))?;
+        super::handover::offer(path, sockets, Arc::clone(&process), Arc::clone(&wakeups))?;
     }
     let pid = std::process::id();
     let origin = origin.as_str();
     let also = AlsoListening(&addrs[1..]);
     let mut fields: Vec<(&str, &dyn std::fmt::Display)> = vec![
         ("workers", &workers),
-        ("instance", &shared.instance),
+        ("instance", &process.instance),
         ("pid", &pid),
         ("listener", &origin),
         ("sockets", &fds),
@@ -124,18 +131,22 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
     let mut next_progress: Option<Instant> = None;
     let mut events = Events::with_capacity(8);
     let mut handed_over = false;
-    while shared.finished_workers() < workers {
-        let timeout = next_progress.map(|at| at.saturating_duration_since(Instant::now()));
+    // The clock is read once per turn, after the poll; the sleep is timed
+    // from the last turn's reading, a few microseconds old.
+    let mut now = started.at;
+    while wakeups.finished_workers() < workers {
+        let timeout = next_progress.map(|at| at.saturating_duration_since(now));
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(format!("event loop failed: {e}"));
             }
         }
+        now = clock::now().at;
         for event in events.iter() {
-            if event.token() == WAKE && !handed_over && shared.listener.successor().is_some() {
+            if event.token() == WAKE && !handed_over && process.listener.successor().is_some() {
                 handed_over = true;
-                if let Some(at) = drain_after_hand_over(&shared, &notifier, drain_timeout) {
-                    next_progress = Some(at + log_interval);
+                if drain_after_hand_over(&process, &wakeups, &notifier, drain_timeout, now) {
+                    next_progress = Some(now + log_interval);
                 }
                 continue;
             }
@@ -144,17 +155,17 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
             }
             for signal in signal_source.pending() {
                 let name = signals::name(signal);
-                let active = shared.stats.active();
+                let active = process.stats.active();
                 match count.record() {
-                    Meaning::Drain if shared.is_draining() => log!(
+                    Meaning::Drain if process.is_draining() => log!(
                         Warn,
                         format!("received {name} (1/{force_at}): already draining after a hand-over; {} more forces an immediate exit", force_at - 1),
                         connections = active
                     ),
                     Meaning::Drain => {
-                        let now = Instant::now();
-                        shared.start_drain(now + drain_timeout);
-                        let newcomers = if shared.listener.is_shared() {
+                        process.start_drain(now + drain_timeout);
+                        wakeups.wake_workers();
+                        let newcomers = if process.listener.is_shared() {
                             "stopped accepting, new clients go to the process that shares the listening socket"
                         } else {
                             "new clients are refused"
@@ -166,7 +177,7 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
                             deadline_in_s = drain_timeout.as_secs(),
                             force = format!("send {} more to force an immediate exit", force_at - 1)
                         );
-                        report_progress(&shared, &notifier);
+                        report_progress(&process, &notifier, now);
                         next_progress = Some(now + log_interval);
                     }
                     Meaning::Counted { count, force_at } => {
@@ -191,9 +202,8 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
             }
         }
         if let Some(at) = next_progress {
-            let now = Instant::now();
-            if now >= at && shared.finished_workers() < workers {
-                report_progress(&shared, &notifier);
+            if now >= at && wakeups.finished_workers() < workers {
+                report_progress(&process, &notifier, now);
                 next_progress = Some(now + log_interval);
             }
         }
@@ -213,7 +223,7 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
             log!(
                 Info,
                 "drain complete; exiting",
-                uptime_s = shared.uptime_s() as u64
+                uptime_s = process.uptime(now).as_secs()
             );
             Outcome::Clean
         }
@@ -221,34 +231,38 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
 }
 
 /// A new server took the sockets: the drain a first signal starts, or, if
-/// one runs already, the workers wake to stop accepting. The time the drain
-/// started, for the progress log.
+/// one runs already, the workers wake to stop accepting. Whether the drain
+/// started now.
 fn drain_after_hand_over(
-    shared: &Shared,
+    process: &Process,
+    wakeups: &Wakeups,
     notifier: &Notifier,
     drain_timeout: Duration,
-) -> Option<Instant> {
-    let successor = shared.listener.successor()?;
-    if shared.is_draining() {
+    now: Instant,
+) -> bool {
+    let Some(successor) = process.listener.successor() else {
+        return false;
+    };
+    if process.is_draining() {
         log!(
             Warn,
             "handed over while draining: stopped accepting",
             to_pid = successor
         );
-        shared.wake_workers();
-        return None;
+        wakeups.wake_workers();
+        return false;
     }
-    let now = Instant::now();
-    shared.start_drain(now + drain_timeout);
+    process.start_drain(now + drain_timeout);
+    wakeups.wake_workers();
     log!(
         Warn,
         "handed over: draining; stopped accepting, new clients go to the new server; connected ones are served until they leave",
         to_pid = successor,
-        connections = shared.stats.active(),
+        connections = process.stats.active(),
         deadline_in_s = drain_timeout.as_secs()
     );
-    report_progress(shared, notifier);
-    Some(now)
+    report_progress(process, notifier, now);
+    true
 }
 
 /// The addresses after the first, for the `listening on` line.
@@ -287,9 +301,9 @@ fn check_fd_limit(config: &Config) {
 
 /// A progress line, and the same news for systemd: the status text and
 /// more time, so a stop timeout shorter than the drain does not cut it.
-fn report_progress(shared: &Shared, notifier: &Notifier) {
-    let remaining = shared.stats.active();
-    let deadline_in_s = shared.drain_deadline_in_s(Instant::now());
+fn report_progress(process: &Process, notifier: &Notifier, now: Instant) {
+    let remaining = process.stats.active();
+    let deadline_in_s = process.drain_deadline_in_s(now);
     log!(
         Info,
         "draining",

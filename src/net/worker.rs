@@ -1,123 +1,60 @@
-//! One worker: a single-threaded mio loop that owns its listener, its
-//! connections and its timers. This file is the loop itself: readiness,
-//! accepting, the clock and the timer wheel. Reading and writing are in
-//! `reading.rs` and `writing.rs`; what the application decides is carried
-//! out in `actions.rs` and `delivery.rs`.
+//! One worker's shell: a single-threaded mio loop that owns the worker's
+//! sockets and moves bytes between them and its `Node`, which decides
+//! everything. Per turn it reads the clock once, reads the Redis sockets
+//! first, then accepts and reads what is ready, lets the node handle its
+//! timers and write, and carries out what the node asks.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 
-use super::mailbox::Mail;
-use super::redis::{Event as RedisEvent, Outside, RedisLink};
-use super::shared::Shared;
-use super::slot::Slot;
-use super::timer_wheel::{Entry, Tick, TimerWheel, TICK_MS};
-use crate::app::history::Position;
-use crate::app::hub::{Client, Here, Hub};
-use crate::app::lifecycle::Lifecycle;
-use crate::app::snapshot::Snapshot;
-use crate::conn::{Connection, Settings, Stage, NEVER};
+use super::clock::now;
+use super::redis_io::RedisIo;
+use super::redis_resolve::{system_resolve, Wake};
+use super::sockets::Sockets;
+use super::wakeups::Wakeups;
+use crate::conn::Stage;
+use crate::ids::ConnKey;
 use crate::log;
+use crate::node::redis::LinkInput;
+use crate::node::{Input, Node, Now, Output, Process};
 use crate::obs::metrics::Limit;
-use crate::per_ip::Kind;
 use crate::rand::Rng;
 
 /// Listener `i` has token `FIRST_LISTENER + i`; connection keys never get
 /// that high.
 const FIRST_LISTENER: usize = usize::MAX / 2;
-/// Woken by other threads: the drain started, or mail arrived.
+/// Woken by other threads: mail, the drain, a hand-over, a Redis lookup.
 const WAKER: Token = Token(usize::MAX - 1);
-const REDIS_SUB: Token = Token(usize::MAX - 2);
-const REDIS_PUB: Token = Token(usize::MAX - 3);
+const REDIS: [Token; 2] = [Token(usize::MAX - 2), Token(usize::MAX - 3)];
 const SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads per readiness event before other connections get their turn.
+const READS_PER_EVENT: usize = 4;
 /// How long accepting pauses when the process is out of file descriptors:
 /// long enough not to spin, short enough to recover promptly.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long a closing connection may take to read our last bytes and close.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
-
-/// Converts a duration to the ticks to add to the current tick for a
-/// deadline. The current tick is rounded down, so one more tick (and the
-/// duration rounded up) keeps every timer from firing early; it may fire up
-/// to two ticks late.
-pub fn ticks(d: Duration) -> Tick {
-    // Capped at about 3 years, so adding it to the current tick cannot
-    // overflow within a decade of uptime.
-    let ticks = (d.as_millis() as u64).div_ceil(TICK_MS) + 1;
-    ticks.min(1 << 30) as Tick
-}
 
 pub struct Worker {
-    pub id: usize,
-    pub shared: Arc<Shared>,
-    pub(super) poll: Poll,
-    /// Empty once a drain has stopped accepting (see `stop_accepting`).
+    id: usize,
+    node: Node,
+    poll: Poll,
+    process: Arc<Process>,
+    wakeups: Arc<Wakeups>,
+    /// Empty once the drain has stopped accepting.
     listeners: Vec<TcpListener>,
     accept_paused_until: Option<Instant>,
     /// Accepting has failed for want of descriptors since the last success.
     accept_starved: bool,
-    pub(super) conns: Slab<Slot>,
-    pub(super) hub: Hub,
-    wheel: TimerWheel,
-    epoch: Instant,
-    /// The current tick, refreshed once per loop turn.
-    pub(super) now: Tick,
-    /// The wall clock of this loop turn (ms since the Unix epoch), read
-    /// once per turn: the time server messages carry.
-    pub(super) wall_ms: u64,
+    sockets: Sockets,
     /// One read buffer for every connection of the loop: a connection keeps
     /// only the bytes it could not use yet.
-    pub(super) scratch: Vec<u8>,
-    pub(super) dirty: Vec<usize>,
-    /// Broadcast frames of this loop turn, not yet written (see
-    /// `deliver_broadcasts`).
-    pub(super) turn_broadcasts: Vec<Arc<[u8]>>,
-    /// Connections whose write failed during a delivery pass, closed after
-    /// it.
-    pub(super) failed: Vec<usize>,
+    scratch: Vec<u8>,
     /// Connections to read again once the others have had their turn.
-    again: Vec<usize>,
-    /// Clients still to be sent their Close at the drain deadline, a batch
-    /// per loop turn (see `close_some`).
-    pub(super) to_close: Vec<usize>,
-    pub(super) next_periodic: Option<Instant>,
-    pub(super) periodic_count: u64,
-    pub(super) lifecycle: Lifecycle,
-    /// Mail taken from this worker's mailbox (kept to reuse its allocation).
-    pub(super) mail: Vec<Mail>,
-    /// Numbers requests parked while another worker answers.
-    pub(super) next_ticket: u64,
-    pub(super) redis: Option<RedisLink>,
-    pub(super) redis_events: Vec<RedisEvent>,
-    /// Open WebSocket connections (`/ws` and `/echo`) of this worker.
-    pub(super) clients: usize,
-    /// Connections in their closing phase, so the drain can wait for them
-    /// without scanning the slab.
-    pub(super) closing: usize,
-    /// Connections whose queue the socket did not take at their last flush
-    /// (registered for writability).
-    pub(super) backlogged: usize,
-    /// This worker's share of `--max-total-queue-bytes`.
-    pub(super) queue_budget: usize,
-    pub(super) rng: Rng,
-    /// Timeouts in ticks and size limits, from the configuration.
-    pub(super) settings: Settings,
-    /// The address each connection is counted under, and as what, while
-    /// `--max-connections-per-ip` is on.
-    pub(super) per_ip_held: HashMap<usize, (IpAddr, Kind)>,
-    /// Where this worker stands in the broadcast stream: the last numbered
-    /// message it handed to its clients.
-    pub(super) position: Position,
-    /// Clients that resumed from further on than this worker stood, with
-    /// the offset up to which they have everything (see `stream.rs`).
-    pub(super) ahead: HashMap<usize, u64>,
+    again: Vec<ConnKey>,
 }
 
 impl Worker {
@@ -126,188 +63,220 @@ impl Worker {
         Waker::new(poll.registry(), WAKER)
     }
 
+    /// Worker `id`, starting at `started`.
     pub fn new(
         id: usize,
-        shared: Arc<Shared>,
+        process: Arc<Process>,
+        wakeups: Arc<Wakeups>,
         mut listeners: Vec<TcpListener>,
         poll: Poll,
+        started: Now,
     ) -> io::Result<Worker> {
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(FIRST_LISTENER + i), Interest::READABLE)?;
         }
-        let config = &shared.config;
-        let now = Instant::now();
-        // Only worker 0 runs the periodic timer, so a notification goes out
-        // once per process however many workers there are.
-        let next_periodic = match config.notify_interval {
-            Some(every) if id == 0 => Some(now + every),
-            _ => None,
-        };
-        let redis = config.redis.clone().map(|url| {
-            // The process-wide cap, shared evenly by the workers' links.
-            let max_queue = (config.redis_max_queue_bytes / config.workers).max(1);
-            RedisLink::new(
-                url,
-                config.redis_channel.clone(),
-                [REDIS_SUB, REDIS_PUB],
-                max_queue,
-                Outside::for_worker(&shared, id),
-                now,
-            )
+        let redis = process.config.redis.as_ref().map(|_| {
+            // A lookup thread that outlives the worker must not keep the
+            // wakers alive.
+            let wakeups = Arc::downgrade(&wakeups);
+            let wake: Wake = Arc::new(move || {
+                if let Some(wakeups) = wakeups.upgrade() {
+                    wakeups.wake_worker(id);
+                }
+            });
+            RedisIo::new(REDIS, system_resolve, wake)
         });
-        let queue_budget = (config.max_total_queue_bytes / config.workers).max(1);
-        let settings = Settings {
-            header: ticks(config.header_timeout),
-            idle: config.idle_timeout.map(ticks),
-            ping: config.ping_interval.map(ticks),
-            linger: ticks(CLOSE_LINGER),
-            max_message: config.max_message_bytes,
-            max_queue: config.max_queue_bytes,
-        };
+        let node = Node::new(id, Arc::clone(&process), started, Rng::from_os().next_u64());
         Ok(Worker {
             id,
-            settings,
-            lifecycle: Lifecycle::new(config.drain_timeout, CLOSE_LINGER),
-            shared,
+            node,
             poll,
+            process,
+            wakeups,
             listeners,
             accept_paused_until: None,
             accept_starved: false,
-            conns: Slab::new(),
-            hub: Hub::default(),
-            wheel: TimerWheel::new(0),
-            epoch: now,
-            now: 0,
-            wall_ms: wall_clock_ms(),
+            sockets: Sockets::new(redis),
             scratch: vec![0; SCRATCH_BYTES],
-            dirty: Vec::new(),
-            turn_broadcasts: Vec::new(),
-            failed: Vec::new(),
             again: Vec::new(),
-            to_close: Vec::new(),
-            next_periodic,
-            periodic_count: 0,
-            clients: 0,
-            closing: 0,
-            backlogged: 0,
-            queue_budget,
-            mail: Vec::new(),
-            next_ticket: 0,
-            redis,
-            redis_events: Vec::new(),
-            rng: Rng::from_os(),
-            per_ip_held: HashMap::new(),
-            position: Position::default(),
-            ahead: HashMap::new(),
         })
-    }
-
-    fn tick_of(&self, at: Instant) -> Tick {
-        (at.saturating_duration_since(self.epoch).as_millis() as u64 / TICK_MS) as Tick
-    }
-
-    fn instant_of(&self, tick: Tick) -> Instant {
-        self.epoch + Duration::from_millis(u64::from(tick) * TICK_MS)
     }
 
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut due: Vec<Entry> = Vec::new();
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            let timeout = self.timeout(now().at);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
-            self.now = self.tick_of(now);
-            self.wall_ms = wall_clock_ms();
+            let now = now();
+            // Redis first: a reply that came while the last turn wrote to
+            // clients is in before anything is decided this turn (see
+            // `RedisLink::sequencing`).
+            for event in events.iter().filter(|e| REDIS.contains(&e.token())) {
+                self.redis_ready(event.token(), now);
+            }
+            self.redis_lookups(now);
             for event in events.iter() {
                 match event.token() {
-                    WAKER => self.read_mail(),
-                    token @ (REDIS_SUB | REDIS_PUB) => self.on_redis(Some(token), now),
+                    WAKER => self.node.handle(Input::Woken, now),
+                    token if REDIS.contains(&token) => {}
                     Token(t) if t >= FIRST_LISTENER => {
-                        self.accept(t - FIRST_LISTENER..t - FIRST_LISTENER + 1, now)
+                        let index = t - FIRST_LISTENER;
+                        self.accept(index..index + 1, now)
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(key);
+                            self.read(ConnKey(key), now);
                         }
                         if event.is_writable() {
-                            self.mark_dirty(key);
+                            self.node.handle(Input::Writable(ConnKey(key)), now);
                         }
                     }
                 }
+                self.carry_out(now);
             }
             for key in std::mem::take(&mut self.again) {
-                self.on_readable(key);
+                self.read(key, now);
             }
-            if self.accept_paused_until.is_some_and(|until| now >= until) {
+            if self
+                .accept_paused_until
+                .is_some_and(|until| now.at >= until)
+            {
                 self.accept_paused_until = None;
                 self.accept(0..self.listeners.len(), now);
             }
-            if self
-                .redis
-                .as_ref()
-                .and_then(|r| r.next_deadline())
-                .is_some_and(|at| now >= at)
-            {
-                self.on_redis(None, now);
-            }
-            if self.lifecycle.is_running() && self.next_periodic.is_some_and(|at| now >= at) {
-                self.periodic(now);
-            }
-            self.wheel.advance(self.now, &mut due);
-            for entry in due.drain(..) {
-                self.on_wheel_entry(entry);
-            }
-            if !self.to_close.is_empty() {
-                self.close_some();
-            }
-            // The lifecycle moves before the turn's writes, so a drain that
-            // starts now writes each client this turn's broadcasts and its
-            // notice in one pass (see `deliver_turn`), not in two.
-            loop {
-                let clients = self.clients;
-                let done = self.update_lifecycle(now);
-                self.write_out();
-                if done {
-                    return Ok(());
-                }
-                // Writing may find clients gone: the drain must see that in
-                // this turn, not at its next timer.
-                if self.clients == clients {
-                    break;
-                }
+            self.node.handle_timeout(now);
+            self.node.transmit(&mut self.sockets, now);
+            if self.carry_out(now) {
+                return Ok(());
             }
         }
     }
 
-    /// Sleep until the nearest deadline: a timer tick, the periodic
-    /// notification, a drain deadline, the end of an accept pause, or not at
-    /// all when reads are pending.
-    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() || !self.to_close.is_empty() {
+    /// Sleep until the node's next deadline or the end of an accept pause;
+    /// not at all while reads are pending.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
-        [
-            self.wheel.next_tick().map(|t| self.instant_of(t)),
-            self.next_periodic.filter(|_| self.lifecycle.is_running()),
-            self.accept_paused_until,
-            self.lifecycle.next_deadline(),
-            self.redis.as_ref().and_then(|r| r.next_deadline()),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(now))
+        [self.node.poll_timeout(), self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Carries out what the node asks; true once it is done.
+    fn carry_out(&mut self, now: Now) -> bool {
+        let registry = self.poll.registry();
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Close(key) => self.sockets.close(key, registry),
+                Output::ShutWrite(key) => self.sockets.shut_write(key),
+                Output::Writable { key, on } => self.sockets.watch_writable(key, on, registry),
+                Output::ReadAgain(key) => self.again.push(key),
+                Output::Wake(worker) => self.wakeups.wake_worker(worker),
+                Output::StopAccepting => {
+                    for mut listener in self.listeners.drain(..) {
+                        let _ = registry.deregister(&mut listener);
+                    }
+                    self.accept_paused_until = None;
+                }
+                Output::Redis(out) => {
+                    let Some(redis) = self.sockets.redis.as_mut() else {
+                        continue;
+                    };
+                    if let Some((side, why)) = redis.carry_out(out, registry) {
+                        self.node
+                            .handle(Input::Redis(LinkInput::Failed { side, why }), now);
+                    }
+                    // An address literal needs no lookup thread: it is
+                    // answered at once, and nothing would wake the loop.
+                    let node = &mut self.node;
+                    redis.finished_lookups(|input| node.handle(Input::Redis(input), now));
+                }
+                Output::Exit => return true,
+            }
+        }
+        false
+    }
+
+    fn redis_ready(&mut self, token: Token, now: Now) {
+        let Some(redis) = self.sockets.redis.as_mut() else {
+            return;
+        };
+        let node = &mut self.node;
+        redis.on_ready(token, &mut self.scratch, |input| {
+            node.handle(Input::Redis(input), now)
+        });
+        self.carry_out(now);
+    }
+
+    fn redis_lookups(&mut self, now: Now) {
+        let Some(redis) = self.sockets.redis.as_mut() else {
+            return;
+        };
+        let node = &mut self.node;
+        redis.finished_lookups(|input| node.handle(Input::Redis(input), now));
+        self.carry_out(now);
+    }
+
+    /// Reads a connection that has input (or a verdict that needs a read),
+    /// a few times at most before the others get their turn.
+    fn read(&mut self, key: ConnKey, now: Now) {
+        let Some(stage) = self.node.stage(key) else {
+            return;
+        };
+        if stage == Stage::Http {
+            // Requests held back (parked, or while answers piled up) are
+            // taken before anything new is read.
+            self.node.handle(Input::Received { key, bytes: &[] }, now);
+            self.carry_out(now);
+        }
+        for _ in 0..READS_PER_EVENT {
+            if !self.node.wants_input(key) {
+                return;
+            }
+            if self.node.stage(key) != Some(stage) {
+                // Upgraded or closing: the socket may already hold frames or
+                // the FIN, which an edge-triggered poll will not announce
+                // again, so the new phase reads on.
+                self.again.push(key);
+                return;
+            }
+            let read = loop {
+                match self.sockets.read(key, &mut self.scratch) {
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            let input = match read {
+                None => return,
+                Some(Ok(0)) => Input::Eof(key),
+                Some(Ok(n)) => Input::Received {
+                    key,
+                    bytes: &self.scratch[..n],
+                },
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Input::Quiet(key),
+                Some(Err(error)) => Input::Failed { key, error },
+            };
+            let more = matches!(input, Input::Received { .. });
+            self.node.handle(input, now);
+            self.carry_out(now);
+            if !more {
+                return;
+            }
+        }
+        self.again.push(key);
     }
 
     /// Accepts what is queued on the listeners with these indexes.
-    fn accept(&mut self, listeners: std::ops::Range<usize>, now: Instant) {
+    fn accept(&mut self, listeners: Range<usize>, now: Now) {
         for index in listeners {
             if self.accept_paused_until.is_some() {
                 return;
@@ -316,50 +285,28 @@ impl Worker {
         }
     }
 
-    /// Stops accepting for good: a process whose sockets another process
-    /// serves leaves the connections still queued to that process (see
-    /// `ListenerState`). Those accepted so far are served.
-    pub(super) fn stop_accepting(&mut self) {
-        if self.listeners.is_empty() {
-            return;
-        }
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        log!(Info, "stopped accepting", worker = self.id);
-    }
-
-    fn accept_from(&mut self, index: usize, now: Instant) {
+    fn accept_from(&mut self, index: usize, now: Now) {
         loop {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     if std::mem::take(&mut self.accept_starved) {
                         log!(Info, "accepting again", worker = self.id);
                     }
                     let _ = stream.set_nodelay(true);
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, Token(key), Interest::READABLE)
-                    {
+                    let key = self.node.accept(peer, now);
+                    if let Err(error) = self.sockets.insert(key, stream, self.poll.registry()) {
                         log!(
                             Warn,
                             "could not register connection",
                             peer = peer,
-                            error = e
+                            error = error
                         );
-                        continue;
+                        self.node.handle(Input::Failed { key, error }, now);
                     }
-                    let conn = Connection::new(peer, self.now, &self.settings);
-                    entry.insert(Slot::new(stream, conn));
-                    log!(Trace, "connection accepted", peer = peer, worker = self.id);
-                    self.admit_per_ip(key, peer.ip());
-                    self.arm(key);
+                    self.carry_out(now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -372,7 +319,7 @@ impl Worker {
                     // in the backlog and would wake us again at once, so
                     // stop accepting for a moment instead of spinning.
                     // Warned once per shortage, not every pause.
-                    self.shared.stats.limit_hit(Limit::OutOfDescriptors);
+                    self.process.stats.limit_hit(Limit::OutOfDescriptors);
                     if !std::mem::replace(&mut self.accept_starved, true) {
                         log!(
                             Warn,
@@ -382,96 +329,10 @@ impl Worker {
                             worker = self.id
                         );
                     }
-                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    self.accept_paused_until = Some(now.at + ACCEPT_PAUSE);
                     return;
                 }
             }
         }
     }
-
-    /// Runs one step of a connection's state machine with the current tick,
-    /// and keeps the loop's view of it in step: a connection with new bytes
-    /// to send or in a new phase is flushed at the end of the turn, one that
-    /// starts closing is counted, and its timer follows its deadline.
-    pub(super) fn drive<R>(
-        &mut self,
-        key: usize,
-        step: impl FnOnce(&mut Connection<Client>, Tick, &Settings) -> R,
-    ) -> Option<R> {
-        let slot = self.conns.get_mut(key)?;
-        let stage = slot.conn.stage();
-        let pending = slot.conn.out().pending();
-        let result = step(&mut slot.conn, self.now, &self.settings);
-        let changed = slot.conn.stage() != stage;
-        if changed && slot.conn.stage() == Stage::Closing {
-            self.closing += 1;
-        }
-        if (changed || slot.conn.out().pending() != pending) && !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(key);
-        }
-        self.arm(key);
-        Some(result)
-    }
-
-    /// Remembers that a connection has input to read (or a verdict to
-    /// check) once the others have had their turn.
-    pub(super) fn read_later(&mut self, key: usize) {
-        self.again.push(key);
-    }
-
-    /// Makes sure the wheel holds an entry no later than the connection's
-    /// deadline. Later deadlines need nothing: the early entry re-arms.
-    pub(super) fn arm(&mut self, key: usize) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        let deadline = slot.conn.deadline(&self.settings);
-        if deadline == NEVER || (slot.armed != NEVER && slot.armed <= deadline) {
-            return;
-        }
-        let at = deadline.max(self.now + 1);
-        slot.armed = at;
-        self.wheel.schedule(key, at);
-    }
-
-    fn on_wheel_entry(&mut self, entry: Entry) {
-        let key = entry.key as usize;
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        if slot.armed != entry.at {
-            return;
-        }
-        slot.armed = NEVER;
-        // A ping is output: broadcasts made before it go first.
-        self.before_output(key);
-        if let Some(Some(event)) = self.drive(key, |conn, now, s| conn.on_deadline(now, s)) {
-            self.on_event(key, event);
-        }
-        self.arm(key);
-    }
-
-    /// What the application may know this moment (the wall clock of the
-    /// turn, the process's counters and drain).
-    pub(super) fn snapshot(&self) -> Snapshot {
-        self.shared.snapshot(self.wall_ms)
-    }
-
-    /// Where this worker stands, for finding clients by id.
-    pub(super) fn here(&self) -> Here<'_> {
-        Here {
-            instance: &self.shared.instance,
-            worker: self.id,
-            workers: self.shared.config.workers,
-            redis: self.redis.is_some(),
-            hub: &self.hub,
-        }
-    }
-}
-
-fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -1,5 +1,8 @@
-//! What every worker of the process shares: the configuration, the counters
-//! and the process-wide sequences. Everything mutable here is atomic.
+//! What the workers of one process share: the configuration, the counters,
+//! the process-wide sequences, the mailboxes and the sequencer of the
+//! broadcast stream. Everything mutable here is an atomic or behind a lock
+//! held for a few instructions; nothing here does I/O or reads the clock
+//! (the shell wakes the workers that mail is posted to).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -15,7 +18,7 @@ use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
 #[derive(Debug)]
-pub struct Shared {
+pub struct Process {
     pub config: Config,
     /// Names this process in client ids and notifications, so ids stay unique
     /// across instances that share Redis.
@@ -28,9 +31,7 @@ pub struct Shared {
     draining: AtomicBool,
     /// Milliseconds after `started` when the drain deadline falls.
     drain_deadline_ms: AtomicU64,
-    wakeups: Wakeups,
     mailboxes: Vec<Mailbox>,
-    finished_workers: AtomicUsize,
     /// `/ws` clients of the whole process (echo connections excluded).
     notify_clients: AtomicU64,
     /// Redis connections (two per worker) that are up.
@@ -46,38 +47,30 @@ pub struct Shared {
     stream: Mutex<History>,
 }
 
-/// How the threads wake each other: one waker per worker loop, and one for
-/// the supervisor (the main thread).
 /// A name for a history that starts now: random, so a restarted instance
 /// never reuses one.
-pub fn new_epoch() -> String {
-    format!("{:016x}", Rng::from_os().next_u64())
+pub fn new_epoch(rng: &mut Rng) -> String {
+    format!("{:016x}", rng.next_u64())
 }
 
-#[derive(Debug, Default)]
-pub struct Wakeups {
-    pub workers: Vec<mio::Waker>,
-    pub supervisor: Option<mio::Waker>,
-}
-
-impl Shared {
-    pub fn new(config: Config) -> Shared {
-        let instance = format!("{:08x}", Rng::from_os().next_u64() as u32);
+impl Process {
+    /// `started`: the time the process began, for uptime and the drain
+    /// deadline; `rng`: where the instance name and the epoch come from.
+    pub fn new(config: Config, started: Instant, rng: &mut Rng) -> Process {
+        let instance = format!("{:08x}", rng.next_u64() as u32);
         let workers = config.workers;
         let per_ip = PerIp::new(config.max_connections_per_ip);
-        let stream = History::new(new_epoch(), config.history_size, config.history_ttl);
-        Shared {
+        let stream = History::new(new_epoch(rng), config.history_size, config.history_ttl);
+        Process {
             config,
             instance,
-            started: Instant::now(),
+            started,
             stats: Stats::new(workers),
             per_ip,
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
-            wakeups: Wakeups::default(),
             mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
-            finished_workers: AtomicUsize::new(0),
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
             pid: std::process::id(),
@@ -86,61 +79,31 @@ impl Shared {
         }
     }
 
+    pub fn with_listener(mut self, origin: Origin) -> Process {
+        self.listener = ListenerState::new(origin);
+        self
+    }
+
     pub fn stream(&self) -> MutexGuard<'_, History> {
         self.stream
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn with_listener(mut self, origin: Origin) -> Shared {
-        self.listener = ListenerState::new(origin);
-        self
+    /// Queues mail for a worker; returns whether that worker must be woken
+    /// (it wakes once per batch, not per mail).
+    #[must_use]
+    pub fn post(&self, worker: usize, mail: Mail) -> bool {
+        self.mailboxes
+            .get(worker)
+            .is_some_and(|mailbox| mailbox.post(mail))
     }
 
-    pub fn with_wakeups(mut self, wakeups: Wakeups) -> Shared {
-        self.wakeups = wakeups;
-        self
-    }
-
-    /// Wakes every worker loop, so each sees a change of process state.
-    pub fn wake_workers(&self) {
-        for waker in &self.wakeups.workers {
-            let _ = waker.wake();
-        }
-    }
-
-    /// Wakes one worker loop.
-    pub fn wake_worker(&self, worker: usize) {
-        if let Some(waker) = self.wakeups.workers.get(worker) {
-            let _ = waker.wake();
-        }
-    }
-
-    /// Sends mail to a worker and wakes it if it was not already due to
-    /// look.
-    pub fn post(&self, worker: usize, mail: Mail) {
-        let Some(mailbox) = self.mailboxes.get(worker) else {
-            return;
-        };
-        if mailbox.post(mail) {
-            if let Some(waker) = self.wakeups.workers.get(worker) {
-                let _ = waker.wake();
-            }
-        }
-    }
-
-    /// Sends mail to the calling worker, which reads it right after: no
-    /// wake-up.
-    pub fn post_to_self(&self, worker: usize, mail: Mail) {
-        if let Some(mailbox) = self.mailboxes.get(worker) {
-            mailbox.post(mail);
-        }
-    }
-
-    pub fn take_mail(&self, worker: usize, into: &mut Vec<Mail>) {
-        if let Some(mailbox) = self.mailboxes.get(worker) {
-            mailbox.take(into);
-        }
+    /// Everything posted to `worker`, in order.
+    pub fn take_mail(&self, worker: usize) -> Vec<Mail> {
+        self.mailboxes
+            .get(worker)
+            .map_or_else(Vec::new, Mailbox::take)
     }
 
     pub fn notify_client_joined(&self) {
@@ -175,23 +138,6 @@ impl Shared {
         self.notify_clients.load(Ordering::Relaxed)
     }
 
-    /// A worker has finished; the supervisor counts and reaps it.
-    pub fn worker_finished(&self) {
-        self.finished_workers.fetch_add(1, Ordering::AcqRel);
-        self.wake_supervisor();
-    }
-
-    /// Wakes the main thread to look at the process state.
-    pub fn wake_supervisor(&self) {
-        if let Some(waker) = &self.wakeups.supervisor {
-            let _ = waker.wake();
-        }
-    }
-
-    pub fn finished_workers(&self) -> usize {
-        self.finished_workers.load(Ordering::Acquire)
-    }
-
     /// The next notification id: one increasing sequence per instance.
     pub fn next_notification_id(&self) -> u64 {
         self.notification_seq.fetch_add(1, Ordering::Relaxed) + 1
@@ -201,11 +147,11 @@ impl Shared {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Starts the drain of every worker; the caller wakes them.
     pub fn start_drain(&self, deadline: Instant) {
         let ms = deadline.saturating_duration_since(self.started).as_millis() as u64;
         self.drain_deadline_ms.store(ms, Ordering::Release);
         self.draining.store(true, Ordering::Release);
-        self.wake_workers();
     }
 
     pub fn drain_deadline(&self) -> Instant {
@@ -221,20 +167,20 @@ impl Shared {
             .div_ceil(1000)
     }
 
-    pub fn uptime_s(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    pub fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
     }
 
-    /// What the application may know at `now_ms` (the wall clock of the
-    /// loop turn).
-    pub fn snapshot(&self, now_ms: u64) -> Snapshot {
+    /// What the application may know at `now` (`now_ms`: the wall clock of
+    /// the loop turn).
+    pub fn snapshot(&self, now: Instant, now_ms: u64) -> Snapshot {
         let stats = &self.stats;
         let draining = self.is_draining();
         Snapshot {
             now_ms,
             draining,
             drain_deadline_in_s: if draining {
-                self.drain_deadline_in_s(Instant::now())
+                self.drain_deadline_in_s(now)
             } else {
                 0
             },
@@ -243,7 +189,7 @@ impl Shared {
             connections_total: metrics::get(&stats.connections_total),
             messages_sent: metrics::get(&stats.messages_sent),
             messages_received: metrics::get(&stats.messages_received),
-            uptime_s: self.uptime_s() as u64,
+            uptime_s: self.uptime(now).as_secs(),
             redis: self.redis_state(),
             peer_clients: 0,
             pid: self.pid,

@@ -2,12 +2,11 @@
 //! same text but for its random `reconnect_after_ms`, so the delays are
 //! drawn in steps of `STEP_MS`: each step's notice is encoded once, when a
 //! client first draws it, and shared by every client that draws it, then
-//! written straight to the sockets like a broadcast (see `Pass`).
+//! written straight to the sockets like a broadcast (see `Fanout::deliver`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::worker::Worker;
 use crate::app::lifecycle::{announced_timeout_s, reconnect_spread_ms};
 use crate::app::protocol;
 use crate::proto::frame::{encode_frame, Opcode};
@@ -47,27 +46,6 @@ impl Notices {
             encode_frame(Opcode::Text, json.as_bytes()).into()
         });
         Arc::clone(frame)
-    }
-}
-
-impl Worker {
-    fn notices(&self, now: Instant) -> Notices {
-        let left = self.shared.drain_deadline().saturating_duration_since(now);
-        Notices::new(left, self.shared.config.drain_timeout, self.wall_ms)
-    }
-
-    /// Every `/ws` client's notice, written at once, each after this
-    /// turn's broadcasts (which must reach the clients first) and in the
-    /// same write.
-    pub(super) fn notify_shutdown(&mut self, now: Instant) {
-        let mut notices = self.notices(now);
-        self.deliver_turn(Some(&mut notices));
-    }
-
-    /// The notice of one client that joins during the drain.
-    pub(super) fn send_notice(&mut self, key: usize, now: Instant) {
-        let frame = self.notices(now).draw(&mut self.rng);
-        self.send_frame(key, crate::conn::Chunk::Shared(frame));
     }
 }
 

@@ -1,10 +1,12 @@
 //! What workers send each other: frames for their clients and the answers
-//! to cross-worker lookups. One queue per worker, woken with its `Waker`;
-//! frames travel as `Arc<[u8]>`, encoded once by the sender.
+//! to cross-worker lookups. One queue per worker (the shell wakes its loop
+//! when the queue was empty); frames travel as `Arc<[u8]>`, encoded once
+//! by the sender.
 
 use std::sync::{Arc, Mutex};
 
 use crate::app::history::Position;
+use crate::ids::ConnKey;
 
 #[derive(Debug)]
 pub enum Mail {
@@ -23,7 +25,7 @@ pub enum Mail {
     /// The answer to a personal publish, for the HTTP connection `conn` of
     /// the receiving worker that waits with `ticket`.
     Delivered {
-        conn: usize,
+        conn: ConnKey,
         ticket: u64,
         found: bool,
         id: u64,
@@ -44,7 +46,7 @@ pub enum Report {
     /// A personal publish: the outcome goes back to an HTTP connection.
     Publisher {
         worker: usize,
-        conn: usize,
+        conn: ConnKey,
         ticket: u64,
         id: u64,
     },
@@ -67,15 +69,13 @@ impl Mailbox {
         queue.len() == 1
     }
 
-    /// Takes everything queued, leaving `spare` (emptied) in its place so
-    /// the two vectors' allocations are reused.
-    pub fn take(&self, spare: &mut Vec<Mail>) {
+    /// Takes everything queued, in order.
+    pub fn take(&self) -> Vec<Mail> {
         let mut queue = self
             .queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        spare.clear();
-        std::mem::swap(&mut *queue, spare);
+        std::mem::take(&mut *queue)
     }
 }
 
@@ -89,9 +89,7 @@ mod tests {
         let frame: Arc<[u8]> = Arc::from(&b"x"[..]);
         assert!(mailbox.post(Mail::Broadcast(Arc::clone(&frame))));
         assert!(!mailbox.post(Mail::Broadcast(Arc::clone(&frame))));
-        let mut got = Vec::new();
-        mailbox.take(&mut got);
-        assert_eq!(got.len(), 2);
+        assert_eq!(mailbox.take().len(), 2);
         assert!(mailbox.post(Mail::Broadcast(frame)));
     }
 }

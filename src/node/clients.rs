@@ -1,0 +1,184 @@
+//! The node's steps for WebSocket clients: joining (an id, the welcome,
+//! what a resume missed), leaving, and what their messages lead to.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+
+use super::mailbox::{Mail, Report};
+use super::Node;
+use crate::app::history::Resume;
+use crate::app::hub::{Client, Endpoint};
+use crate::app::messages::{self, Action};
+use crate::app::protocol::{self, Resumed, Stream};
+use crate::app::routes::ResumeFrom;
+use crate::conn::Chunk;
+use crate::ids::ConnKey;
+use crate::log;
+use crate::obs::metrics;
+use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::message::Message;
+
+impl Node {
+    /// Registers a new WebSocket client: counted, and on `/ws` given an id,
+    /// its welcome and what it missed.
+    pub(super) fn join(&mut self, key: ConnKey, peer: SocketAddr, resume: Option<ResumeFrom>) {
+        let Some(client) = self.conns.get(key).and_then(|conn| conn.client().copied()) else {
+            return;
+        };
+        self.process.stats.connection_opened(self.id);
+        if client.endpoint == Endpoint::Echo {
+            log!(
+                Debug,
+                "echo client connected",
+                conn = key,
+                peer = peer,
+                worker = self.id
+            );
+            return;
+        }
+        // What went to everyone before this client joined is not for it,
+        // and nothing may come before its welcome.
+        self.fanout.joined(key);
+        let seq = self.hub.join(key);
+        self.process.notify_client_joined();
+        self.drive(key, |conn, _, _| {
+            if let Some(client) = conn.client_mut() {
+                client.seq = seq;
+            }
+        });
+        let id = self.here().id_of(seq);
+        log!(
+            Info,
+            "client connected",
+            client = id,
+            peer = peer,
+            worker = self.id
+        );
+        self.welcome(key, &id.to_string(), resume);
+        self.notify_late_joiner(key);
+    }
+
+    /// The welcome of client `id`: where it stands in the stream, and, when
+    /// it resumes, what it missed right behind it.
+    fn welcome(&mut self, key: ConnKey, id: &str, resume: Option<ResumeFrom>) {
+        let joined = self
+            .stream
+            .join(&self.process, resume.as_ref(), self.clock.at());
+        let stats = &self.process.stats;
+        let mut offset = joined.offset;
+        let (resumed, replay) = match joined.resume {
+            None => (None, Vec::new()),
+            Some(outcome) => {
+                let index = match outcome {
+                    Resume::Recovered { .. } => 0,
+                    Resume::TooOld => 1,
+                    Resume::UnknownEpoch => 2,
+                };
+                metrics::add(&stats.resumes[index], 1);
+                match outcome {
+                    Resume::Recovered {
+                        replay,
+                        skip_through,
+                    } => {
+                        metrics::add(&stats.messages_replayed, replay.len() as u64);
+                        if let Some(since) = skip_through {
+                            self.fanout.ahead(key, since);
+                            offset = since;
+                        }
+                        let replayed = replay.len();
+                        (Some(Resumed::Recovered { replayed }), replay)
+                    }
+                    failed => (Some(Resumed::Failed(failed.label())), Vec::new()),
+                }
+            }
+        };
+        let stream = Stream {
+            epoch: &joined.epoch,
+            offset,
+            resumed,
+        };
+        let welcome = protocol::welcome(id, self.id, stream, self.clock.wall_ms());
+        self.send_json(key, &welcome);
+        for frame in replay {
+            self.send_frame(key, Chunk::Shared(frame));
+        }
+    }
+
+    /// A client left the WebSocket phase: it no longer counts and gets no
+    /// more messages. Its peer address is on its `client connected` line:
+    /// a WebSocket connection does not keep it.
+    pub(super) fn leave(&mut self, key: ConnKey, client: Client, why: &dyn Display) {
+        self.process.stats.connection_closed(self.id);
+        self.fanout.left(key);
+        if client.endpoint == Endpoint::Echo {
+            log!(Debug, "echo client disconnected", conn = key, reason = why);
+            return;
+        }
+        self.hub.leave(client.seq);
+        self.process.notify_client_left();
+        log!(
+            Info,
+            "client disconnected",
+            client = self.here().id_of(client.seq),
+            reason = why,
+            remaining = self.process.stats.active()
+        );
+    }
+
+    /// The client for logs: its id, or the connection of an echo client.
+    pub(super) fn label(&self, key: ConnKey, client: &Client) -> String {
+        match client.endpoint {
+            Endpoint::Notify => self.here().id_of(client.seq).to_string(),
+            Endpoint::Echo => format!("conn {key}"),
+        }
+    }
+
+    pub(super) fn on_message(&mut self, key: ConnKey, message: Message) {
+        let Some(from) = self.conns.get(key).and_then(|conn| conn.client().copied()) else {
+            return;
+        };
+        metrics::add(&self.process.stats.messages_received, 1);
+        let here = self.here();
+        let Some(action) = messages::on_message(message, from, &here, || self.snapshot()) else {
+            return;
+        };
+        match action {
+            Action::Echo(opcode, data) => {
+                metrics::add(&self.process.stats.messages_sent, 1);
+                self.drive(key, |conn, _, _| conn.send_frame(opcode, &data));
+            }
+            Action::Reply(json) => self.send_json(key, &json),
+            Action::Reject { error, json } => {
+                log!(
+                    Debug,
+                    "bad client message",
+                    client = self.label(key, &from),
+                    error = error
+                );
+                self.send_json(key, &json);
+            }
+            Action::Broadcast(json) => {
+                self.broadcast_stream(&json);
+            }
+            Action::Send { to, json } => self.send_json(to, &json),
+            Action::Mail {
+                worker,
+                seq,
+                json,
+                on_miss,
+            } => {
+                let frame = encode_frame(Opcode::Text, json.as_bytes()).into();
+                let error = encode_frame(Opcode::Text, on_miss.as_bytes()).into();
+                let report = Report::SenderOnMiss {
+                    worker: self.id,
+                    seq: from.seq,
+                    error,
+                };
+                self.post(worker, Mail::Deliver { seq, frame, report });
+            }
+            Action::Forward { to, json } => {
+                self.publish_remote(Some(&to), &json, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The node's steps for delivering messages: to one client of this worker,
+//! to every client of the process (numbered in the stream, or not), and
+//! the mail that carries them between workers.
+
+use std::sync::Arc;
+
+use super::mailbox::{Mail, Report};
+use super::stream::StreamCursor;
+use super::{Node, Output};
+use crate::app::publish::published;
+use crate::conn::Chunk;
+use crate::ids::ConnKey;
+use crate::obs::metrics;
+use crate::proto::frame::{encode_frame, Opcode};
+
+impl Node {
+    /// Queues one data frame for a client of this worker (counted in
+    /// `messages_sent`), after what went to everyone before it.
+    pub(super) fn send_frame(&mut self, key: ConnKey, frame: Chunk) {
+        self.fanout.prime(key, &mut self.conns, self.clock.tick());
+        if let Some(Ok(())) = self.drive(key, |conn, _, _| conn.send(frame)) {
+            metrics::add(&self.process.stats.messages_sent, 1);
+        }
+    }
+
+    /// Queues one JSON text frame for a client of this worker.
+    pub(super) fn send_json(&mut self, key: ConnKey, json: &str) {
+        self.fanout.prime(key, &mut self.conns, self.clock.tick());
+        let sent = self.drive(key, |conn, _, _| {
+            conn.send_frame(Opcode::Text, json.as_bytes())
+        });
+        if let Some(Ok(())) = sent {
+            metrics::add(&self.process.stats.messages_sent, 1);
+        }
+    }
+
+    /// Mail for another worker (woken if it is not already due to look).
+    pub(super) fn post(&mut self, worker: usize, mail: Mail) {
+        if self.process.post(worker, mail) && worker != self.id {
+            self.outputs.push_back(Output::Wake(worker));
+        }
+    }
+
+    /// Sends `json` to every `/ws` client of the process without an offset:
+    /// encoded once, taken here, and the same bytes mailed to every other
+    /// worker. Returns how many clients of the process it goes to.
+    pub(super) fn broadcast(&mut self, json: &str) -> usize {
+        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        let me = self.id;
+        for worker in (0..self.process.config.workers).filter(|w| *w != me) {
+            self.post(worker, Mail::Broadcast(Arc::clone(&frame)));
+        }
+        let local = self.broadcast_local(&frame, None);
+        (self.process.notify_clients() as usize).max(local)
+    }
+
+    /// Takes a frame for every `/ws` client of this worker, written at the
+    /// end of the turn (see `Fanout`). `offset`: its place in the stream.
+    pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>, offset: Option<u64>) -> usize {
+        let tick = self.clock.tick();
+        let fed = self.fanout.push(frame, offset, &mut self.conns, tick);
+        let recipients = self.hub.len();
+        metrics::add(&self.process.stats.messages_sent, recipients as u64 + fed);
+        recipients
+    }
+
+    /// Sends a message to every `/ws` client, numbered: by the process's
+    /// sequencer without Redis, by Redis's script with it (every worker then
+    /// delivers it from its subscription). While Redis is out of reach or
+    /// stalled it goes to this process's clients at once without an offset
+    /// (and to other instances unnumbered, if Redis takes it), and no resume
+    /// may be recovered across it. Returns how many clients of the process
+    /// it goes to.
+    pub(super) fn broadcast_stream(&mut self, json: &str) -> usize {
+        let Some(remote) = &self.remote else {
+            let (id, now) = (self.id, self.clock.at());
+            let outputs = &mut self.outputs;
+            StreamCursor::sequence(&self.process, id, json, now, |worker| {
+                outputs.push_back(Output::Wake(worker));
+            });
+            // This worker's own mail is read at once, so the message keeps
+            // its place among the sender's own (a chat then a direct
+            // message from one read arrive in that order).
+            self.read_mail();
+            return self.process.notify_clients() as usize;
+        };
+        let sequencing = remote.sequencing(self.clock.at());
+        if sequencing && self.publish_remote(None, json, true) {
+            return self.process.notify_clients() as usize;
+        }
+        if !sequencing {
+            self.publish_remote(None, json, false);
+        }
+        self.process.stream().gap();
+        self.broadcast(json)
+    }
+
+    /// Carries out mail from other workers (and this one's own stream).
+    pub(super) fn read_mail(&mut self) {
+        for item in self.mail.take(&self.process, self.id) {
+            match item {
+                Mail::Broadcast(frame) => {
+                    self.broadcast_local(&frame, None);
+                }
+                Mail::Stream { frame, at } => {
+                    self.stream.advance(at);
+                    self.broadcast_local(&frame, Some(at.offset));
+                }
+                Mail::Deliver { seq, frame, report } => {
+                    let target = self.hub.key(seq);
+                    if let Some(key) = target {
+                        self.send_frame(key, Chunk::Shared(frame));
+                    }
+                    self.report(report, target.is_some());
+                }
+                Mail::Delivered {
+                    conn,
+                    ticket,
+                    found,
+                    id,
+                } => self.answer_parked(conn, ticket, published(found, id)),
+            }
+        }
+    }
+
+    /// Tells whoever waits for a delivery whether the client was here.
+    fn report(&mut self, report: Report, found: bool) {
+        match report {
+            Report::Nothing => {}
+            Report::SenderOnMiss { worker, seq, error } if !found => {
+                let report = Report::Nothing;
+                let mail = Mail::Deliver {
+                    seq,
+                    frame: error,
+                    report,
+                };
+                self.post(worker, mail);
+            }
+            Report::SenderOnMiss { .. } => {}
+            Report::Publisher {
+                worker,
+                conn,
+                ticket,
+                id,
+            } => {
+                let mail = Mail::Delivered {
+                    conn,
+                    ticket,
+                    found,
+                    id,
+                };
+                self.post(worker, mail);
+            }
+        }
+    }
+}

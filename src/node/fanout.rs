@@ -1,0 +1,226 @@
+//! Messages for every `/ws` client of the worker. Each is encoded once and
+//! joins the turn's batch; at the end of the turn one pass writes the whole
+//! batch to every client in one `sendmsg`, straight from the shared frames
+//! (`Connection::send_shared`), so a client whose socket takes it all costs
+//! no allocation and no copy.
+//!
+//! Order is kept without writing mid-turn: a client about to get an answer
+//! of its own (a pong, a welcome's replay, a direct message) first gets the
+//! batch so far queued ("primed"), and the pass sends it only the rest. A
+//! client that resumed from further on than this worker stands ("ahead")
+//! gets, as they come, only the messages it does not have yet.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use super::conns::Conns;
+use super::notice::Notices;
+use super::timer_wheel::Tick;
+use super::transmit::Transmit;
+use crate::app::hub::Client;
+use crate::conn::write_queue::MAX_IOVECS;
+use crate::conn::Chunk;
+use crate::ids::ConnKey;
+use crate::rand::Rng;
+
+#[derive(Debug, Default)]
+pub struct Fanout {
+    /// This turn's frames for everyone, not yet written.
+    batch: Vec<Arc<[u8]>>,
+    /// Clients that already have the first N frames of the batch queued, or
+    /// that joined after them.
+    primed: HashMap<ConnKey, usize>,
+    /// Clients that resumed ahead of this worker, with the offset up to
+    /// which they have everything.
+    ahead: HashMap<ConnKey, u64>,
+    /// Clients whose socket failed during the last pass.
+    failed: Vec<ConnKey>,
+}
+
+/// What one pass wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub recipients: u64,
+    pub sent: usize,
+}
+
+impl Fanout {
+    /// Takes a frame for every `/ws` client (`offset`: its place in the
+    /// stream, if it has one). Clients ahead get it now, if it is new to
+    /// them; returns how many did.
+    pub fn push(
+        &mut self,
+        frame: &Arc<[u8]>,
+        offset: Option<u64>,
+        conns: &mut Conns,
+        now: Tick,
+    ) -> u64 {
+        let mut fed = 0;
+        for (&key, &since) in &self.ahead {
+            if offset.is_some_and(|offset| offset <= since) {
+                continue;
+            }
+            let sent = conns.drive(key, now, |conn, _, _| {
+                conn.send(Chunk::Shared(Arc::clone(frame)))
+            });
+            if matches!(sent, Some(Ok(()))) {
+                fed += 1;
+            }
+        }
+        self.batch.push(Arc::clone(frame));
+        fed
+    }
+
+    /// A client of this worker is about to get a message of its own: the
+    /// batch so far goes into its queue first, so nothing it gets overtakes
+    /// what went to everyone before it.
+    pub fn prime(&mut self, key: ConnKey, conns: &mut Conns, now: Tick) {
+        if self.batch.is_empty() || self.ahead.contains_key(&key) {
+            return;
+        }
+        let takes = conns
+            .get(key)
+            .and_then(|conn| conn.client())
+            .is_some_and(Client::takes_broadcasts);
+        if !takes {
+            return;
+        }
+        let has = self.primed.entry(key).or_insert(0);
+        for frame in &self.batch[*has..] {
+            conns.drive(key, now, |conn, _, _| {
+                conn.send(Chunk::Shared(Arc::clone(frame)))
+            });
+        }
+        *has = self.batch.len();
+    }
+
+    /// A client joined: what the batch holds was sent before it came.
+    pub fn joined(&mut self, key: ConnKey) {
+        if !self.batch.is_empty() {
+            self.primed.insert(key, self.batch.len());
+        }
+    }
+
+    /// A client resumed ahead of this worker: it has everything up to
+    /// `since`.
+    pub fn ahead(&mut self, key: ConnKey, since: u64) {
+        self.ahead.insert(key, since);
+    }
+
+    pub fn left(&mut self, key: ConnKey) {
+        self.ahead.remove(&key);
+        self.primed.remove(&key);
+    }
+
+    /// Once this worker has handed out (`delivered`) what a client ahead of
+    /// it had, the client takes the batch like the others.
+    pub fn catch_up(&mut self, delivered: u64) {
+        if !self.ahead.is_empty() {
+            self.ahead.retain(|_, since| *since > delivered);
+        }
+    }
+
+    /// Writes the batch, and with `notices` each client's shutdown notice
+    /// after it, to every `/ws` client: one `sendmsg` per client for all of
+    /// it. What a socket does not take is queued for the flush that
+    /// follows; clients whose socket failed are in `take_failed`.
+    pub fn deliver<T: Transmit>(
+        &mut self,
+        conns: &mut Conns,
+        mut notices: Option<(&mut Notices, &mut Rng)>,
+        io: &mut T,
+    ) -> Pass {
+        let mut frames = std::mem::take(&mut self.batch);
+        if frames.is_empty() && notices.is_none() {
+            self.batch = frames;
+            return Pass::default();
+        }
+        let mut primed: Vec<(ConnKey, usize)> = self.primed.drain().collect();
+        primed.sort_unstable();
+        let mut primed = primed.into_iter().peekable();
+        let (shared, count) = slices_of(&frames);
+        // With notices, each client's own frames: the batch and its notice.
+        let mut own: Vec<Arc<[u8]>> = match notices {
+            Some(_) => frames.clone(),
+            None => Vec::new(),
+        };
+        let (ahead, failed) = (&self.ahead, &mut self.failed);
+        let mut pass = Pass::default();
+        conns.for_each_recipient(|key, conn| {
+            pass.recipients += 1;
+            // Keys come in ascending order, and so do the primed ones.
+            let mut from = 0;
+            while let Some(&(primed_key, has)) = primed.peek() {
+                if primed_key > key {
+                    break;
+                }
+                if primed_key == key {
+                    from = has;
+                }
+                primed.next();
+            }
+            if !ahead.is_empty() && ahead.contains_key(&key) {
+                from = frames.len();
+            }
+            let written = match notices.as_mut() {
+                None if from == frames.len() => return,
+                None if from == 0 => conn.send_shared(&frames, || {
+                    would_block_is_nothing(io.send(key, &shared[..count]))
+                }),
+                None => {
+                    let (slices, n) = slices_of(&frames[from..]);
+                    conn.send_shared(&frames[from..], || {
+                        would_block_is_nothing(io.send(key, &slices[..n]))
+                    })
+                }
+                Some((notices, rng)) => {
+                    own.truncate(frames.len());
+                    own.push(notices.draw(rng));
+                    let (slices, n) = slices_of(&own[from..]);
+                    conn.send_shared(&own[from..], || {
+                        would_block_is_nothing(io.send(key, &slices[..n]))
+                    })
+                }
+            };
+            match written {
+                Ok(Ok(n)) => pass.sent += n,
+                Ok(Err(_)) => failed.push(key),
+                // Recipients are WebSocket clients: every one takes messages.
+                Err(_) => {}
+            }
+        });
+        frames.clear();
+        self.batch = frames;
+        pass
+    }
+
+    /// The clients whose socket failed during the last pass.
+    pub fn take_failed(&mut self) -> Vec<ConnKey> {
+        std::mem::take(&mut self.failed)
+    }
+}
+
+/// A socket that takes nothing now took 0 bytes; any other error ends it.
+fn would_block_is_nothing(result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
+/// The slices for up to `MAX_IOVECS` frames.
+fn slices_of(frames: &[Arc<[u8]>]) -> ([IoSlice<'_>; MAX_IOVECS], usize) {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    for (slot, frame) in slices.iter_mut().zip(frames) {
+        *slot = IoSlice::new(frame);
+    }
+    (slices, frames.len().min(MAX_IOVECS))
+}

@@ -1,0 +1,378 @@
+//! One worker as data: everything a worker knows and decides, with no
+//! socket, no `mio` and no clock. The shell hands it what happened
+//! (`accept`, `handle` with an [`Input`]) and the time of the loop turn
+//! ([`Now`]); once per turn it lets it write (`transmit`, through a
+//! [`Transmit`] it lends), then carries out what it asks ([`Output`]s from
+//! `poll_output`) and sleeps until `poll_timeout`. Two nodes (two workers,
+//! or an old and a new process) can be driven against each other in a
+//! test with no socket at all; see `tests/`.
+//!
+//! Inside, components own their data and keep their own counts: the
+//! connections table (`conns`), the turn's broadcasts (`fanout`), the place
+//! in the stream (`stream`), the drain (`drain`), the per-address slots
+//! (`per_ip`), the periodic timer (`periodic`), the mail (`mail_room`) and
+//! the Redis link (`redis`, held in `remote`). The files without a
+//! component (`clients`, `requests`, `delivery`, `writing`, `lifecycle`,
+//! `instances`) are the node's own steps between them.
+
+mod clients;
+mod clock;
+mod conns;
+mod delivery;
+mod drain;
+mod fanout;
+mod input;
+mod instances;
+mod lifecycle;
+pub mod listener_state;
+mod mail_room;
+pub mod mailbox;
+mod notice;
+mod output;
+mod per_ip;
+mod periodic;
+pub mod process;
+mod queue_bound;
+pub mod redis;
+mod remote;
+mod requests;
+mod stream;
+mod timer_wheel;
+mod transmit;
+mod writing;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use clock::Now;
+pub use conns::CONNECTION_BYTES;
+pub use input::Input;
+pub use output::Output;
+pub use process::Process;
+pub use transmit::Transmit;
+
+use crate::app::hub::{Client, Here, Hub};
+use crate::app::snapshot::Snapshot;
+use crate::conn::{Ending, Event, Settings, Stage};
+use crate::ids::ConnKey;
+use crate::log;
+use crate::obs::metrics;
+use crate::rand::Rng;
+use clock::{ticks, Clock};
+use conns::{Conn, Conns};
+use drain::Drain;
+use fanout::Fanout;
+use mail_room::MailRoom;
+use per_ip::PerIpSlots;
+use periodic::Periodic;
+use remote::Remote;
+use stream::StreamCursor;
+use timer_wheel::{Entry, Tick};
+
+/// How long a closing connection may take to read our last bytes and close.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct Node {
+    /// This worker's index in the process.
+    id: usize,
+    process: Arc<Process>,
+    clock: Clock,
+    conns: Conns,
+    /// The `/ws` clients by id.
+    hub: Hub,
+    fanout: Fanout,
+    stream: StreamCursor,
+    drain: Drain,
+    per_ip: PerIpSlots,
+    periodic: Periodic,
+    mail: MailRoom,
+    remote: Option<Remote>,
+    /// This worker's share of `--max-total-queue-bytes`.
+    queue_budget: usize,
+    rng: Rng,
+    outputs: VecDeque<Output>,
+}
+
+impl Node {
+    /// Worker `id` of `process`, starting at `now`; `seed` makes its random
+    /// choices (reconnect delays, Redis backoff).
+    pub fn new(id: usize, process: Arc<Process>, now: Now, seed: u64) -> Node {
+        let config = &process.config;
+        let settings = Settings {
+            header: ticks(config.header_timeout),
+            idle: config.idle_timeout.map(ticks),
+            ping: config.ping_interval.map(ticks),
+            linger: ticks(CLOSE_LINGER),
+            max_message: config.max_message_bytes,
+            max_queue: config.max_queue_bytes,
+        };
+        let mut rng = Rng::seeded(seed);
+        let periodic = Periodic::new(config.notify_interval.filter(|_| id == 0), now.at);
+        let remote = config
+            .redis
+            .clone()
+            .map(|url| Remote::new(url, config, Rng::seeded(rng.next_u64()), now.at));
+        Node {
+            id,
+            conns: Conns::new(settings, 0),
+            hub: Hub::default(),
+            fanout: Fanout::default(),
+            stream: StreamCursor::default(),
+            drain: Drain::new(config.drain_timeout, CLOSE_LINGER),
+            per_ip: PerIpSlots::default(),
+            periodic,
+            mail: MailRoom::default(),
+            remote,
+            queue_budget: (config.max_total_queue_bytes / config.workers).max(1),
+            clock: Clock::new(now),
+            rng,
+            outputs: VecDeque::new(),
+            process,
+        }
+    }
+
+    /// A connection the shell accepted from `peer`: the key its socket is to
+    /// be known by.
+    pub fn accept(&mut self, peer: SocketAddr, now: Now) -> ConnKey {
+        self.clock.set(now);
+        let key = self.conns.open(peer, self.clock.tick());
+        log!(Trace, "connection accepted", peer = peer, worker = self.id);
+        self.admit_per_ip(key, peer);
+        key
+    }
+
+    pub fn handle(&mut self, input: Input<'_>, now: Now) {
+        self.clock.set(now);
+        match input {
+            Input::Received { key, bytes } => {
+                metrics::add(&self.process.stats.bytes_received, bytes.len() as u64);
+                self.receive(key, bytes);
+            }
+            Input::Quiet(key) => {
+                if let Some(Some(event)) = self.drive(key, |conn, _, _| conn.input_quiet()) {
+                    self.on_event(key, event);
+                }
+            }
+            Input::Eof(key) => {
+                if let Some(Some(event)) = self.drive(key, |conn, now, s| conn.peer_eof(now, s)) {
+                    self.on_event(key, event);
+                }
+            }
+            Input::Failed { key, error } => self.remove(key, &format!("socket error: {error}")),
+            Input::Writable(key) => self.conns.mark_dirty(key),
+            Input::Woken => self.read_mail(),
+            Input::Redis(input) => self.on_redis(input),
+        }
+    }
+
+    /// Whatever is due at `now`: Redis reconnects, the periodic
+    /// notification, connection timers, the next batch of drain Closes.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.clock.set(now);
+        self.redis_timers();
+        if self.drain.is_running() {
+            if let Some(count) = self.periodic.due(self.clock.at()) {
+                self.periodic(count);
+            }
+        }
+        let (mut entries, mut due) = (Vec::<Entry>::new(), Vec::new());
+        self.conns.due(self.clock.tick(), &mut entries, &mut due);
+        for key in due {
+            // A ping or an idle Close is output: what went to everyone
+            // before it goes first.
+            self.fanout.prime(key, &mut self.conns, self.clock.tick());
+            if let Some(Some(event)) = self.drive(key, |conn, now, s| conn.on_deadline(now, s)) {
+                self.on_event(key, event);
+            }
+            self.conns.rearm(key, self.clock.tick());
+        }
+        if self.drain.closes_pending() {
+            self.close_some();
+        }
+    }
+
+    /// Writes what is due through `io`: queued answers first, then the
+    /// turn's broadcasts (and the drain's notices), then what those left
+    /// queued, and Redis commands. The drain moves first, so a drain that
+    /// starts now writes each client the turn's broadcasts and its notice in
+    /// one pass; and again when clients left meanwhile, so it sees that in
+    /// this turn, not at its next timer.
+    pub fn transmit<T: Transmit>(&mut self, io: &mut T, now: Now) {
+        self.clock.set(now);
+        loop {
+            let clients = self.conns.clients();
+            let done = self.update_lifecycle(io);
+            self.write_out(io);
+            if done {
+                self.outputs.push_back(Output::Exit);
+                return;
+            }
+            if self.conns.clients() == clients {
+                return;
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the node next needs `handle_timeout`: a connection timer, the
+    /// periodic notification, a drain deadline, a Redis timer; at once while
+    /// drain Closes remain to be sent.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.drain.closes_pending() {
+            return Some(self.clock.at());
+        }
+        [
+            self.conns.next_tick().map(|t| self.clock.instant_of(t)),
+            self.periodic
+                .next_deadline()
+                .filter(|_| self.drain.is_running()),
+            self.drain.next_deadline(),
+            self.remote.as_ref().and_then(Remote::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The phase a connection is in, if it is open.
+    pub fn stage(&self, key: ConnKey) -> Option<Stage> {
+        self.conns.get(key).map(|conn| conn.stage())
+    }
+
+    /// Whether the shell should read a connection now: not while it holds
+    /// more than one request can use, or while its answers pile up unread.
+    pub fn wants_input(&mut self, key: ConnKey) -> bool {
+        match self
+            .conns
+            .drive(key, self.clock.tick(), |conn, _, _| conn.wants_input())
+        {
+            Some(Ok(())) => true,
+            Some(Err(limit)) => {
+                if let Some(limit) = limit {
+                    self.process.stats.limit_hit(limit);
+                }
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Hands bytes to the connection and carries out each event, in order,
+    /// until the bytes are used and no event is left.
+    ///
+    /// What went to everyone earlier in the turn goes to this client before
+    /// anything the connection answers on its own (a Close ends its
+    /// broadcasts; a Pong may come first, as control frames have no order
+    /// with data frames).
+    fn receive(&mut self, key: ConnKey, mut input: &[u8]) {
+        let closing = self.stage(key) == Some(Stage::Closing);
+        self.fanout.prime(key, &mut self.conns, self.clock.tick());
+        loop {
+            let Some((used, event)) = self.drive(key, |conn, now, s| conn.receive(input, now, s))
+            else {
+                return;
+            };
+            input = &input[used..];
+            match event {
+                Some(event) => self.on_event(key, event),
+                None => break,
+            }
+        }
+        if closing {
+            // A closing peer's bytes may change what its end waits for.
+            self.conns.mark_dirty(key);
+        }
+    }
+
+    /// Runs one step of a connection's state machine with the current tick.
+    fn drive<R>(
+        &mut self,
+        key: ConnKey,
+        step: impl FnOnce(&mut Conn, Tick, &Settings) -> R,
+    ) -> Option<R> {
+        self.conns.drive(key, self.clock.tick(), step)
+    }
+
+    /// Carries out what a connection reports.
+    fn on_event(&mut self, key: ConnKey, event: Event<Client>) {
+        match event {
+            Event::Request { request, body } => self.on_request(key, request, body),
+            Event::Message(message) => self.on_message(key, message),
+            Event::Left { client, why } => {
+                if let Some(limit) = why.limit() {
+                    self.process.stats.limit_hit(limit);
+                }
+                match why {
+                    Ending::Fault(error) => log!(
+                        Debug,
+                        "protocol violation",
+                        client = self.label(key, &client),
+                        error = error
+                    ),
+                    Ending::SlowConsumer => {
+                        metrics::add(&self.process.stats.slow_consumers_dropped, 1);
+                        log!(
+                            Warn,
+                            "dropping slow consumer",
+                            client = self.label(key, &client)
+                        );
+                    }
+                    _ => {}
+                }
+                self.leave(key, client, &why);
+            }
+            Event::Refused(error) => {
+                if let Some(limit) = error.limit() {
+                    self.process.stats.limit_hit(limit);
+                }
+                if let Some(peer) = self.conns.get(key).and_then(|conn| conn.peer()) {
+                    log!(Debug, "http error", error = error, peer = peer);
+                }
+            }
+            Event::Limit(limit) => self.process.stats.limit_hit(limit),
+            // The worker that should have answered has stopped: it had no
+            // clients left, so the client asked for is not connected.
+            Event::ParkExpired(ticket) => {
+                self.answer_parked(key, ticket, crate::app::publish::published(false, 0))
+            }
+            Event::Closed(why) => self.remove(key, &why),
+        }
+    }
+
+    /// Removes a connection at once; a WebSocket client still in its phase
+    /// leaves first.
+    fn remove(&mut self, key: ConnKey, why: &dyn std::fmt::Display) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if let Some(client) = conn.client().copied() {
+            self.leave(key, client, why);
+        }
+        self.per_ip.release(&self.process.per_ip, key);
+        self.conns.remove(key);
+        self.outputs.push_back(Output::Close(key));
+        log!(Trace, "connection closed", conn = key, reason = why);
+    }
+
+    /// What the application may know this moment.
+    fn snapshot(&self) -> Snapshot {
+        self.process.snapshot(self.clock.at(), self.clock.wall_ms())
+    }
+
+    /// Where this worker stands, for finding clients by id.
+    fn here(&self) -> Here<'_> {
+        Here {
+            instance: &self.process.instance,
+            worker: self.id,
+            workers: self.process.config.workers,
+            redis: self.remote.is_some(),
+            hub: &self.hub,
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The link: both connections, when each is (re)connected, what a failure
+//! leads to, and what may be published. The shell carries out its
+//! `LinkOutput`s and hands in `LinkInput`s; the worker takes its `Event`s.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::handshake;
+use super::queue::Overflow;
+use super::script;
+use super::side::{Connection, Event, Failure, Side, State};
+use crate::config::{LogLevel, RedisUrl};
+use crate::log;
+use crate::obs::log::{emit, enabled};
+use crate::proto::resp;
+use crate::rand::Rng;
+
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// From the start of a TCP connect to the last handshake reply. A peer that
+/// never answers (a full backlog, a filtered port) is given up after this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A publication unanswered this long means Redis has stopped (a stall, a
+/// half-open connection): broadcasts are no longer left waiting for its
+/// numbering (see `RedisLink::sequencing`).
+pub const STALLED_AFTER: Duration = Duration::from_millis(250);
+
+/// What the shell saw happen to one side's lookup or socket.
+#[derive(Debug)]
+pub enum LinkInput<'a> {
+    /// The lookup asked for finished.
+    Resolved {
+        side: Side,
+        addrs: Result<Vec<SocketAddr>, String>,
+    },
+    /// The connect asked for completed.
+    Connected { side: Side },
+    /// Bytes read from that side's socket.
+    Received { side: Side, bytes: &'a [u8] },
+    /// A connect, read or write failed, or Redis closed the connection.
+    Failed { side: Side, why: String },
+}
+
+/// What the shell must do with the sockets, in the order asked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkOutput {
+    Lookup {
+        side: Side,
+        host: String,
+        port: u16,
+    },
+    Connect {
+        side: Side,
+        addr: SocketAddr,
+    },
+    /// Drop that side's socket, and its lookup if one is in flight.
+    Close {
+        side: Side,
+    },
+}
+
+#[derive(Debug)]
+pub struct RedisLink {
+    url: RedisUrl,
+    channel: String,
+    conns: [Connection; 2],
+    rng: Rng,
+    /// Bytes of publications that may wait for Redis on this link.
+    max_queue: usize,
+    overflow: Overflow,
+    /// The last failure logged, so a failure that repeats (Redis down for
+    /// an hour, a wrong password) is logged once, not at every retry.
+    last_failure: Option<String>,
+    outputs: VecDeque<LinkOutput>,
+    events: VecDeque<Event>,
+}
+
+impl RedisLink {
+    /// A link whose first lookups are due at `now`.
+    pub fn new(url: RedisUrl, channel: String, max_queue: usize, rng: Rng, now: Instant) -> Self {
+        RedisLink {
+            url,
+            channel,
+            conns: Side::BOTH.map(|side| Connection::new(side, now)),
+            rng,
+            max_queue,
+            overflow: Overflow::default(),
+            last_failure: None,
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn handle(&mut self, input: LinkInput<'_>, now: Instant) {
+        // What no longer matches the side's state was meant for a socket
+        // or lookup the link has already given up.
+        match input {
+            LinkInput::Resolved { side, addrs } => {
+                if matches!(self.conns[side.index()].state, State::Resolving) {
+                    self.resolved(side, addrs, now);
+                }
+            }
+            LinkInput::Connected { side } => {
+                let conn = &mut self.conns[side.index()];
+                if let State::Connecting { deadline, .. } = conn.state {
+                    let handshake =
+                        handshake::commands(&self.url, &self.channel, side, &mut self.rng);
+                    conn.connected(deadline, handshake, &mut self.events);
+                }
+            }
+            LinkInput::Received { side, bytes } => {
+                let conn = &mut self.conns[side.index()];
+                if !conn.is_connected() {
+                    return;
+                }
+                let was_ready = conn.is_ready();
+                let result = conn.received(bytes, &mut self.events);
+                if !was_ready && conn.is_ready() {
+                    self.last_failure = None;
+                }
+                if let Err(failure) = result {
+                    self.fail(side, failure, now);
+                }
+            }
+            LinkInput::Failed { side, why } => {
+                if !matches!(self.conns[side.index()].state, State::Down { .. }) {
+                    self.fail(side, why.into(), now);
+                }
+            }
+        }
+    }
+
+    /// Starts the lookups whose backoff is over, gives up the connects and
+    /// handshakes that took too long.
+    pub fn on_timer(&mut self, now: Instant) {
+        for side in Side::BOTH {
+            match self.conns[side.index()].state {
+                State::Down { retry_at } if now >= retry_at => {
+                    self.conns[side.index()].state = State::Resolving;
+                    self.outputs.push_back(LinkOutput::Lookup {
+                        side,
+                        host: self.url.host.clone(),
+                        port: self.url.port,
+                    });
+                }
+                State::Connecting { deadline, .. } | State::Handshake { deadline }
+                    if now >= deadline =>
+                {
+                    let why = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+                    self.fail(side, why.into(), now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// When `on_timer` next has something to do; nothing while a lookup is
+    /// under way (the shell says when it ends) or while both sides serve.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter_map(|c| match c.state {
+                State::Down { retry_at } => Some(retry_at),
+                State::Connecting { deadline, .. } | State::Handshake { deadline } => {
+                    Some(deadline)
+                }
+                State::Resolving | State::Ready => None,
+            })
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<LinkOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The bytes that side's socket should take now.
+    pub fn unsent(&self, side: Side) -> &[u8] {
+        let conn = &self.conns[side.index()];
+        if conn.is_connected() {
+            conn.out.unsent()
+        } else {
+            &[]
+        }
+    }
+
+    /// The first `n` bytes of `unsent(side)` were written.
+    pub fn written(&mut self, side: Side, n: usize) {
+        let conn = &mut self.conns[side.index()];
+        conn.out.consume(n);
+        if side == Side::Publisher
+            && self.overflow.is_active()
+            && conn.out.pending() <= self.max_queue / 2
+        {
+            self.overflow.relieved();
+        }
+    }
+
+    /// Queues a PUBLISH (`numbered`: through the sequencer script, see
+    /// `script`); returns false when the message is dropped: while Redis
+    /// is away (Pub/Sub keeps nothing for later) or while more than the cap
+    /// already waits for it. The shell writes it with `unsent`.
+    pub fn publish(&mut self, payload: &[u8], numbered: bool, now: Instant) -> bool {
+        let conn = &mut self.conns[Side::Publisher.index()];
+        if !conn.is_ready() {
+            return false;
+        }
+        let command = if numbered {
+            let candidate = format!("{:016x}", self.rng.next_u64());
+            script::publish(&self.channel, &candidate, payload)
+        } else {
+            resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload])
+        };
+        let queued = conn.out.pending();
+        if queued > 0 && queued + command.len() > self.max_queue {
+            self.overflow.dropped_one(now, queued, self.max_queue);
+            return false;
+        }
+        conn.out.push(&command);
+        conn.unanswered.push_back(now);
+        true
+    }
+
+    /// Redis can number a broadcast now: both connections are up (what it
+    /// numbers comes back to this worker) and it answers (no publication
+    /// has waited for its reply `STALLED_AFTER` or longer).
+    ///
+    /// Judged by the clock alone, which is fair only under this contract:
+    /// at the start of each loop turn, before it handles any client, the
+    /// shell reads every Redis socket that is ready and hands all of it
+    /// in, and `now` is that turn's time, not a later clock reading. A
+    /// worker that spent longer than the limit writing to its clients has
+    /// then read the replies that arrived meanwhile before it asks, so it
+    /// does not take its own delay for a stall, which would send
+    /// broadcasts around the sequencer, ahead of numbered ones still on
+    /// their way back.
+    pub fn sequencing(&self, now: Instant) -> bool {
+        let overdue = self.conns[Side::Publisher.index()]
+            .unanswered
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= STALLED_AFTER);
+        self.conns.iter().all(Connection::is_ready) && !overdue
+    }
+
+    pub fn is_ready(&self, side: Side) -> bool {
+        self.conns[side.index()].is_ready()
+    }
+
+    fn resolved(&mut self, side: Side, addrs: Result<Vec<SocketAddr>, String>, now: Instant) {
+        let host = &self.url.host;
+        let mut addrs = match addrs {
+            Ok(addrs) => addrs,
+            Err(e) => return self.fail(side, format!("cannot resolve {host}: {e}").into(), now),
+        };
+        // Tried from the front: popped from the back.
+        addrs.reverse();
+        match addrs.pop() {
+            Some(addr) => self.connect(side, addr, addrs, now),
+            None => {
+                let why = format!("cannot resolve {host}: no address for the Redis host");
+                self.fail(side, why.into(), now);
+            }
+        }
+    }
+
+    fn connect(&mut self, side: Side, addr: SocketAddr, rest: Vec<SocketAddr>, now: Instant) {
+        self.conns[side.index()].state = State::Connecting {
+            deadline: now + CONNECT_TIMEOUT,
+            rest,
+        };
+        self.outputs.push_back(LinkOutput::Connect { side, addr });
+    }
+
+    fn fail(&mut self, side: Side, failure: Failure, now: Instant) {
+        let jitter = self.rng.below(1000);
+        self.outputs.push_back(LinkOutput::Close { side });
+        let conn = &mut self.conns[side.index()];
+        // A host with several addresses: the next one before any backoff.
+        if let State::Connecting { rest, .. } = &mut conn.state {
+            if let Some(addr) = rest.pop() {
+                let rest = std::mem::take(rest);
+                log!(
+                    Debug,
+                    "redis address failed; trying the next",
+                    reason = failure.why
+                );
+                return self.connect(side, addr, rest, now);
+            }
+        }
+        let was_ready = conn.is_ready();
+        let delay = backoff(conn.attempt, failure.credentials, jitter);
+        conn.attempt = conn.attempt.saturating_add(1);
+        let unsent = conn.reset(now + delay);
+        if was_ready {
+            self.events.push_back(Event::Ready(false));
+        }
+        let repeated = self.last_failure.as_deref() == Some(failure.why.as_str());
+        let level = failure_level(repeated, failure.credentials);
+        if enabled(level) {
+            let msg = if was_ready {
+                "redis connection lost; retrying"
+            } else {
+                "redis connection failed; retrying (repeats are logged at debug level)"
+            };
+            emit(
+                level,
+                msg,
+                &[
+                    ("role", &side.name()),
+                    ("reason", &failure.why),
+                    ("retry_in_ms", &delay.as_millis()),
+                    ("attempt", &conn.attempt),
+                    ("unsent_bytes", &unsent),
+                ],
+            );
+        }
+        self.last_failure = Some(failure.why);
+    }
+}
+
+/// The wait before the next attempt after `attempt` failures in a row:
+/// doubling from `BACKOFF_BASE` up to `BACKOFF_MAX`, or the longest at once
+/// when Redis refused the credentials (retrying soon cannot help). Full
+/// jitter on the upper half, `jitter` being in 0..1000: between 50 % and
+/// 100 % of the step, so workers and instances do not retry in step.
+fn backoff(attempt: u32, credentials: bool, jitter: u64) -> Duration {
+    let step = if credentials {
+        BACKOFF_MAX
+    } else {
+        BACKOFF_BASE
+            .saturating_mul(1 << attempt.min(6))
+            .min(BACKOFF_MAX)
+    };
+    step / 2 + step.mul_f64(jitter as f64 / 2000.0)
+}
+
+/// A failure is worth an error when only the operator can fix it, a warning
+/// otherwise, and a debug line when it only repeats the last one.
+fn failure_level(repeated: bool, credentials: bool) -> LogLevel {
+    match (repeated, credentials) {
+        (true, _) => LogLevel::Debug,
+        (false, true) => LogLevel::Error,
+        (false, false) => LogLevel::Warn,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! One Redis connection of a link, without its socket: its state, what
+//! waits to be written to it, and the replies read from it. When to
+//! connect, and what a failure leads to, is the link's business
+//! (`link.rs`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::queue::OutQueue;
+use super::script::parse_position;
+use crate::log;
+use crate::proto::resp::{self, Reply};
+
+/// Which of a link's two connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Subscriber,
+    Publisher,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Subscriber, Side::Publisher];
+
+    /// Its place in arrays of one thing per side.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Side::Subscriber => "subscriber",
+            Side::Publisher => "publisher",
+        }
+    }
+}
+
+/// What the link reports to the worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A message from the channel.
+    Message(Vec<u8>),
+    /// A side became ready (true) or was lost (false).
+    Ready(bool),
+    /// Where the broadcast stream stands, as Redis (its sequencer) says
+    /// when the publishing side connects.
+    Position { epoch: String, offset: u64 },
+}
+
+#[derive(Debug)]
+pub(super) enum State {
+    Down {
+        retry_at: Instant,
+    },
+    /// The shell looks the host name up.
+    Resolving,
+    /// The shell connects; `rest` are the addresses to try if this one
+    /// fails, the next one last.
+    Connecting {
+        deadline: Instant,
+        rest: Vec<SocketAddr>,
+    },
+    /// Connected, waiting for the handshake replies.
+    Handshake {
+        deadline: Instant,
+    },
+    Ready,
+}
+
+/// Why a connection attempt or connection ended.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) why: String,
+    /// Redis refused the credentials: retrying soon cannot help.
+    pub(super) credentials: bool,
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure {
+            why,
+            credentials: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Connection {
+    pub(super) side: Side,
+    pub(super) state: State,
+    inbuf: Vec<u8>,
+    pub(super) out: OutQueue,
+    /// Failures since the side was last ready: the backoff step.
+    pub(super) attempt: u32,
+    /// The handshake commands whose replies are still to come, in order.
+    awaiting: VecDeque<&'static str>,
+    /// When each publication still unanswered was queued: the oldest
+    /// tells a Redis that stopped answering from one that is busy.
+    pub(super) unanswered: VecDeque<Instant>,
+}
+
+impl Connection {
+    pub(super) fn new(side: Side, now: Instant) -> Connection {
+        Connection {
+            side,
+            state: State::Down { retry_at: now },
+            inbuf: Vec::new(),
+            out: OutQueue::default(),
+            attempt: 0,
+            awaiting: VecDeque::new(),
+            unanswered: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+
+    /// The connect has completed: what is queued may be written.
+    pub(super) fn is_connected(&self) -> bool {
+        matches!(self.state, State::Handshake { .. } | State::Ready)
+    }
+
+    /// The connect completed: the handshake goes out, and its replies are
+    /// due by the connect's deadline.
+    pub(super) fn connected(
+        &mut self,
+        deadline: Instant,
+        handshake: Vec<(&'static str, Vec<u8>)>,
+        events: &mut VecDeque<Event>,
+    ) {
+        self.state = State::Handshake { deadline };
+        for (name, command) in handshake {
+            self.out.push(&command);
+            self.awaiting.push_back(name);
+        }
+        self.handshake_step(events);
+    }
+
+    /// Back to `Down` after a failure, with nothing of the old connection
+    /// kept; returns how many bytes were never written.
+    pub(super) fn reset(&mut self, retry_at: Instant) -> usize {
+        self.state = State::Down { retry_at };
+        self.inbuf = Vec::new();
+        self.awaiting.clear();
+        self.unanswered.clear();
+        // A command cut by the failure cannot be finished on a new
+        // connection, and Pub/Sub keeps nothing for later anyway.
+        self.out.clear()
+    }
+
+    /// Bytes read from the connection: every whole reply in them is
+    /// handled, a partial one waits for the rest.
+    pub(super) fn received(
+        &mut self,
+        bytes: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), Failure> {
+        self.inbuf.extend_from_slice(bytes);
+        let mut used = 0;
+        while let Some((reply, n)) =
+            resp::parse(&self.inbuf[used..]).map_err(|e| format!("bad reply: {}", e.0))?
+        {
+            used += n;
+            self.on_reply(reply, events)?;
+        }
+        self.inbuf.drain(..used);
+        Ok(())
+    }
+
+    /// The side is ready once every handshake reply is in.
+    fn handshake_step(&mut self, events: &mut VecDeque<Event>) {
+        if matches!(self.state, State::Handshake { .. }) && self.awaiting.is_empty() {
+            self.state = State::Ready;
+            self.attempt = 0;
+            events.push_back(Event::Ready(true));
+            log!(Info, "redis connected", role = self.side.name());
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply, events: &mut VecDeque<Event>) -> Result<(), Failure> {
+        match (&self.state, reply) {
+            (State::Handshake { .. }, Reply::Error(e)) => {
+                let command = self.awaiting.pop_front().unwrap_or("?");
+                let credentials =
+                    command == "AUTH" || e.starts_with("NOAUTH") || e.starts_with("WRONGPASS");
+                let hint = if credentials {
+                    " (check the user and password in --redis)"
+                } else {
+                    ""
+                };
+                Err(Failure {
+                    why: format!("Redis refused the handshake ({command}): {e}{hint}"),
+                    credentials,
+                })
+            }
+            (State::Handshake { .. }, reply) => {
+                if self.awaiting.pop_front() == Some("POSITION") {
+                    let (epoch, offset) = parse_position(&reply)
+                        .ok_or_else(|| String::from("unexpected reply to the stream script"))?;
+                    events.push_back(Event::Position { epoch, offset });
+                }
+                self.handshake_step(events);
+                Ok(())
+            }
+            (State::Ready, Reply::Array(Some(items))) if self.side == Side::Subscriber => {
+                if let [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))] = items.as_slice() {
+                    if kind == b"message" {
+                        events.push_back(Event::Message(payload.clone()));
+                    }
+                }
+                Ok(())
+            }
+            (State::Ready, reply) if self.side == Side::Publisher => {
+                self.unanswered.pop_front();
+                if let Reply::Error(e) = reply {
+                    log!(Warn, "redis error reply", error = e);
+                }
+                Ok(())
+            }
+            (State::Ready, Reply::Error(e)) => {
+                log!(Warn, "redis error reply", error = e);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
