@@ -41,6 +41,9 @@ mod timer_wheel;
 mod transmit;
 mod writing;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -30,4 +30,3 @@ impl Remote {
         self.link.sequencing(now)
     }
 }
-
