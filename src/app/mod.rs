@@ -3,6 +3,7 @@
 //! decision here is a function of its inputs (events, a snapshot, the time
 //! given), returning what the shell is to carry out.
 
+pub mod bad_request;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;

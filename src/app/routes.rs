@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
+use super::bad_request::BadRequest;
 use super::hub::{Endpoint, Here};
 use super::snapshot::Snapshot;
 use super::status;
@@ -92,7 +93,7 @@ pub fn route(
             Err(response) => Route::Respond(response),
             Ok(()) => match parse_publish(req, body) {
                 Ok(publish) => Route::Publish(publish),
-                Err(message) => Route::Respond(Response::error(Status::BAD_REQUEST, &message)),
+                Err(bad) => Route::Respond(Response::error(Status::BAD_REQUEST, &bad.to_string())),
             },
         },
         "/broadcast" | "/notify" => Route::Respond(method_not_allowed("POST")),
@@ -142,10 +143,10 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
     let resume = match endpoint {
         Endpoint::Notify => match resume_from(req.query.as_deref().unwrap_or("")) {
             Ok(resume) => resume,
-            Err(message) => {
+            Err(bad) => {
                 return Route::Refuse(
                     HandshakeFailure::BadResume,
-                    Response::error(Status::BAD_REQUEST, &message),
+                    Response::error(Status::BAD_REQUEST, &bad.to_string()),
                 )
             }
         },
@@ -167,7 +168,7 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
 
 /// `since` and `epoch` from the `/ws` query: both or neither; other
 /// parameters are left alone.
-fn resume_from(query: &str) -> Result<Option<ResumeFrom>, String> {
+fn resume_from(query: &str) -> Result<Option<ResumeFrom>, BadRequest> {
     let (mut since, mut epoch) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -180,14 +181,14 @@ fn resume_from(query: &str) -> Result<Option<ResumeFrom>, String> {
     let since = since
         .map(|s| match s.parse::<u64>() {
             Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-            _ => Err("\"since\" must be a non-negative integer".to_owned()),
+            _ => Err(BadRequest::SinceNotAnInteger),
         })
         .transpose()?;
     match (since, epoch) {
         (None, None) => Ok(None),
-        (Some(_), None) => Err("\"epoch\" is required with \"since\"".to_owned()),
-        (None, Some(_)) => Err("\"since\" is required with \"epoch\"".to_owned()),
-        (Some(_), Some(e)) if e.is_empty() => Err("\"epoch\" must not be empty".to_owned()),
+        (Some(_), None) => Err(BadRequest::SinceWithoutEpoch),
+        (None, Some(_)) => Err(BadRequest::EpochWithoutSince),
+        (Some(_), Some(e)) if e.is_empty() => Err(BadRequest::EmptyEpoch),
         (Some(since), Some(epoch)) => Ok(Some(ResumeFrom { since, epoch })),
     }
 }
@@ -231,21 +232,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_publish(req: &Request, body: &[u8]) -> Result<Publish, String> {
+fn parse_publish(req: &Request, body: &[u8]) -> Result<Publish, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return publish_from_query(req.query.as_deref().unwrap_or(""));
     }
     let object = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => object,
-        Ok(_) => return Err("body must be a JSON object".into()),
-        Err(e) => return Err(format!("invalid JSON: {e}")),
+        Ok(_) => return Err(BadRequest::NotAnObject),
+        Err(e) => return Err(BadRequest::InvalidJson(e.to_string())),
     };
-    let optional_string = |field: &str| match object.get(field) {
+    let optional_string = |field: &'static str| match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("\"{field}\" must be a string")),
+        Some(_) => Err(BadRequest::NotAString(field)),
     };
-    let message = optional_string("message")?.ok_or("missing \"message\" (a string)")?;
+    let message = optional_string("message")?.ok_or(BadRequest::MissingMessage)?;
     let category = match optional_string("type")? {
         Some(c) => Some(c),
         None => optional_string("category")?,
@@ -258,7 +259,7 @@ fn parse_publish(req: &Request, body: &[u8]) -> Result<Publish, String> {
     })
 }
 
-fn publish_from_query(query: &str) -> Result<Publish, String> {
+fn publish_from_query(query: &str) -> Result<Publish, BadRequest> {
     let mut publish = Publish {
         message: String::new(),
         category: "info".into(),
@@ -280,13 +281,13 @@ fn publish_from_query(query: &str) -> Result<Publish, String> {
         }
     }
     if !has_message {
-        return Err("missing \"message\": send a JSON body or ?message=...".into());
+        return Err(BadRequest::MissingMessageInQuery);
     }
     Ok(publish)
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn form_decode(text: &str) -> Result<String, String> {
+fn form_decode(text: &str) -> Result<String, BadRequest> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -299,7 +300,7 @@ fn form_decode(text: &str) -> Result<String, String> {
                     .and_then(|h| std::str::from_utf8(h).ok());
                 let byte = hex
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or("bad percent-encoding in query")?;
+                    .ok_or(BadRequest::BadPercentEncoding)?;
                 out.push(byte);
                 i += 2;
             }
@@ -307,7 +308,7 @@ fn form_decode(text: &str) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| "query is not UTF-8".to_string())
+    String::from_utf8(out).map_err(|_| BadRequest::QueryNotUtf8)
 }
 
 #[cfg(test)]

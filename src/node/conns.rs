@@ -305,9 +305,9 @@ fn count(clients: &mut usize, closing: &mut usize, from: Stage, to: Stage) {
 mod tests {
     use super::*;
     use crate::app::hub::Endpoint;
+    use crate::node::tests::harness::Sockets;
     use crate::proto::close::CloseCode;
     use crate::proto::http::{Response, Status};
-    use std::io::IoSlice;
     use std::net::Ipv4Addr;
 
     const SETTINGS: Settings = Settings {
@@ -321,32 +321,6 @@ mod tests {
 
     fn peer() -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, 4000))
-    }
-
-    /// A socket that takes `room` bytes, then would block.
-    struct Wire {
-        got: Vec<u8>,
-        room: usize,
-    }
-
-    impl Transmit for Wire {
-        fn send(&mut self, _: ConnKey, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let mut n = 0;
-            for buf in bufs {
-                let take = buf.len().min(self.room);
-                self.got.extend_from_slice(&buf[..take]);
-                self.room -= take;
-                n += take;
-            }
-            Ok(n)
-        }
-
-        fn send_redis(&mut self, _: super::super::redis::Side, _: &[u8]) -> io::Result<usize> {
-            unreachable!()
-        }
     }
 
     const CLIENT: Client = Client {
@@ -384,10 +358,8 @@ mod tests {
         let mut dirty = Vec::new();
         conns.take_dirty(&mut dirty);
         assert_eq!(dirty, [key], "the 101 waits, listed once");
-        let mut wire = Wire {
-            got: Vec::new(),
-            room: 10,
-        };
+        let mut wire = Sockets::default();
+        wire.open(key, 10);
         assert!(matches!(
             conns.flush(key, 0, &mut wire),
             Flushed::Sent { sent: 10, .. }
@@ -395,9 +367,9 @@ mod tests {
         assert_eq!(conns.update_interest(key), Some(true));
         assert_eq!(conns.backlogged(), 1);
         assert_eq!(conns.update_interest(key), None, "no change, no output");
-        wire.room = usize::MAX;
+        wire.by_key.get_mut(&key).unwrap().room = usize::MAX;
         conns.flush(key, 0, &mut wire);
-        assert!(String::from_utf8_lossy(&wire.got).starts_with("HTTP/1.1 101"));
+        assert!(String::from_utf8_lossy(&wire.take(key)).starts_with("HTTP/1.1 101"));
         assert_eq!(conns.update_interest(key), Some(false));
         assert_eq!(conns.backlogged(), 0);
     }
@@ -416,10 +388,8 @@ mod tests {
             };
             c.respond(&request, Response::error(Status::NOT_FOUND, "no"), now, s)
         });
-        let mut wire = Wire {
-            got: Vec::new(),
-            room: 0,
-        };
+        let mut wire = Sockets::default();
+        wire.open(key, 0);
         conns.flush(key, 0, &mut wire);
         assert_eq!(conns.update_interest(key), Some(true));
         conns.remove(key);

@@ -224,3 +224,167 @@ fn slices_of(frames: &[Arc<[u8]>]) -> ([IoSlice<'_>; MAX_IOVECS], usize) {
     }
     (slices, frames.len().min(MAX_IOVECS))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::hub::Endpoint;
+    use crate::conn::Settings;
+    use crate::node::tests::harness::Sockets;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    const SETTINGS: Settings = Settings {
+        header: 10,
+        idle: None,
+        ping: None,
+        linger: 30,
+        max_message: 1024,
+        max_queue: 1 << 20,
+    };
+
+    fn frame(text: &str) -> Arc<[u8]> {
+        Arc::from(text.as_bytes())
+    }
+
+    /// `n` joined clients, their 101s written, each socket open wide.
+    fn clients(n: u64) -> (Conns, Sockets, Vec<ConnKey>) {
+        let mut conns = Conns::new(SETTINGS, 0);
+        let mut sockets = Sockets::default();
+        let mut keys = Vec::new();
+        for seq in 1..=n {
+            let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
+            let client = Client {
+                endpoint: Endpoint::Notify,
+                seq,
+            };
+            conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
+            sockets.open(key, usize::MAX);
+            conns.flush(key, 0, &mut sockets);
+            sockets.take(key);
+            keys.push(key);
+        }
+        let mut dirty = Vec::new();
+        conns.take_dirty(&mut dirty);
+        sockets.sends.clear();
+        (conns, sockets, keys)
+    }
+
+    /// Writes what the pass left queued, and what each client has.
+    fn received(conns: &mut Conns, sockets: &mut Sockets, key: ConnKey) -> String {
+        conns.flush(key, 0, sockets);
+        String::from_utf8(sockets.take(key)).unwrap()
+    }
+
+    #[test]
+    fn the_batch_goes_to_every_client_in_one_write_and_nothing_is_queued() {
+        let (mut conns, mut sockets, keys) = clients(3);
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("a"), Some(1), &mut conns, 0);
+        fanout.push(&frame("b"), Some(2), &mut conns, 0);
+        let pass = fanout.deliver(&mut conns, None, &mut sockets);
+        assert_eq!(
+            pass,
+            Pass {
+                recipients: 3,
+                sent: 6
+            }
+        );
+        assert_eq!(sockets.sends.len(), 3, "one write per client");
+        for key in keys {
+            assert!(conns.get(key).unwrap().out().is_empty());
+            assert_eq!(sockets.take(key), b"ab");
+        }
+        assert_eq!(fanout.deliver(&mut conns, None, &mut sockets).recipients, 0);
+    }
+
+    #[test]
+    fn a_primed_client_gets_the_rest_after_its_own_answer() {
+        let (mut conns, mut sockets, keys) = clients(2);
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("a"), None, &mut conns, 0);
+        fanout.prime(keys[0], &mut conns, 0);
+        conns.drive(keys[0], 0, |c, _, _| c.send(Chunk::Static(b"pong")));
+        fanout.push(&frame("b"), None, &mut conns, 0);
+        fanout.deliver(&mut conns, None, &mut sockets);
+        assert_eq!(received(&mut conns, &mut sockets, keys[0]), "apongb");
+        assert_eq!(received(&mut conns, &mut sockets, keys[1]), "ab");
+    }
+
+    #[test]
+    fn a_client_that_joined_gets_only_what_came_after() {
+        let (mut conns, mut sockets, keys) = clients(2);
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("before"), None, &mut conns, 0);
+        fanout.joined(keys[1]);
+        fanout.push(&frame("after"), None, &mut conns, 0);
+        fanout.deliver(&mut conns, None, &mut sockets);
+        assert_eq!(received(&mut conns, &mut sockets, keys[0]), "beforeafter");
+        assert_eq!(received(&mut conns, &mut sockets, keys[1]), "after");
+    }
+
+    #[test]
+    fn a_client_ahead_gets_only_what_is_new_to_it_until_the_worker_catches_up() {
+        let (mut conns, mut sockets, keys) = clients(2);
+        let mut fanout = Fanout::default();
+        fanout.ahead(keys[1], 2);
+        for (offset, text) in [(1, "1"), (2, "2"), (3, "3")] {
+            fanout.push(&frame(text), Some(offset), &mut conns, 0);
+        }
+        fanout.deliver(&mut conns, None, &mut sockets);
+        fanout.catch_up(3);
+        assert_eq!(received(&mut conns, &mut sockets, keys[1]), "3");
+        fanout.push(&frame("4"), Some(4), &mut conns, 0);
+        fanout.deliver(&mut conns, None, &mut sockets);
+        assert_eq!(
+            received(&mut conns, &mut sockets, keys[1]),
+            "4",
+            "caught up"
+        );
+        assert_eq!(received(&mut conns, &mut sockets, keys[0]), "1234");
+    }
+
+    #[test]
+    fn a_full_socket_keeps_the_rest_queued_from_the_first_unsent_byte() {
+        let (mut conns, mut sockets, keys) = clients(1);
+        sockets.by_key.get_mut(&keys[0]).unwrap().room = 3;
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("abcd"), None, &mut conns, 0);
+        fanout.push(&frame("ef"), None, &mut conns, 0);
+        assert_eq!(fanout.deliver(&mut conns, None, &mut sockets).sent, 3);
+        sockets.by_key.get_mut(&keys[0]).unwrap().room = usize::MAX;
+        assert_eq!(
+            received(&mut conns, &mut sockets, keys[0]),
+            "abcdef",
+            "each byte once"
+        );
+    }
+
+    #[test]
+    fn a_failed_socket_is_reported_and_the_others_are_served() {
+        let (mut conns, mut sockets, keys) = clients(2);
+        sockets.by_key.get_mut(&keys[0]).unwrap().broken = true;
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("x"), None, &mut conns, 0);
+        fanout.deliver(&mut conns, None, &mut sockets);
+        assert_eq!(fanout.take_failed(), [keys[0]]);
+        assert_eq!(sockets.take(keys[1]), b"x");
+    }
+
+    #[test]
+    fn notices_follow_the_batch_in_the_same_write() {
+        let (mut conns, mut sockets, keys) = clients(2);
+        let mut fanout = Fanout::default();
+        fanout.push(&frame("x"), None, &mut conns, 0);
+        fanout.joined(keys[1]);
+        let mut notices = Notices::new(Duration::from_secs(60), Duration::from_secs(60), 0);
+        let mut rng = Rng::seeded(3);
+        let pass = fanout.deliver(&mut conns, Some((&mut notices, &mut rng)), &mut sockets);
+        assert_eq!(pass.recipients, 2);
+        assert_eq!(sockets.sends.len(), 2, "one write each");
+        let first = sockets.take(keys[0]);
+        assert!(first.starts_with(b"x") && first.len() > 1);
+        let second = String::from_utf8_lossy(&sockets.take(keys[1])).into_owned();
+        assert!(second.contains("shutdown_notice") && !second.starts_with('x'));
+    }
+}

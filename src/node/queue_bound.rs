@@ -32,3 +32,60 @@ pub fn over_budget(conns: &Conns, budget: usize, max_queue: usize) -> Vec<ConnKe
     }
     shed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::hub::{Client, Endpoint};
+    use crate::conn::{Chunk, Settings};
+    use crate::node::tests::harness::Sockets;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    const SETTINGS: Settings = Settings {
+        header: 10,
+        idle: None,
+        ping: None,
+        linger: 30,
+        max_message: 1024,
+        max_queue: 10_000,
+    };
+
+    /// Clients whose sockets take nothing, each with `queued` bytes waiting.
+    fn backlogged(queued: &[usize]) -> (Conns, Vec<ConnKey>) {
+        let mut conns = Conns::new(SETTINGS, 0);
+        let mut sockets = Sockets::default();
+        let mut keys = Vec::new();
+        for (seq, &bytes) in queued.iter().enumerate() {
+            let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
+            let client = Client {
+                endpoint: Endpoint::Notify,
+                seq: seq as u64 + 1,
+            };
+            conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
+            sockets.open(key, 0);
+            conns.drive(key, 0, |c, _, _| c.send(Chunk::Owned(vec![0; bytes])));
+            conns.flush(key, 0, &mut sockets);
+            conns.update_interest(key);
+            keys.push(key);
+        }
+        (conns, keys)
+    }
+
+    #[test]
+    fn within_the_budget_nothing_is_dropped() {
+        let (conns, _) = backlogged(&[1_000, 2_000, 3_000]);
+        assert!(over_budget(&conns, 100_000, SETTINGS.max_queue).is_empty());
+    }
+
+    #[test]
+    fn over_it_the_largest_queues_go_first_until_the_rest_fits() {
+        let (conns, keys) = backlogged(&[1_000, 5_000, 3_000, 4_000]);
+        // 13,000 bytes and their entries, against 6,000; four queues can
+        // hold more than three times 2,000, so they are looked at.
+        assert_eq!(
+            over_budget(&conns, 6_000, 2_000),
+            [keys[1], keys[3]],
+            "5,000 then 4,000: the 4,000 left fit"
+        );
+    }
+}

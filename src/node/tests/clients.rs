@@ -199,7 +199,10 @@ fn a_client_half_way_through_a_frame_is_dropped_without_a_close() {
     let frames = h.frames(slow);
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0].opcode, 1);
-    assert!(h.socket(slow).outbox.is_empty(), "no partial frame after it");
+    assert!(
+        h.socket(slow).outbox.is_empty(),
+        "no partial frame after it"
+    );
 }
 
 #[test]
@@ -245,4 +248,38 @@ fn a_protocol_fault_closes_with_its_code() {
     h.send(a, &[0x81, 0x02, b'h', b'i']);
     h.run();
     assert_eq!(h.frames(a)[0].close_code(), Some(1002));
+}
+
+#[test]
+fn past_the_total_queue_bound_the_slowest_clients_go_first() {
+    let mut h = Harness::new(Config {
+        max_queue_bytes: 1 << 20,
+        max_total_queue_bytes: 20_000,
+        ..config()
+    });
+    let slow: Vec<_> = (0..4).map(|_| h.client(0)).collect();
+    let reader = h.client(0);
+    let open = |h: &Harness| -> Vec<bool> {
+        slow.iter()
+            .map(|peer| h.stage(*peer) == Some(crate::conn::Stage::Ws))
+            .collect()
+    };
+    // One more stops reading before each message of about 3 KB, so the
+    // first to stop always holds the most.
+    let mut seen = Vec::new();
+    for n in 0..7 {
+        if let Some(peer) = slow.get(n) {
+            h.room(*peer, 0);
+        }
+        h.text(reader, &"x".repeat(3_000));
+        h.run();
+        seen.push(open(&h));
+    }
+    // 3, 6+3, 9+6+3 KB fit; at 12+9+6+3 the 12 goes; then each time the
+    // queues pass 20 KB, the largest left goes.
+    assert_eq!(seen[2], [true, true, true, true]);
+    assert_eq!(seen[3], [false, true, true, true]);
+    assert_eq!(seen[4], [false, false, true, true]);
+    assert_eq!(seen[6], [false, false, false, true]);
+    assert_eq!(h.json(reader).len(), 7, "the reader loses nothing");
 }

@@ -96,7 +96,10 @@ fn at_the_deadline_the_rest_are_closed_with_1001_and_given_the_linger() {
     h.run();
     assert!(!h.exited[0], "the silent one still has its grace");
     h.advance(6 * S);
-    assert!(h.exited[0], "the grace is over: the worker ends, and its sockets");
+    assert!(
+        h.exited[0],
+        "the grace is over: the worker ends, and its sockets"
+    );
     assert!(h.is_closed(silent));
 }
 

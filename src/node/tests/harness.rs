@@ -58,6 +58,24 @@ pub struct Sockets {
     pub by_key: HashMap<ConnKey, Socket>,
     /// Every write, in order: which connection, how many bytes.
     pub sends: Vec<(ConnKey, usize)>,
+    /// What was written to the Redis connections (subscriber, publisher).
+    pub redis: [Vec<u8>; 2],
+}
+
+impl Sockets {
+    /// A socket for `key` that takes `room` bytes before it would block.
+    pub fn open(&mut self, key: ConnKey, room: usize) {
+        let socket = Socket {
+            room,
+            ..Socket::default()
+        };
+        self.by_key.insert(key, socket);
+    }
+
+    /// What `key`'s client has received, taken.
+    pub fn take(&mut self, key: ConnKey) -> Vec<u8> {
+        std::mem::take(&mut self.by_key.get_mut(&key).expect("open").outbox)
+    }
 }
 
 impl Transmit for Sockets {
@@ -87,8 +105,9 @@ impl Transmit for Sockets {
         Ok(n)
     }
 
-    fn send_redis(&mut self, _: Side, _: &[u8]) -> io::Result<usize> {
-        Ok(0)
+    fn send_redis(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
+        self.redis[side.index()].extend_from_slice(bytes);
+        Ok(bytes.len())
     }
 }
 
@@ -103,6 +122,8 @@ pub struct Harness {
     woken: Vec<usize>,
     /// Nodes that asked to stop accepting.
     pub stopped_accepting: Vec<bool>,
+    /// What each node asked of its Redis sockets, in order.
+    pub redis_asked: Vec<Vec<crate::node::redis::LinkOutput>>,
     pub exited: Vec<bool>,
     next_port: u16,
 }
@@ -143,6 +164,7 @@ impl Harness {
             again: Vec::new(),
             woken: Vec::new(),
             stopped_accepting: vec![false; workers],
+            redis_asked: (0..workers).map(|_| Vec::new()).collect(),
             exited: vec![false; workers],
             next_port: 40_000,
         }
@@ -292,7 +314,8 @@ impl Harness {
                         socket.write_shut = true;
                     }
                 }
-                Output::Writable { .. } | Output::Redis(_) => {}
+                Output::Writable { .. } => {}
+                Output::Redis(asked) => self.redis_asked[node].push(asked),
                 Output::ReadAgain(key) => self.again.push(Peer { node, key }),
                 Output::Wake(worker) => self.woken.push(worker),
                 Output::StopAccepting => self.stopped_accepting[node] = true,
@@ -365,6 +388,13 @@ impl Harness {
                 return;
             }
         }
+    }
+
+    /// Something happened on one of `node`'s Redis sockets.
+    pub fn redis(&mut self, node: usize, input: crate::node::redis::LinkInput<'_>) {
+        self.nodes[node].handle(Input::Redis(input), self.now);
+        self.outputs(node);
+        self.run();
     }
 
     /// The first signal: every worker drains until `timeout` from now.

@@ -3,7 +3,8 @@
 
 mod clients;
 mod drain;
-mod harness;
+pub mod harness;
 mod http;
+mod redis;
 mod timers;
 mod workers;
