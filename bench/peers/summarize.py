@@ -32,6 +32,7 @@ SERVER_NAMES = {
 FIGURES = [
     ("Handshakes per second (idle test, connecting)", "idle", ("handshakes_per_sec",), "/s", "higher"),
     ("Server RSS per idle connection", "idle", ("rss_per_conn_bytes",), "bytes", "lower"),
+    ("Server anonymous memory (RssAnon: heap and stacks, no program pages) per idle connection", "idle", ("anon_per_conn_bytes",), "bytes", "lower"),
     ("Server CPU while idle", "idle", ("idle_cpu_percent",), "%", "lower"),
     ("Fanout, published over WebSocket (chat): deliveries per second", "fanout_ws", ("deliveries_per_sec",), "/s", "higher"),
     ("Fanout, published over WebSocket (chat): delivery latency p99", "fanout_ws", ("lat_us", "p99"), "µs", "lower"),

@@ -27,6 +27,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let mut h = Quiet;
     let pid = a.server_pid;
     let rss_before = pid.and_then(sys::rss_kib);
+    let anon_before = pid.and_then(sys::anon_kib);
     if pid.is_some() && rss_before.is_none() {
         eprintln!("wsload: cannot read /proc/{}/status", pid.unwrap_or(0));
     }
@@ -36,6 +37,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let mut timed_out = Instant::now() >= run.setup_deadline && !all_ready;
     let mut handshake_secs = None;
     let mut rss_after = None;
+    let mut anon_after = None;
     let mut cpu = None;
     if all_ready {
         let secs = (net.last_ready_us.saturating_sub(start_us)) as f64 / 1e6;
@@ -46,6 +48,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         );
         if net.run_until(Instant::now() + SETTLE, run.safety, &mut h) {
             rss_after = pid.and_then(sys::rss_kib);
+            anon_after = pid.and_then(sys::anon_kib);
             let sample = pid.map(|p| CpuSample::take(Some(p)));
             let idle = Duration::from_secs_f64(a.idle_secs);
             eprintln!("wsload: idling {idle:?}");
@@ -66,7 +69,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let errors = net.errors;
     let valid = all_ready && !timed_out && errors == 0;
     let n = a.conns as f64;
-    let per_conn = match (rss_before, rss_after) {
+    let per_conn = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(b), Some(af)) => Some((af as f64 - b as f64) * 1024.0 / n),
         _ => None,
     };
@@ -79,7 +82,14 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .field("handshake_secs", opt_round(handshake_secs, 4))
         .field("rss_before_kib", rss_before)
         .field("rss_after_kib", rss_after)
-        .field("rss_per_conn_bytes", opt_round(per_conn, 1))
+        .field(
+            "rss_per_conn_bytes",
+            opt_round(per_conn(rss_before, rss_after), 1),
+        )
+        .field(
+            "anon_per_conn_bytes",
+            opt_round(per_conn(anon_before, anon_after), 1),
+        )
         .field("idle_secs", round(a.idle_secs, 3))
         .field("idle_cpu_percent", opt_round(cpu, 2));
     Ok(Outcome::new(line, errors, valid))

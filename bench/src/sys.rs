@@ -36,13 +36,26 @@ pub fn unix_us() -> u64 {
 
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_vmrss(&status)
+    status_kib(pid, "VmRSS")
 }
 
-fn parse_vmrss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..]
+/// RssAnon of a process in KiB: its heap and stacks, without the pages of
+/// its program file, which a server touches as it runs code for the first
+/// time and which no connection costs.
+pub fn anon_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, field)
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    line[field.len() + 1..]
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -149,9 +162,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_vmrss() {
-        let s = "Name:\twsnotify\nVmPeak:\t  9000 kB\nVmRSS:\t    1234 kB\nThreads:\t2\n";
-        assert_eq!(parse_vmrss(s), Some(1234));
+    fn parses_status_fields() {
+        let s = "Name:\twsnotify\nVmPeak:\t  9000 kB\nVmRSS:\t    1234 kB\nRssAnon:\t  800 kB\nRssAnonX:\t1 kB\n";
+        assert_eq!(parse_status_kib(s, "VmRSS"), Some(1234));
+        assert_eq!(parse_status_kib(s, "RssAnon"), Some(800));
+        assert_eq!(parse_status_kib(s, "Threads"), None);
     }
 
     #[test]

@@ -8,6 +8,22 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+/// Sends as much of `buf` as the socket takes in one call: one buffer
+/// needs no message header, and the kernel takes the shorter path.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the buffer is valid for its length; the descriptor is
+    // borrowed, so it stays open for the call.
+    let n = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    result(n)
+}
+
 /// Sends as much of `bufs`, in order, as the socket takes in one call.
 pub fn sendmsg(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: a zeroed msghdr is valid (no name, no control data).

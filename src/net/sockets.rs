@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::redis_io::RedisIo;
-use super::socket_write::sendmsg;
+use super::socket_write::{send, sendmsg};
 use crate::ids::ConnKey;
 use crate::node::redis::Side;
 use crate::node::Transmit;
@@ -84,9 +84,12 @@ impl Sockets {
 
 impl Transmit for Sockets {
     fn send(&mut self, key: ConnKey, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.get(key) {
-            Some(stream) => sendmsg(stream.as_fd(), bufs),
-            None => Err(io::ErrorKind::NotConnected.into()),
+        let Some(stream) = self.get(key) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        match bufs {
+            [one] => send(stream.as_fd(), one),
+            _ => sendmsg(stream.as_fd(), bufs),
         }
     }
 

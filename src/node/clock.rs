@@ -33,11 +33,15 @@ impl Clock {
     }
 
     /// Takes the time of the call being handled; time never goes back.
-    pub fn set(&mut self, now: Now) {
-        if now.at >= self.now.at {
-            self.now = now;
-            self.tick = self.tick_of(now.at);
+    /// Returns whether it is a new turn's (a later time than the last
+    /// call's: the shell reads the clock once per turn).
+    pub fn set(&mut self, now: Now) -> bool {
+        if now.at <= self.now.at {
+            return false;
         }
+        self.now = now;
+        self.tick = self.tick_of(now.at);
+        true
     }
 
     pub fn at(&self) -> Instant {
@@ -88,13 +92,13 @@ mod tests {
     fn the_clock_counts_ticks_from_its_start_and_never_goes_back() {
         let t0 = Instant::now();
         let mut clock = Clock::new(Now { at: t0, wall_ms: 5 });
-        clock.set(Now {
+        assert!(clock.set(Now {
             at: t0 + Duration::from_millis(250),
             wall_ms: 255,
-        });
+        }));
         assert_eq!((clock.tick(), clock.wall_ms()), (2, 255));
         assert_eq!(clock.instant_of(2), t0 + Duration::from_millis(200));
-        clock.set(Now { at: t0, wall_ms: 0 });
+        assert!(!clock.set(Now { at: t0, wall_ms: 0 }));
         assert_eq!(clock.tick(), 2, "an earlier time is ignored");
     }
 }

@@ -15,6 +15,7 @@ use super::transmit::{KeyWriter, Transmit};
 use crate::app::hub::Client;
 use crate::conn::{Connection, Settings, Stage, Verdict, NEVER};
 use crate::ids::ConnKey;
+use crate::obs::metrics::Limit;
 
 pub type Conn = Connection<Client>;
 
@@ -132,6 +133,11 @@ impl Conns {
         }
         self.arm(key, now);
         Some(result)
+    }
+
+    /// Whether the connection takes input now (see `Connection::wants_input`).
+    pub fn wants_input(&mut self, key: ConnKey) -> Option<Result<(), Option<Limit>>> {
+        Some(self.slab.get_mut(key.0)?.conn.wants_input())
     }
 
     /// The connection's queue is to be flushed at the end of the turn.

@@ -140,7 +140,7 @@ impl Node {
     /// A connection the shell accepted from `peer`: the key its socket is to
     /// be known by.
     pub fn accept(&mut self, peer: SocketAddr, now: Now) -> ConnKey {
-        self.clock.set(now);
+        self.at(now);
         let key = self.conns.open(peer, self.clock.tick());
         log!(Trace, "connection accepted", peer = peer, worker = self.id);
         self.admit_per_ip(key, peer);
@@ -148,7 +148,7 @@ impl Node {
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
-        self.clock.set(now);
+        self.at(now);
         match input {
             Input::Received { key, bytes } => {
                 metrics::add(&self.process.stats.bytes_received, bytes.len() as u64);
@@ -174,7 +174,7 @@ impl Node {
     /// Whatever is due at `now`: Redis reconnects, the periodic
     /// notification, connection timers, the next batch of drain Closes.
     pub fn handle_timeout(&mut self, now: Now) {
-        self.clock.set(now);
+        self.at(now);
         self.redis_timers();
         if self.drain.is_running() {
             if let Some(count) = self.periodic.due(self.clock.at()) {
@@ -204,7 +204,7 @@ impl Node {
     /// one pass; and again when clients left meanwhile, so it sees that in
     /// this turn, not at its next timer.
     pub fn transmit<T: Transmit>(&mut self, io: &mut T, now: Now) {
-        self.clock.set(now);
+        self.at(now);
         loop {
             let clients = self.conns.clients();
             let done = self.update_lifecycle(io);
@@ -251,10 +251,7 @@ impl Node {
     /// Whether the shell should read a connection now: not while it holds
     /// more than one request can use, or while its answers pile up unread.
     pub fn wants_input(&mut self, key: ConnKey) -> bool {
-        match self
-            .conns
-            .drive(key, self.clock.tick(), |conn, _, _| conn.wants_input())
-        {
+        match self.conns.wants_input(key) {
             Some(Ok(())) => true,
             Some(Err(limit)) => {
                 if let Some(limit) = limit {
@@ -290,6 +287,16 @@ impl Node {
         if closing {
             // A closing peer's bytes may change what its end waits for.
             self.conns.mark_dirty(key);
+        }
+    }
+
+    /// Takes the time of the call. The first call of a loop turn also
+    /// starts the wait for replies to what Redis was sent in earlier turns.
+    fn at(&mut self, now: Now) {
+        if self.clock.set(now) {
+            if let Some(remote) = &mut self.remote {
+                remote.link.turn_began(now.at);
+            }
         }
     }
 

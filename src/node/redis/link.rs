@@ -221,8 +221,19 @@ impl RedisLink {
             return false;
         }
         conn.out.push(&command);
-        conn.unanswered.push_back(now);
+        conn.unanswered.push_back(None);
         true
+    }
+
+    /// A loop turn began at `now`. What earlier turns queued was written
+    /// at their end (or waits for a socket that does not take it): the wait
+    /// for its reply counts from now. Timed from when it was queued, a turn
+    /// that spent longer than the limit writing to its clients would leave
+    /// its own publications overdue before they were even sent.
+    pub fn turn_began(&mut self, now: Instant) {
+        for at in &mut self.conns[Side::Publisher.index()].unanswered {
+            at.get_or_insert(now);
+        }
     }
 
     /// Redis can number a broadcast now: both connections are up (what it
@@ -242,7 +253,9 @@ impl RedisLink {
         let overdue = self.conns[Side::Publisher.index()]
             .unanswered
             .front()
-            .is_some_and(|at| now.saturating_duration_since(*at) >= STALLED_AFTER);
+            .copied()
+            .flatten()
+            .is_some_and(|at| now.saturating_duration_since(at) >= STALLED_AFTER);
         self.conns.iter().all(Connection::is_ready) && !overdue
     }
 

@@ -94,9 +94,12 @@ pub(super) struct Connection {
     pub(super) attempt: u32,
     /// The handshake commands whose replies are still to come, in order.
     awaiting: VecDeque<&'static str>,
-    /// When each publication still unanswered was queued: the oldest
-    /// tells a Redis that stopped answering from one that is busy.
-    pub(super) unanswered: VecDeque<Instant>,
+    /// When the wait for each unanswered publication's reply began: the
+    /// oldest tells a Redis that stopped answering from one that is busy.
+    /// `None` until the start of the loop turn after the one that queued
+    /// it, the first moment it was surely written (see
+    /// `RedisLink::turn_began`).
+    pub(super) unanswered: VecDeque<Option<Instant>>,
 }
 
 impl Connection {

@@ -369,6 +369,7 @@ fn a_busy_worker_does_not_take_its_own_delay_for_a_stalled_redis() {
     // Redis answered at once, but the worker was busy writing to its
     // clients: its next turn reads the reply before anything asks.
     let turn = now + STALLED_AFTER + ms(100);
+    link.turn_began(turn);
     receive(&mut link, Side::Publisher, b":1\r\n", turn);
     assert!(link.sequencing(turn));
     assert!(link.conns[Side::Publisher.index()].unanswered.is_empty());
@@ -380,9 +381,24 @@ fn a_redis_that_stops_answering_is_stalled_after_the_limit() {
     let mut link = ready_link(1 << 20, now);
     assert!(link.publish(b"hi", true, now));
     write_all(&mut link, Side::Publisher);
-    assert!(link.sequencing(now));
-    assert!(link.sequencing(now + STALLED_AFTER - ms(1)));
-    assert!(!link.sequencing(now + STALLED_AFTER + ms(100)));
+    link.turn_began(now + ms(1));
+    assert!(link.sequencing(now + ms(1)));
+    assert!(link.sequencing(now + ms(1) + STALLED_AFTER - ms(1)));
+    assert!(!link.sequencing(now + ms(1) + STALLED_AFTER));
+}
+
+#[test]
+fn a_long_turn_does_not_make_its_own_publications_overdue() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    // Queued at the start of a turn that then wrote to its clients for
+    // longer than the limit: it went out at that turn's end.
+    assert!(link.publish(b"hi", true, now));
+    write_all(&mut link, Side::Publisher);
+    let next = now + STALLED_AFTER + ms(300);
+    link.turn_began(next);
+    assert!(link.sequencing(next), "its wait has only begun");
+    assert!(!link.sequencing(next + STALLED_AFTER));
 }
 
 #[test]
