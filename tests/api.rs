@@ -133,26 +133,11 @@ fn upgrade_with(
     handshake(server, "/ws", &lines)
 }
 
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn wait_for_connections(server: &Server, n: u64) {
-    assert!(
-        wait_until(Duration::from_secs(5), || status_json(server)
-            ["connections"]
-            == n),
-        "connections never reached {n}: {}",
-        status_json(server)
+    wait_until(
+        &format!("{n} connections in /status"),
+        Duration::from_secs(5),
+        || status_json(server)["connections"] == n,
     );
 }
 
