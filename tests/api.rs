@@ -133,26 +133,11 @@ fn upgrade_with(
     handshake(server, "/ws", &lines)
 }
 
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn wait_for_connections(server: &Server, n: u64) {
-    assert!(
-        wait_until(Duration::from_secs(5), || status_json(server)
-            ["connections"]
-            == n),
-        "connections never reached {n}: {}",
-        status_json(server)
+    wait_until(
+        &format!("{n} connections in /status"),
+        Duration::from_secs(5),
+        || status_json(server)["connections"] == n,
     );
 }
 
@@ -1372,9 +1357,14 @@ fn periodic_notifications_count_up_with_increasing_ids() {
 
 #[test]
 fn notify_interval_zero_sends_no_periodic_notifications() {
-    let server = Server::start(QUIET);
+    // The server's own ping is the clock: it comes 700 ms after the join,
+    // and a periodic notification due by then would have come before it.
+    let server = Server::start(&["--notify-interval", "0", "--ping-interval", "700ms"]);
     let (mut a, _) = join(&server);
-    std::thread::sleep(Duration::from_millis(700));
+    match a.read().expect("the server's ping") {
+        Message::Ping(_) => {}
+        other => panic!("expected the server's ping first, got {other:?}"),
+    }
     ping_pong(&mut a);
     assert_eq!(
         metric(&metrics_text(&server), "wsnotify_notifications_total"),

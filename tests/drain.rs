@@ -336,13 +336,16 @@ fn progress_is_logged_every_interval() {
     let mut server = start(&["--drain-timeout", "3s", "--drain-log-interval", "500ms"]);
     let mut client = connect(&server, "/ws");
     server.signal(SIGINT);
-    std::thread::sleep(Duration::from_millis(1300));
-    let progress = server
-        .log_lines()
-        .iter()
-        .filter(|l| l.contains("draining remaining=1"))
-        .count();
-    assert!(progress >= 2, "{:?}", server.log_lines());
+    let signalled = Instant::now();
+    wait_until("two progress lines", Duration::from_secs(5), || {
+        server.log_count("draining remaining=1") >= 2
+    });
+    // The first line comes with the signal, the next one interval later.
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1300),
+        "two progress lines after {took:?}"
+    );
     client.close(None).unwrap();
     assert!(server.wait_exit(Duration::from_secs(5)).is_some());
     assert!(server

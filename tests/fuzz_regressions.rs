@@ -76,8 +76,18 @@ fn bytes_after_a_close_do_not_reset_the_connection() {
         burst.extend(client_frame(0x82, &payload));
     }
     ws.write_all(&burst).unwrap();
-    // Read late, as a slow client would.
-    std::thread::sleep(Duration::from_millis(200));
+    // Read late, as a slow client would: not before every echo and the
+    // Close reply wait unread, and the worker has gone on to answer a
+    // later request (the turn that wrote them, and any close of the socket
+    // that went with it, is over).
+    let owed = 16 * (4 + payload.len()) + 4;
+    let mut waiting = vec![0u8; owed];
+    wait_until(
+        "every echo and the Close reply",
+        Duration::from_secs(10),
+        || ws.peek(&mut waiting).map_or(true, |n| n >= owed),
+    );
+    assert_eq!(http(server.addr, "GET", "/health", &[], b"").0, 200);
     ws.shutdown(Shutdown::Write).unwrap();
     let mut echoes = 0;
     let close = loop {

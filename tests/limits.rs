@@ -32,7 +32,14 @@ fn pipelined_requests_from_a_client_that_does_not_read_are_bounded_and_all_answe
             writer.write_all(&batch).unwrap();
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // Counted when the unread answers reach the bound and the server stops
+    // answering: from then on it holds what it will hold.
+    wait_until("the answers held back", Duration::from_secs(10), || {
+        metric(
+            &metrics_text(&server),
+            "wsnotify_limit_hits_total{limit=\"http_backpressure\"}",
+        ) >= 1.0
+    });
     let during = server.memory_kib("VmRSS");
     println!("server RSS before {before} KiB, while the client does not read {during} KiB");
     // Unbounded, a thousand copies of the 12 KB page would be 12 MB, of
@@ -103,6 +110,8 @@ fn out_of_descriptors_the_server_pauses_accepting_then_recovers() {
         server.log_lines()
     );
     let cpu_before = server.cpu_time();
+    // A measuring window, not a wait: spinning shows as CPU time per second
+    // (and /metrics cannot be asked: the server has no descriptor for it).
     std::thread::sleep(Duration::from_secs(2));
     let cpu_used = server.cpu_time() - cpu_before;
     println!("CPU used in 2 s without descriptors: {cpu_used:?}");

@@ -62,16 +62,22 @@ fn broadcasts_reach_every_client_of_every_worker_exactly_once() {
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(answer["recipients"].as_u64(), Some(clients.len() as u64));
     }
+    // Published last: a duplicate of a round would come before it.
+    let (status, _, _) = http(
+        server.addr,
+        "POST",
+        "/broadcast",
+        &[],
+        br#"{"message":"marker"}"#,
+    );
+    assert_eq!(status, 200);
     for (client, id, _) in &mut clients {
         for round in 0..3 {
             let n = next_of_type(client, "notification");
             assert_eq!(n["message"], format!("round {round}"), "client {id}");
         }
-        client
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(5)))
-            .unwrap();
-        assert!(client.read().is_err(), "client {id} got a duplicate");
+        let n = next_of_type(client, "notification");
+        assert_eq!(n["message"], "marker", "client {id} got a duplicate");
     }
 
     let (status, _, body) = http(server.addr, "GET", "/status", &[], b"");
@@ -135,7 +141,18 @@ fn personal_and_direct_messages_cross_workers() {
     let (mut gone, gone_id, _) = clients.remove(b);
     gone.close(None).unwrap();
     while gone.read().is_ok() {}
-    std::thread::sleep(Duration::from_millis(100));
+    // Logged by its worker once the client is out of its hub.
+    let left = format!("client={gone_id} ");
+    wait_until(
+        "the client's leaving in the log",
+        Duration::from_secs(5),
+        || {
+            server
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("client disconnected") && l.contains(&left))
+        },
+    );
     let a = clients.iter().position(|c| c.1 == a_id).unwrap();
     let body = format!(r#"{{"message":"late","client_id":"{gone_id}"}}"#);
     for _ in 0..8 {
@@ -190,6 +207,8 @@ fn drain_waits_for_every_worker() {
         "0",
         "--drain-timeout",
         "30s",
+        "--drain-log-interval",
+        "100ms",
     ]);
     let mut clients = clients_on_every_worker(&server, 4, 8);
     server.signal(SIGTERM);
@@ -201,12 +220,34 @@ fn drain_waits_for_every_worker() {
         client.close(None).unwrap();
         while client.read().is_ok() {}
     }
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "the others' leaving in the log",
+        Duration::from_secs(5),
+        || {
+            server
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("client disconnected") && l.ends_with(" remaining=1"))
+        },
+    );
+    // Progress lines written after that (the second a whole interval
+    // after) show the supervisor looked again, the other workers done, and
+    // kept waiting; and the last client is still served.
+    let before = server.log_count("draining remaining=1 ");
+    wait_until(
+        "two progress lines after the others left",
+        Duration::from_secs(5),
+        || server.log_count("draining remaining=1 ") >= before + 2,
+    );
+    let (mut client, _, _) = last;
+    client
+        .send(tungstenite::Message::Text(r#"{"type":"ping"}"#.into()))
+        .unwrap();
+    next_of_type(&mut client, "pong");
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "one worker still has a client"
     );
-    let (mut client, _, _) = last;
     client.close(None).unwrap();
     let status = server
         .wait_exit(Duration::from_secs(5))

@@ -1,7 +1,9 @@
 // Unit tests of the resuming client module (src/web/client.js, served as
 // GET /client.js) against a scripted fake WebSocket: the resume URL, the
 // dropping of already-seen offsets, gap detection, the reconnect hint, the
-// jittered backoff and close().
+// jittered backoff and close(). The client's timers run on node:test's
+// mocked clock, advanced by hand: each delay is checked to the millisecond
+// and nothing waits for real time.
 //
 //   node --test tests/browser/client_module.test.mjs   (run by scripts/browser-test.sh)
 
@@ -17,8 +19,6 @@ const source = readFileSync(join(ROOT, 'src', 'web', 'client.js'));
 const { connect, resumeUrl, backoffDelay } = await import(
   'data:text/javascript;base64,' + source.toString('base64')
 );
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Records every socket the client opens; the test plays the server. */
 function fakeServer() {
@@ -98,19 +98,23 @@ test('drops seen offsets, reports jumps, passes messages without offsets', () =>
   client.close();
 });
 
-test('after a drop it backs off, resumes with since/epoch and reports the recovery', async () => {
+test('after a drop it backs off, resumes with since/epoch and reports the recovery', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client, server, seen } = start();
   const first = server.last();
   first.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 9 });
   first.drop();
   assert.equal(client.state, 'waiting');
-  // A failed attempt (no welcome) doubles the delay.
-  await sleep(30);
+  // Half of the 10 ms base step (random() is 0).
+  t.mock.timers.tick(4);
+  assert.equal(server.sockets.length, 1, 'not before the first delay');
+  t.mock.timers.tick(1);
   assert.equal(server.sockets.length, 2);
+  // A failed attempt (no welcome) doubles the delay.
   server.last().drop();
-  await sleep(8);
+  t.mock.timers.tick(9);
   assert.equal(server.sockets.length, 2, 'the second delay is twice the first');
-  await sleep(30);
+  t.mock.timers.tick(1);
   const resumed = server.last();
   assert.equal(server.sockets.length, 3);
   assert.equal(resumed.url, 'ws://example.test/ws?token=t&since=9&epoch=e1');
@@ -140,14 +144,18 @@ test('a recovery from a server lagging behind keeps our offset', () => {
   client.close();
 });
 
-test('a shutdown notice moves the client after the hint, ignoring the old socket', async () => {
+test('a shutdown notice moves the client after the hint, ignoring the old socket', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client, server, seen } = start();
   const old = server.last();
   old.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
   old.deliver({ type: 'shutdown_notice', reconnect_after_ms: 25, drain_timeout_s: 5 });
   assert.equal(client.state, 'connected', 'the old connection works until the hint');
   old.deliver({ type: 'chat', offset: 1 });
-  await sleep(50);
+  t.mock.timers.tick(24);
+  assert.equal(server.sockets.length, 1, 'not before the hint');
+  assert.equal(old.closedByClient, null);
+  t.mock.timers.tick(1);
   assert.equal(old.closedByClient, 1000);
   const next = server.last();
   assert.equal(server.sockets.length, 2);
@@ -160,16 +168,17 @@ test('a shutdown notice moves the client after the hint, ignoring the old socket
   client.close();
 });
 
-test('a server close before the hint keeps the hint as the delay', async () => {
+test('a server close before the hint keeps the hint as the delay', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client, server } = start({ baseDelayMs: 1 });
   const old = server.last();
   old.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
   old.deliver({ type: 'shutdown_notice', reconnect_after_ms: 40 });
   old.drop(1001);
   assert.equal(client.state, 'waiting');
-  await sleep(15);
+  t.mock.timers.tick(39);
   assert.equal(server.sockets.length, 1, 'not before the hint');
-  await sleep(50);
+  t.mock.timers.tick(1);
   assert.equal(server.sockets.length, 2);
   client.close();
 });
@@ -187,13 +196,15 @@ test('a gap from the server restarts the position at its offset', () => {
   client.close();
 });
 
-test('close() stops reconnecting; a new URL forgets the position', async () => {
+test('close() stops reconnecting; a new URL forgets the position', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client, server } = start();
   server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 3 });
   server.last().drop();
   client.close();
   assert.equal(client.state, 'disconnected');
-  await sleep(40);
+  // Past the longest delay there is (the 40 ms cap).
+  t.mock.timers.tick(40);
   assert.equal(server.sockets.length, 1);
   assert.equal(client.send({ type: 'ping' }), false);
   client.reconnect('ws://other.test/ws');

@@ -16,7 +16,7 @@
 
 import { join } from 'node:path';
 import {
-  STEP_MS, assert, launchBrowser, log, publish, runTest, sleep, startRedis, startServer, tempDir,
+  STEP_MS, assert, launchBrowser, log, publish, runTest, sleep, startRedis, startServer, tempDir, waitFor,
 } from './support.mjs';
 
 const OVERALL_MS = Number(process.env.TEST_TIMEOUT_MS || 90000);
@@ -55,18 +55,24 @@ async function withRedis(page) {
     while (publishing) {
       await publish(servers.A.base, { message: `${prefix}${published + 1} ` });
       published++;
+      // Pacing, not a wait: one broadcast every PUBLISH_EVERY_MS.
       await sleep(PUBLISH_EVERY_MS);
     }
   })();
-  await sleep(400);
+  const shownCount = async () => (await entries(page, prefix)).length;
+  await waitFor(async () => (await shownCount()) >= 10, STEP_MS, 'broadcasts on the page before the hand-over');
   servers.B = await startServer(args);
   log(`B pid ${servers.B.proc.pid} took over port ${servers.B.port}; A drains`);
   await page.locator('#log .msg-shutdown_notice').waitFor();
   const recovered = page.locator('#log .msg-recovered');
   await recovered.waitFor({ timeout: STEP_MS * 2 });
-  const exitA = await Promise.race([servers.A.exited, sleep(STEP_MS).then(() => null)]);
-  assert(exitA && exitA.code === 0, `A did not exit 0 after the page left: ${JSON.stringify(exitA)}`);
-  await sleep(400);
+  let exitA = null;
+  servers.A.exited.then((exit) => { exitA = exit; });
+  await waitFor(() => exitA !== null, STEP_MS, 'exit of A after the page left');
+  assert(exitA.code === 0, `A did not exit 0 after the page left: ${JSON.stringify(exitA)}`);
+  // Broadcasts go on through B alone until the page has shown ten more.
+  const atExit = published;
+  await waitFor(async () => (await shownCount()) >= atExit + 10, STEP_MS, 'broadcasts on the page after A exited');
   publishing = false;
   await publisher;
   log(`${published} broadcasts published`);
@@ -83,7 +89,11 @@ async function withRedis(page) {
     const others = await page.$$eval('#log > *:not(.msg-notification)', (els) => els.map((x) => x.textContent.trim()));
     throw new Error(`${e.message}; ${shown.length} of ${published} shown, missing ${missing.join(',')}; other log entries: ${others.join(' | ')}`);
   }
-  await sleep(300);
+  // A marker published last: once the page shows it, any late duplicate
+  // would have come before it.
+  const marker = `after-${process.pid}`;
+  await publish(servers.B.base, { message: marker });
+  await page.locator('#log .msg-notification', { hasText: marker }).waitFor();
   const got = await entries(page, prefix);
   const numbers = got.map((e) => Number(new RegExp(`${prefix}(\\d+) `).exec(e.text)[1]));
   const expected = Array.from({ length: published }, (_, i) => i + 1);

@@ -51,6 +51,24 @@ export function assert(condition, message) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** How often `waitFor` looks at its condition again. */
+const POLL_MS = 20;
+
+/**
+ * Resolves once `predicate()` (which may return a promise) is true; rejects
+ * naming `what` once `timeoutMs` has passed. Every polling wait of the
+ * browser tests goes through here, so none sleeps for a guessed time.
+ */
+export async function waitFor(predicate, timeoutMs, what) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() > end) throw new Error(`no ${what} within ${timeoutMs} ms`);
+    // Pacing, not a wait: only how often the condition is looked at.
+    await sleep(POLL_MS);
+  }
+}
+
 /** Runs `main` within `overallMs`, prints the tally and exits. */
 export function runTest(name, overallMs, main, logs = () => []) {
   const finish = (error) => {
@@ -138,16 +156,13 @@ export async function startRedis() {
   const proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '',
     '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' });
   children.push(proc);
-  const end = Date.now() + STEP_MS;
-  for (;;) {
-    const up = await new Promise((r) => {
+  await waitFor(() => {
+    if (proc.exitCode !== null) throw new Error(`redis-server exited (code ${proc.exitCode}) on ${port}`);
+    return new Promise((r) => {
       const socket = createConnection(port, '127.0.0.1', () => { socket.destroy(); r(true); });
       socket.on('error', () => r(false));
     });
-    if (up) break;
-    if (Date.now() > end || proc.exitCode !== null) throw new Error(`redis-server did not start on ${port}`);
-    await sleep(50);
-  }
+  }, STEP_MS, `redis-server accepting on ${port}`);
   return { proc, url: `redis://127.0.0.1:${port}` };
 }
 

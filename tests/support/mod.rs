@@ -122,16 +122,15 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// How many log lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// Waits until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if self.log_lines().iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        poll_until(timeout, || (self.log_count(needle) > 0).then_some(())).is_some()
     }
 
     /// The server's CPU time (user + system) so far.
@@ -161,18 +160,43 @@ impl Server {
 
     /// Waits for the process to exit, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
+        poll_until(timeout, || self.child.try_wait().ok().flatten())
     }
 }
 
 pub use libc::{SIGINT, SIGTERM};
+
+/// How often a wait looks at its condition again: short next to what the
+/// tests wait for, long enough that waiting costs the machine little.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Looks at `ready` until it gives a value, or `timeout` passes (`None`).
+/// Every polling wait of the tests goes through here: none sleeps for a
+/// guessed time, each ends as soon as what it waits for has happened.
+pub fn poll_until<T>(timeout: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(value) = ready() {
+            return Some(value);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        // Pacing, not a wait: only how often the condition is looked at.
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// `poll_until` for what must happen: panics naming `what` on timeout (a
+/// server's log tail follows, printed as its handle drops).
+pub fn eventually<T>(what: &str, timeout: Duration, ready: impl FnMut() -> Option<T>) -> T {
+    poll_until(timeout, ready).unwrap_or_else(|| panic!("no {what} within {timeout:?}"))
+}
+
+/// `eventually` for a condition.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    eventually(what, timeout, || ready().then_some(()))
+}
 
 /// Log lines of each server shown when a test fails.
 const LOG_TAIL: usize = 30;

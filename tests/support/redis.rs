@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{http, Server};
+use super::{eventually, http, wait_until, Server};
 
 pub struct Redis {
     child: Option<Child>,
@@ -28,22 +28,44 @@ impl Redis {
 
     /// With these redis-server arguments; `admin` is how the helper logs in.
     pub fn start_with(args: &[&str], admin: Option<(&str, &str)>) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut redis = Redis {
             child: None,
-            port,
+            port: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
             admin: admin.map(|(u, p)| (u.to_owned(), p.to_owned())),
         };
-        redis.spawn();
-        redis
+        // A port found free may be taken by another process before
+        // redis-server binds it: then another one.
+        for _ in 0..5 {
+            redis.port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if redis.try_spawn() {
+                return redis;
+            }
+            eprintln!(
+                "port {} was taken by another process; trying another",
+                redis.port
+            );
+            redis.stop();
+        }
+        panic!("no free port for redis-server");
     }
 
+    /// Starts redis-server again on its port.
     pub fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "port {} was taken by another process",
+            self.port
+        );
+    }
+
+    /// Starts redis-server on `self.port` and waits until it answers; false
+    /// when what answers there is another process.
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -52,12 +74,23 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
+        let pid = child.id();
         self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually("redis-server answering", Duration::from_secs(10), || {
+            let child = self.child.as_mut().expect("spawned");
+            if child.try_wait().ok().flatten().is_some() {
+                return Some(false);
+            }
+            self.answering_pid().map(|answering| answering == pid)
+        })
+    }
+
+    /// The `process_id` of the Redis that answers on the port, if one does.
+    fn answering_pid(&self) -> Option<u32> {
+        let reply = self.try_command(&[b"INFO", b"server"])?;
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:")?.trim().parse().ok())
     }
 
     pub fn stop(&mut self) {
@@ -88,7 +121,12 @@ impl Redis {
 
     /// Runs one command as the helper's user; returns the raw reply.
     pub fn command(&self, args: &[&[u8]]) -> Vec<u8> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        self.try_command(args).expect("connect to redis-server")
+    }
+
+    /// `command`, or None when nothing accepts on the port.
+    fn try_command(&self, args: &[&[u8]]) -> Option<Vec<u8>> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -111,7 +149,7 @@ impl Redis {
                 Ok(n) => reply.extend_from_slice(&chunk[..n]),
             }
         }
-        reply
+        Some(reply)
     }
 
     /// Publishes raw bytes on a channel, as another program would.
@@ -176,13 +214,7 @@ pub fn redis_state(server: &Server) -> String {
 }
 
 pub fn wait_redis(server: &Server, state: &str) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while redis_state(server) != state {
-        assert!(
-            Instant::now() < end,
-            "redis never {state}: {:?}",
-            server.log_lines()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("redis {state}"), Duration::from_secs(10), || {
+        redis_state(server) == state
+    });
 }
