@@ -228,46 +228,16 @@ fn slices_of(frames: &[Arc<[u8]>]) -> ([IoSlice<'_>; MAX_IOVECS], usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::hub::Endpoint;
-    use crate::conn::Settings;
-    use crate::node::tests::harness::Sockets;
-    use std::net::{Ipv4Addr, SocketAddr};
+    use crate::node::tests::harness::{joined, settings, Sockets};
     use std::time::Duration;
 
-    const SETTINGS: Settings = Settings {
-        header: 10,
-        idle: None,
-        ping: None,
-        linger: 30,
-        max_message: 1024,
-        max_queue: 1 << 20,
-    };
+    /// `n` joined clients, each socket open wide.
+    fn clients(n: u64) -> (Conns, Sockets, Vec<ConnKey>) {
+        joined(settings(1 << 20), n, usize::MAX)
+    }
 
     fn frame(text: &str) -> Arc<[u8]> {
         Arc::from(text.as_bytes())
-    }
-
-    /// `n` joined clients, their 101s written, each socket open wide.
-    fn clients(n: u64) -> (Conns, Sockets, Vec<ConnKey>) {
-        let mut conns = Conns::new(SETTINGS, 0);
-        let mut sockets = Sockets::default();
-        let mut keys = Vec::new();
-        for seq in 1..=n {
-            let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
-            let client = Client {
-                endpoint: Endpoint::Notify,
-                seq,
-            };
-            conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
-            sockets.open(key, usize::MAX);
-            conns.flush(key, 0, &mut sockets);
-            sockets.take(key);
-            keys.push(key);
-        }
-        let mut dirty = Vec::new();
-        conns.take_dirty(&mut dirty);
-        sockets.sends.clear();
-        (conns, sockets, keys)
     }
 
     /// Writes what the pass left queued, and what each client has.

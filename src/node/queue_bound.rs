@@ -36,37 +36,18 @@ pub fn over_budget(conns: &Conns, budget: usize, max_queue: usize) -> Vec<ConnKe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::hub::{Client, Endpoint};
-    use crate::conn::{Chunk, Settings};
-    use crate::node::tests::harness::Sockets;
-    use std::net::{Ipv4Addr, SocketAddr};
+    use crate::conn::Chunk;
+    use crate::node::tests::harness::{joined, settings};
 
-    const SETTINGS: Settings = Settings {
-        header: 10,
-        idle: None,
-        ping: None,
-        linger: 30,
-        max_message: 1024,
-        max_queue: 10_000,
-    };
+    const MAX_QUEUE: usize = 10_000;
 
     /// Clients whose sockets take nothing, each with `queued` bytes waiting.
     fn backlogged(queued: &[usize]) -> (Conns, Vec<ConnKey>) {
-        let mut conns = Conns::new(SETTINGS, 0);
-        let mut sockets = Sockets::default();
-        let mut keys = Vec::new();
-        for (seq, &bytes) in queued.iter().enumerate() {
-            let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
-            let client = Client {
-                endpoint: Endpoint::Notify,
-                seq: seq as u64 + 1,
-            };
-            conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
-            sockets.open(key, 0);
+        let (mut conns, mut sockets, keys) = joined(settings(MAX_QUEUE), queued.len() as u64, 0);
+        for (&key, &bytes) in keys.iter().zip(queued) {
             conns.drive(key, 0, |c, _, _| c.send(Chunk::Owned(vec![0; bytes])));
             conns.flush(key, 0, &mut sockets);
             conns.update_interest(key);
-            keys.push(key);
         }
         (conns, keys)
     }
@@ -74,7 +55,7 @@ mod tests {
     #[test]
     fn within_the_budget_nothing_is_dropped() {
         let (conns, _) = backlogged(&[1_000, 2_000, 3_000]);
-        assert!(over_budget(&conns, 100_000, SETTINGS.max_queue).is_empty());
+        assert!(over_budget(&conns, 100_000, MAX_QUEUE).is_empty());
     }
 
     #[test]

@@ -117,8 +117,7 @@ impl Node {
             Ok(target) => target,
             Err(response) => return self.respond(key, &request, response),
         };
-        let id = self.process.next_notification_id();
-        metrics::add(&self.process.stats.notifications, 1);
+        let id = self.next_notification();
         let snapshot = self.snapshot();
         let published = publish::publish(publish, target, id, &self.here(), &snapshot);
         let mut mail = None;
@@ -165,8 +164,7 @@ impl Node {
     /// The periodic notification number `count`, to every client of the
     /// process.
     pub(super) fn periodic(&mut self, count: u64) {
-        let id = self.process.next_notification_id();
-        metrics::add(&self.process.stats.notifications, 1);
+        let id = self.next_notification();
         let json = publish::periodic(count, id, &self.here(), &self.snapshot());
         let recipients = self.broadcast(&json);
         log!(
@@ -175,6 +173,12 @@ impl Node {
             id = id,
             recipients = recipients
         );
+    }
+
+    /// The id of a new notification, published or periodic, counted.
+    fn next_notification(&self) -> u64 {
+        metrics::add(&self.process.stats.notifications, 1);
+        self.process.next_notification_id()
     }
 
     /// Counts a new connection against its address. One over the limit of

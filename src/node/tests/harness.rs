@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::app::hub::{Client, Endpoint};
 use crate::config::{Config, LogFormat, LogLevel};
-use crate::conn::Stage;
+use crate::conn::{Settings, Stage};
 use crate::ids::ConnKey;
+use crate::node::conns::Conns;
 use crate::node::redis::Side;
 use crate::node::{Input, Node, Now, Output, Process, Transmit};
 use crate::proto::frame::masked;
@@ -496,6 +498,43 @@ impl Harness {
             .map(|v| v["type"].as_str().unwrap_or("?").to_owned())
             .collect()
     }
+}
+
+/// Timeouts in ticks and limits for a component's tests: a head timeout of
+/// 10 ticks, a linger of 30, no ping and no idle timer.
+pub fn settings(max_queue: usize) -> Settings {
+    Settings {
+        header: 10,
+        idle: None,
+        ping: None,
+        linger: 30,
+        max_message: 1024,
+        max_queue,
+    }
+}
+
+/// `n` `/ws` clients that have joined a fresh table, their 101s written,
+/// each socket taking `room` more bytes.
+pub fn joined(settings: Settings, n: u64, room: usize) -> (Conns, Sockets, Vec<ConnKey>) {
+    let mut conns = Conns::new(settings, 0);
+    let mut sockets = Sockets::default();
+    let mut keys = Vec::new();
+    for seq in 1..=n {
+        let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
+        let client = Client {
+            endpoint: Endpoint::Notify,
+            seq,
+        };
+        conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
+        sockets.open(key, usize::MAX);
+        conns.flush(key, 0, &mut sockets);
+        sockets.take(key);
+        sockets.by_key.get_mut(&key).expect("open").room = room;
+        keys.push(key);
+    }
+    conns.take_dirty(&mut Vec::new());
+    sockets.sends.clear();
+    (conns, sockets, keys)
 }
 
 /// The upgrade request a browser would send for `path`.
