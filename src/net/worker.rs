@@ -21,7 +21,7 @@ use crate::conn::Stage;
 use crate::ids::ConnKey;
 use crate::log;
 use crate::node::redis::LinkInput;
-use crate::node::{Input, Node, Now, Output, Process};
+use crate::node::{Input, MayRead, Node, Now, Output, Process};
 use crate::obs::metrics::Limit;
 use crate::rand::Rng;
 
@@ -239,15 +239,10 @@ impl Worker {
             self.carry_out(now);
         }
         for _ in 0..READS_PER_EVENT {
-            if !self.node.wants_input(key) {
-                return;
-            }
-            if self.node.stage(key) != Some(stage) {
-                // Upgraded or closing: the socket may already hold frames or
-                // the FIN, which an edge-triggered poll will not announce
-                // again, so the new phase reads on.
-                self.again.push(key);
-                return;
+            match self.node.may_read(key, stage) {
+                MayRead::Now => {}
+                MayRead::Later => return self.again.push(key),
+                MayRead::No => return,
             }
             let read = loop {
                 match self.sockets.read(key, &mut self.scratch) {

@@ -145,7 +145,7 @@ impl Node {
         match action {
             Action::Echo(opcode, data) => {
                 metrics::add(&self.process.stats.messages_sent, 1);
-                self.drive(key, |conn, _, _| conn.send_frame(opcode, &data));
+                self.conns.queue(key, |conn| conn.send_frame(opcode, &data));
             }
             Action::Reply(json) => self.send_json(key, &json),
             Action::Reject { error, json } => {

@@ -41,6 +41,8 @@ pub struct Conns {
     slab: Slab<Slot>,
     wheel: TimerWheel,
     dirty: Vec<ConnKey>,
+    /// An empty list kept for its allocation (see `recycle`).
+    spare: Vec<ConnKey>,
     settings: Settings,
     clients: usize,
     closing: usize,
@@ -67,6 +69,7 @@ impl Conns {
             slab: Slab::new(),
             wheel: TimerWheel::new(now),
             dirty: Vec::new(),
+            spare: Vec::new(),
             settings,
             clients: 0,
             closing: 0,
@@ -135,9 +138,24 @@ impl Conns {
         Some(result)
     }
 
-    /// Whether the connection takes input now (see `Connection::wants_input`).
-    pub fn wants_input(&mut self, key: ConnKey) -> Option<Result<(), Option<Limit>>> {
-        Some(self.slab.get_mut(key.0)?.conn.wants_input())
+    /// Whether the connection takes input now (see `Connection::wants_input`),
+    /// and its phase.
+    pub fn wants_input(&mut self, key: ConnKey) -> Option<Result<Stage, Option<Limit>>> {
+        let conn = &mut self.slab.get_mut(key.0)?.conn;
+        Some(conn.wants_input().map(|()| conn.stage()))
+    }
+
+    /// Queues output on a connection, which neither changes its phase nor
+    /// its deadline: it is flushed at the end of the turn. The path of
+    /// every message a client gets, so lighter than `drive`.
+    pub fn queue<R>(&mut self, key: ConnKey, send: impl FnOnce(&mut Conn) -> R) -> Option<R> {
+        let slot = self.slab.get_mut(key.0)?;
+        let result = send(&mut slot.conn);
+        if !slot.dirty && !slot.conn.out().is_empty() {
+            slot.dirty = true;
+            self.dirty.push(key);
+        }
+        Some(result)
     }
 
     /// The connection's queue is to be flushed at the end of the turn.
@@ -150,11 +168,19 @@ impl Conns {
         }
     }
 
-    /// The connections to flush, in the order they were marked; `into` is
-    /// left with them (and its allocation is reused).
-    pub fn take_dirty(&mut self, into: &mut Vec<ConnKey>) {
-        into.clear();
-        std::mem::swap(&mut self.dirty, into);
+    /// The connections to flush, in the order they were marked. Marks made
+    /// while they are flushed go to a new list, for the next flush.
+    pub fn take_dirty(&mut self) -> Vec<ConnKey> {
+        std::mem::replace(&mut self.dirty, std::mem::take(&mut self.spare))
+    }
+
+    /// A list `take_dirty` gave out, flushed: its allocation serves the next
+    /// one, so a turn's flush allocates nothing.
+    pub fn recycle(&mut self, mut flushed: Vec<ConnKey>) {
+        flushed.clear();
+        if flushed.capacity() > self.spare.capacity() {
+            self.spare = flushed;
+        }
     }
 
     /// Writes a connection's queue to `io` and asks the connection what
@@ -361,9 +387,7 @@ mod tests {
     fn a_connection_with_new_bytes_is_flushed_once_and_watched_while_behind() {
         let mut conns = Conns::new(SETTINGS, 0);
         let key = upgraded(&mut conns);
-        let mut dirty = Vec::new();
-        conns.take_dirty(&mut dirty);
-        assert_eq!(dirty, [key], "the 101 waits, listed once");
+        assert_eq!(conns.take_dirty(), [key], "the 101 waits, listed once");
         let mut wire = Sockets::default();
         wire.open(key, 10);
         assert!(matches!(

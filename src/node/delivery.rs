@@ -17,18 +17,18 @@ impl Node {
     /// Queues one data frame for a client of this worker (counted in
     /// `messages_sent`), after what went to everyone before it.
     pub(super) fn send_frame(&mut self, key: ConnKey, frame: Chunk) {
-        self.fanout.prime(key, &mut self.conns, self.clock.tick());
-        if let Some(Ok(())) = self.drive(key, |conn, _, _| conn.send(frame)) {
+        self.fanout.prime(key, &mut self.conns);
+        if let Some(Ok(())) = self.conns.queue(key, |conn| conn.send(frame)) {
             metrics::add(&self.process.stats.messages_sent, 1);
         }
     }
 
     /// Queues one JSON text frame for a client of this worker.
     pub(super) fn send_json(&mut self, key: ConnKey, json: &str) {
-        self.fanout.prime(key, &mut self.conns, self.clock.tick());
-        let sent = self.drive(key, |conn, _, _| {
-            conn.send_frame(Opcode::Text, json.as_bytes())
-        });
+        self.fanout.prime(key, &mut self.conns);
+        let sent = self
+            .conns
+            .queue(key, |conn| conn.send_frame(Opcode::Text, json.as_bytes()));
         if let Some(Ok(())) = sent {
             metrics::add(&self.process.stats.messages_sent, 1);
         }
@@ -57,8 +57,7 @@ impl Node {
     /// Takes a frame for every `/ws` client of this worker, written at the
     /// end of the turn (see `Fanout`). `offset`: its place in the stream.
     pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>, offset: Option<u64>) -> usize {
-        let tick = self.clock.tick();
-        let fed = self.fanout.push(frame, offset, &mut self.conns, tick);
+        let fed = self.fanout.push(frame, offset, &mut self.conns);
         let recipients = self.hub.len();
         metrics::add(&self.process.stats.messages_sent, recipients as u64 + fed);
         recipients

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use super::conns::Conns;
 use super::notice::Notices;
-use super::timer_wheel::Tick;
 use super::transmit::Transmit;
 use crate::app::hub::Client;
 use crate::conn::write_queue::MAX_IOVECS;
@@ -49,21 +48,13 @@ impl Fanout {
     /// Takes a frame for every `/ws` client (`offset`: its place in the
     /// stream, if it has one). Clients ahead get it now, if it is new to
     /// them; returns how many did.
-    pub fn push(
-        &mut self,
-        frame: &Arc<[u8]>,
-        offset: Option<u64>,
-        conns: &mut Conns,
-        now: Tick,
-    ) -> u64 {
+    pub fn push(&mut self, frame: &Arc<[u8]>, offset: Option<u64>, conns: &mut Conns) -> u64 {
         let mut fed = 0;
         for (&key, &since) in &self.ahead {
             if offset.is_some_and(|offset| offset <= since) {
                 continue;
             }
-            let sent = conns.drive(key, now, |conn, _, _| {
-                conn.send(Chunk::Shared(Arc::clone(frame)))
-            });
+            let sent = conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
             if matches!(sent, Some(Ok(()))) {
                 fed += 1;
             }
@@ -75,7 +66,7 @@ impl Fanout {
     /// A client of this worker is about to get a message of its own: the
     /// batch so far goes into its queue first, so nothing it gets overtakes
     /// what went to everyone before it.
-    pub fn prime(&mut self, key: ConnKey, conns: &mut Conns, now: Tick) {
+    pub fn prime(&mut self, key: ConnKey, conns: &mut Conns) {
         if self.batch.is_empty() || self.ahead.contains_key(&key) {
             return;
         }
@@ -88,9 +79,7 @@ impl Fanout {
         }
         let has = self.primed.entry(key).or_insert(0);
         for frame in &self.batch[*has..] {
-            conns.drive(key, now, |conn, _, _| {
-                conn.send(Chunk::Shared(Arc::clone(frame)))
-            });
+            conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
         }
         *has = self.batch.len();
     }
@@ -250,8 +239,8 @@ mod tests {
     fn the_batch_goes_to_every_client_in_one_write_and_nothing_is_queued() {
         let (mut conns, mut sockets, keys) = clients(3);
         let mut fanout = Fanout::default();
-        fanout.push(&frame("a"), Some(1), &mut conns, 0);
-        fanout.push(&frame("b"), Some(2), &mut conns, 0);
+        fanout.push(&frame("a"), Some(1), &mut conns);
+        fanout.push(&frame("b"), Some(2), &mut conns);
         let pass = fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(
             pass,
@@ -272,10 +261,10 @@ mod tests {
     fn a_primed_client_gets_the_rest_after_its_own_answer() {
         let (mut conns, mut sockets, keys) = clients(2);
         let mut fanout = Fanout::default();
-        fanout.push(&frame("a"), None, &mut conns, 0);
-        fanout.prime(keys[0], &mut conns, 0);
+        fanout.push(&frame("a"), None, &mut conns);
+        fanout.prime(keys[0], &mut conns);
         conns.drive(keys[0], 0, |c, _, _| c.send(Chunk::Static(b"pong")));
-        fanout.push(&frame("b"), None, &mut conns, 0);
+        fanout.push(&frame("b"), None, &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(received(&mut conns, &mut sockets, keys[0]), "apongb");
         assert_eq!(received(&mut conns, &mut sockets, keys[1]), "ab");
@@ -285,9 +274,9 @@ mod tests {
     fn a_client_that_joined_gets_only_what_came_after() {
         let (mut conns, mut sockets, keys) = clients(2);
         let mut fanout = Fanout::default();
-        fanout.push(&frame("before"), None, &mut conns, 0);
+        fanout.push(&frame("before"), None, &mut conns);
         fanout.joined(keys[1]);
-        fanout.push(&frame("after"), None, &mut conns, 0);
+        fanout.push(&frame("after"), None, &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(received(&mut conns, &mut sockets, keys[0]), "beforeafter");
         assert_eq!(received(&mut conns, &mut sockets, keys[1]), "after");
@@ -299,12 +288,12 @@ mod tests {
         let mut fanout = Fanout::default();
         fanout.ahead(keys[1], 2);
         for (offset, text) in [(1, "1"), (2, "2"), (3, "3")] {
-            fanout.push(&frame(text), Some(offset), &mut conns, 0);
+            fanout.push(&frame(text), Some(offset), &mut conns);
         }
         fanout.deliver(&mut conns, None, &mut sockets);
         fanout.catch_up(3);
         assert_eq!(received(&mut conns, &mut sockets, keys[1]), "3");
-        fanout.push(&frame("4"), Some(4), &mut conns, 0);
+        fanout.push(&frame("4"), Some(4), &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(
             received(&mut conns, &mut sockets, keys[1]),
@@ -319,8 +308,8 @@ mod tests {
         let (mut conns, mut sockets, keys) = clients(1);
         sockets.by_key.get_mut(&keys[0]).unwrap().room = 3;
         let mut fanout = Fanout::default();
-        fanout.push(&frame("abcd"), None, &mut conns, 0);
-        fanout.push(&frame("ef"), None, &mut conns, 0);
+        fanout.push(&frame("abcd"), None, &mut conns);
+        fanout.push(&frame("ef"), None, &mut conns);
         assert_eq!(fanout.deliver(&mut conns, None, &mut sockets).sent, 3);
         sockets.by_key.get_mut(&keys[0]).unwrap().room = usize::MAX;
         assert_eq!(
@@ -335,7 +324,7 @@ mod tests {
         let (mut conns, mut sockets, keys) = clients(2);
         sockets.by_key.get_mut(&keys[0]).unwrap().broken = true;
         let mut fanout = Fanout::default();
-        fanout.push(&frame("x"), None, &mut conns, 0);
+        fanout.push(&frame("x"), None, &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(fanout.take_failed(), [keys[0]]);
         assert_eq!(sockets.take(keys[1]), b"x");
@@ -345,7 +334,7 @@ mod tests {
     fn notices_follow_the_batch_in_the_same_write() {
         let (mut conns, mut sockets, keys) = clients(2);
         let mut fanout = Fanout::default();
-        fanout.push(&frame("x"), None, &mut conns, 0);
+        fanout.push(&frame("x"), None, &mut conns);
         fanout.joined(keys[1]);
         let mut notices = Notices::new(Duration::from_secs(60), Duration::from_secs(60), 0);
         let mut rng = Rng::seeded(3);

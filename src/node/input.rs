@@ -5,6 +5,15 @@ use std::io;
 use super::redis::LinkInput;
 use crate::ids::ConnKey;
 
+/// Whether to read a connection now (see `Node::may_read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MayRead {
+    Now,
+    /// Once the other connections have had their turn.
+    Later,
+    No,
+}
+
 #[derive(Debug)]
 pub enum Input<'a> {
     /// Bytes read from a connection's socket. Empty before a read of an

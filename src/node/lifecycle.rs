@@ -115,7 +115,7 @@ impl Node {
     }
 
     fn close_going_away(&mut self, key: ConnKey) {
-        self.fanout.prime(key, &mut self.conns, self.clock.tick());
+        self.fanout.prime(key, &mut self.conns);
         let close = |conn: &mut super::conns::Conn, now, s: &_| {
             conn.close(CloseCode::GOING_AWAY, "server shutting down", now, s)
         };

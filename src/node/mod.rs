@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 pub use clock::Now;
 pub use conns::CONNECTION_BYTES;
-pub use input::Input;
+pub use input::{Input, MayRead};
 pub use output::Output;
 pub use process::Process;
 pub use transmit::Transmit;
@@ -186,7 +186,7 @@ impl Node {
         for key in due {
             // A ping or an idle Close is output: what went to everyone
             // before it goes first.
-            self.fanout.prime(key, &mut self.conns, self.clock.tick());
+            self.fanout.prime(key, &mut self.conns);
             if let Some(Some(event)) = self.drive(key, |conn, now, s| conn.on_deadline(now, s)) {
                 self.on_event(key, event);
             }
@@ -248,18 +248,23 @@ impl Node {
         self.conns.get(key).map(|conn| conn.stage())
     }
 
-    /// Whether the shell should read a connection now: not while it holds
-    /// more than one request can use, or while its answers pile up unread.
-    pub fn wants_input(&mut self, key: ConnKey) -> bool {
+    /// Whether the shell should read a connection again in a burst of
+    /// reads that began in phase `began`: not while it holds more than one
+    /// request can use or its answers pile up unread, and later if its phase
+    /// changed (upgraded or closing: the socket may already hold frames or
+    /// the FIN, which an edge-triggered poll will not announce again, so the
+    /// new phase reads on once the others have had their turn).
+    pub fn may_read(&mut self, key: ConnKey, began: Stage) -> MayRead {
         match self.conns.wants_input(key) {
-            Some(Ok(())) => true,
+            None => MayRead::No,
             Some(Err(limit)) => {
                 if let Some(limit) = limit {
                     self.process.stats.limit_hit(limit);
                 }
-                false
+                MayRead::No
             }
-            None => false,
+            Some(Ok(stage)) if stage != began => MayRead::Later,
+            Some(Ok(_)) => MayRead::Now,
         }
     }
 
@@ -272,7 +277,7 @@ impl Node {
     /// with data frames).
     fn receive(&mut self, key: ConnKey, mut input: &[u8]) {
         let closing = self.stage(key) == Some(Stage::Closing);
-        self.fanout.prime(key, &mut self.conns, self.clock.tick());
+        self.fanout.prime(key, &mut self.conns);
         loop {
             let Some((used, event)) = self.drive(key, |conn, now, s| conn.receive(input, now, s))
             else {

@@ -45,7 +45,7 @@ mod tests {
     fn backlogged(queued: &[usize]) -> (Conns, Vec<ConnKey>) {
         let (mut conns, mut sockets, keys) = joined(settings(MAX_QUEUE), queued.len() as u64, 0);
         for (&key, &bytes) in keys.iter().zip(queued) {
-            conns.drive(key, 0, |c, _, _| c.send(Chunk::Owned(vec![0; bytes])));
+            conns.queue(key, |c| c.send(Chunk::Owned(vec![0; bytes])));
             conns.flush(key, 0, &mut sockets);
             conns.update_interest(key);
         }

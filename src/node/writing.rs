@@ -64,11 +64,11 @@ impl Node {
     /// Flushes every connection marked since the last flush. Those marked
     /// while flushing wait for the next call.
     fn flush_dirty<T: Transmit>(&mut self, io: &mut T) {
-        let mut dirty = Vec::new();
-        self.conns.take_dirty(&mut dirty);
-        for key in dirty {
+        let mut dirty = self.conns.take_dirty();
+        for key in dirty.drain(..) {
             self.flush(key, io);
         }
+        self.conns.recycle(dirty);
     }
 
     fn flush<T: Transmit>(&mut self, key: ConnKey, io: &mut T) {

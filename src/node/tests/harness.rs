@@ -21,7 +21,7 @@ use crate::conn::{Settings, Stage};
 use crate::ids::ConnKey;
 use crate::node::conns::Conns;
 use crate::node::redis::Side;
-use crate::node::{Input, Node, Now, Output, Process, Transmit};
+use crate::node::{Input, MayRead, Node, Now, Output, Process, Transmit};
 use crate::proto::frame::masked;
 use crate::rand::Rng;
 
@@ -270,12 +270,10 @@ impl Harness {
             self.outputs(node);
         }
         for _ in 0..READS_PER_EVENT {
-            if !self.nodes[node].wants_input(peer.key) {
-                return;
-            }
-            if self.nodes[node].stage(peer.key) != Some(stage) {
-                self.again.push(peer);
-                return;
+            match self.nodes[node].may_read(peer.key, stage) {
+                MayRead::Now => {}
+                MayRead::Later => return self.again.push(peer),
+                MayRead::No => return,
             }
             let Some(socket) = self.sockets[node].by_key.get_mut(&peer.key) else {
                 return;
@@ -532,7 +530,7 @@ pub fn joined(settings: Settings, n: u64, room: usize) -> (Conns, Sockets, Vec<C
         sockets.by_key.get_mut(&key).expect("open").room = room;
         keys.push(key);
     }
-    conns.take_dirty(&mut Vec::new());
+    conns.take_dirty();
     sockets.sends.clear();
     (conns, sockets, keys)
 }
