@@ -11,5 +11,7 @@ use libfuzzer_sys::fuzz_target;
 mod memory;
 #[path = "../harness/records.rs"]
 mod records;
+#[path = "../harness/wire.rs"]
+mod wire;
 
 fuzz_target!(|data: &[u8]| memory::run(data));
