@@ -15,7 +15,7 @@ use super::socket::Socket;
 use crate::wire::{self, Frame, Received};
 
 /// The Close frame of a slow-consumer drop: code 1008, "slow consumer".
-const SLOW_CONSUMER_CLOSE: &[u8] = b"\x88\x0f\x03\xf0slow consumer";
+pub const SLOW_CONSUMER_CLOSE: &[u8] = b"\x88\x0f\x03\xf0slow consumer";
 
 /// What the connection's client read, checked; `cut` allows the last
 /// response or frame to stop short (the connection was let go with bytes
@@ -43,13 +43,17 @@ fn skips_known_bugs() -> bool {
 }
 
 /// Finding 1: a client dropped as a slow consumer before its `101` went
-/// out gets the drop's Close frame where its `101` was due. Such a stream
-/// (no `101`, ending in that frame) is checked without the frame.
+/// out gets the drop's Close frame where its `101` was due, as much of it
+/// as its socket took. Such a stream (no `101`, ending in that frame or
+/// its start) is checked without it.
 fn without_known_bug(stream: &[u8]) -> &[u8] {
-    match stream.strip_suffix(SLOW_CONSUMER_CLOSE) {
-        Some(before) if !before.windows(12).any(|w| w == b"HTTP/1.1 101") => before,
-        _ => stream,
+    if stream.windows(12).any(|w| w == b"HTTP/1.1 101") {
+        return stream;
     }
+    (1..=SLOW_CONSUMER_CLOSE.len())
+        .rev()
+        .find_map(|n| stream.strip_suffix(&SLOW_CONSUMER_CLOSE[..n]))
+        .unwrap_or(stream)
 }
 
 /// Whether the server may have had bytes for it when it let it go: only

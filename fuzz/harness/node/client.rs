@@ -30,6 +30,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+const CLOSE: u8 = 1;
+const HTTP10: u8 = 2;
+const EXPECT: u8 = 4;
+const CUT: u8 = 8;
+const TOKEN: u8 = 0x10;
+const WRONG_TOKEN: u8 = 0x20;
+const RAW_BODY: u8 = 0x40;
+
 /// The request of kind `kind` (modulo 12), with `flags`: bit 0
 /// `Connection: close`, bit 1 HTTP/1.0, bit 2 `Expect: 100-continue`,
 /// bit 3 only a prefix is sent (the rest never comes), bit 4 the right
@@ -43,74 +51,82 @@ pub fn request(
     instance: &str,
     stream: &Stream,
 ) -> Vec<u8> {
-    let (method, target, body) = match kind % 12 {
-        0 => ("GET", "/ws".to_string(), Vec::new()),
-        1 => ("GET", resume_target(arg, stream), Vec::new()),
-        2 => ("GET", "/echo".to_string(), Vec::new()),
-        3 => ("GET", "/health".to_string(), Vec::new()),
-        4 => ("GET", "/status".to_string(), Vec::new()),
-        5 => ("GET", "/metrics".to_string(), Vec::new()),
-        6 => (
-            "HEAD",
-            ["/", "/health", "/status"][usize::from(arg % 3)].to_string(),
-            Vec::new(),
-        ),
-        7 => (
-            "POST",
-            "/broadcast".to_string(),
-            publish_body(flags, arg, body, None),
-        ),
-        8 => {
-            let to = client_id(instance, arg);
-            (
-                "POST",
-                "/notify".to_string(),
-                publish_body(flags, arg, body, Some(&to)),
-            )
+    let kind = kind % 12;
+    let (method, target, body) = line_and_body(kind, flags, arg, body, instance, stream);
+    let mut bytes = head(kind, method, &target, flags, body.len()).into_bytes();
+    bytes.extend_from_slice(&body);
+    if flags & CUT != 0 {
+        bytes.truncate(usize::from(arg) * bytes.len() / 256);
+    }
+    bytes
+}
+
+fn line_and_body(
+    kind: u8,
+    flags: u8,
+    arg: u8,
+    body: &[u8],
+    instance: &str,
+    stream: &Stream,
+) -> (&'static str, String, Vec<u8>) {
+    let get = |target: &str| ("GET", target.to_string(), Vec::new());
+    match kind {
+        0 | 11 => get("/ws"),
+        1 => get(&resume_target(arg, stream)),
+        2 => get("/echo"),
+        3 => get("/health"),
+        4 => get("/status"),
+        5 => get("/metrics"),
+        6 => {
+            let target = ["/", "/health", "/status"][usize::from(arg % 3)];
+            ("HEAD", target.to_string(), Vec::new())
         }
-        9 => ("GET", "/".to_string(), Vec::new()),
-        10 => {
-            let query: String = text(body)
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .collect();
+        7 => {
+            let body = publish_body(flags, arg, body, None);
+            ("POST", "/broadcast".to_string(), body)
+        }
+        8 => {
+            let body = publish_body(flags, arg, body, Some(&client_id(instance, arg)));
+            ("POST", "/notify".to_string(), body)
+        }
+        9 => get("/"),
+        _ => {
+            let text = text(body);
+            let query: String = text.chars().filter(char::is_ascii_alphanumeric).collect();
             ("POST", format!("/broadcast?message={query}"), Vec::new())
         }
-        _ => ("GET", "/ws".to_string(), Vec::new()),
-    };
-    let mut head = format!(
-        "{method} {target} HTTP/1.{}\r\nHost: fuzz\r\n",
-        if flags & 2 != 0 { 0 } else { 1 }
-    );
-    if matches!(kind % 12, 0..=2) {
-        head.push_str(&format!(
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
-        ));
-    } else if kind % 12 == 11 {
-        // An upgrade the handshake refuses: no key, an unknown version.
-        head.push_str("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n");
     }
-    if flags & 1 != 0 {
+}
+
+fn head(kind: u8, method: &str, target: &str, flags: u8, body_len: usize) -> String {
+    let minor = if flags & HTTP10 != 0 { 0 } else { 1 };
+    let mut head = format!("{method} {target} HTTP/1.{minor}\r\nHost: fuzz\r\n");
+    match kind {
+        0..=2 => head.push_str(&format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\
+             Sec-WebSocket-Version: 13\r\n"
+        )),
+        // An upgrade the handshake refuses: no key, an unknown version.
+        11 => head
+            .push_str("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"),
+        _ => {}
+    }
+    if flags & CLOSE != 0 {
         head.push_str("Connection: close\r\n");
     }
-    if flags & 0x10 != 0 {
+    if flags & TOKEN != 0 {
         head.push_str("Authorization: Bearer secret\r\n");
-    } else if flags & 0x20 != 0 {
+    } else if flags & WRONG_TOKEN != 0 {
         head.push_str("Authorization: Bearer guess\r\n");
     }
     if method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        if flags & 4 != 0 {
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
+        if flags & EXPECT != 0 {
             head.push_str("Expect: 100-continue\r\n");
         }
     }
     head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&body);
-    if flags & 8 != 0 {
-        bytes.truncate(usize::from(arg) * bytes.len() / 256);
-    }
-    bytes
+    head
 }
 
 /// `/ws?since=..&epoch=..`: `arg` bit 7 takes `since` as it is (0-63,
@@ -131,7 +147,7 @@ fn resume_target(arg: u8, stream: &Stream) -> String {
 }
 
 fn publish_body(flags: u8, arg: u8, body: &[u8], to: Option<&str>) -> Vec<u8> {
-    if flags & 0x40 != 0 {
+    if flags & RAW_BODY != 0 {
         return body.to_vec();
     }
     let category = ["info", "success", "warning", "error"][usize::from(arg % 4)];
@@ -164,8 +180,8 @@ pub fn message(kind: u8, arg: u8, bytes: &[u8], instance: &str) -> Vec<u8> {
     let mask = [arg, arg ^ 0x5A, 0x33, 0xC3];
     let mut out = Vec::new();
     if arg & 0x40 != 0 && payload.len() >= 2 {
-        // Split on a character boundary would be kinder; a split inside one
-        // is still a valid message once the fragments are joined.
+        // The split may fall inside a UTF-8 character: the server checks the
+        // message whole, so it is still a valid one.
         let half = payload.len() / 2;
         client_frame(&mut out, false, 0x1, &payload[..half], mask, false);
         client_frame(&mut out, true, 0x9, b"mid", mask, false);
