@@ -182,7 +182,7 @@ CONNECTION = {
 # node_memory: 14 configuration bytes (each picks from its table modulo its
 # length; see fuzz/harness/node/script.rs), then operations. A connection
 # is named by its index among the connections open at that moment.
-def node_config(workers=1, echo=False, token=False, per_ip=0, queue=7, message=5,
+def node_config(workers=1, echo=False, token=False, origins=False, per_ip=0, queue=7, message=5,
                 history=3, total=5, max_conns=3, header=3, ping=0, idle=0,
                 notify=0, ttl=1, drain=2):
     """Indexes into the tables: queue [512, 1K, 2K, 4K, 8K, 16K, 64K, 1M],
@@ -191,7 +191,7 @@ def node_config(workers=1, echo=False, token=False, per_ip=0, queue=7, message=5
     [0.5, 1, 2, 10 s], ping [off, 1, 3, 30 s], idle [off, 2, 5, 75 s],
     notify [off, off, 1, 5 s], ttl [1, 300 s], drain [0, 1, 5, 30, 120 s];
     per_ip [0, 0, 1, 2, 3]."""
-    flags = (1 if echo else 0) | (2 if token else 0)
+    flags = (1 if echo else 0) | (2 if token else 0) | (4 if origins else 0)
     return bytes([workers - 1, flags, per_ip, queue, message, history, total,
                   max_conns, header, ping, idle, notify, ttl, drain])
 
@@ -222,7 +222,7 @@ def message(conn, kind, arg=0, text=b""):
 
 (WS, RESUME, ECHO_PATH, HEALTH, STATUS, METRICS, HEAD, BROADCAST, NOTIFY,
  INDEX, BROADCAST_QUERY, BAD_UPGRADE) = range(12)
-CLOSE, HTTP10, EXPECT, CUT, TOKEN, WRONG_TOKEN, RAW_BODY = 1, 2, 4, 8, 0x10, 0x20, 0x40
+CLOSE, HTTP10, EXPECT, CUT, TOKEN, WRONG_TOKEN, RAW_BODY, ORIGIN = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80
 
 
 def request(conn, kind, flags=0, arg=0, body=b""):
@@ -340,6 +340,13 @@ NODE = {
     + raw(1, "GET /sta") + fin(1) + clock(s=2)
     + accept(1) + request(1, WS) + raw(1, b"\x81\x85\x01\x02") + fin(1)
     + turn() + STATUS_CHECK,
+    # An allowed origin (arg even), another one (arg odd), and a token.
+    "origins_and_tokens": node_config(echo=True, origins=True, token=True)
+    + accept(0) + accept(0) + accept(0)
+    + request(0, WS, flags=ORIGIN, arg=0) + request(1, ECHO_PATH, flags=ORIGIN, arg=1)
+    + request(2, BROADCAST, flags=TOKEN, body="with the token")
+    + request(2, BROADCAST, flags=WRONG_TOKEN, body="with a guess")
+    + request(2, BROADCAST, body="without") + turn() + STATUS_CHECK,
     "partial_writes_and_timers": node_config(ping=1, idle=1, header=0, notify=2)
     + accept(0) + request(0, WS) + room(0, 1 | (3 << 2))
     + message(0, CHAT, text="a" * 100) + turn() + clock(ms=250)

@@ -37,12 +37,14 @@ const CUT: u8 = 8;
 const TOKEN: u8 = 0x10;
 const WRONG_TOKEN: u8 = 0x20;
 const RAW_BODY: u8 = 0x40;
+const ORIGIN: u8 = 0x80;
 
 /// The request of kind `kind` (modulo 12), with `flags`: bit 0
 /// `Connection: close`, bit 1 HTTP/1.0, bit 2 `Expect: 100-continue`,
 /// bit 3 only a prefix is sent (the rest never comes), bit 4 the right
 /// bearer token, bit 5 a wrong one, bit 6 a POST body sent as it is rather
-/// than in JSON.
+/// than in JSON, bit 7 an `Origin` (`HTTP://FUZZ` when `arg` is even, which
+/// an allowed `http://fuzz` admits, another one when it is odd).
 pub fn request(
     kind: u8,
     flags: u8,
@@ -53,7 +55,12 @@ pub fn request(
 ) -> Vec<u8> {
     let kind = kind % 12;
     let (method, target, body) = line_and_body(kind, flags, arg, body, instance, stream);
-    let mut bytes = head(kind, method, &target, flags, body.len()).into_bytes();
+    let origin = (flags & ORIGIN != 0).then_some(if arg & 1 == 0 {
+        "HTTP://FUZZ"
+    } else {
+        "http://elsewhere"
+    });
+    let mut bytes = head(kind, method, &target, flags, origin, body.len()).into_bytes();
     bytes.extend_from_slice(&body);
     if flags & CUT != 0 {
         bytes.truncate(usize::from(arg) * bytes.len() / 256);
@@ -98,7 +105,14 @@ fn line_and_body(
     }
 }
 
-fn head(kind: u8, method: &str, target: &str, flags: u8, body_len: usize) -> String {
+fn head(
+    kind: u8,
+    method: &str,
+    target: &str,
+    flags: u8,
+    origin: Option<&str>,
+    body_len: usize,
+) -> String {
     let minor = if flags & HTTP10 != 0 { 0 } else { 1 };
     let mut head = format!("{method} {target} HTTP/1.{minor}\r\nHost: fuzz\r\n");
     match kind {
@@ -110,6 +124,9 @@ fn head(kind: u8, method: &str, target: &str, flags: u8, body_len: usize) -> Str
         11 => head
             .push_str("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"),
         _ => {}
+    }
+    if let Some(origin) = origin {
+        head.push_str(&format!("Origin: {origin}\r\n"));
     }
     if flags & CLOSE != 0 {
         head.push_str("Connection: close\r\n");

@@ -64,7 +64,7 @@ const MS: Duration = Duration::from_millis(1);
 
 /// The configuration, a byte per setting (each picks from its table
 /// modulo its length): workers, flags (bit 0 `/echo`, bit 1 an admin
-/// token), per-address limit, queue bound, message bound, history size,
+/// token, bit 2 only the origin `http://fuzz` allowed), per-address limit, queue bound, message bound, history size,
 /// total queue bound, connection limit, head timeout, ping, idle timeout,
 /// periodic notification, history age, drain timeout. The limits are
 /// small, so queues overflow, messages are too long, addresses hit their
@@ -76,6 +76,7 @@ pub fn config(input: &mut Bytes) -> Config {
         workers,
         enable_echo: flags & 1 != 0,
         admin_token: (flags & 2 != 0).then(|| "secret".to_string()),
+        allowed_origins: (flags & 4 != 0).then(|| vec!["http://fuzz".to_string()]),
         max_connections_per_ip: pick(&[0, 0, 1, 2, 3], input.byte()),
         max_queue_bytes: pick(
             &[512, 1024, 2048, 4096, 8192, 16_384, 65_536, 1 << 20],
