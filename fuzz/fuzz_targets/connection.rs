@@ -72,7 +72,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 
@@ -82,8 +82,9 @@ use records::{encode_records, max_chunk, Path, Rng, KEY};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use wsnotify::config::{Config, LogFormat, LogLevel};
 use wsnotify::net::listen;
-use wsnotify::net::shared::{Shared, Wakeups};
+use wsnotify::net::wakeups::Wakeups;
 use wsnotify::net::worker::Worker;
+use wsnotify::node::{Now, Process};
 use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::handshake::accept_key;
@@ -123,8 +124,11 @@ const KNOWN_STATUSES: [u16; 16] = [
 ];
 struct Server {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    process: Arc<Process>,
     worker: JoinHandle<io::Result<()>>,
+    /// The supervisor's loop, never run: its waker must have one to belong
+    /// to.
+    _supervisor: mio::Poll,
 }
 
 fn server() -> &'static Server {
@@ -156,19 +160,39 @@ fn start_server() -> Server {
     let addr = listener.local_addr().expect("local address");
     let poll = mio::Poll::new().expect("poll");
     let waker = Worker::waker(&poll).expect("waker");
-    let shared = Arc::new(Shared::new(config).with_wakeups(Wakeups {
-        workers: vec![waker],
-        supervisor: None,
-    }));
-    let worker = Worker::new(0, Arc::clone(&shared), vec![listener], poll).expect("worker");
+    let supervisor = mio::Poll::new().expect("poll");
+    let supervisor_waker =
+        mio::Waker::new(supervisor.registry(), mio::Token(0)).expect("supervisor waker");
+    let wakeups = Arc::new(Wakeups::new(vec![waker], supervisor_waker));
+    let started = Now {
+        at: Instant::now(),
+        wall_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    };
+    let process = Arc::new(Process::new(
+        config,
+        started.at,
+        &mut wsnotify::rand::Rng::from_os(),
+    ));
+    let worker = Worker::new(
+        0,
+        Arc::clone(&process),
+        wakeups,
+        vec![listener],
+        poll,
+        started,
+    )
+    .expect("worker");
     let worker = std::thread::Builder::new()
         .name("worker-0".into())
         .spawn(move || worker.run())
         .expect("worker thread");
     Server {
         addr,
-        shared,
+        process,
         worker,
+        _supervisor: supervisor,
     }
 }
 
@@ -179,9 +203,9 @@ fuzz_target!(|data: &[u8]| {
     let mut stream = head.clone();
     stream.extend_from_slice(&body);
 
-    let slow_before = metrics::get(&server.shared.stats.slow_consumers_dropped);
+    let slow_before = metrics::get(&server.process.stats.slow_consumers_dropped);
     let run = exchange(server.addr, &plan, &stream, head.len());
-    let slow = metrics::get(&server.shared.stats.slow_consumers_dropped) > slow_before;
+    let slow = metrics::get(&server.process.stats.slow_consumers_dropped) > slow_before;
     if std::env::var_os("WSNOTIFY_FUZZ_DEBUG").is_some() {
         eprintln!(
             "{plan:?}\nsent {} bytes: {:?}",
@@ -210,10 +234,10 @@ fuzz_target!(|data: &[u8]| {
         let ws_in = &sent[ws.stream_at.min(sent.len())..];
         check_ws(ws.endpoint, ws_in, &run.out[ws.out_at..], slow);
     }
-    let active = server.shared.stats.active();
+    let active = server.process.stats.active();
     assert_eq!(active, 0, "a client is still counted after EOF");
     assert_eq!(
-        server.shared.notify_clients(),
+        server.process.notify_clients(),
         0,
         "a /ws client is still counted"
     );

@@ -29,7 +29,8 @@
 //!   after one that says `Connection: close`; after a `101`, server frames
 //!   (FIN, no mask, known opcode, control frames at most 125 bytes, text
 //!   UTF-8, Close payloads of 0 or 2+ bytes with a code the server may
-//!   send), nothing after a Close.
+//!   send), nothing after a Close (checked by `wire.rs`, which the
+//!   whole-worker target shares).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -45,6 +46,7 @@ use wsnotify::proto::frame::Opcode;
 use wsnotify::proto::http::{Response, Status};
 
 use crate::records::{encode_records, max_chunk, Path, Rng};
+use crate::wire;
 
 const SETTINGS: Settings = Settings {
     header: 10,
@@ -62,10 +64,6 @@ const MAX_CHUNKS: usize = 256;
 /// an idle timeout, then a linger.
 const MAX_END_TICKS: Tick = 400;
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const KNOWN_STATUSES: [u16; 16] = [
-    100, 101, 200, 202, 400, 401, 403, 404, 405, 408, 411, 413, 426, 431, 503, 505,
-];
-const SERVER_CLOSE_CODES: [u16; 7] = [1000, 1001, 1002, 1007, 1008, 1009, 1011];
 
 struct Plan {
     path: Path,
@@ -227,7 +225,7 @@ pub fn run(data: &[u8]) {
         }
     }
     assert!(sim.hub.is_empty(), "a client is left in the hub");
-    check_output(&sim.read, sim.cut);
+    wire::read(&sim.read, sim.cut);
 }
 
 impl Sim {
@@ -483,130 +481,5 @@ impl std::io::Write for Reader<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// HTTP responses, then frames after a 101; with `cut`, the last may be
-/// incomplete.
-fn check_output(mut out: &[u8], cut: bool) {
-    while !out.is_empty() {
-        let Some(end) = find(out, b"\r\n\r\n") else {
-            assert!(cut, "an unfinished response head");
-            return;
-        };
-        let end = end + 4;
-        let head = std::str::from_utf8(&out[..end]).expect("a response head that is not UTF-8");
-        let status: u16 = head
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("not a status line: {head:?}"));
-        assert!(KNOWN_STATUSES.contains(&status), "status {status}");
-        out = &out[end..];
-        if status == 100 {
-            assert_eq!(head, "HTTP/1.1 100 Continue\r\n\r\n");
-            continue;
-        }
-        let reason = Status(status).reason();
-        assert!(
-            head.starts_with(&format!("HTTP/1.1 {status} {reason}\r\n")),
-            "reason phrase of {status}: {head:?}"
-        );
-        if status == 101 {
-            return check_frames(out, cut);
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
-        // A HEAD answer has no body: the next response (or the end) follows.
-        let head_only = out.is_empty() || (length > 0 && out.starts_with(b"HTTP/1.1 "));
-        if !head_only {
-            if out.len() < length {
-                assert!(cut, "a body cut short");
-                return;
-            }
-            out = &out[length..];
-        }
-        if head.contains("\r\nConnection: close\r\n") {
-            assert!(out.is_empty(), "bytes after Connection: close");
-        }
-    }
-}
-
-fn check_frames(mut out: &[u8], cut: bool) {
-    while !out.is_empty() {
-        let complete = frame_len(out).is_some_and(|n| n <= out.len());
-        if !complete {
-            assert!(cut, "a frame cut short");
-            return;
-        }
-        let (b0, b1) = (out[0], out[1]);
-        assert!(b0 & 0x80 != 0, "a fragmented server frame");
-        assert_eq!(b0 & 0x70, 0, "reserved bits");
-        assert_eq!(b1 & 0x80, 0, "a masked server frame");
-        let (len, at) = match b1 & 0x7F {
-            126 => {
-                let len = usize::from(u16::from_be_bytes([out[2], out[3]]));
-                assert!(len >= 126, "a length not in its shortest form");
-                (len, 4)
-            }
-            127 => {
-                let mut be = [0; 8];
-                be.copy_from_slice(&out[2..10]);
-                let len = u64::from_be_bytes(be) as usize;
-                assert!(len > 0xFFFF, "a length not in its shortest form");
-                (len, 10)
-            }
-            n => (usize::from(n), 2),
-        };
-        let payload = &out[at..at + len];
-        out = &out[at + len..];
-        match b0 & 0x0F {
-            0x1 => assert!(
-                std::str::from_utf8(payload).is_ok(),
-                "text that is not UTF-8"
-            ),
-            0x2 => {}
-            0x9 | 0xA => assert!(len <= 125, "a control frame of {len} bytes"),
-            0x8 => {
-                assert!(len <= 125 && len != 1, "a Close payload of {len} bytes");
-                if len >= 2 {
-                    let code = u16::from_be_bytes([payload[0], payload[1]]);
-                    let echoed = (1000..=4999).contains(&code);
-                    assert!(
-                        echoed || SERVER_CLOSE_CODES.contains(&code),
-                        "close code {code}"
-                    );
-                    assert!(
-                        std::str::from_utf8(&payload[2..]).is_ok(),
-                        "a reason that is not UTF-8"
-                    );
-                }
-                assert!(out.is_empty(), "bytes after a Close");
-            }
-            op => panic!("opcode {op:#x}"),
-        }
-    }
-}
-
-/// The length of the frame at the start of `out`, once its header is there.
-fn frame_len(out: &[u8]) -> Option<usize> {
-    let b1 = *out.get(1)?;
-    match b1 & 0x7F {
-        126 => Some(4 + usize::from(u16::from_be_bytes([*out.get(2)?, *out.get(3)?]))),
-        127 => {
-            let mut be = [0; 8];
-            be.copy_from_slice(out.get(2..10)?);
-            usize::try_from(u64::from_be_bytes(be))
-                .ok()?
-                .checked_add(10)
-        }
-        n => Some(2 + usize::from(n)),
     }
 }

@@ -100,7 +100,8 @@ pub fn encode_records(input: &[u8], cap: usize, rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-fn client_frame(
+/// One masked client frame; `long` uses the 64-bit length encoding.
+pub fn client_frame(
     out: &mut Vec<u8>,
     fin: bool,
     opcode: u8,

@@ -179,8 +179,199 @@ CONNECTION = {
 }
 
 
-def write(target, seeds):
-    directory = os.path.join(HERE, target)
+# node_memory: 14 configuration bytes (each picks from its table modulo its
+# length; see fuzz/harness/node/script.rs), then operations. A connection
+# is named by its index among the connections open at that moment.
+def node_config(workers=1, echo=False, token=False, origins=False, per_ip=0, queue=7, message=5,
+                history=3, total=5, max_conns=3, header=3, ping=0, idle=0,
+                notify=0, ttl=1, drain=2):
+    """Indexes into the tables: queue [512, 1K, 2K, 4K, 8K, 16K, 64K, 1M],
+    message [16, 125, 126, 1K, 4K, 64K], history [0, 1, 3, 100], total
+    [1K, 4K, 16K, 64K, 1M, 256M], max_conns [1, 2, 4, 10000], header
+    [0.5, 1, 2, 10 s], ping [off, 1, 3, 30 s], idle [off, 2, 5, 75 s],
+    notify [off, off, 1, 5 s], ttl [1, 300 s], drain [0, 1, 5, 30, 120 s];
+    per_ip [0, 0, 1, 2, 3]."""
+    flags = (1 if echo else 0) | (2 if token else 0) | (4 if origins else 0)
+    return bytes([workers - 1, flags, per_ip, queue, message, history, total,
+                  max_conns, header, ping, idle, notify, ttl, drain])
+
+
+def accept(node=0, frm=0):
+    """frm: 0 127.0.0.1, 1 127.0.0.2, 2 192.0.2.7, 3 ::1."""
+    return bytes([0, node, frm])
+
+
+def raw(conn, data):
+    data = data.encode() if isinstance(data, str) else data
+    return bytes([2, conn, len(data)]) + data
+
+
+def frames(conn, records):
+    return bytes([3, conn]) + struct.pack(">H", len(records)) + records
+
+
+CHAT, CHAT_JSON, PING, STATUS_REQUEST, DIRECT, BAD_TYPE = range(6)
+
+
+def message(conn, kind, arg=0, text=b""):
+    """arg: a direct message's worker (bits 0-1) and client number (bits
+    2-6), bit 7 another instance; bit 6 two fragments around a Ping."""
+    text = text.encode() if isinstance(text, str) else text
+    return bytes([5, conn, kind, arg, len(text)]) + text
+
+
+(WS, RESUME, ECHO_PATH, HEALTH, STATUS, METRICS, HEAD, BROADCAST, NOTIFY,
+ INDEX, BROADCAST_QUERY, BAD_UPGRADE) = range(12)
+CLOSE, HTTP10, EXPECT, CUT, TOKEN, WRONG_TOKEN, RAW_BODY, ORIGIN = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80
+
+
+def request(conn, kind, flags=0, arg=0, body=b""):
+    body = body.encode() if isinstance(body, str) else body
+    return bytes([6, conn, kind, flags, arg, len(body)]) + body
+
+
+def fin(conn):
+    return bytes([8, conn])
+
+
+NOTHING, EVERYTHING = 0, 3
+
+
+def room(conn, b):
+    """b % 4: 0 nothing, 1 (b >> 2) * 7 + 1 bytes, 2 (b >> 2) * 509 + 1
+    bytes, 3 everything."""
+    return bytes([9, conn, b])
+
+
+def fail(conn, on_read=True):
+    return bytes([10, conn, 0 if on_read else 1])
+
+
+def clock(ms=0, s=0):
+    return bytes([11, ms // 25 if not s else 128 + s])
+
+
+DRAIN = bytes([13])
+
+
+def turn(mask=0):
+    return bytes([14, mask])
+
+
+STATUS_CHECK = bytes([15])
+
+
+def chats(conn, count, size):
+    """`count` text records of `size` bytes each (two-byte length form)."""
+    record = bytes([0x40]) + struct.pack(">H", size) + bytes([1]) + b"x"
+    return frames(conn, record * count)
+
+
+NODE = {
+    "two_workers_chat": node_config(workers=2)
+    + accept(0) + accept(1)
+    + request(0, WS) + request(1, WS)
+    + message(0, CHAT, text="hello from zero") + turn()
+    + message(1, CHAT_JSON, text="hello from one") + message(1, PING)
+    + message(0, STATUS_REQUEST) + turn() + STATUS_CHECK + clock(s=1),
+    "resume_replay": node_config(history=3)
+    + accept(0) + request(0, WS)
+    + message(0, CHAT, text="one") + message(0, CHAT, text="two")
+    + message(0, CHAT, text="three") + turn()
+    + accept(0) + request(1, RESUME, arg=2)
+    + accept(0) + request(2, RESUME, arg=0x80 | 40)
+    + accept(0) + request(3, RESUME, arg=0x40)
+    + message(0, CHAT, text="four") + turn() + STATUS_CHECK,
+    "slow_consumer": node_config(queue=1, total=5)
+    + accept(0) + accept(0) + request(0, WS) + request(1, WS) + turn()
+    + room(0, NOTHING) + chats(1, 6, 300) + turn()
+    + room(0, EVERYTHING) + turn()
+    + room(1, 2) + chats(0, 3, 200) + turn() + room(1, EVERYTHING) + turn(),
+    "total_queue_shed": node_config(queue=6, total=1)
+    + accept(0) + accept(0) + accept(0)
+    + request(0, WS) + request(1, WS) + request(2, WS) + turn()
+    + room(0, NOTHING) + room(1, NOTHING) + chats(2, 8, 400) + turn()
+    + room(1, EVERYTHING) + room(0, EVERYTHING) + STATUS_CHECK,
+    "drain_mid_stream": node_config(workers=2, ping=1, idle=2, drain=2, notify=2)
+    + accept(0) + accept(1) + accept(1)
+    + request(0, WS) + request(1, WS) + request(2, ECHO_PATH) + turn()
+    + DRAIN + turn() + message(1, CHAT, text="still here")
+    + request(2, HEALTH) + clock(s=3) + message(0, PING) + clock(s=10),
+    "http_mix": node_config(workers=2, header=1)
+    + accept(0) + request(0, HEALTH) + request(0, STATUS) + request(0, METRICS)
+    + request(0, HEAD, arg=1) + request(0, INDEX)
+    + request(0, BROADCAST, arg=1, body="deploy finished")
+    + request(0, BROADCAST_QUERY, body="query")
+    + request(0, BROADCAST, flags=EXPECT | RAW_BODY, body='{"message":1}')
+    + accept(1, 2) + request(1, BROADCAST, body="not from loopback")
+    + accept(1) + request(2, STATUS, flags=CUT, arg=100) + clock(s=2)
+    + accept(0, 3) + raw(2, "GET /health HTTP/1.0\r\n\r\n") + turn(),
+    "notify_across_workers": node_config(workers=3)
+    + accept(1) + accept(2) + request(0, WS) + request(1, WS) + turn()
+    + accept(0) + request(2, NOTIFY, arg=(1 << 2) | 1, body="for 1-1")
+    + accept(0) + request(3, NOTIFY, arg=(1 << 2) | 2, body="for 2-1")
+    + accept(0) + request(4, NOTIFY, arg=(9 << 2) | 1, body="for nobody")
+    + turn() + turn(1) + turn(2) + turn() + STATUS_CHECK,
+    "direct_across_workers": node_config(workers=3)
+    + accept(0) + accept(1) + accept(2)
+    + request(0, WS) + request(1, WS) + request(2, WS) + turn()
+    + message(0, DIRECT, arg=(1 << 2) | 1, text="to worker one")
+    + message(1, DIRECT, arg=(1 << 2) | 2, text="to worker two")
+    + message(2, DIRECT, arg=(7 << 2) | 0, text="to nobody")
+    + message(2, DIRECT, arg=0x80 | (1 << 2), text="elsewhere")
+    + turn(2) + turn(1) + turn() + turn(),
+    "echo_fragments": node_config(echo=True, message=3)
+    + accept(0) + request(0, ECHO_PATH) + turn()
+    + frames(0, bytes([0x30, 3]) + b"abc" + bytes([9, 1]) + b"p" + bytes([6, 3]) + b"def")
+    + frames(0, bytes([4, 4]) + b"\x00\x01\x02\x03")
+    + message(0, CHAT, arg=0x40, text="κόσμε")
+    + frames(0, bytes([0x40, 0x10, 0x00, 1]) + b"z")
+    + accept(0) + request(1, ECHO_PATH) + frames(1, bytes([0x8C, 2, 0]) + b"ok"),
+    "limits_per_address_and_capacity": node_config(per_ip=2, max_conns=1)
+    + accept(0) + accept(0) + accept(0)
+    + request(0, WS) + request(1, WS) + turn()
+    + accept(0, 1) + request(2, WS) + turn() + STATUS_CHECK,
+    # Open connections are renumbered as others close: #0 fails on read,
+    # then #1 is index 0 (fails on its next write, a ping) and #2 index 1.
+    "failures_and_fins": node_config(workers=2, ping=1)
+    + accept(0) + accept(1) + accept(0)
+    + request(0, WS) + request(1, WS) + request(2, HEALTH) + turn()
+    + fail(0, on_read=True) + fail(0, on_read=False) + turn()
+    + raw(1, "GET /sta") + fin(1) + clock(s=2)
+    + accept(1) + request(1, WS) + raw(1, b"\x81\x85\x01\x02") + fin(1)
+    + turn() + STATUS_CHECK,
+    # An allowed origin (arg even), another one (arg odd), and a token.
+    "origins_and_tokens": node_config(echo=True, origins=True, token=True)
+    + accept(0) + accept(0) + accept(0)
+    + request(0, WS, flags=ORIGIN, arg=0) + request(1, ECHO_PATH, flags=ORIGIN, arg=1)
+    + request(2, BROADCAST, flags=TOKEN, body="with the token")
+    + request(2, BROADCAST, flags=WRONG_TOKEN, body="with a guess")
+    + request(2, BROADCAST, body="without") + turn() + STATUS_CHECK,
+    "partial_writes_and_timers": node_config(ping=1, idle=1, header=0, notify=2)
+    + accept(0) + request(0, WS) + room(0, 1 | (3 << 2))
+    + message(0, CHAT, text="a" * 100) + turn() + clock(ms=250)
+    + room(0, 2) + clock(s=1) + room(0, EVERYTHING)
+    + accept(0) + request(1, HEALTH) + clock(ms=600) + clock(s=3),
+}
+
+
+# Inputs that fail because of a server bug not fixed yet (fuzz/README.md,
+# "Findings (node_memory)"), kept out of the seeds so no corpus starts
+# with a crash. tests/fuzz_memory.rs expects each to fail; once its bug is
+# fixed, move the input to NODE and delete its test.
+NODE_KNOWN_BUGS = {
+    # A /ws client whose socket takes nothing; periodic notifications push
+    # its queue past 1 KiB before its 101 is written; the drop discards the
+    # 101 with them, and the client reads a Close frame as the answer to
+    # its HTTP request.
+    "bug1_slow_consumer_drop_discards_101": node_config(queue=1, notify=2)
+    + accept(0) + room(0, NOTHING) + request(0, WS) + clock(s=3)
+    + room(0, EVERYTHING),
+}
+
+
+def write(target, seeds, root=HERE):
+    directory = os.path.join(root, target)
     os.makedirs(directory, exist_ok=True)
     for name, data in seeds.items():
         if isinstance(data, str):
@@ -192,3 +383,5 @@ def write(target, seeds):
 write("frame_decoder", FRAMES)
 write("request_head", HEADS)
 write("connection", CONNECTION)
+write("node_memory", NODE)
+write("node_memory", NODE_KNOWN_BUGS, root=os.path.join(HERE, "..", "known_bugs"))
