@@ -42,16 +42,13 @@ fn the_node_seeds_replay() {
     assert!(count >= 8, "only {count} node_memory seeds");
 }
 
-/// KNOWN SERVER BUG (fuzz/README.md, node_memory finding 1): a WebSocket
-/// client dropped as a slow consumer before its `101` was written reads a
-/// Close frame where its `101` was due. This test passes while the bug is
-/// there and fails once it is fixed: then move the input to the seeds
-/// (`NODE` in fuzz/seeds/generate.py) and delete this test.
+/// The server bug the node target found (fuzz/README.md, "Findings
+/// (`node_memory`)"): a client dropped as a slow consumer before its `101`
+/// was written read a Close frame where its `101` was due.
 #[test]
-#[should_panic(expected = "not a status line")]
-fn known_bug_1_a_slow_consumer_drop_discards_the_101() {
+fn a_client_dropped_before_its_101_still_reads_it() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/known_bugs/node_memory/bug1_slow_consumer_drop_discards_101");
+        .join("fuzz/seeds/node_memory/slow_consumer_before_its_101");
     node::run(&std::fs::read(path).unwrap());
 }
 

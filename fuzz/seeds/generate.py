@@ -268,6 +268,13 @@ def chats(conn, count, size):
 
 
 NODE = {
+    # A /ws client whose socket takes nothing; periodic notifications push
+    # its queue past 1 KiB before its 101 is written; dropped as a slow
+    # consumer, it still reads the 101 (and its welcome), then the Close
+    # (a server bug found by this target, fuzz/README.md).
+    "slow_consumer_before_its_101": node_config(queue=1, notify=2)
+    + accept(0) + room(0, NOTHING) + request(0, WS) + clock(s=3)
+    + room(0, EVERYTHING),
     "two_workers_chat": node_config(workers=2)
     + accept(0) + accept(1)
     + request(0, WS) + request(1, WS)
@@ -355,21 +362,6 @@ NODE = {
 }
 
 
-# Inputs that fail because of a server bug not fixed yet (fuzz/README.md,
-# "Findings (node_memory)"), kept out of the seeds so no corpus starts
-# with a crash. tests/fuzz_memory.rs expects each to fail; once its bug is
-# fixed, move the input to NODE and delete its test.
-NODE_KNOWN_BUGS = {
-    # A /ws client whose socket takes nothing; periodic notifications push
-    # its queue past 1 KiB before its 101 is written; the drop discards the
-    # 101 with them, and the client reads a Close frame as the answer to
-    # its HTTP request.
-    "bug1_slow_consumer_drop_discards_101": node_config(queue=1, notify=2)
-    + accept(0) + room(0, NOTHING) + request(0, WS) + clock(s=3)
-    + room(0, EVERYTHING),
-}
-
-
 def write(target, seeds, root=HERE):
     directory = os.path.join(root, target)
     os.makedirs(directory, exist_ok=True)
@@ -384,4 +376,3 @@ write("frame_decoder", FRAMES)
 write("request_head", HEADS)
 write("connection", CONNECTION)
 write("node_memory", NODE)
-write("node_memory", NODE_KNOWN_BUGS, root=os.path.join(HERE, "..", "known_bugs"))

@@ -121,7 +121,7 @@ impl<C: Copy> Connection<C> {
         http.deadline = now + settings.header;
         response.close = closing;
         self.out
-            .push(Chunk::Owned(response.encode(request.method == "HEAD")));
+            .push(Chunk::Answer(response.encode(request.method == "HEAD")));
         if closing {
             self.start_closing(CloseMode::Linger, now, settings);
         }
@@ -137,7 +137,7 @@ impl<C: Copy> Connection<C> {
         };
         let early_frames = std::mem::take(&mut http.buf);
         self.enter(Phase::Ws(WsState::new(client, now, settings)));
-        self.out.push(Chunk::Owned(switching_protocols(accept)));
+        self.out.push(Chunk::Answer(switching_protocols(accept)));
         early_frames
     }
 
@@ -181,7 +181,7 @@ impl<C: Copy> Connection<C> {
     /// Answers before any request is read, and closes: for a connection
     /// turned away as it is accepted.
     pub fn turn_away(&mut self, response: Response, now: Tick, settings: &Settings) {
-        self.out.push(Chunk::Owned(response.encode(false)));
+        self.out.push(Chunk::Answer(response.encode(false)));
         self.start_closing(CloseMode::Linger, now, settings);
     }
 
@@ -195,7 +195,7 @@ impl<C: Copy> Connection<C> {
         settings: &Settings,
     ) -> Event<C> {
         let response = Response::error(error.status(), error.message()).closing();
-        self.out.push(Chunk::Owned(response.encode(head_only)));
+        self.out.push(Chunk::Answer(response.encode(head_only)));
         self.start_closing(CloseMode::Linger, now, settings);
         Event::Refused(error)
     }

@@ -502,6 +502,27 @@ fn a_peer_that_half_closes_still_gets_what_is_queued() {
 }
 
 #[test]
+fn a_slow_consumer_dropped_before_its_101_was_written_still_gets_it() {
+    let mut conn = new_conn(0);
+    feed(&mut conn, UPGRADE, 0, |conn, _| {
+        conn.upgrade("accept", 7, 0, &SETTINGS);
+    });
+    conn.send_frame(Opcode::Text, b"welcome").unwrap();
+    conn.send(Chunk::Owned(vec![b'x'; SETTINGS.max_queue]))
+        .unwrap();
+    assert!(matches!(
+        conn.after_flush(0, &SETTINGS),
+        Some(Verdict::Dropped(_))
+    ));
+    let wire = sent(&mut conn);
+    assert!(text(&wire).starts_with("HTTP/1.1 101 "), "{}", text(&wire));
+    let end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    // The welcome went into the 101's buffer; the rest is the 1008 Close.
+    assert_eq!(&wire[end..end + 9], b"\x81\x07welcome");
+    assert_eq!(&wire[end + 9..end + 13], [0x88, 15, 0x03, 0xF0]);
+}
+
+#[test]
 fn only_a_websocket_client_takes_messages() {
     let mut conn = new_conn(0);
     assert_eq!(conn.send(Chunk::Static(b"x")), Err(NotOpen));

@@ -10,6 +10,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum Chunk {
     Owned(Vec<u8>),
+    /// The answer to an HTTP request (the last of them, before an upgrade,
+    /// the `101`): the client must read it whatever follows, so a discard
+    /// keeps it (and the frames encoded at its end).
+    Answer(Vec<u8>),
     Shared(Arc<[u8]>),
     /// Fixed frames (an empty Ping): queued without allocating.
     Static(&'static [u8]),
@@ -18,7 +22,7 @@ pub enum Chunk {
 impl Chunk {
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Chunk::Owned(v) => v,
+            Chunk::Owned(v) | Chunk::Answer(v) => v,
             Chunk::Shared(a) => a,
             Chunk::Static(s) => s,
         }
@@ -60,7 +64,7 @@ impl WriteQueue {
     /// pongs) then cost one allocation and go out as one slice.
     pub fn push_frame(&mut self, opcode: Opcode, payload: &[u8]) {
         match self.chunks.back_mut() {
-            Some(Chunk::Owned(tail))
+            Some(Chunk::Owned(tail) | Chunk::Answer(tail))
                 if tail.len() + MAX_SERVER_HEADER_LEN + payload.len() <= COALESCE_LIMIT =>
             {
                 self.pending += encode_frame_into(tail, opcode, payload);
@@ -106,17 +110,21 @@ impl WriteQueue {
         self.pending == 0
     }
 
-    /// Drops every chunk not yet started, keeping a half-written front chunk
-    /// so the stream stays on a frame boundary. Returns whether the queue now
-    /// ends on a frame boundary (nothing half-written is left).
+    /// Drops every chunk not yet started but the answers owed to HTTP
+    /// requests at the front, keeping a half-written front chunk so the
+    /// stream stays on a frame boundary. Returns whether nothing
+    /// half-written is left: only then can a Close follow at once.
     pub fn discard_unstarted(&mut self) -> bool {
-        let keep = usize::from(self.front_written > 0);
-        self.chunks.truncate(keep);
-        self.pending = self
+        let started = usize::from(self.front_written > 0);
+        let answers = self
             .chunks
-            .front()
-            .map_or(0, |c| c.bytes().len() - self.front_written);
-        keep == 0
+            .iter()
+            .take_while(|c| matches!(c, Chunk::Answer(_)))
+            .count();
+        self.chunks.truncate(answers.max(started));
+        let queued: usize = self.chunks.iter().map(|c| c.bytes().len()).sum();
+        self.pending = queued - self.front_written;
+        self.front_written == 0
     }
 
     /// Writes as much as the socket takes. Returns the number of bytes
@@ -245,6 +253,34 @@ mod tests {
         q.push(Chunk::Owned(b"ijkl".to_vec()));
         assert!(q.discard_unstarted());
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_discard_keeps_the_answers_owed_and_what_was_written_of_them() {
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Answer(b"HTTP/1.1 200".to_vec()));
+        q.push(Chunk::Answer(b"HTTP/1.1 101".to_vec()));
+        q.push(Chunk::Owned(b"frame".to_vec()));
+        assert!(q.discard_unstarted(), "nothing half-written");
+        assert_eq!(q.pending(), 24, "both answers, not the frame");
+        // The 200 whole, and 2 bytes of the 101.
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 12,
+            calls_left: 1,
+        };
+        q.flush_to(&mut out).unwrap();
+        out.per_call = 2;
+        out.calls_left = 1;
+        q.flush_to(&mut out).unwrap();
+        q.push(Chunk::Owned(b"frame".to_vec()));
+        assert!(!q.discard_unstarted(), "the 101 is half-written");
+        out.calls_left = 10;
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(out.got, b"HTTP/1.1 200HTTP/1.1 101");
+        q.push(Chunk::Owned(b"frame".to_vec()));
+        assert!(q.discard_unstarted());
+        assert!(q.is_empty(), "what was kept went out: nothing is kept now");
     }
 
     #[test]

@@ -271,10 +271,10 @@ impl Node {
     /// Hands bytes to the connection and carries out each event, in order,
     /// until the bytes are used and no event is left.
     ///
-    /// What went to everyone earlier in the turn goes to this client before
-    /// anything the connection answers on its own (a Close ends its
-    /// broadcasts; a Pong may come first, as control frames have no order
-    /// with data frames).
+    /// What went to everyone earlier in the turn, its own chats included,
+    /// goes to this client before anything the connection answers on its
+    /// own (a Pong, its Close): a client gets its answers in the order of
+    /// its frames.
     fn receive(&mut self, key: ConnKey, mut input: &[u8]) {
         let closing = self.stage(key) == Some(Stage::Closing);
         self.fanout.prime(key, &mut self.conns);
@@ -285,6 +285,13 @@ impl Node {
             };
             input = &input[used..];
             match event {
+                Some(Event::Message(message)) => {
+                    self.on_message(key, message);
+                    // What the message sent everyone (a chat) goes to the
+                    // sender before whatever its next frames bring back (a
+                    // Pong, a Close).
+                    self.fanout.prime(key, &mut self.conns);
+                }
                 Some(event) => self.on_event(key, event),
                 None => break,
             }

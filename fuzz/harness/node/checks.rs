@@ -6,8 +6,6 @@
 //! client stands, with no gap and no repeat (without Redis every worker
 //! hands out every offset, so a client misses none while it is one).
 
-use std::sync::OnceLock;
-
 use serde_json::Value;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head};
 
@@ -21,11 +19,7 @@ pub const SLOW_CONSUMER_CLOSE: &[u8] = b"\x88\x0f\x03\xf0slow consumer";
 /// response or frame to stop short (the connection was let go with bytes
 /// the client had not taken).
 pub fn read(socket: &Socket, cut: bool) -> Received {
-    let mut stream = &socket.received[..];
-    if skips_known_bugs() {
-        stream = without_known_bug(stream);
-    }
-    let received = wire::read(stream, cut);
+    let received = wire::read(&socket.received, cut);
     if received.upgraded() {
         let upgrade = received.responses.len() - 1;
         if answered_path(&socket.sent, upgrade).as_deref() == Some("/ws") {
@@ -35,25 +29,11 @@ pub fn read(socket: &Socket, cut: bool) -> Received {
     received
 }
 
-/// `WSNOTIFY_FUZZ_KNOWN_BUGS=skip` steps around the server bug the target
-/// found (fuzz/README.md, finding 1), so a run can look for others.
-fn skips_known_bugs() -> bool {
-    static SKIP: OnceLock<bool> = OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var("WSNOTIFY_FUZZ_KNOWN_BUGS").as_deref() == Ok("skip"))
-}
-
-/// Finding 1: a client dropped as a slow consumer before its `101` went
-/// out gets the drop's Close frame where its `101` was due, as much of it
-/// as its socket took. Such a stream (no `101`, ending in that frame or
-/// its start) is checked without it.
-fn without_known_bug(stream: &[u8]) -> &[u8] {
-    if stream.windows(12).any(|w| w == b"HTTP/1.1 101") {
-        return stream;
-    }
-    (1..=SLOW_CONSUMER_CLOSE.len())
-        .rev()
-        .find_map(|n| stream.strip_suffix(&SLOW_CONSUMER_CLOSE[..n]))
-        .unwrap_or(stream)
+/// The bytes after the head of a `101` in `bytes`, if one is there.
+pub fn after_101(bytes: &[u8]) -> Option<usize> {
+    let at = bytes.windows(12).position(|w| w == b"HTTP/1.1 101")?;
+    let head = bytes[at..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some(bytes.len() - at - head)
 }
 
 /// Whether the server may have had bytes for it when it let it go: only

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use wsnotify::conn::Stage;
 use wsnotify::ids::ConnKey;
-use wsnotify::node::{Input, Node, Now, Output, Process};
+use wsnotify::node::{Input, MayRead, Node, Now, Output, Process};
 
 use super::socket::{Socket, Wire};
 
@@ -173,12 +173,13 @@ impl Cluster {
         }
         for _ in 0..READS_PER_EVENT {
             let worker = &mut self.workers[node];
-            if worker.exited.is_some() || !worker.node.wants_input(key) {
+            if worker.exited.is_some() {
                 return;
             }
-            if worker.node.stage(key) != Some(stage) {
-                worker.again.push(key);
-                return;
+            match worker.node.may_read(key, stage) {
+                MayRead::Now => {}
+                MayRead::Later => return worker.again.push(key),
+                MayRead::No => return,
             }
             let socket = &mut self.sockets[worker.by_key[&key]];
             let bytes: Vec<u8>;
