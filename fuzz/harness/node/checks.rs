@@ -29,11 +29,11 @@ pub fn read(socket: &Socket, cut: bool) -> Received {
     received
 }
 
-/// The bytes after the head of a `101` in `bytes`, if one is there.
-pub fn after_101(bytes: &[u8]) -> Option<usize> {
+/// Where the head of the `101` in `bytes` ends, if one is there.
+pub fn end_of_101(bytes: &[u8]) -> Option<usize> {
     let at = bytes.windows(12).position(|w| w == b"HTTP/1.1 101")?;
     let head = bytes[at..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    Some(bytes.len() - at - head)
+    Some(at + head)
 }
 
 /// Whether the server may have had bytes for it when it let it go: only
