@@ -255,6 +255,7 @@ impl Sim {
             worker: 0,
             workers: 1,
             redis: false,
+            peer: None,
             hub: &self.hub,
         }
     }

@@ -98,6 +98,7 @@ mod tests {
             worker: 1,
             workers: 2,
             redis: true,
+            peer: None,
             hub: &hub,
         };
         let to = |origin, to| Envelope {

@@ -32,6 +32,7 @@ pub fn here(hub: &Hub) -> Here<'_> {
         worker: 0,
         workers: 1,
         redis: false,
+        peer: None,
         hub,
     }
 }

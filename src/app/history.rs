@@ -70,6 +70,17 @@ pub struct History {
     ttl: Duration,
 }
 
+/// A history as it crosses a hand-over: see `History::export`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    pub epoch: String,
+    pub last: u64,
+    /// The smallest `since` that can be recovered.
+    pub first_since: u64,
+    /// Oldest first: each entry's age and frame, the last one at `last`.
+    pub entries: Vec<(Duration, Arc<[u8]>)>,
+}
+
 /// What one entry costs besides its frame: the entry, and the `Arc`'s two
 /// counters.
 pub const ENTRY_COST: usize = size_of::<Entry>() + 2 * size_of::<usize>();
@@ -259,6 +270,43 @@ impl History {
         self.bytes = 0;
     }
 
+    /// The stream as a new process on this host continues it after a
+    /// hand-over: the epoch, the last offset, and what is kept, with each
+    /// entry's age (an `Instant` means nothing in another process).
+    pub fn export(&mut self, now: Instant) -> StreamState {
+        self.expire(now);
+        StreamState {
+            epoch: self.epoch.clone(),
+            last: self.last,
+            first_since: self.first_since,
+            entries: self
+                .entries
+                .iter()
+                .map(|e| (now.saturating_duration_since(e.at), Arc::clone(&e.frame)))
+                .collect(),
+        }
+    }
+
+    /// Continues the stream another process exported: its epoch, its
+    /// offsets and its entries replace this history's. A new generation,
+    /// so a worker that has handed out nothing yet stands at the adopted
+    /// last offset, not before it.
+    pub fn adopt(&mut self, state: StreamState, now: Instant) {
+        self.restart(&state.epoch, state.last);
+        let kept = state.entries.len() as u64;
+        self.first_since = state.first_since.max(state.last.saturating_sub(kept));
+        if self.capacity == 0 {
+            self.first_since = state.last;
+            return;
+        }
+        for (age, frame) in state.entries {
+            self.bytes += frame.len() + ENTRY_COST;
+            let at = now.checked_sub(age).unwrap_or(now);
+            self.entries.push_back(Entry { at, frame });
+        }
+        self.expire(now);
+    }
+
     /// Drops what is past the size or the age limit.
     fn expire(&mut self, now: Instant) {
         while let Some(oldest) = self.entries.front() {
@@ -307,6 +355,61 @@ mod tests {
             generation: 0,
             offset,
         }
+    }
+
+    #[test]
+    fn an_exported_stream_is_continued_where_it_stood() {
+        let t0 = Instant::now();
+        let mut old = filled(10, 8, t0);
+        let later = t0 + Duration::from_secs(5);
+        let state = old.export(later);
+        assert_eq!((state.last, state.entries.len()), (8, 8));
+        assert_eq!(state.entries[0].0, Duration::from_secs(5));
+
+        let now = Instant::now();
+        let mut new = History::new("fresh".into(), 10, TTL);
+        new.adopt(state, now);
+        assert_eq!((new.epoch(), new.last(), new.len()), ("e", 8, 8));
+        assert_eq!(new.bytes(), old.bytes());
+        // A worker that has handed out nothing here stands at 8.
+        let fresh = Position::default();
+        assert_eq!(new.delivered(fresh), 8);
+        assert_eq!(names(&new.resume(5, "e", fresh, now)), ["6", "7", "8"]);
+        let ninth = new.append(&frame(9), now);
+        assert_eq!(ninth.offset, 9);
+        assert_eq!(names(&new.resume(7, "e", ninth, now)), ["8", "9"]);
+        assert_eq!(new.resume(1, "fresh", ninth, now), Resume::UnknownEpoch);
+    }
+
+    #[test]
+    fn an_adopted_entry_keeps_its_age() {
+        let t0 = Instant::now();
+        let mut old = filled(10, 2, t0);
+        let state = old.export(t0 + TTL);
+        let mut new = History::new("x".into(), 10, TTL);
+        let now = Instant::now();
+        new.adopt(state, now);
+        assert_eq!(new.len(), 2);
+        // A moment later both are past the TTL in the new process too.
+        assert_eq!(
+            new.resume(0, "e", Position::default(), now + Duration::from_secs(1)),
+            Resume::TooOld
+        );
+    }
+
+    #[test]
+    fn what_could_not_be_recovered_before_stays_so() {
+        let now = Instant::now();
+        let mut old = filled(3, 8, now);
+        let mut new = History::new("x".into(), 3, TTL);
+        new.adopt(old.export(now), now);
+        let fresh = Position::default();
+        assert_eq!(new.resume(4, "e", fresh, now), Resume::TooOld);
+        assert_eq!(names(&new.resume(5, "e", fresh, now)), ["6", "7", "8"]);
+        let mut off = History::new("x".into(), 0, TTL);
+        off.adopt(old.export(now), now);
+        assert_eq!(off.last(), 8);
+        assert_eq!(off.resume(8, "e", fresh, now), Resume::TooOld);
     }
 
     #[test]

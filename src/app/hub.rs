@@ -33,13 +33,15 @@ impl Client {
 }
 
 /// Where the deciding worker stands: enough to find a client by its id.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Here<'a> {
     pub instance: &'a str,
     pub worker: usize,
     pub workers: usize,
     /// Whether other instances are reachable (through Redis).
     pub redis: bool,
+    /// The other process of a hand-over on this host, by instance name.
+    pub peer: Option<std::sync::Arc<str>>,
     pub hub: &'a Hub,
 }
 
@@ -64,8 +66,10 @@ pub enum Location {
 /// Where a client id lives, if it names a client that may exist.
 pub fn locate(id: &ClientId, here: &Here) -> Option<Location> {
     if id.instance != here.instance {
-        // Another instance's client is reached through Redis, if at all.
-        return here.redis.then(|| Location::Elsewhere(id.clone()));
+        // Another instance's client is reached through Redis, or over the
+        // hand-over link when it is the other process's, if at all.
+        let reachable = here.redis || here.peer.as_deref() == Some(id.instance.as_str());
+        return reachable.then(|| Location::Elsewhere(id.clone()));
     }
     if id.worker >= here.workers {
         return None;
@@ -128,6 +132,7 @@ mod tests {
             worker: 1,
             workers: 2,
             redis: false,
+            peer: None,
             hub: &hub,
         };
         assert_eq!(

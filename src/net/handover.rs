@@ -1,22 +1,30 @@
 //! Hand-over between two servers on one host (`--handover PATH`): the
-//! running server gives its listening sockets to the new one over a unix
-//! socket, then drains, so the port never stops accepting.
+//! running server gives its listening sockets and its stream to the new one
+//! over a unix socket, then drains, so the port never stops accepting and
+//! no message is lost.
 //!
-//! The protocol, version 1, is one exchange of lines per connection:
+//! The protocol, version 2, starts with an exchange of lines:
 //!
 //! ```text
-//! new → old  wsnotify-handover 1 pid=<new pid>
-//! old → new  wsnotify-handover 1 fds=<n> pid=<old pid>   (+ n sockets, SCM_RIGHTS)
-//! new → old  serving pid=<new pid>       (its workers accept, PATH is its own)
+//! new → old  wsnotify-handover 2 pid=<new pid>
+//! old → new  wsnotify-handover 2 fds=<n> pid=<old pid> instance=<old>   (+ n sockets, SCM_RIGHTS)
+//! new → old  serving pid=<new pid> instance=<new>
 //! old → new  draining
 //! ```
 //!
+//! then the connection stays open as the link of `node::peer` (its
+//! messages in `node::peer::wire`): first the old server's stream (epoch,
+//! offsets, history), then, both ways, the messages the two deliver as one
+//! until the old server exits. A new server that has its sockets already
+//! (socket activation) takes the stream and drops the copies it is sent.
+//!
 //! Instead of the sockets the old server may answer
-//! `wsnotify-handover 1 refused <why>`. Anything unexpected, a peer of
-//! another user, or silence past `TIMEOUT` ends the exchange and the old
-//! server goes on serving as before. The old
-//! server's side runs on a thread of its own, so a slow peer never holds up
-//! an event loop.
+//! `wsnotify-handover 2 refused <why>`. Anything unexpected, a peer of
+//! another user, or a peer that has not said `serving` within
+//! `EXCHANGE_LIMIT` ends the exchange and the old server goes on serving
+//! as before. The old server's side runs on a thread of its own, one
+//! exchange at a time, so a slow peer holds up no event loop and delays
+//! the next hand-over by `EXCHANGE_LIMIT` at most.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -24,17 +32,24 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::listen_fds::check_listening_tcp;
 use super::wakeups::Wakeups;
+use crate::app::history::StreamState;
 use crate::log;
-use crate::node::Process;
+use crate::node::peer::wire::Decoder;
+use crate::node::peer::StateReader;
 
 const MAGIC: &str = "wsnotify-handover";
-const VERSION: u32 = 1;
-/// How long either side waits for the other's next line.
+const VERSION: u32 = 2;
+/// How long the old server gives a peer to complete its part, from its
+/// connection to its `serving` line.
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(2);
+/// How long the new server waits for each step of the old one: longer than
+/// `EXCHANGE_LIMIT`, since it may wait behind another peer's exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LINE: usize = 256;
 /// More sockets than a hand-over ever carries (one per worker at most, or
@@ -48,6 +63,24 @@ pub struct Taken {
     stream: UnixStream,
     pub fds: Vec<OwnedFd>,
     pub previous_pid: u32,
+    previous_instance: String,
+}
+
+/// What the new server continues after a hand-over: the stream, and the
+/// link to the old server.
+pub struct Continued {
+    pub state: StreamState,
+    pub stream: UnixStream,
+    /// What was read past the stream's state.
+    pub decoder: Decoder,
+    pub previous_instance: String,
+}
+
+/// A completed exchange on the old server's side, for the supervisor.
+pub struct Handed {
+    pub stream: UnixStream,
+    pub pid: u32,
+    pub instance: String,
 }
 
 /// Asks the server listening on `path` for its sockets. `None` when no
@@ -120,47 +153,68 @@ pub fn take_over(path: &Path) -> Result<Option<Taken>, String> {
         stream,
         fds,
         previous_pid: offer.pid,
+        previous_instance: offer.instance,
     }))
 }
 
 impl Taken {
-    /// Tells the previous server that this one accepts on the sockets and
-    /// owns PATH now, so it drains.
-    pub fn confirm(self) {
+    /// Tells the previous server that this one (`instance`) accepts on the
+    /// sockets and owns PATH now, so it drains, and takes its stream.
+    pub fn confirm(self, instance: &str) -> Result<Continued, String> {
+        let from = self.previous_pid;
+        let fail = |what: String| format!("the previous server (pid {from}) {what}");
         let me = std::process::id();
-        let answer = (&self.stream)
-            .write_all(format!("serving pid={me}\n").as_bytes())
-            .and_then(|()| read_line_with_fds(&self.stream).map(|(line, _)| line));
-        match answer {
-            Ok(Some(line)) if line == "draining" => log!(
-                Info,
-                "the previous server is draining",
-                previous_pid = self.previous_pid
-            ),
-            Ok(other) => log!(
-                Warn,
-                "the previous server did not confirm its drain; it may still accept",
-                previous_pid = self.previous_pid,
-                answer = format!("{other:?}")
-            ),
-            Err(e) => log!(
-                Warn,
-                "the previous server did not confirm its drain; it may still accept",
-                previous_pid = self.previous_pid,
-                error = e
-            ),
+        (&self.stream)
+            .write_all(format!("serving pid={me} instance={instance}\n").as_bytes())
+            .map_err(|e| fail(format!("did not take the confirmation: {e}")))?;
+        match read_line_alone(&self.stream) {
+            Ok(Some(line)) if line == "draining" => {}
+            Ok(other) => return Err(fail(format!("answered {other:?} instead of draining"))),
+            Err(e) => return Err(fail(format!("did not confirm its drain: {e}"))),
         }
+        let mut decoder = Decoder::default();
+        let mut reader = StateReader::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        let state = loop {
+            match reader.read(&mut decoder) {
+                Ok(Some(state)) => break state,
+                Ok(None) => {}
+                Err(e) => return Err(fail(format!("sent a stream this server cannot read: {e}"))),
+            }
+            match (&self.stream).read(&mut buf) {
+                Ok(0) => return Err(fail("closed before its stream was complete".into())),
+                Ok(n) => decoder.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(format!("did not send its stream: {e}"))),
+            }
+        };
+        log!(
+            Info,
+            "the previous server is draining; continuing its stream",
+            previous_pid = from,
+            epoch = state.epoch,
+            offset = state.last,
+            history_entries = state.entries.len()
+        );
+        Ok(Continued {
+            state,
+            stream: self.stream,
+            decoder,
+            previous_instance: self.previous_instance,
+        })
     }
 }
 
 /// Listens on `path` for the next server and gives it `sockets` (copies of
-/// the ones the workers serve). When a hand-over completes, marks the
-/// sockets shared, wakes the supervisor (which starts the drain) and gives
-/// up `path`, which the new server owns by then.
+/// the ones the workers serve). When a hand-over completes, passes the
+/// connection to the supervisor through `handed` (it sends the stream,
+/// marks the sockets shared and starts the drain) and gives up `path`,
+/// which the new server owns by then.
 pub fn offer(
     path: &Path,
     sockets: Vec<OwnedFd>,
-    process: Arc<Process>,
+    instance: String,
+    handed: Sender<Handed>,
     wakeups: Arc<Wakeups>,
 ) -> Result<(), String> {
     let listener = publish(path).map_err(|e| {
@@ -173,7 +227,7 @@ pub fn offer(
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("handover".into())
-        .spawn(move || serve(listener, &path, &sockets, &process, &wakeups))
+        .spawn(move || serve(listener, &path, &sockets, &instance, &handed, &wakeups))
         .map_err(|e| format!("cannot start the hand-over thread: {e}"))?;
     Ok(())
 }
@@ -182,7 +236,8 @@ fn serve(
     mut listener: UnixListener,
     path: &Path,
     sockets: &[OwnedFd],
-    process: &Process,
+    instance: &str,
+    handed: &Sender<Handed>,
     wakeups: &Wakeups,
 ) {
     loop {
@@ -194,24 +249,27 @@ fn serve(
                 continue;
             }
         };
-        match exchange(&stream, sockets) {
+        match exchange(&stream, sockets, instance) {
             Err(Failure { why, sent: false }) => {
                 log!(Warn, format!("hand-over refused: {why}; still serving"));
                 let refusal = format!("{MAGIC} {VERSION} refused {why}\n");
                 let _ = (&stream).write_all(refusal.as_bytes());
             }
-            Ok(pid) => {
+            Ok((pid, peer)) => {
                 log!(
                     Warn,
-                    "handed the listening sockets over; draining without accepting",
+                    "handed the listening sockets over; passing the stream and draining without accepting",
                     to_pid = pid,
                     fds = describe(sockets)
                 );
-                // Answered first: with no clients the drain ends the
-                // process at once.
-                let _ = (&stream).write_all(b"draining\n");
-                process.listener.handed_over_to(pid);
-                wakeups.wake_supervisor();
+                let done = Handed {
+                    stream,
+                    pid,
+                    instance: peer,
+                };
+                if handed.send(done).is_ok() {
+                    wakeups.wake_supervisor();
+                }
                 return;
             }
             Err(Failure { why, sent: true }) => {
@@ -238,10 +296,18 @@ struct Failure {
     sent: bool,
 }
 
-/// The old server's side of one exchange; the new server's pid on success.
-fn exchange(stream: &UnixStream, sockets: &[OwnedFd]) -> Result<u32, Failure> {
+/// The old server's side of one exchange, bounded by `EXCHANGE_LIMIT`; the
+/// new server's pid and instance on success.
+fn exchange(
+    stream: &UnixStream,
+    sockets: &[OwnedFd],
+    instance: &str,
+) -> Result<(u32, String), Failure> {
     let early = |why: String| Failure { why, sent: false };
-    set_timeouts(stream).map_err(|e| early(e.to_string()))?;
+    let limit = Limit::from_now(EXCHANGE_LIMIT);
+    stream
+        .set_write_timeout(Some(EXCHANGE_LIMIT))
+        .map_err(|e| early(e.to_string()))?;
     let uid = peer_uid(stream).map_err(|e| early(format!("cannot read the peer's uid: {e}")))?;
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
@@ -250,14 +316,17 @@ fn exchange(stream: &UnixStream, sockets: &[OwnedFd]) -> Result<u32, Failure> {
             "peer uid {uid} is not this server's uid {me}"
         )));
     }
-    let request = match read_line_with_fds(stream) {
-        Ok((Some(line), _)) => line,
-        Ok((None, _)) => return Err(early("the peer closed without a request".into())),
+    let request = match limit
+        .arm(stream)
+        .and_then(|()| read_line_limited(stream, &limit))
+    {
+        Ok(Some(line)) => line,
+        Ok(None) => return Err(early("the peer closed without a request".into())),
         Err(e) => return Err(early(format!("no request: {e}"))),
     };
     let pid = parse_request(&request).ok_or_else(|| early(format!("bad request {request:?}")))?;
     let header = format!(
-        "{MAGIC} {VERSION} fds={} pid={}\n",
+        "{MAGIC} {VERSION} fds={} pid={} instance={instance}\n",
         sockets.len(),
         std::process::id()
     );
@@ -271,10 +340,12 @@ fn exchange(stream: &UnixStream, sockets: &[OwnedFd]) -> Result<u32, Failure> {
         fds = describe(sockets)
     );
     let late = |why: String| Failure { why, sent: true };
-    match read_line_with_fds(stream) {
-        Ok((Some(line), _)) if line == format!("serving pid={pid}") => Ok(pid),
-        Ok((Some(line), _)) => Err(late(format!("unexpected confirmation {line:?}"))),
-        Ok((None, _)) => Err(late(format!(
+    match read_line_limited(stream, &limit) {
+        Ok(Some(line)) => match parse_serving(&line, pid) {
+            Some(peer) => Ok((pid, peer)),
+            None => Err(late(format!("unexpected confirmation {line:?}"))),
+        },
+        Ok(None) => Err(late(format!(
             "the new server (pid {pid}) closed before confirming it serves"
         ))),
         Err(e) => Err(late(format!(
@@ -302,6 +373,69 @@ fn publish(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// An end to the old server's patience with one peer: each read may wait
+/// only what is left of it, so a peer that drips a byte at a time is
+/// dropped on time too.
+struct Limit {
+    until: Instant,
+}
+
+impl Limit {
+    fn from_now(limit: Duration) -> Limit {
+        Limit {
+            until: super::clock::now().at + limit,
+        }
+    }
+
+    fn arm(&self, stream: &UnixStream) -> io::Result<()> {
+        let left = self.until.saturating_duration_since(super::clock::now().at);
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no complete exchange within {EXCHANGE_LIMIT:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))
+    }
+}
+
+/// One line (without its newline), each read bounded by `limit`; `None`
+/// if the peer closed first.
+fn read_line_limited(stream: &UnixStream, limit: &Limit) -> io::Result<Option<String>> {
+    read_line_bytewise(stream, || limit.arm(stream))
+}
+
+/// One line, read a byte at a time so that nothing after it (the stream
+/// that follows the last line) is taken; `None` if the peer closed first.
+fn read_line_alone(stream: &UnixStream) -> io::Result<Option<String>> {
+    read_line_bytewise(stream, || Ok(()))
+}
+
+fn read_line_bytewise(
+    stream: &UnixStream,
+    mut before_read: impl FnMut() -> io::Result<()>,
+) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        before_read()?;
+        match (&*stream).read(&mut byte) {
+            Ok(0) if line.is_empty() => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() == MAX_LINE => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"))
+            }
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not UTF-8"))
+}
+
 fn set_timeouts(stream: &UnixStream) -> io::Result<()> {
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))
@@ -310,19 +444,33 @@ fn set_timeouts(stream: &UnixStream) -> io::Result<()> {
 struct Offer {
     fds: usize,
     pid: u32,
+    instance: String,
 }
 
-/// `wsnotify-handover 1 fds=N pid=P`
+/// `wsnotify-handover 2 fds=N pid=P instance=I`
 fn parse_offer(line: &str) -> Option<Offer> {
     let rest = line.strip_prefix(&format!("{MAGIC} {VERSION} "))?;
-    let (fds, pid) = rest.split_once(' ')?;
+    let mut fields = rest.split(' ');
+    let fds = fields.next()?.strip_prefix("fds=")?.parse().ok()?;
+    let pid = fields.next()?.strip_prefix("pid=")?.parse().ok()?;
+    let instance = fields.next()?.strip_prefix("instance=")?;
+    if instance.is_empty() || fields.next().is_some() {
+        return None;
+    }
     Some(Offer {
-        fds: fds.strip_prefix("fds=")?.parse().ok()?,
-        pid: pid.strip_prefix("pid=")?.parse().ok()?,
+        fds,
+        pid,
+        instance: instance.to_owned(),
     })
 }
 
-/// `wsnotify-handover 1 pid=P`: the new server's pid.
+/// `serving pid=P instance=I` from the new server `pid`: its instance.
+fn parse_serving(line: &str, pid: u32) -> Option<String> {
+    let rest = line.strip_prefix(&format!("serving pid={pid} instance="))?;
+    (!rest.is_empty() && !rest.contains(' ')).then(|| rest.to_owned())
+}
+
+/// `wsnotify-handover 2 pid=P`: the new server's pid.
 fn parse_request(line: &str) -> Option<u32> {
     line.strip_prefix(&format!("{MAGIC} {VERSION} pid="))?
         .parse()
@@ -493,13 +641,24 @@ mod tests {
 
     #[test]
     fn lines_of_the_protocol() {
-        let offer = parse_offer("wsnotify-handover 1 fds=3 pid=42").unwrap();
-        assert_eq!((offer.fds, offer.pid), (3, 42));
+        let offer = parse_offer("wsnotify-handover 2 fds=3 pid=42 instance=ab12").unwrap();
+        assert_eq!(
+            (offer.fds, offer.pid, offer.instance.as_str()),
+            (3, 42, "ab12")
+        );
+        assert!(parse_offer("wsnotify-handover 1 fds=3 pid=42 instance=ab12").is_none());
+        assert!(parse_offer("wsnotify-handover 2 fds=x pid=42 instance=ab12").is_none());
         assert!(parse_offer("wsnotify-handover 2 fds=3 pid=42").is_none());
-        assert!(parse_offer("wsnotify-handover 1 fds=x pid=42").is_none());
-        assert_eq!(parse_request("wsnotify-handover 1 pid=7"), Some(7));
-        assert_eq!(parse_request("wsnotify-handover 1 pid=7 extra"), None);
+        assert!(parse_offer("wsnotify-handover 2 fds=3 pid=42 instance=").is_none());
+        assert_eq!(parse_request("wsnotify-handover 2 pid=7"), Some(7));
+        assert_eq!(parse_request("wsnotify-handover 2 pid=7 extra"), None);
         assert_eq!(parse_request("hello"), None);
+        assert_eq!(
+            parse_serving("serving pid=7 instance=cd34", 7).as_deref(),
+            Some("cd34")
+        );
+        assert_eq!(parse_serving("serving pid=8 instance=cd34", 7), None);
+        assert_eq!(parse_serving("serving pid=7 instance=", 7), None);
     }
 
     #[test]

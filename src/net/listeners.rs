@@ -18,11 +18,22 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Inherited sockets first; else, with `--handover`, the running
-    /// server's; else binds `--host`/`--port`, one socket per worker.
+    /// Inherited sockets first (with the running server's stream if
+    /// `--handover` names one); else, with `--handover`, the running
+    /// server's sockets and stream; else binds `--host`/`--port`, one socket per worker.
     pub fn acquire(config: &Config, inherited: Option<Vec<OwnedFd>>) -> Result<Listeners, String> {
         if let Some(fds) = inherited {
-            return Ok(Listeners::shared(fds, Origin::Inherited, None));
+            // The sockets are shared already; a running server at
+            // `--handover` still passes its stream (its copies of the
+            // sockets are dropped).
+            let previous = match &config.handover {
+                Some(path) => handover::take_over(path)?.map(|mut taken| {
+                    taken.fds.clear();
+                    taken
+                }),
+                None => None,
+            };
+            return Ok(Listeners::shared(fds, Origin::Inherited, previous));
         }
         if let Some(path) = &config.handover {
             if let Some(mut taken) = handover::take_over(path)? {

@@ -10,6 +10,7 @@ pub mod handover;
 pub mod listen;
 pub mod listen_fds;
 pub mod listeners;
+mod peer_io;
 pub mod redis_io;
 pub mod redis_resolve;
 pub mod signals;

@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::clock;
 use super::listeners::Listeners;
+use super::peer_io::Link;
 use super::signals::{self, Meaning, SignalCount};
 use super::wakeups::Wakeups;
 use super::worker::Worker;
@@ -22,6 +23,8 @@ use crate::rand::Rng;
 const SIGNALS: Token = Token(0);
 /// Woken when a worker finished, or a new server took the sockets.
 const WAKE: Token = Token(1);
+/// The link to the other process of a hand-over.
+const LINK: Token = Token(2);
 
 /// How the process ends when every worker has finished.
 pub enum Outcome {
@@ -67,6 +70,26 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         Process::new(config, started.at, &mut Rng::from_os()).with_listener(listeners.origin),
     );
     let wakeups = Arc::new(Wakeups::new(wakers, supervisor));
+    let Listeners {
+        sockets,
+        origin,
+        previous,
+    } = listeners;
+    let (handed_tx, handed_rx) = std::sync::mpsc::channel();
+    let mut link = Link::new(handed_rx, LINK);
+    if let Some(previous) = previous {
+        // Before any worker accepts: a client's welcome already names the
+        // continued stream.
+        match previous.confirm(&process.instance) {
+            Ok(continued) => link.continue_from(continued, &process, poll.registry(), started.at),
+            Err(e) => log!(
+                Warn,
+                format!(
+                    "{e}; serving a stream of its own (clients that resume are told unknown_epoch)"
+                )
+            ),
+        }
+    }
 
     let mut handles: Vec<JoinHandle<std::io::Result<()>>> = Vec::with_capacity(workers);
     for (id, (mine, worker_poll)) in worker_listeners.into_iter().zip(worker_polls).enumerate() {
@@ -90,15 +113,11 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         handles.push(handle);
     }
-    let Listeners {
-        sockets,
-        origin,
-        previous,
-    } = listeners;
     let fds = sockets.len();
     if let Some(path) = &process.config.handover {
         let sockets = sockets.into_iter().map(OwnedFd::from).collect();
-        super::handover::offer(path, sockets, Arc::clone(&process), Arc::clone(&wakeups))?;
+        let instance = process.instance.clone();
+        super::handover::offer(path, sockets, instance, handed_tx, Arc::clone(&wakeups))?;
     }
     let pid = std::process::id();
     let origin = origin.as_str();
@@ -118,9 +137,6 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         &format!("listening on http://{addr}"),
         &fields,
     );
-    if let Some(previous) = previous {
-        previous.confirm();
-    }
     let notifier = Notifier::from_env();
     notifier.send(&format!(
         "READY=1\nSTATUS=serving on {addr}\nMAINPID={}",
@@ -143,6 +159,10 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         }
         now = clock::now().at;
         for event in events.iter() {
+            if event.token() == LINK || event.token() == WAKE {
+                link.take_handed(&process, &wakeups, poll.registry(), now);
+                link.pump(&process, &wakeups, poll.registry(), now);
+            }
             if event.token() == WAKE && !handed_over && process.listener.successor().is_some() {
                 handed_over = true;
                 if drain_after_hand_over(&process, &wakeups, &notifier, drain_timeout, now) {
@@ -209,6 +229,7 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         }
     }
 
+    link.finish(&process);
     let mut failure = None;
     for (id, handle) in handles.into_iter().enumerate() {
         match handle.join() {

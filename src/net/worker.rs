@@ -181,6 +181,8 @@ impl Worker {
                 Output::Writable { key, on } => self.sockets.watch_writable(key, on, registry),
                 Output::ReadAgain(key) => self.again.push(key),
                 Output::Wake(worker) => self.wakeups.wake_worker(worker),
+                // The supervisor's loop carries the hand-over link.
+                Output::WakeLink => self.wakeups.wake_supervisor(),
                 Output::StopAccepting => {
                     for mut listener in self.listeners.drain(..) {
                         let _ = registry.deregister(&mut listener);

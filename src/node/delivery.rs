@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::mailbox::{Mail, Report};
+use super::peer::Sequenced;
 use super::stream::StreamCursor;
 use super::{Node, Output};
 use crate::app::publish::published;
@@ -74,13 +75,24 @@ impl Node {
         let Some(remote) = &self.remote else {
             let (id, now) = (self.id, self.clock.at());
             let outputs = &mut self.outputs;
-            StreamCursor::sequence(&self.process, id, json, now, |worker| {
-                outputs.push_back(Output::Wake(worker));
-            });
-            // This worker's own mail is read at once, so the message keeps
-            // its place among the sender's own (a chat then a direct
-            // message from one read arrive in that order).
-            self.read_mail();
+            let (sequenced, wake_link) =
+                StreamCursor::sequence(&self.process, id, json, now, |worker| {
+                    outputs.push_back(Output::Wake(worker));
+                });
+            if wake_link {
+                self.outputs.push_back(Output::WakeLink);
+            }
+            match sequenced {
+                // This worker's own mail is read at once, so the message
+                // keeps its place among the sender's own (a chat then a
+                // direct message from one read arrive in that order).
+                Sequenced::Here => self.read_mail(),
+                // It comes back numbered from the new process.
+                Sequenced::ToPeer => {}
+                Sequenced::Unnumbered => {
+                    self.broadcast(json);
+                }
+            }
             return self.process.notify_clients() as usize;
         };
         let sequencing = remote.sequencing(self.clock.at());

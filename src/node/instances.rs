@@ -6,6 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
+use super::peer::wire::Message;
 use super::redis::{Event, LinkInput, Side};
 use super::transmit::Transmit;
 use super::{Node, Output};
@@ -101,7 +102,7 @@ impl Node {
         numbered: bool,
     ) -> bool {
         let Some(remote) = &mut self.remote else {
-            return false;
+            return to.is_some_and(|to| self.forward_to_peer(to, json));
         };
         let bytes = envelope::encode(&self.process.instance, to, json);
         let queued = remote.link.publish(&bytes, numbered, self.clock.at());
@@ -116,6 +117,22 @@ impl Node {
         );
         self.after_redis();
         queued
+    }
+
+    /// A message for a client of the other process of a hand-over (`locate`
+    /// sends only those here). Returns whether it was queued: not when the
+    /// link lags too far behind, which the next message for everyone finds
+    /// and gives the link up for.
+    fn forward_to_peer(&mut self, to: &ClientId, json: &str) -> bool {
+        let message = Message::ToClient {
+            id: to.to_string(),
+            json: json.to_owned(),
+        };
+        let queued = self.process.peer().push(&message);
+        if queued == Ok(true) {
+            self.outputs.push_back(Output::WakeLink);
+        }
+        queued.is_ok()
     }
 
     /// A message from the channel: numbered by the sequencer (for every

@@ -29,6 +29,7 @@ mod mail_room;
 pub mod mailbox;
 mod notice;
 mod output;
+pub mod peer;
 mod per_ip;
 mod periodic;
 pub mod process;
@@ -394,6 +395,7 @@ impl Node {
             worker: self.id,
             workers: self.process.config.workers,
             redis: self.remote.is_some(),
+            peer: self.process.peer_instance(),
             hub: &self.hub,
         }
     }

@@ -17,6 +17,9 @@ pub enum Output {
     ReadAgain(ConnKey),
     /// Mail waits for worker `n`: wake its loop.
     Wake(usize),
+    /// Bytes wait for the other process of a hand-over: wake the shell
+    /// that sends them.
+    WakeLink,
     /// Stop accepting for good (another process serves these sockets).
     StopAccepting,
     /// A socket operation for the Redis connections.

@@ -5,11 +5,12 @@
 //! (the shell wakes the workers that mail is posted to).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::listener_state::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
+use super::peer::Peer;
 use crate::app::history::History;
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
@@ -45,6 +46,12 @@ pub struct Process {
     /// frame mailed to every worker under it, so every worker sees the
     /// offsets in order.
     stream: Mutex<History>,
+    /// The other process of a hand-over, while there is one. Taken after
+    /// `stream` when both are held (see `peer.rs`).
+    peer: Mutex<Peer>,
+    /// The instance name of the other process of a hand-over: ids issued
+    /// there are reached over the link.
+    peer_instance: Mutex<Option<Arc<str>>>,
 }
 
 /// A name for a history that starts now: random, so a restarted instance
@@ -76,6 +83,8 @@ impl Process {
             pid: std::process::id(),
             listener: ListenerState::new(Origin::Bound),
             stream: Mutex::new(stream),
+            peer: Mutex::new(Peer::default()),
+            peer_instance: Mutex::new(None),
         }
     }
 
@@ -88,6 +97,28 @@ impl Process {
         self.stream
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn peer(&self) -> MutexGuard<'_, Peer> {
+        self.peer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The other process of a hand-over while the link to it is up.
+    pub fn peer_instance(&self) -> Option<Arc<str>> {
+        self.peer_instance
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The link to `instance` is up, or (`false`) no longer.
+    pub fn met_peer(&self, instance: &str, linked: bool) {
+        *self
+            .peer_instance
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = linked.then(|| instance.into());
     }
 
     /// Queues mail for a worker; returns whether that worker must be woken

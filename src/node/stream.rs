@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::mailbox::Mail;
+use super::peer::wire::Message;
+use super::peer::{self, Role, Sequenced, TooSlow};
 use super::process::Process;
 use crate::app::history::{Position, Resume};
 use crate::app::protocol;
@@ -42,16 +44,37 @@ impl StreamCursor {
     /// it to every worker of the process, `me` included, under the
     /// sequencer's lock: each worker's mailbox then holds the stream in
     /// offset order. `wake` is called for each other worker that must be
-    /// woken to read it.
+    /// woken to read it. During a hand-over the new process numbers for
+    /// both (each message also queued for the old one) and the old one
+    /// sends its messages there instead (see `peer.rs`). Returns what
+    /// became of the message and whether the link to the peer needs its
+    /// shell woken.
     pub fn sequence(
         process: &Process,
         me: usize,
         json: &str,
         now: Instant,
         mut wake: impl FnMut(usize),
-    ) {
+    ) -> (Sequenced, bool) {
         let mut stream = process.stream();
-        let json = protocol::with_offset(json, stream.next_offset());
+        let mut peer = process.peer();
+        match peer.role() {
+            Role::Follower => match peer.push(&Message::Publish(json.to_owned())) {
+                Ok(wake_link) => return (Sequenced::ToPeer, wake_link),
+                Err(TooSlow) => {
+                    peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
+                    stream.gap();
+                    return (Sequenced::Unnumbered, true);
+                }
+            },
+            Role::Orphan => {
+                stream.gap();
+                return (Sequenced::Unnumbered, false);
+            }
+            Role::Alone | Role::Sequencer => {}
+        }
+        let offset = stream.next_offset();
+        let json = protocol::with_offset(json, offset);
         let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
         let at = stream.append(&frame, now);
         for worker in 0..process.config.workers {
@@ -61,6 +84,16 @@ impl StreamCursor {
             };
             if process.post(worker, mail) && worker != me {
                 wake(worker);
+            }
+        }
+        if peer.role() != Role::Sequencer {
+            return (Sequenced::Here, false);
+        }
+        match peer.push(&Message::Numbered { offset, frame }) {
+            Ok(wake_link) => (Sequenced::Here, wake_link),
+            Err(TooSlow) => {
+                peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
+                (Sequenced::Here, true)
             }
         }
     }

@@ -248,6 +248,7 @@ impl Cluster {
                     assert_ne!(other, node, "a worker woke itself");
                     woken.push(other);
                 }
+                Output::WakeLink => panic!("a link woken with no hand-over"),
                 Output::StopAccepting => panic!("stopped accepting with sockets nobody shares"),
                 Output::Redis(out) => panic!("{out:?} with no Redis configured"),
                 Output::Exit => {

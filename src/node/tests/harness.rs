@@ -127,6 +127,8 @@ pub struct Harness {
     /// What each node asked of its Redis sockets, in order.
     pub redis_asked: Vec<Vec<crate::node::redis::LinkOutput>>,
     pub exited: Vec<bool>,
+    /// How often a node asked for the hand-over link to be served.
+    pub link_wakes: usize,
     next_port: u16,
 }
 
@@ -146,6 +148,12 @@ const WALL_MS: u64 = 1_795_277_696_789;
 
 impl Harness {
     pub fn new(config: Config) -> Harness {
+        Harness::seeded(config, 1)
+    }
+
+    /// A harness whose process draws its instance name and epoch from
+    /// `seed`: two processes on one host (a hand-over) need two.
+    pub fn seeded(config: Config, seed: u64) -> Harness {
         // What a test is about is in its assertions; a failing one can
         // raise this to see the node's log.
         crate::obs::log::init(LogFormat::Text, LogLevel::Error);
@@ -154,7 +162,7 @@ impl Harness {
             at: Instant::now(),
             wall_ms: WALL_MS,
         };
-        let process = Arc::new(Process::new(config, start.at, &mut Rng::seeded(1)));
+        let process = Arc::new(Process::new(config, start.at, &mut Rng::seeded(seed)));
         let nodes = (0..workers)
             .map(|id| Node::new(id, Arc::clone(&process), start, 100 + id as u64))
             .collect();
@@ -168,6 +176,7 @@ impl Harness {
             stopped_accepting: vec![false; workers],
             redis_asked: (0..workers).map(|_| Vec::new()).collect(),
             exited: vec![false; workers],
+            link_wakes: 0,
             next_port: 40_000,
         }
     }
@@ -318,6 +327,7 @@ impl Harness {
                 Output::Redis(asked) => self.redis_asked[node].push(asked),
                 Output::ReadAgain(key) => self.again.push(Peer { node, key }),
                 Output::Wake(worker) => self.woken.push(worker),
+                Output::WakeLink => self.link_wakes += 1,
                 Output::StopAccepting => self.stopped_accepting[node] = true,
                 Output::Exit => {
                     // The shell's loop ends, and its sockets close with it.
@@ -395,6 +405,12 @@ impl Harness {
         self.nodes[node].handle(Input::Redis(input), self.now);
         self.outputs(node);
         self.run();
+    }
+
+    /// Mail waits for `node`, posted from outside the nodes (the link of a
+    /// hand-over).
+    pub fn wake(&mut self, node: usize) {
+        self.woken.push(node);
     }
 
     /// The first signal: every worker drains until `timeout` from now.

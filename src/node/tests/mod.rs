@@ -3,6 +3,7 @@
 
 mod clients;
 mod drain;
+mod handover;
 pub mod harness;
 mod http;
 mod redis;

@@ -1,0 +1,347 @@
+//! The two processes of a hand-over serve as one stream until the old one
+//! exits. The new process numbers every message for everyone (it outlives
+//! the old one, so nothing has to move again when the old one goes, and
+//! its clients, soon all of them, get each message without a detour); the
+//! old one sends what it accepts for everyone over the link and delivers it
+//! when it comes back numbered, so both deliver one stream in one order.
+//! Messages for one client travel to the process that issued its id.
+//!
+//! Sans-I/O: the roles and the queue of bytes for the peer live in the
+//! `Process` (workers push under the stream's lock, so what the sequencer
+//! numbers reaches the peer in offset order); the shell's `net::peer_io`
+//! moves the bytes and hands what arrives to [`receive`].
+
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use self::wire::{Decoder, Malformed, Message};
+use super::mailbox::{Mail, Report};
+use super::process::Process;
+use super::stream::StreamCursor;
+use crate::app::history::{History, StreamState};
+use crate::ids::ClientId;
+use crate::log;
+use crate::proto::frame::{encode_frame, Opcode};
+
+/// Bytes queued for the peer before it is given up as too slow: far more
+/// than a healthy local peer ever lags, little beside the client queues.
+pub const MAX_UNSENT: usize = 32 << 20;
+
+/// This process's part in a hand-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No peer: the stream is numbered here.
+    Alone,
+    /// The new process: numbers the stream for both and sends the old one
+    /// each numbered message.
+    Sequencer,
+    /// The old process: sends messages for everyone to the new one and
+    /// delivers them as they come back numbered.
+    Follower,
+    /// The old process after its link broke: delivers messages for
+    /// everyone without an offset, as when Redis is out of reach, so no
+    /// resume claims a recovery across them.
+    Orphan,
+}
+
+/// The peer as the process knows it: behind the process's lock.
+#[derive(Debug)]
+pub struct Peer {
+    role: Role,
+    unsent: Vec<u8>,
+}
+
+impl Default for Peer {
+    fn default() -> Peer {
+        Peer {
+            role: Role::Alone,
+            unsent: Vec::new(),
+        }
+    }
+}
+
+/// What became of a message for everyone (see `StreamCursor::sequence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequenced {
+    /// Numbered here and mailed to every worker.
+    Here,
+    /// Sent to the sequencer; it comes back numbered.
+    ToPeer,
+    /// It cannot be numbered: deliver it without an offset.
+    Unnumbered,
+}
+
+impl Peer {
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Queues a message for the peer. Returns whether the shell must be
+    /// woken to send it (the queue was empty), or `Err` when the peer lags
+    /// past `MAX_UNSENT` and is given up.
+    pub fn push(&mut self, message: &Message) -> Result<bool, TooSlow> {
+        if !self.linked() {
+            // Too late for the peer: what it would have got is gone with it.
+            return Ok(false);
+        }
+        if self.unsent.len() >= MAX_UNSENT {
+            return Err(TooSlow);
+        }
+        let was_empty = self.unsent.is_empty();
+        message.encode(&mut self.unsent);
+        Ok(was_empty)
+    }
+
+    /// Everything queued for the peer, for the shell to send.
+    pub fn take_unsent(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.unsent)
+    }
+
+    pub fn unsent_bytes(&self) -> usize {
+        self.unsent.len()
+    }
+
+    /// The link is gone: the old process delivers unnumbered from now on;
+    /// the new one numbers for itself alone. Returns what was queued.
+    fn lose(&mut self) -> Vec<u8> {
+        self.role = match self.role {
+            Role::Follower | Role::Orphan => Role::Orphan,
+            Role::Sequencer | Role::Alone => Role::Alone,
+        };
+        std::mem::take(&mut self.unsent)
+    }
+
+    /// Whether a link should be open: false once it was given up.
+    pub fn linked(&self) -> bool {
+        matches!(self.role, Role::Follower | Role::Sequencer)
+    }
+}
+
+/// The peer lags too far behind: give it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+/// The old process, handing over: from now on its messages for everyone are
+/// numbered by the new one (`instance`). Returns the stream the new one
+/// continues, taken under the same lock as the switch, so every message is
+/// either in it or sent over the link, never both or neither.
+pub fn follow(process: &Process, instance: &str, now: Instant) -> StreamState {
+    let mut stream = process.stream();
+    let mut peer = process.peer();
+    peer.role = Role::Follower;
+    process.met_peer(instance, true);
+    stream.export(now)
+}
+
+/// The new process, handed over to: continues `state` and numbers for the
+/// old process (`instance`) too.
+pub fn lead(process: &Process, instance: &str, state: StreamState, now: Instant) {
+    let mut stream = process.stream();
+    let mut peer = process.peer();
+    stream.adopt(state, now);
+    peer.role = Role::Sequencer;
+    process.met_peer(instance, true);
+}
+
+/// The stream's state as the old process sends it: the head, then each
+/// entry.
+pub fn state_messages(state: &StreamState) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(state.entries.len() + 1);
+    messages.push(Message::State {
+        epoch: state.epoch.clone(),
+        last: state.last,
+        first_since: state.first_since,
+        entries: state.entries.len() as u32,
+    });
+    for (age, frame) in &state.entries {
+        messages.push(Message::Entry {
+            age: *age,
+            frame: Arc::clone(frame),
+        });
+    }
+    messages
+}
+
+/// Reads the stream's state from the start of the link (the new process's
+/// side), as its bytes arrive.
+#[derive(Debug, Default)]
+pub struct StateReader {
+    /// The head once it came, and how many entries it announced.
+    partial: Option<(StreamState, u32)>,
+}
+
+impl StateReader {
+    /// The whole state once its last entry is in; `Ok(None)` before.
+    pub fn read(&mut self, decoder: &mut Decoder) -> Result<Option<StreamState>, StateError> {
+        loop {
+            if let Some((state, expected)) = &self.partial {
+                if state.entries.len() == *expected as usize {
+                    return Ok(self.partial.take().map(|(state, _)| state));
+                }
+            }
+            let Some(message) = decoder.next_message()? else {
+                return Ok(None);
+            };
+            match (&mut self.partial, message) {
+                (
+                    None,
+                    Message::State {
+                        epoch,
+                        last,
+                        first_since,
+                        entries,
+                    },
+                ) => {
+                    let state = StreamState {
+                        epoch,
+                        last,
+                        first_since,
+                        entries: Vec::with_capacity(entries.min(1 << 16) as usize),
+                    };
+                    self.partial = Some((state, entries));
+                }
+                (Some((state, _)), Message::Entry { age, frame }) => {
+                    state.entries.push((age, frame));
+                }
+                (_, other) => return Err(StateError::Unexpected(kind_of(&other))),
+            }
+        }
+    }
+}
+
+fn kind_of(message: &Message) -> String {
+    let name = match message {
+        Message::State { .. } => "a second state",
+        Message::Entry { .. } => "an entry before the state",
+        Message::Publish(_) => "a publish",
+        Message::Numbered { .. } => "a numbered message",
+        Message::ToClient { .. } => "a message for a client",
+    };
+    name.to_owned()
+}
+
+#[derive(Debug)]
+pub enum StateError {
+    Malformed(Malformed),
+    Unexpected(String),
+}
+
+impl From<Malformed> for StateError {
+    fn from(m: Malformed) -> StateError {
+        StateError::Malformed(m)
+    }
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Malformed(m) => m.fmt(f),
+            StateError::Unexpected(what) => write!(f, "expected the stream's state, got {what}"),
+        }
+    }
+}
+
+/// A message from the peer. `wake` is called for each worker that must
+/// look at its mail; returns whether the shell must send to the peer.
+pub fn receive(
+    process: &Process,
+    message: Message,
+    now: Instant,
+    mut wake: impl FnMut(usize),
+) -> bool {
+    match message {
+        Message::Publish(json) => {
+            // Numbered for everyone here and, through the queue, there.
+            StreamCursor::sequence(process, usize::MAX, &json, now, &mut wake).1
+        }
+        Message::Numbered { offset, frame } => {
+            let mut stream = process.stream();
+            let epoch = stream.epoch().to_owned();
+            let at = stream.record(&epoch, offset, &frame, now);
+            for worker in 0..process.config.workers {
+                let mail = Mail::Stream {
+                    frame: Arc::clone(&frame),
+                    at,
+                };
+                if process.post(worker, mail) {
+                    wake(worker);
+                }
+            }
+            false
+        }
+        Message::ToClient { id, json } => {
+            let mine = id
+                .parse::<ClientId>()
+                .ok()
+                .filter(|id| id.instance == process.instance && id.worker < process.config.workers);
+            if let Some(id) = mine {
+                let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+                let mail = Mail::Deliver {
+                    seq: id.seq,
+                    frame,
+                    report: Report::Nothing,
+                };
+                if process.post(id.worker, mail) {
+                    wake(id.worker);
+                }
+            }
+            false
+        }
+        Message::State { .. } | Message::Entry { .. } => {
+            log!(
+                Warn,
+                "ignoring a stream state from the other process after the hand-over"
+            );
+            false
+        }
+    }
+}
+
+/// The link is gone (the shell logs why). `pending`: the bytes the shell had taken for the
+/// peer (whole messages), of which the first `written` went out. What the
+/// old process accepted for everyone and the new one never got whole is
+/// delivered here without an offset: a message accepted is never dropped.
+pub fn lost(process: &Process, pending: &[u8], written: usize, mut wake: impl FnMut(usize)) {
+    let mut stream = process.stream();
+    let mut peer = process.peer();
+    give_up(&mut stream, &mut peer, process, pending, written, &mut wake);
+}
+
+/// `lost`, with the locks held.
+pub(super) fn give_up(
+    stream: &mut History,
+    peer: &mut Peer,
+    process: &Process,
+    pending: &[u8],
+    written: usize,
+    wake: &mut impl FnMut(usize),
+) {
+    let queued = peer.lose();
+    process.met_peer("", false);
+    let mut decoder = Decoder::default();
+    decoder.push(pending);
+    decoder.push(&queued);
+    let total = pending.len() + queued.len();
+    let mut gap = false;
+    while let Ok(Some(message)) = decoder.next_message() {
+        let end = total - decoder.pending();
+        let Message::Publish(json) = message else {
+            continue;
+        };
+        if end <= written {
+            continue;
+        }
+        gap = true;
+        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        for worker in 0..process.config.workers {
+            if process.post(worker, Mail::Broadcast(Arc::clone(&frame))) {
+                wake(worker);
+            }
+        }
+    }
+    if gap {
+        stream.gap();
+    }
+}
