@@ -897,3 +897,114 @@ fn a_stale_handover_socket_is_replaced() {
         "it listens there now"
     );
 }
+
+/// Publishes `message` to everyone at `addr`; the notification's id.
+fn broadcast_at(addr: SocketAddr, message: &str) -> u64 {
+    let body = format!(r#"{{"message":"{message}"}}"#);
+    let (code, _, answer) = http(addr, "POST", "/broadcast", &[], body.as_bytes());
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    answer["id"].as_u64().unwrap()
+}
+
+/// The next message for everyone a client gets: (offset, message).
+fn next_in_stream(client: &mut Client) -> (u64, String) {
+    loop {
+        let m = next_json(client);
+        if m["type"] == "notification" || m["type"] == "chat" {
+            let offset = m["offset"].as_u64().expect("an offset");
+            return (offset, m["message"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+#[test]
+fn socket_activation_with_handover_passes_the_stream() {
+    let dir = Scratch::new("activated-stream");
+    let path = dir.path("handover.sock");
+    let path = path.to_str().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(1024).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+
+    let old = start_activated(&socket, &["--handover", path]);
+    let mut resident = connect(&old, "/ws");
+    let welcome = next_of_type(&mut resident, "welcome");
+    let epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    broadcast_at(addr, "one");
+    broadcast_at(addr, "two");
+    assert_eq!(next_in_stream(&mut resident), (1, "one".to_owned()));
+    assert_eq!(next_in_stream(&mut resident), (2, "two".to_owned()));
+
+    let new = start_activated(&socket, &["--handover", path]);
+    assert!(
+        new.wait_for_log("continuing its stream", Duration::from_secs(5)),
+        "{:?}",
+        new.log_lines()
+    );
+    assert_eq!(
+        next_of_type(&mut resident, "shutdown_notice")["type"],
+        "shutdown_notice"
+    );
+    // The old process stopped accepting: this goes to the new one, which
+    // numbers it after the old one's two, and the old one's client gets it.
+    broadcast_at(addr, "three");
+    assert_eq!(next_in_stream(&mut resident), (3, "three".to_owned()));
+    let mut fresh = connect(&new, &format!("/ws?since=1&epoch={epoch}"));
+    let resumed = next_of_type(&mut fresh, "welcome");
+    assert_eq!(instance_of(&resumed), instance(&new));
+    assert_eq!(
+        (
+            resumed["epoch"].as_str(),
+            resumed["recovered"].as_bool(),
+            resumed["replayed"].as_u64()
+        ),
+        (Some(epoch.as_str()), Some(true), Some(2)),
+        "{resumed}"
+    );
+    assert_eq!(next_in_stream(&mut fresh), (2, "two".to_owned()));
+    assert_eq!(next_in_stream(&mut fresh), (3, "three".to_owned()));
+}
+
+#[test]
+fn a_peer_that_drips_delays_an_upgrade_by_two_seconds_at_most() {
+    let dir = Scratch::new("drip");
+    let path = dir.path("handover.sock");
+    let old = start_handover(&path, &[]);
+    let dripping = Arc::new(AtomicBool::new(true));
+    let drip = {
+        let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let dripping = Arc::clone(&dripping);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for byte in b"wsnotify-handover 2 pid=1".iter().cycle() {
+                if !dripping.load(Ordering::Relaxed) || peer.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                // The point of this peer: one byte at a time, never a line.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // The dripping peer is first in the old server's queue of connections:
+    // the new server waits behind it.
+    let started = Instant::now();
+    let new = start_handover(&path, &[]);
+    let serving = started.elapsed();
+    dripping.store(false, Ordering::Relaxed);
+    drip.join().unwrap();
+    assert_eq!(new.addr, old.addr);
+    assert!(
+        old.log_lines()
+            .iter()
+            .any(|l| l.contains("hand-over refused") && l.contains("within 2s")),
+        "{:?}",
+        old.log_lines()
+    );
+    // Two seconds for the dripping peer, and the new server's own start.
+    assert!(serving < Duration::from_millis(3500), "{serving:?}");
+}

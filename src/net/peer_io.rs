@@ -86,7 +86,11 @@ impl PeerIo {
         if !process.peer().linked() {
             return Err(Ended::GivenUp);
         }
-        self.send(process)
+        let sent = self.send(process);
+        let queued = self.pending.len() - self.written + process.peer().unsent_bytes();
+        let gauge = &process.stats.handover_queued_bytes;
+        gauge.store(queued as u64, std::sync::atomic::Ordering::Relaxed);
+        sent
     }
 
     fn deliver(&mut self, process: &Process, wakeups: &Wakeups, now: Instant) -> Result<(), Ended> {
@@ -279,6 +283,8 @@ impl Link {
     fn end(&mut self, mut io: PeerIo, process: &Process, wakeups: &Wakeups, registry: &Registry) {
         let _ = registry.deregister(io.source());
         io.end(process, wakeups);
+        let gauge = &process.stats.handover_queued_bytes;
+        gauge.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The process exits: the peer gets what is left for it.

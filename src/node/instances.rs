@@ -129,6 +129,9 @@ impl Node {
             json: json.to_owned(),
         };
         let queued = self.process.peer().push(&message);
+        if queued.is_ok() {
+            metrics::add(&self.process.stats.handover_sent, 1);
+        }
         if queued == Ok(true) {
             self.outputs.push_back(Output::WakeLink);
         }

@@ -13,6 +13,7 @@ use super::process::Process;
 use crate::app::history::{Position, Resume};
 use crate::app::protocol;
 use crate::app::routes::ResumeFrom;
+use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
 
 #[derive(Debug, Default)]
@@ -60,7 +61,10 @@ impl StreamCursor {
         let mut peer = process.peer();
         match peer.role() {
             Role::Follower => match peer.push(&Message::Publish(json.to_owned())) {
-                Ok(wake_link) => return (Sequenced::ToPeer, wake_link),
+                Ok(wake_link) => {
+                    metrics::add(&process.stats.handover_sent, 1);
+                    return (Sequenced::ToPeer, wake_link);
+                }
                 Err(TooSlow) => {
                     peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
                     stream.gap();
@@ -90,7 +94,10 @@ impl StreamCursor {
             return (Sequenced::Here, false);
         }
         match peer.push(&Message::Numbered { offset, frame }) {
-            Ok(wake_link) => (Sequenced::Here, wake_link),
+            Ok(wake_link) => {
+                metrics::add(&process.stats.handover_sent, 1);
+                (Sequenced::Here, wake_link)
+            }
             Err(TooSlow) => {
                 peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
                 (Sequenced::Here, true)

@@ -121,6 +121,13 @@ pub struct Stats {
     pub redis_published: AtomicU64,
     pub redis_received: AtomicU64,
     pub redis_dropped: AtomicU64,
+    /// Messages queued for, and received from, the other process of a
+    /// hand-over.
+    pub handover_sent: AtomicU64,
+    pub handover_received: AtomicU64,
+    /// Bytes waiting for the other process of a hand-over (a gauge, set
+    /// by the link's shell).
+    pub handover_queued_bytes: AtomicU64,
     /// Resumes by result: recovered, too_old, unknown_epoch.
     pub resumes: [AtomicU64; 3],
     pub messages_replayed: AtomicU64,
@@ -288,6 +295,24 @@ impl Stats {
             "counter",
             "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
+        );
+        metric(
+            "handover_messages_total",
+            "counter",
+            "Messages over the link between the two processes of a hand-over, by direction.",
+            &[
+                ("{direction=\"sent\"}".to_owned(), get(&self.handover_sent)),
+                (
+                    "{direction=\"received\"}".to_owned(),
+                    get(&self.handover_received),
+                ),
+            ],
+        );
+        metric(
+            "handover_queued_bytes",
+            "gauge",
+            "Bytes waiting for the other process of a hand-over (bounded: past 32 MiB the link is given up).",
+            &one(&self.handover_queued_bytes),
         );
         metric(
             "log_lines_dropped_total",

@@ -23,6 +23,7 @@ use super::stream::StreamCursor;
 use crate::app::history::{History, StreamState};
 use crate::ids::ClientId;
 use crate::log;
+use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
 
 /// Bytes queued for the peer before it is given up as too slow: far more
@@ -251,6 +252,7 @@ pub fn receive(
     now: Instant,
     mut wake: impl FnMut(usize),
 ) -> bool {
+    metrics::add(&process.stats.handover_received, 1);
     match message {
         Message::Publish(json) => {
             // Numbered for everyone here and, through the queue, there.
