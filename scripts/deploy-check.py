@@ -35,8 +35,13 @@ UNIT = "contrib/systemd/wsnotify.service"
 # Socket activation: the socket unit and the template its instances share.
 SOCKET_UNIT = "contrib/systemd/wsnotify.socket"
 TEMPLATE = "contrib/systemd/wsnotify@.service"
-# What the template may add to wsnotify.service's [Service] section.
-TEMPLATE_ONLY = {"Sockets", "User"}
+# What the template may add to wsnotify.service's [Service] section: the
+# shared socket, one user for both instances, and the directory of the
+# hand-over socket through which they pass the stream.
+TEMPLATE_ONLY = {"Sockets", "User", "RuntimeDirectory", "RuntimeDirectoryMode",
+                 "RuntimeDirectoryPreserve"}
+# The template's one extra variable: where the instances hand over.
+TEMPLATE_HANDOVER = "WSNOTIFY_HANDOVER="
 COMPOSE = "docker-compose.yml"
 K8S_DIR = "contrib/k8s"
 STATIC_BIN = "target/x86_64-unknown-linux-musl/release/wsnotify"
@@ -254,6 +259,15 @@ def check_socket_units(port):
     wsnotify.service (its hardening above all) and serves the socket unit,
     which listens on the default port and starts an instance of it."""
     plain, template = section_of(UNIT, "Service"), section_of(TEMPLATE, "Service")
+    handover = [v for v in template.get("Environment", []) if v.startswith(TEMPLATE_HANDOVER)]
+    template["Environment"] = [v for v in template.get("Environment", []) if v not in handover]
+    runtime = template.get("RuntimeDirectory", [None])[-1]
+    if len(handover) != 1 or runtime is None or \
+            not handover[0].startswith(f"{TEMPLATE_HANDOVER}/run/{runtime}/"):
+        problem(TEMPLATE, f"{TEMPLATE_HANDOVER} {handover} is not one path in RuntimeDirectory={runtime}")
+    if template.get("RuntimeDirectoryPreserve") != ["yes"]:
+        problem(TEMPLATE, "RuntimeDirectoryPreserve=yes is needed: the instance that stops must not "
+                          "remove the directory of the other's hand-over socket")
     for key, values in plain.items():
         if template.get(key) != values:
             problem(TEMPLATE, f"{key}={template.get(key)}, but {UNIT} has {values}")

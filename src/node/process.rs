@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::listener_state::{ListenerState, Origin};
 use super::mailbox::{Mail, Mailbox};
-use super::peer::Peer;
+use super::peer::state::Peer;
 use crate::app::history::History;
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::mailbox::Mail;
-use super::peer::wire::Message;
-use super::peer::{self, Role, Sequenced, TooSlow};
+use super::peer::state::{Peer, Role, Sequenced, TooSlow};
+use super::peer::wire::{Decoder, Message};
 use super::process::Process;
-use crate::app::history::{Position, Resume};
+use crate::app::history::{History, Position, Resume};
 use crate::app::protocol;
 use crate::app::routes::ResumeFrom;
 use crate::obs::metrics;
@@ -66,7 +66,7 @@ impl StreamCursor {
                     return (Sequenced::ToPeer, wake_link);
                 }
                 Err(TooSlow) => {
-                    peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
+                    Self::unlink(&mut stream, &mut peer, process, &[], 0, &mut wake);
                     stream.gap();
                     return (Sequenced::Unnumbered, true);
                 }
@@ -99,9 +99,49 @@ impl StreamCursor {
                 (Sequenced::Here, wake_link)
             }
             Err(TooSlow) => {
-                peer::give_up(&mut stream, &mut peer, process, &[], 0, &mut wake);
+                Self::unlink(&mut stream, &mut peer, process, &[], 0, &mut wake);
                 (Sequenced::Here, true)
             }
+        }
+    }
+
+    /// The link to the other process of a hand-over is gone (`peer::lost`,
+    /// with the locks held): what this process accepted for everyone and
+    /// the peer never got whole (`pending`, of which `written` went out,
+    /// then what was still queued) is delivered here without an offset.
+    pub fn unlink(
+        stream: &mut History,
+        peer: &mut Peer,
+        process: &Process,
+        pending: &[u8],
+        written: usize,
+        wake: &mut impl FnMut(usize),
+    ) {
+        let queued = peer.lose();
+        process.met_peer("", false);
+        let mut decoder = Decoder::default();
+        decoder.push(pending);
+        decoder.push(&queued);
+        let total = pending.len() + queued.len();
+        let mut gap = false;
+        while let Ok(Some(message)) = decoder.next_message() {
+            let end = total - decoder.pending();
+            let Message::Publish(json) = message else {
+                continue;
+            };
+            if end <= written {
+                continue;
+            }
+            gap = true;
+            let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+            for worker in 0..process.config.workers {
+                if process.post(worker, Mail::Broadcast(Arc::clone(&frame))) {
+                    wake(worker);
+                }
+            }
+        }
+        if gap {
+            stream.gap();
         }
     }
 

@@ -11,7 +11,10 @@
 //! numbers reaches the peer in offset order); the shell's `net::peer_io`
 //! moves the bytes and hands what arrives to [`receive`].
 
+pub mod state;
 pub mod wire;
+
+pub use state::{Peer, Role, Sequenced, TooSlow, MAX_UNSENT};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,109 +23,11 @@ use self::wire::{Decoder, Malformed, Message};
 use super::mailbox::{Mail, Report};
 use super::process::Process;
 use super::stream::StreamCursor;
-use crate::app::history::{History, StreamState};
+use crate::app::history::StreamState;
 use crate::ids::ClientId;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
-
-/// Bytes queued for the peer before it is given up as too slow: far more
-/// than a healthy local peer ever lags, little beside the client queues.
-pub const MAX_UNSENT: usize = 32 << 20;
-
-/// This process's part in a hand-over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// No peer: the stream is numbered here.
-    Alone,
-    /// The new process: numbers the stream for both and sends the old one
-    /// each numbered message.
-    Sequencer,
-    /// The old process: sends messages for everyone to the new one and
-    /// delivers them as they come back numbered.
-    Follower,
-    /// The old process after its link broke: delivers messages for
-    /// everyone without an offset, as when Redis is out of reach, so no
-    /// resume claims a recovery across them.
-    Orphan,
-}
-
-/// The peer as the process knows it: behind the process's lock.
-#[derive(Debug)]
-pub struct Peer {
-    role: Role,
-    unsent: Vec<u8>,
-}
-
-impl Default for Peer {
-    fn default() -> Peer {
-        Peer {
-            role: Role::Alone,
-            unsent: Vec::new(),
-        }
-    }
-}
-
-/// What became of a message for everyone (see `StreamCursor::sequence`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sequenced {
-    /// Numbered here and mailed to every worker.
-    Here,
-    /// Sent to the sequencer; it comes back numbered.
-    ToPeer,
-    /// It cannot be numbered: deliver it without an offset.
-    Unnumbered,
-}
-
-impl Peer {
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// Queues a message for the peer. Returns whether the shell must be
-    /// woken to send it (the queue was empty), or `Err` when the peer lags
-    /// past `MAX_UNSENT` and is given up.
-    pub fn push(&mut self, message: &Message) -> Result<bool, TooSlow> {
-        if !self.linked() {
-            // Too late for the peer: what it would have got is gone with it.
-            return Ok(false);
-        }
-        if self.unsent.len() >= MAX_UNSENT {
-            return Err(TooSlow);
-        }
-        let was_empty = self.unsent.is_empty();
-        message.encode(&mut self.unsent);
-        Ok(was_empty)
-    }
-
-    /// Everything queued for the peer, for the shell to send.
-    pub fn take_unsent(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.unsent)
-    }
-
-    pub fn unsent_bytes(&self) -> usize {
-        self.unsent.len()
-    }
-
-    /// The link is gone: the old process delivers unnumbered from now on;
-    /// the new one numbers for itself alone. Returns what was queued.
-    fn lose(&mut self) -> Vec<u8> {
-        self.role = match self.role {
-            Role::Follower | Role::Orphan => Role::Orphan,
-            Role::Sequencer | Role::Alone => Role::Alone,
-        };
-        std::mem::take(&mut self.unsent)
-    }
-
-    /// Whether a link should be open: false once it was given up.
-    pub fn linked(&self) -> bool {
-        matches!(self.role, Role::Follower | Role::Sequencer)
-    }
-}
-
-/// The peer lags too far behind: give it up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooSlow;
 
 /// The old process, handing over: from now on its messages for everyone are
 /// numbered by the new one (`instance`). Returns the stream the new one
@@ -131,7 +36,7 @@ pub struct TooSlow;
 pub fn follow(process: &Process, instance: &str, now: Instant) -> StreamState {
     let mut stream = process.stream();
     let mut peer = process.peer();
-    peer.role = Role::Follower;
+    peer.link(Role::Follower);
     process.met_peer(instance, true);
     stream.export(now)
 }
@@ -142,7 +47,7 @@ pub fn lead(process: &Process, instance: &str, state: StreamState, now: Instant)
     let mut stream = process.stream();
     let mut peer = process.peer();
     stream.adopt(state, now);
-    peer.role = Role::Sequencer;
+    peer.link(Role::Sequencer);
     process.met_peer(instance, true);
 }
 
@@ -308,42 +213,5 @@ pub fn receive(
 pub fn lost(process: &Process, pending: &[u8], written: usize, mut wake: impl FnMut(usize)) {
     let mut stream = process.stream();
     let mut peer = process.peer();
-    give_up(&mut stream, &mut peer, process, pending, written, &mut wake);
-}
-
-/// `lost`, with the locks held.
-pub(super) fn give_up(
-    stream: &mut History,
-    peer: &mut Peer,
-    process: &Process,
-    pending: &[u8],
-    written: usize,
-    wake: &mut impl FnMut(usize),
-) {
-    let queued = peer.lose();
-    process.met_peer("", false);
-    let mut decoder = Decoder::default();
-    decoder.push(pending);
-    decoder.push(&queued);
-    let total = pending.len() + queued.len();
-    let mut gap = false;
-    while let Ok(Some(message)) = decoder.next_message() {
-        let end = total - decoder.pending();
-        let Message::Publish(json) = message else {
-            continue;
-        };
-        if end <= written {
-            continue;
-        }
-        gap = true;
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
-        for worker in 0..process.config.workers {
-            if process.post(worker, Mail::Broadcast(Arc::clone(&frame))) {
-                wake(worker);
-            }
-        }
-    }
-    if gap {
-        stream.gap();
-    }
+    StreamCursor::unlink(&mut stream, &mut peer, process, pending, written, &mut wake);
 }
