@@ -1008,3 +1008,28 @@ fn a_peer_that_drips_delays_an_upgrade_by_two_seconds_at_most() {
     // Two seconds for the dripping peer, and the new server's own start.
     assert!(serving < Duration::from_millis(3500), "{serving:?}");
 }
+
+#[test]
+fn the_last_words_of_the_old_servers_last_client_reach_the_new_servers_clients() {
+    let dir = Scratch::new("last-words");
+    let path = dir.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    let mut leaving = connect(&old, "/ws");
+    next_of_type(&mut leaving, "welcome");
+    let new = start_handover(&path, &[]);
+    next_of_type(&mut leaving, "shutdown_notice");
+    let mut staying = connect(&new, "/ws");
+    next_of_type(&mut staying, "welcome");
+    // A chat and a Close in one breath: the old server exits as soon as it
+    // has read the Close, with the chat still on its way to the new one.
+    leaving
+        .send(tungstenite::Message::text("last words"))
+        .unwrap();
+    leaving.close(None).unwrap();
+    let _ = leaving.flush();
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(10)).map(|s| s.code()),
+        Some(Some(0))
+    );
+    assert_eq!(next_in_stream(&mut staying), (1, "last words".to_owned()));
+}
