@@ -397,6 +397,47 @@ fn ping_timer_then_idle_timeout() {
 }
 
 #[test]
+fn bytes_of_an_unfinished_frame_do_not_keep_a_client_alive() {
+    let mut conn = upgraded(0);
+    let frame = client_frame(0x1, &[b'x'; 100]);
+    // Its header at 10, then a byte of the payload every 10 ticks: the
+    // frame never completes, and idle counts from the upgrade.
+    feed(&mut conn, &frame[..8], 10, |_, _| {});
+    for (i, at) in (20..50).step_by(10).enumerate() {
+        feed(&mut conn, &frame[8 + i..9 + i], at, |_, _| {});
+    }
+    assert_eq!(conn.deadline(&SETTINGS), 20);
+    conn.on_deadline(20, &SETTINGS);
+    sent(&mut conn);
+    conn.on_deadline(40, &SETTINGS);
+    sent(&mut conn);
+    let left = conn.on_deadline(50, &SETTINGS);
+    assert!(
+        matches!(
+            left,
+            Some(Event::Left {
+                why: Ending::IdleTimeout,
+                ..
+            })
+        ),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn a_completed_fragment_counts_as_life() {
+    let mut conn = upgraded(0);
+    // A non-final text fragment, complete at 45: idle counts from there.
+    feed(&mut conn, &client_frame(0x1, b"part"), 45, |_, _| {});
+    conn.on_deadline(20, &SETTINGS);
+    sent(&mut conn);
+    conn.on_deadline(40, &SETTINGS);
+    sent(&mut conn);
+    assert!(conn.on_deadline(50, &SETTINGS).is_none());
+    assert_eq!(conn.deadline(&SETTINGS), 60);
+}
+
+#[test]
 fn a_slow_consumer_is_dropped_with_1008_unless_a_frame_is_half_written() {
     let mut conn = upgraded(0);
     // The limit counts the queue's entries as well as its bytes: the

@@ -82,8 +82,10 @@ impl<C: Copy> Connection<C> {
             let Phase::Ws(ws) = &mut self.phase else {
                 return (input.len(), None);
             };
-            ws.last_seen = now;
             let (used, result) = ws.rx.feed(&input[at..]);
+            if ws.rx.take_completed() {
+                ws.last_seen = now;
+            }
             at += used;
             let message = match result {
                 Ok(None) => return (at, None),

@@ -58,6 +58,10 @@ pub struct Receiver {
     control_at: u32,
     /// At most u32::MAX: the counters above are 32-bit.
     max_message: u32,
+    /// A whole frame arrived since `take_completed` last looked: the idle
+    /// timer counts from complete frames, so a peer cannot keep itself
+    /// alive with a byte of an unfinished frame now and then.
+    completed: bool,
 }
 
 impl Receiver {
@@ -72,7 +76,14 @@ impl Receiver {
             utf8_valid: 0,
             control_at: 0,
             max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
+            completed: false,
         }
+    }
+
+    /// Whether a whole frame (data, fragment or control) has arrived since
+    /// the last call.
+    pub fn take_completed(&mut self) -> bool {
+        std::mem::take(&mut self.completed)
     }
 
     /// Consumes bytes from `input` until one message is complete or the input
@@ -124,6 +135,7 @@ impl Receiver {
                         head: [0; MAX_HEADER_LEN],
                         have: 0,
                     };
+                    self.completed = true;
                     match self.finish_frame(&header) {
                         Err(code) => return (input.len(), Err(self.fail(code))),
                         Ok(Some(message)) => {
