@@ -307,11 +307,18 @@ impl History {
         self.expire(now);
     }
 
-    /// Drops what is past the size or the age limit.
-    fn expire(&mut self, now: Instant) {
+    /// When the oldest entry turns `--history-ttl` old: it must leave then,
+    /// with or without traffic (see `expire`).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.entries.front().map(|oldest| oldest.at + self.ttl)
+    }
+
+    /// Drops what is past the size or the age limit: an entry leaves when
+    /// it turns `ttl` old.
+    pub fn expire(&mut self, now: Instant) {
         while let Some(oldest) = self.entries.front() {
             let too_many = self.entries.len() > self.capacity;
-            if !too_many && now.saturating_duration_since(oldest.at) <= self.ttl {
+            if !too_many && now.saturating_duration_since(oldest.at) < self.ttl {
                 break;
             }
             self.bytes -= oldest.frame.len() + ENTRY_COST;
@@ -385,12 +392,13 @@ mod tests {
     fn an_adopted_entry_keeps_its_age() {
         let t0 = Instant::now();
         let mut old = filled(10, 2, t0);
-        let state = old.export(t0 + TTL);
+        let state = old.export(t0 + TTL - Duration::from_secs(1));
         let mut new = History::new("x".into(), 10, TTL);
         let now = Instant::now();
         new.adopt(state, now);
         assert_eq!(new.len(), 2);
-        // A moment later both are past the TTL in the new process too.
+        assert_eq!(new.next_expiry(), Some(now + Duration::from_secs(1)));
+        // A second later both are as old as the TTL in the new process too.
         assert_eq!(
             new.resume(0, "e", Position::default(), now + Duration::from_secs(1)),
             Resume::TooOld

@@ -182,6 +182,12 @@ impl Node {
                 self.periodic(count);
             }
         }
+        if self
+            .history_expiry()
+            .is_some_and(|at| at <= self.clock.at())
+        {
+            self.process.stream().expire(self.clock.at());
+        }
         let (mut entries, mut due) = (Vec::<Entry>::new(), Vec::new());
         self.conns.due(self.clock.tick(), &mut entries, &mut due);
         for key in due {
@@ -238,10 +244,20 @@ impl Node {
                 .filter(|_| self.drain.is_running()),
             self.drain.next_deadline(),
             self.remote.as_ref().and_then(Remote::next_deadline),
+            self.history_expiry(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// When the process's oldest kept broadcast turns `--history-ttl` old.
+    /// Worker 0 sees to it (as to the periodic notification), so the
+    /// history shrinks on time with no traffic at all.
+    fn history_expiry(&self) -> Option<Instant> {
+        (self.id == 0)
+            .then(|| self.process.stream().next_expiry())
+            .flatten()
     }
 
     /// The phase a connection is in, if it is open.

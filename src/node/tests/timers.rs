@@ -114,3 +114,29 @@ fn an_upgrade_within_the_head_timeout_is_not_cut_by_it() {
     assert_eq!(h.response(peer).unwrap().status, 101);
     assert!(!h.is_closed(peer));
 }
+
+#[test]
+fn kept_broadcasts_leave_the_history_on_time_with_no_traffic() {
+    let mut h = Harness::new(Config {
+        history_ttl: 60 * S,
+        ..config()
+    });
+    let _client = h.client(0);
+    for message in ["a", "b"] {
+        let (_, response) = h.post(0, "/broadcast", &format!(r#"{{"message":"{message}"}}"#));
+        assert_eq!(response.status, 200);
+    }
+    h.advance(30 * S);
+    let (_, response) = h.post(0, "/broadcast", r#"{"message":"c"}"#);
+    assert_eq!(response.status, 200);
+    assert_eq!(h.process.stream().len(), 3);
+    h.advance(30 * S - Duration::from_millis(1));
+    assert_eq!(h.process.stream().len(), 3);
+    // Nothing happens but time: the first two turn 60 s old and leave.
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.process.stream().len(), 1);
+    h.advance(30 * S);
+    assert_eq!(h.process.stream().len(), 0);
+    assert_eq!(h.process.stream().bytes(), 0);
+    assert_eq!(h.nodes[0].poll_timeout(), None, "no timer left for it");
+}
