@@ -165,6 +165,9 @@ pub struct Config {
     pub history_size: usize,
     /// The oldest age of a broadcast kept for resume.
     pub history_ttl: Duration,
+    /// Bytes the history holds at most (frames and each entry's cost);
+    /// the oldest entries leave first.
+    pub max_history_bytes: usize,
 }
 
 impl Default for Config {
@@ -195,6 +198,7 @@ impl Default for Config {
             log_level: LogLevel::Info,
             handover: None,
             history_size: 1000,
+            max_history_bytes: 33_554_432,
             history_ttl: Duration::from_secs(300),
         }
     }
@@ -312,6 +316,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.history_size, int(v, 0, Some(1_000_000))) },
     Opt { name: "history-ttl", kind: Kind::Value("DUR"), default: "5m", help: "the oldest age of a broadcast kept for resume (must be > 0)",
         set: |c, v| assign(&mut c.history_ttl, positive_duration(v)) },
+    Opt { name: "max-history-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes the resume history holds at most, for everyone and every channel together; past it the oldest entries leave first",
+        set: |c, v| assign(&mut c.max_history_bytes, int(v, 0, None)) },
 ];
 
 fn assign<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -691,6 +697,7 @@ mod tests {
         ("log-level", "trace", |c| c.log_level == LogLevel::Trace),
         ("handover", "/run/wsnotify/handover.sock", |c| c.handover == Some(PathBuf::from("/run/wsnotify/handover.sock"))),
         ("history-size", "0", |c| c.history_size == 0),
+        ("max-history-bytes", "4096", |c| c.max_history_bytes == 4096),
         ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
     ];
 

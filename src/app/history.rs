@@ -67,6 +67,8 @@ pub struct History {
     entries: VecDeque<Entry>,
     bytes: usize,
     capacity: usize,
+    /// What `bytes` may reach (`--max-history-bytes`).
+    max_bytes: usize,
     ttl: Duration,
 }
 
@@ -96,8 +98,15 @@ impl History {
             entries: VecDeque::new(),
             bytes: 0,
             capacity,
+            max_bytes: usize::MAX,
             ttl,
         }
+    }
+
+    /// Bounds the bytes kept: past `max_bytes` the oldest entries leave.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> History {
+        self.max_bytes = max_bytes;
+        self
     }
 
     pub fn epoch(&self) -> &str {
@@ -313,11 +322,11 @@ impl History {
         self.entries.front().map(|oldest| oldest.at + self.ttl)
     }
 
-    /// Drops what is past the size or the age limit: an entry leaves when
-    /// it turns `ttl` old.
+    /// Drops what is past the count, the bytes or the age limit: an entry
+    /// leaves when it turns `ttl` old.
     pub fn expire(&mut self, now: Instant) {
         while let Some(oldest) = self.entries.front() {
-            let too_many = self.entries.len() > self.capacity;
+            let too_many = self.entries.len() > self.capacity || self.bytes > self.max_bytes;
             if !too_many && now.saturating_duration_since(oldest.at) < self.ttl {
                 break;
             }
@@ -435,6 +444,30 @@ mod tests {
             }
         );
         assert_eq!(names(&h.resume(0, "e", at(8), now)).len(), 8);
+    }
+
+    #[test]
+    fn bytes_bound_what_is_kept_oldest_first() {
+        let now = Instant::now();
+        let cost = 1 + ENTRY_COST;
+        let mut h = History::new("e".into(), 100, TTL).with_max_bytes(3 * cost);
+        for n in 1..=8 {
+            h.append(&frame(n), now);
+            assert!(h.bytes() <= 3 * cost, "{} after {n}", h.bytes());
+        }
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.resume(4, "e", at(8), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+        // A frame larger than the whole bound is not kept at all, and no
+        // resume claims to cover it.
+        let big: Arc<[u8]> = vec![b'x'; 4 * cost].into();
+        h.append(&big, now);
+        assert_eq!((h.len(), h.bytes()), (0, 0));
+        assert_eq!(h.resume(8, "e", at(9), now), Resume::TooOld);
+        assert!(matches!(
+            h.resume(9, "e", at(9), now),
+            Resume::Recovered { .. }
+        ));
     }
 
     #[test]

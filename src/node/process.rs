@@ -67,7 +67,8 @@ impl Process {
         let instance = format!("{:08x}", rng.next_u64() as u32);
         let workers = config.workers;
         let per_ip = PerIp::new(config.max_connections_per_ip);
-        let stream = History::new(new_epoch(rng), config.history_size, config.history_ttl);
+        let stream = History::new(new_epoch(rng), config.history_size, config.history_ttl)
+            .with_max_bytes(config.max_history_bytes);
         Process {
             config,
             instance,

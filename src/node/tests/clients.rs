@@ -283,3 +283,23 @@ fn past_the_total_queue_bound_the_slowest_clients_go_first() {
     assert_eq!(seen[6], [false, false, false, true]);
     assert_eq!(h.json(reader).len(), 7, "the reader loses nothing");
 }
+
+#[test]
+fn a_chat_flood_of_large_messages_stops_at_the_history_bound() {
+    let bound = 1 << 20;
+    let mut h = Harness::new(Config {
+        max_history_bytes: bound,
+        ..config()
+    });
+    let flooder = h.client(0);
+    let big = "x".repeat(60_000);
+    for _ in 0..100 {
+        h.text(flooder, &big);
+        h.run();
+        let _ = h.take(flooder);
+        assert!(h.process.stream().bytes() <= bound);
+    }
+    let kept = h.process.stream().len();
+    assert!((15..=17).contains(&kept), "{kept} of 60 KB in 1 MiB");
+    assert_eq!(h.process.stream().last(), 100, "every one numbered");
+}
