@@ -168,6 +168,11 @@ pub struct Config {
     /// Bytes the history holds at most (frames and each entry's cost);
     /// the oldest entries leave first.
     pub max_history_bytes: usize,
+    /// Bytes of client messages still being received (unfinished frames
+    /// and fragments) the process holds at most, split evenly by the
+    /// workers; past its share a worker closes the connection holding the
+    /// most with 1009.
+    pub max_total_receive_bytes: usize,
 }
 
 impl Default for Config {
@@ -199,6 +204,7 @@ impl Default for Config {
             handover: None,
             history_size: 1000,
             max_history_bytes: 33_554_432,
+            max_total_receive_bytes: 33_554_432,
             history_ttl: Duration::from_secs(300),
         }
     }
@@ -316,6 +322,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.history_size, int(v, 0, Some(1_000_000))) },
     Opt { name: "history-ttl", kind: Kind::Value("DUR"), default: "5m", help: "the oldest age of a broadcast kept for resume (must be > 0)",
         set: |c, v| assign(&mut c.history_ttl, positive_duration(v)) },
+    Opt { name: "max-total-receive-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes of client messages still being received, all connections together; past it the connection holding the most is closed with 1009",
+        set: |c, v| assign(&mut c.max_total_receive_bytes, int(v, 1, None)) },
     Opt { name: "max-history-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes the resume history holds at most, for everyone and every channel together; past it the oldest entries leave first",
         set: |c, v| assign(&mut c.max_history_bytes, int(v, 0, None)) },
 ];
@@ -698,6 +706,7 @@ mod tests {
         ("handover", "/run/wsnotify/handover.sock", |c| c.handover == Some(PathBuf::from("/run/wsnotify/handover.sock"))),
         ("history-size", "0", |c| c.history_size == 0),
         ("max-history-bytes", "4096", |c| c.max_history_bytes == 4096),
+        ("max-total-receive-bytes", "4096", |c| c.max_total_receive_bytes == 4096),
         ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
     ];
 

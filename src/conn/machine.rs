@@ -143,6 +143,16 @@ impl<C: Copy> Connection<C> {
         }
     }
 
+    /// Heap bytes held for a client message still being received (its
+    /// unfinished frames and fragments): counted toward
+    /// `--max-total-receive-bytes`.
+    pub fn receiving(&self) -> usize {
+        match &self.phase {
+            Phase::Ws(ws) => ws.rx.held(),
+            _ => 0,
+        }
+    }
+
     pub fn stage(&self) -> Stage {
         match self.phase {
             Phase::Http(_) => Stage::Http,

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use slab::Slab;
 
@@ -47,6 +49,11 @@ pub struct Conns {
     clients: usize,
     closing: usize,
     backlogged: usize,
+    /// Bytes held for messages still being received, by this worker's
+    /// connections, and by every worker's (the process's count, for
+    /// `--max-total-receive-bytes`), kept in step with each other.
+    receiving: usize,
+    receiving_shared: Arc<AtomicUsize>,
 }
 
 /// What a flush of one connection's queue came to.
@@ -74,6 +81,42 @@ impl Conns {
             clients: 0,
             closing: 0,
             backlogged: 0,
+            receiving: 0,
+            receiving_shared: Arc::default(),
+        }
+    }
+
+    /// Counts what this worker's connections are receiving into the
+    /// process's count too.
+    pub fn share_receiving(mut self, shared: Arc<AtomicUsize>) -> Conns {
+        self.receiving_shared = shared;
+        self
+    }
+
+    /// Bytes held for messages still being received here.
+    pub fn receiving(&self) -> usize {
+        self.receiving
+    }
+
+    /// The connection of this worker holding the most bytes of a message
+    /// still being received, and how many.
+    pub fn most_receiving(&self) -> Option<(ConnKey, usize)> {
+        self.slab
+            .iter()
+            .map(|(i, slot)| (ConnKey(i), slot.conn.receiving()))
+            .filter(|(_, held)| *held > 0)
+            .max_by_key(|(_, held)| *held)
+    }
+
+    fn receiving_changed(&mut self, before: usize, after: usize) {
+        if after >= before {
+            self.receiving += after - before;
+            self.receiving_shared
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.receiving -= before - after;
+            self.receiving_shared
+                .fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 
@@ -125,7 +168,9 @@ impl Conns {
         let slot = self.slab.get_mut(key.0)?;
         let stage = slot.conn.stage();
         let pending = slot.conn.out().pending();
+        let held = slot.conn.receiving();
         let result = step(&mut slot.conn, now, &self.settings);
+        let now_held = slot.conn.receiving();
         let after = slot.conn.stage();
         if after != stage {
             count(&mut self.clients, &mut self.closing, stage, after);
@@ -135,6 +180,9 @@ impl Conns {
             self.dirty.push(key);
         }
         self.arm(key, now);
+        if now_held != held {
+            self.receiving_changed(held, now_held);
+        }
         Some(result)
     }
 
@@ -220,6 +268,7 @@ impl Conns {
     /// Forgets a connection; it no longer counts anywhere.
     pub fn remove(&mut self, key: ConnKey) -> Option<Conn> {
         let slot = self.slab.try_remove(key.0)?;
+        self.receiving_changed(slot.conn.receiving(), 0);
         match slot.conn.stage() {
             Stage::Ws => self.clients -= 1,
             Stage::Closing => self.closing -= 1,

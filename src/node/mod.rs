@@ -62,7 +62,8 @@ use crate::app::snapshot::Snapshot;
 use crate::conn::{Ending, Event, Settings, Stage};
 use crate::ids::ConnKey;
 use crate::log;
-use crate::obs::metrics;
+use crate::obs::metrics::{self, Limit};
+use crate::proto::close::CloseCode;
 use crate::rand::Rng;
 use clock::{ticks, Clock};
 use conns::{Conn, Conns};
@@ -96,6 +97,8 @@ pub struct Node {
     remote: Option<Remote>,
     /// This worker's share of `--max-total-queue-bytes`.
     queue_budget: usize,
+    /// This worker's share of `--max-total-receive-bytes`.
+    receive_budget: usize,
     rng: Rng,
     outputs: VecDeque<Output>,
 }
@@ -121,7 +124,7 @@ impl Node {
             .map(|url| Remote::new(url, config, Rng::seeded(rng.next_u64()), now.at));
         Node {
             id,
-            conns: Conns::new(settings, 0),
+            conns: Conns::new(settings, 0).share_receiving(Arc::clone(&process.receiving)),
             hub: Hub::default(),
             fanout: Fanout::default(),
             stream: StreamCursor::default(),
@@ -131,6 +134,7 @@ impl Node {
             mail: MailRoom::default(),
             remote,
             queue_budget: (config.max_total_queue_bytes / config.workers).max(1),
+            receive_budget: (config.max_total_receive_bytes / config.workers).max(1),
             clock: Clock::new(now),
             rng,
             outputs: VecDeque::new(),
@@ -316,6 +320,38 @@ impl Node {
         if closing {
             // A closing peer's bytes may change what its end waits for.
             self.conns.mark_dirty(key);
+        }
+        self.bound_receiving();
+    }
+
+    /// Past this worker's share of `--max-total-receive-bytes` (unfinished
+    /// messages of all its connections), the connection holding the most
+    /// is closed with 1009 until the rest fit: however many connections
+    /// each hold a message short of `--max-message-bytes`, the process's
+    /// total stays bounded.
+    fn bound_receiving(&mut self) {
+        while self.conns.receiving() > self.receive_budget {
+            let Some((key, held)) = self.conns.most_receiving() else {
+                return;
+            };
+            self.process.stats.limit_hit(Limit::TotalReceive);
+            log!(
+                Warn,
+                "closing the connection that holds the most of an unfinished message: the receive bound is reached",
+                limit = "total_receive",
+                held_bytes = held,
+                worker_receiving_bytes = self.conns.receiving(),
+                worker_share = self.receive_budget
+            );
+            self.fanout.prime(key, &mut self.conns);
+            let closed = self.drive(key, |conn, now, s| {
+                conn.close(CloseCode::MESSAGE_TOO_BIG, "receive bound", now, s)
+            });
+            match closed {
+                Some(Some(event)) => self.on_event(key, event),
+                // Not a WebSocket any more: it holds nothing now.
+                _ => return,
+            }
         }
     }
 

@@ -52,6 +52,9 @@ pub struct Process {
     /// The instance name of the other process of a hand-over: ids issued
     /// there are reached over the link.
     peer_instance: Mutex<Option<Arc<str>>>,
+    /// Bytes held for client messages still being received, every
+    /// worker's connections together (each worker's `Conns` keeps it).
+    pub receiving: Arc<AtomicUsize>,
 }
 
 /// A name for a history that starts now: random, so a restarted instance
@@ -86,6 +89,7 @@ impl Process {
             stream: Mutex::new(stream),
             peer: Mutex::new(Peer::default()),
             peer_instance: Mutex::new(None),
+            receiving: Arc::default(),
         }
     }
 

@@ -70,10 +70,11 @@ pub enum Limit {
     OutOfDescriptors,
     PerIpHttp,
     TotalQueue,
+    TotalReceive,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::HeaderTimeout,
         Limit::IdleTimeout,
         Limit::MessageTooBig,
@@ -85,6 +86,7 @@ impl Limit {
         Limit::OutOfDescriptors,
         Limit::PerIpHttp,
         Limit::TotalQueue,
+        Limit::TotalReceive,
     ];
 
     pub fn label(self) -> &'static str {
@@ -100,6 +102,7 @@ impl Limit {
             Limit::OutOfDescriptors => "out_of_descriptors",
             Limit::PerIpHttp => "per_ip_http",
             Limit::TotalQueue => "total_queue",
+            Limit::TotalReceive => "total_receive",
         }
     }
 }
@@ -159,6 +162,10 @@ impl Stats {
 
     pub fn limit_hit(&self, limit: Limit) {
         add(&self.limit_hits[limit as usize], 1);
+    }
+
+    pub fn limit_hits(&self, limit: Limit) -> u64 {
+        get(&self.limit_hits[limit as usize])
     }
 
     pub fn connection_opened(&self, worker: usize) {

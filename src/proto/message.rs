@@ -80,6 +80,12 @@ impl Receiver {
         }
     }
 
+    /// Heap bytes held for the message being received (its buffer's
+    /// capacity: what the allocator really gave it).
+    pub fn held(&self) -> usize {
+        self.message.capacity()
+    }
+
     /// Whether a whole frame (data, fragment or control) has arrived since
     /// the last call.
     pub fn take_completed(&mut self) -> bool {

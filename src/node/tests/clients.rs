@@ -3,6 +3,7 @@
 
 use super::harness::{config, Harness};
 use crate::config::Config;
+use crate::obs::metrics::Limit;
 
 #[test]
 fn a_client_is_welcomed_with_its_id_and_where_the_stream_stands() {
@@ -302,4 +303,44 @@ fn a_chat_flood_of_large_messages_stops_at_the_history_bound() {
     let kept = h.process.stream().len();
     assert!((15..=17).contains(&kept), "{kept} of 60 KB in 1 MiB");
     assert_eq!(h.process.stream().last(), 100, "every one numbered");
+}
+
+#[test]
+fn unfinished_messages_stop_at_the_receive_bound_the_largest_closed_first() {
+    let bound = 256 * 1024;
+    let mut h = Harness::new(Config {
+        max_total_receive_bytes: bound,
+        ..config()
+    });
+    let frame = crate::proto::frame::masked(0x81, &vec![b'x'; 60_000], [1, 2, 3, 4]);
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let client = h.client(0);
+        // Every one sends all but the last byte of a 60 KB message, the
+        // first ones a little more of theirs than the later ones.
+        let keep_back = 1 + i * 100;
+        h.send(client, &frame[..frame.len() - keep_back]);
+        h.run();
+        assert!(
+            h.process
+                .receiving
+                .load(std::sync::atomic::Ordering::Relaxed)
+                <= bound,
+            "after {i}"
+        );
+        clients.push(client);
+    }
+    let closed: Vec<usize> = (0..10)
+        .filter(|&i| {
+            h.frames(clients[i])
+                .iter()
+                .any(|f| f.close_code() == Some(1009))
+        })
+        .collect();
+    // About 60 KB each: four fit in 256 KiB, and each one past them
+    // closes the one holding the most, the oldest still open (the earlier
+    // ones sent a little more).
+    assert_eq!(closed, [0, 1, 2, 3, 4, 5]);
+    let hits = h.process.stats.limit_hits(Limit::TotalReceive);
+    assert_eq!(hits, closed.len() as u64);
 }
