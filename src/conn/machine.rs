@@ -143,13 +143,14 @@ impl<C: Copy> Connection<C> {
         }
     }
 
-    /// Heap bytes held for a client message still being received (its
-    /// unfinished frames and fragments): counted toward
-    /// `--max-total-receive-bytes`.
+    /// Heap bytes held for what a client is still sending: an unfinished
+    /// WebSocket message (its frames and fragments), or an HTTP request's
+    /// head and body. Counted toward `--max-total-receive-bytes`.
     pub fn receiving(&self) -> usize {
         match &self.phase {
             Phase::Ws(ws) => ws.rx.held(),
-            _ => 0,
+            Phase::Http(http) => http.buf.capacity(),
+            Phase::Closing(_) => 0,
         }
     }
 

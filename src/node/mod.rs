@@ -349,8 +349,9 @@ impl Node {
             });
             match closed {
                 Some(Some(event)) => self.on_event(key, event),
-                // Not a WebSocket any more: it holds nothing now.
-                _ => return,
+                // A request still being sent has no Close to send: the
+                // connection goes.
+                _ => self.remove(key, &"receive bound"),
             }
         }
     }

@@ -204,3 +204,35 @@ fn a_resume_older_than_the_history_is_too_old() {
     let (_, recent) = h.ws(0, &format!("/ws?since=2&epoch={epoch}"));
     assert_eq!(recent["replayed"], 2);
 }
+
+#[test]
+fn request_bodies_on_their_way_count_toward_the_receive_bound() {
+    let bound = 256 * 1024;
+    let mut h = Harness::new(Config {
+        max_total_receive_bytes: bound,
+        ..config()
+    });
+    let head = "POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n";
+    let mut publishers = Vec::new();
+    for _ in 0..10 {
+        let publisher = h.accept(0);
+        h.send(publisher, head.as_bytes());
+        h.send(publisher, &vec![b' '; 60_000]);
+        h.run();
+        assert!(
+            h.process
+                .receiving
+                .load(std::sync::atomic::Ordering::Relaxed)
+                <= bound
+        );
+        publishers.push(publisher);
+    }
+    let dropped = publishers.iter().filter(|p| h.is_closed(**p)).count();
+    assert!((5..=7).contains(&dropped), "{dropped} of 10 dropped");
+    assert_eq!(
+        h.process
+            .stats
+            .limit_hits(crate::obs::metrics::Limit::TotalReceive),
+        dropped as u64
+    );
+}
