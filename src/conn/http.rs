@@ -62,6 +62,7 @@ impl<C: Copy> Connection<C> {
                 }
                 let (request, _) = http.awaiting_body.take()?;
                 let body: Vec<u8> = http.buf.drain(..need).collect();
+                http.release_if_idle();
                 return Some(Event::Request { request, body });
             }
             match parse_head(&http.buf) {
@@ -78,10 +79,11 @@ impl<C: Copy> Connection<C> {
                             return Some(self.refuse(error, head_only, now, settings));
                         }
                         BodyLength::Fixed(0) => {
+                            http.release_if_idle();
                             return Some(Event::Request {
                                 request,
                                 body: Vec::new(),
-                            })
+                            });
                         }
                         BodyLength::Fixed(n) => {
                             // curl waits for this before sending bodies over 1 KiB.

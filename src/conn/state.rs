@@ -55,6 +55,15 @@ impl HttpState {
         }
     }
 
+    /// A keep-alive connection between requests holds no buffer: what a
+    /// request needed is given back once it is read whole (it counts toward
+    /// `--max-total-receive-bytes` while held).
+    pub(super) fn release_if_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Stops taking requests; the first stall of a run counts as a limit
     /// hit.
     pub(super) fn stall(&mut self) -> Option<Limit> {

@@ -236,3 +236,18 @@ fn request_bodies_on_their_way_count_toward_the_receive_bound() {
         dropped as u64
     );
 }
+
+#[test]
+fn a_keep_alive_connection_between_requests_holds_no_buffer() {
+    let mut h = Harness::workers(1);
+    let body = format!(r#"{{"message":"{}"}}"#, "x".repeat(60_000));
+    let (publisher, response) = h.post(0, "/broadcast", &body);
+    assert_eq!(response.status, 200);
+    assert!(!h.is_closed(publisher));
+    assert_eq!(
+        h.process
+            .receiving
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
