@@ -318,7 +318,7 @@ impl Stats {
         metric(
             "handover_queued_bytes",
             "gauge",
-            "Bytes waiting for the other process of a hand-over (bounded: past 32 MiB the link is given up).",
+            "Bytes waiting for the other process of a hand-over (bounded: past 8 MiB the link is given up).",
             &one(&self.handover_queued_bytes),
         );
         metric(

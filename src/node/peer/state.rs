@@ -5,7 +5,7 @@ use super::wire::Message;
 
 /// Bytes queued for the peer before it is given up as too slow: far more
 /// than a healthy local peer ever lags, little beside the client queues.
-pub const MAX_UNSENT: usize = 32 << 20;
+pub const MAX_UNSENT: usize = 8 << 20;
 
 /// This process's part in a hand-over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// The largest message either side accepts: a frame of the largest
 /// notification with room to spare. A longer one means a broken peer.
-pub const MAX_MESSAGE: usize = 4 << 20;
+pub const MAX_MESSAGE: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
