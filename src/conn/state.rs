@@ -127,6 +127,15 @@ pub(super) enum CloseMode {
     AfterFlush,
 }
 
+impl CloseMode {
+    /// We sent a Close and wait for the peer's: what it was still sending
+    /// us is dropped, and nothing more is kept (see `Receiver::drop_message`).
+    pub(super) fn await_close(mut rx: Receiver) -> CloseMode {
+        rx.drop_message();
+        CloseMode::AwaitClose(rx)
+    }
+}
+
 impl Closing {
     pub(super) fn new(until: Tick, mode: CloseMode) -> Closing {
         Closing {

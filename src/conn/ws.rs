@@ -182,7 +182,7 @@ impl<C: Copy> Connection<C> {
             return None;
         }
         self.out.push(Chunk::Owned(encode_close(code, reason)));
-        let client = self.end_ws(CloseMode::AwaitClose, now, settings)?;
+        let client = self.end_ws(CloseMode::await_close, now, settings)?;
         Some(Event::Left { client, why })
     }
 
@@ -200,7 +200,7 @@ impl<C: Copy> Connection<C> {
                 "slow consumer",
             )));
         }
-        let client = self.end_ws(CloseMode::AwaitClose, now, settings)?;
+        let client = self.end_ws(CloseMode::await_close, now, settings)?;
         Some(Verdict::Dropped(Event::Left {
             client,
             why: Ending::SlowConsumer,

@@ -62,6 +62,9 @@ pub struct Receiver {
     /// timer counts from complete frames, so a peer cannot keep itself
     /// alive with a byte of an unfinished frame now and then.
     completed: bool,
+    /// Data is no longer wanted (see `drop_message`): frames are still
+    /// parsed, their data payloads skipped.
+    discarding: bool,
 }
 
 impl Receiver {
@@ -77,7 +80,19 @@ impl Receiver {
             control_at: 0,
             max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
             completed: false,
+            discarding: false,
         }
+    }
+
+    /// The server is closing and waits only for the peer's Close: the
+    /// message being received is given back now, and later data frames are
+    /// parsed without being kept, so a closing connection holds no buffer
+    /// for data nobody will read.
+    pub fn drop_message(&mut self) {
+        self.message = Vec::new();
+        self.utf8_valid = 0;
+        self.control_at = 0;
+        self.discarding = true;
     }
 
     /// Heap bytes held for the message being received (its buffer's
@@ -205,6 +220,9 @@ impl Receiver {
         chunk: &[u8],
         offset: usize,
     ) -> Result<(), FrameError> {
+        if self.discarding && !header.opcode.is_control() {
+            return Ok(());
+        }
         let start = self.message.len();
         self.message.extend_from_slice(chunk);
         apply_mask(&mut self.message[start..], header.mask, offset);
@@ -235,6 +253,10 @@ impl Receiver {
             }
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
                 if !header.fin {
+                    return Ok(None);
+                }
+                if self.discarding {
+                    self.kind = None;
                     return Ok(None);
                 }
                 // Validated as it arrived: only an unfinished sequence at the
@@ -498,5 +520,32 @@ mod tests {
         let (_, r) = rx.feed(&frame(true, 1, &[b'x'; 4000]));
         assert!(matches!(r, Ok(Some(Message::Text(_)))));
         assert_eq!(rx.message.capacity(), 0);
+    }
+
+    #[test]
+    fn a_receiver_that_drops_its_message_keeps_nothing_but_still_reads_a_close() {
+        use crate::proto::frame::masked;
+
+        let mut rx = Receiver::new(1 << 20);
+        let frame = masked(0x81, &[b'x'; 60_000], [1, 2, 3, 4]);
+        let (used, result) = rx.feed(&frame[..30_000]);
+        assert_eq!((used, result), (30_000, Ok(None)));
+        assert!(rx.held() >= 29_000);
+        rx.drop_message();
+        assert_eq!(rx.held(), 0);
+        let mut rest = frame[30_000..].to_vec();
+        rest.extend(masked(0x82, &[7; 50_000], [5, 6, 7, 8]));
+        rest.extend(masked(0x88, &[0x03, 0xE8], [9, 9, 9, 9]));
+        let mut input = &rest[..];
+        let mut got = Vec::new();
+        while !input.is_empty() {
+            let (used, result) = rx.feed(input);
+            input = &input[used..];
+            assert!(rx.held() <= 125, "{}", rx.held());
+            if let Some(message) = result.unwrap() {
+                got.push(message);
+            }
+        }
+        assert_eq!(got, [Message::Close(Some(CloseCode::NORMAL))]);
     }
 }

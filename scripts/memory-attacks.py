@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Runs each memory attack of docs/limits.md against a fresh server and
+prints its peak RSS (VmHWM) next to the bound of the memory formula.
+
+    scripts/memory-attacks.py [--bin target/release/wsnotify] [--small] [--only NAME ...]
+
+Every attack uses nothing but sockets, as an anonymous client would: it
+never reads what it is sent unless it says so. Each runs against a server
+of its own on 127.0.0.1 with --port 0, bounded in connections (at most
+5,000 at once) and seconds, and the server is stopped after it. `--small`
+runs the same attacks with small explicit bounds instead of the defaults.
+Exit status: 0 when every peak is within its bound, 1 otherwise.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+MIB = 1 << 20
+# The memory formula (docs/limits.md): a base, a cost per connection up to
+# --max-connections, and the bounds of what clients can make the server
+# hold. BASE and PER_CONNECTION are measured by `--calibrate` and rounded up.
+BASE = 8 * MIB
+PER_CONNECTION = 2048
+# Queued for the other process of a hand-over, what the shell took of it,
+# and one message being read (src/node/peer); none without a hand-over.
+HANDOVER_LINK = 8 * MIB + 8 * MIB + 1 * MIB
+
+SMALL = [
+    "--max-total-queue-bytes", str(16 * MIB),
+    "--max-total-receive-bytes", str(8 * MIB),
+    "--max-history-bytes", str(8 * MIB),
+]
+
+
+def defaults_from_help(binary):
+    text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    found = {}
+    for name in ("max-connections", "max-total-queue-bytes", "max-total-receive-bytes",
+                 "max-history-bytes", "redis-max-queue-bytes"):
+        m = re.search(r"--%s N .*\(default: (\d+)\)" % name, text)
+        if m is None:
+            sys.exit(f"memory-attacks: cannot read the default of --{name} from --help")
+        found[name.replace("-", "_")] = int(m.group(1))
+    return found
+
+
+def option(args, name, default):
+    if f"--{name}" in args:
+        return int(args[args.index(f"--{name}") + 1])
+    return default
+
+
+def bound(args, defaults):
+    """The formula's bound for a server started with `args`."""
+    total = BASE
+    total += PER_CONNECTION * option(args, "max-connections", defaults["max_connections"])
+    total += option(args, "max-total-queue-bytes", defaults["max_total_queue_bytes"])
+    total += option(args, "max-total-receive-bytes", defaults["max_total_receive_bytes"])
+    total += option(args, "max-history-bytes", defaults["max_history_bytes"])
+    if "--redis" in args:
+        total += option(args, "redis-max-queue-bytes", defaults["redis_max_queue_bytes"])
+    if "--handover" in args:
+        total += HANDOVER_LINK
+    return total
+
+
+class Server:
+    def __init__(self, binary, args):
+        self.proc = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", "0", "--notify-interval", "0",
+             "--log-level", "warn", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.port = None
+        ready = threading.Event()
+
+        def drain():
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip())
+                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(10) or self.port is None:
+            self.stop()
+            sys.exit("memory-attacks: the server did not start: " + "\n".join(self.lines[-5:]))
+
+    def status_kib(self, field):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def peak(self):
+        return self.status_kib("VmHWM") * 1024
+
+    def rss(self):
+        return self.status_kib("VmRSS") * 1024
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def http(port, method, path, body=b"", timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def upgrade(port, path="/ws"):
+    """A WebSocket connection whose 101 has been read, and the bytes read
+    past it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the upgrade")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head.split(b"\r\n")[0].decode())
+    return s, rest
+
+
+def masked(opcode, payload, fin=True):
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes([first, 0x80 | n])
+    elif n < 65536:
+        head = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
+    mask = b"\x01\x02\x03\x04"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def many(port, n, path="/ws"):
+    socks = []
+    for _ in range(n):
+        try:
+            socks.append(upgrade(port, path)[0])
+        except (OSError, ConnectionError):
+            break
+    return socks
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def sender(sock, frame, seconds):
+    """Sends `frame` again and again for `seconds` (or until the server
+    closes), in a thread."""
+    def run():
+        end = time.monotonic() + seconds
+        sock.settimeout(1)
+        while time.monotonic() < end:
+            try:
+                sock.sendall(frame)
+            except (socket.timeout, OSError):
+                if isinstance(sys.exc_info()[1], socket.timeout):
+                    continue
+                return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def reader(sock, seconds):
+    def run():
+        end = time.monotonic() + seconds
+        sock.settimeout(0.5)
+        while time.monotonic() < end:
+            try:
+                if not sock.recv(1 << 16):
+                    return
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+BIG = json.dumps({"type": "chat", "message": "x" * 60000}).encode()
+
+
+def attack_chat_flood_nonreaders(server, seconds):
+    """F9: with two workers, ~200 clients that never read, and one that
+    floods 60 KB chats without reading either."""
+    crowd = many(server.port, 200)
+    flooder, _ = upgrade(server.port)
+    sender(flooder, masked(1, BIG), seconds).join()
+    close_all(crowd + [flooder])
+    return f"{len(crowd)} non-readers, one flooder, {seconds} s"
+
+
+def attack_history_flood(server, seconds):
+    """F3: one client chats 60 KB messages and reads its own echoes, to fill
+    the history."""
+    client, _ = upgrade(server.port)
+    reader(client, seconds)
+    sender(client, masked(1, BIG), seconds).join()
+    client.close()
+    return f"one client, 60 KB chats for {seconds} s"
+
+
+def attack_unfinished_frames(server, seconds):
+    """F11: 5,000 connections each hold 60 KB of a 64 KB message."""
+    socks = many(server.port, 5000)
+    frame = masked(1, b"y" * 65000)
+    for s in socks:
+        try:
+            s.sendall(frame[:60000])
+        except OSError:
+            pass
+    time.sleep(min(seconds, 3))
+    close_all(socks)
+    return f"{len(socks)} connections, 60 KB of a 65 KB frame each"
+
+
+def attack_http_bodies(server, seconds):
+    """5,000 connections each send 60 KB of a 64 KiB request body."""
+    socks = []
+    head = b"POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n"
+    for _ in range(5000):
+        try:
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(head + b" " * 60000)
+            socks.append(s)
+        except OSError:
+            break
+    time.sleep(min(seconds, 3))
+    close_all(socks)
+    return f"{len(socks)} requests, 60 KB of a 64 KiB body each"
+
+
+def attack_publish_storm(server, seconds):
+    """F12: 5,000 clients that do not read, and POST /broadcast of 30 KB
+    notifications as fast as one keep-alive publisher can."""
+    crowd = many(server.port, 5000)
+    body = json.dumps({"message": "z" * 30000}).encode()
+    request = (f"POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+               + body)
+    end = time.monotonic() + seconds
+    sent = 0
+    publisher = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    while time.monotonic() < end:
+        try:
+            publisher.sendall(request)
+            publisher.recv(4096)
+            sent += 1
+        except OSError:
+            publisher = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    close_all(crowd + [publisher])
+    return f"{len(crowd)} non-readers, {sent} broadcasts of 30 KB in {seconds} s"
+
+
+def attack_resume_storm(server, seconds):
+    """F1/F2: the history full of 60 KB broadcasts, then 2,000 resumes from
+    the start at once that read nothing; /health is asked meanwhile."""
+    body = json.dumps({"message": "r" * 60000}).encode()
+    for _ in range(1000):
+        http(server.port, "POST", "/broadcast", body)
+    first, rest = upgrade(server.port)
+    while b"epoch" not in rest:
+        rest += first.recv(4096)
+    epoch = re.search(rb'"epoch":"([^"]+)"', rest).group(1).decode()
+    first.close()
+    socks = many(server.port, 2000, f"/ws?since=0&epoch={epoch}")
+    worst = 0.0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        try:
+            http(server.port, "GET", "/health", timeout=10)
+        except OSError:
+            pass
+        worst = max(worst, time.monotonic() - t0)
+    close_all(socks)
+    return f"{len(socks)} resumes of up to 1,000 × 60 KB, /health worst {worst * 1000:.0f} ms"
+
+
+ATTACKS = [
+    ("chat_flood_nonreaders", ["--workers", "2"], attack_chat_flood_nonreaders),
+    ("history_flood", [], attack_history_flood),
+    ("unfinished_frames", [], attack_unfinished_frames),
+    ("http_bodies", [], attack_http_bodies),
+    ("publish_storm", [], attack_publish_storm),
+    ("resume_storm", [], attack_resume_storm),
+]
+
+
+def calibrate(binary):
+    server = Server(binary, [])
+    time.sleep(0.5)
+    base = server.rss()
+    socks = many(server.port, 2000)
+    time.sleep(1)
+    per = (server.rss() - base) / max(len(socks), 1)
+    close_all(socks)
+    server.stop()
+    print(f"base RSS {base / MIB:.1f} MiB; {per:.0f} bytes per idle connection ({len(socks)} connected)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default="target/release/wsnotify")
+    ap.add_argument("--small", action="store_true", help="small explicit bounds instead of the defaults")
+    ap.add_argument("--only", nargs="*", help="attack names to run")
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--calibrate", action="store_true", help="measure the base and the cost of an idle connection")
+    opts = ap.parse_args()
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 12000), hard))
+    if opts.calibrate:
+        calibrate(opts.bin)
+        return 0
+    defaults = defaults_from_help(opts.bin)
+    rows = []
+    failed = False
+    for name, extra, attack in ATTACKS:
+        if opts.only and name not in opts.only:
+            continue
+        args = extra + (SMALL if opts.small else [])
+        server = Server(opts.bin, args)
+        try:
+            what = attack(server, opts.seconds)
+            time.sleep(0.5)
+            peak = server.peak()
+        finally:
+            server.stop()
+        limit = bound(args, defaults)
+        ok = peak <= limit
+        failed |= not ok
+        rows.append((name, " ".join(args) or "defaults", what, peak, limit, ok))
+        print(f"{name}: peak {peak / MIB:.1f} MiB, bound {limit / MIB:.1f} MiB, "
+              f"{'within' if ok else 'OVER'} ({what})", flush=True)
+    print()
+    print("| attack | options | what it did | peak RSS (MiB) | bound (MiB) | within |")
+    print("|---|---|---|---|---|---|")
+    for name, args, what, peak, limit, ok in rows:
+        print(f"| {name} | {args} | {what} | {peak / MIB:.1f} | {limit / MIB:.1f} | {'yes' if ok else 'NO'} |")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
