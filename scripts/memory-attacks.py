@@ -220,9 +220,10 @@ BIG = json.dumps({"type": "chat", "message": "x" * 60000}).encode()
 
 def attack_chat_flood_nonreaders(server, seconds):
     """F9: with two workers, ~200 clients that never read, and one that
-    floods 60 KB chats without reading either."""
+    floods 60 KB chats (and reads its own, so it is not dropped)."""
     crowd = many(server.port, 200)
     flooder, _ = upgrade(server.port)
+    reader(flooder, seconds)
     sender(flooder, masked(1, BIG), seconds).join()
     close_all(crowd + [flooder])
     return f"{len(crowd)} non-readers, one flooder, {seconds} s"
