@@ -325,16 +325,47 @@ ATTACKS = [
 ]
 
 
+def read_all(socks, seconds):
+    """Reads every socket until none has had anything for `seconds`."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < seconds:
+        for key, _ in sel.select(timeout=0.1):
+            try:
+                if key.fileobj.recv(1 << 16):
+                    quiet_since = time.monotonic()
+            except OSError:
+                pass
+    sel.close()
+
+
 def calibrate(binary):
+    """The base (a started server with no client), the cost of an idle
+    connection, and the cost of a connection that has been used: it got
+    broadcasts in bursts, sent a chat, read everything and fell quiet (its
+    queue's ring keeps the capacity a burst gave it)."""
     server = Server(binary, [])
     time.sleep(0.5)
     base = server.rss()
     socks = many(server.port, 2000)
     time.sleep(1)
-    per = (server.rss() - base) / max(len(socks), 1)
+    idle = (server.rss() - base) / max(len(socks), 1)
+    body = json.dumps({"message": "c" * 1000}).encode()
+    for _ in range(200):
+        http(server.port, "POST", "/broadcast", body)
+    chat = masked(1, json.dumps({"type": "chat", "message": "hi"}).encode())
+    for s in socks[:20]:
+        s.sendall(chat)
+    read_all(socks, 1.0)
+    used = (server.rss() - base) / max(len(socks), 1)
     close_all(socks)
     server.stop()
-    print(f"base RSS {base / MIB:.1f} MiB; {per:.0f} bytes per idle connection ({len(socks)} connected)")
+    print(f"base RSS {base / MIB:.1f} MiB; {idle:.0f} bytes per idle connection, "
+          f"{used:.0f} bytes per used connection ({len(socks)} connected)")
 
 
 def main():
