@@ -344,32 +344,38 @@ impl Harness {
     /// timers, writes. Repeats until nothing is left to do now.
     pub fn run(&mut self) {
         for _ in 0..1_000 {
-            let again = std::mem::take(&mut self.again);
-            let woken = std::mem::take(&mut self.woken);
-            for node in woken {
-                self.nodes[node].handle(Input::Woken, self.now);
-                self.outputs(node);
-            }
-            for peer in again {
-                self.read(peer);
-            }
-            for node in 0..self.nodes.len() {
-                if self.exited[node] {
-                    continue;
-                }
-                self.nodes[node].handle_timeout(self.now);
-                self.outputs(node);
-                self.nodes[node].transmit(&mut self.sockets[node], self.now);
-                self.outputs(node);
-            }
-            let immediate = self.nodes.iter().zip(&self.exited).any(|(node, exited)| {
-                !exited && node.poll_timeout().is_some_and(|at| at <= self.now.at)
-            });
-            if self.again.is_empty() && self.woken.is_empty() && !immediate {
+            if self.turn() {
                 return;
             }
         }
         panic!("the nodes never settled");
+    }
+
+    /// One loop turn of every node; returns whether nothing is left to do
+    /// now (no read, wake or due timer is pending).
+    pub fn turn(&mut self) -> bool {
+        let again = std::mem::take(&mut self.again);
+        let woken = std::mem::take(&mut self.woken);
+        for node in woken {
+            self.nodes[node].handle(Input::Woken, self.now);
+            self.outputs(node);
+        }
+        for peer in again {
+            self.read(peer);
+        }
+        for node in 0..self.nodes.len() {
+            if self.exited[node] {
+                continue;
+            }
+            self.nodes[node].handle_timeout(self.now);
+            self.outputs(node);
+            self.nodes[node].transmit(&mut self.sockets[node], self.now);
+            self.outputs(node);
+        }
+        let immediate = self.nodes.iter().zip(&self.exited).any(|(node, exited)| {
+            !exited && node.poll_timeout().is_some_and(|at| at <= self.now.at)
+        });
+        self.again.is_empty() && self.woken.is_empty() && !immediate
     }
 
     /// Moves the clock on by `by`, in steps no longer than a node asks to

@@ -7,5 +7,6 @@ mod handover;
 pub mod harness;
 mod http;
 mod redis;
+mod resume;
 mod timers;
 mod workers;
