@@ -19,17 +19,31 @@ struct Entry {
 /// What a resume gets.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resume {
-    /// Every message after `since` is either replayed now (`replay`, in
-    /// order) or still to come live; `skip_through`, when set, is the offset
-    /// up to which live messages are not sent again (the client is ahead of
-    /// this worker).
+    /// Every message after `since` is in the history or still to come: the
+    /// client is sent them from `cursor` on, as it reads (`replayed` of them
+    /// are the worker's past, the welcome's count). A cursor past what the
+    /// worker has handed out (the client is ahead of it) waits for it.
     Recovered {
-        replay: Vec<Arc<[u8]>>,
-        skip_through: Option<u64>,
+        cursor: Cursor,
+        replayed: u64,
     },
     TooOld,
     UnknownEpoch,
 }
+
+/// Where one client's replay stands: the next offset it is to be sent, in
+/// the generation of the history it resumed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub generation: u64,
+    pub next: u64,
+}
+
+/// The history no longer holds a message a replay still needs: it was
+/// evicted (by size, bytes or age), forgotten at a gap, or the stream
+/// restarted under another epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost;
 
 impl Resume {
     /// The label it counts under in the metrics and the welcome's `reason`.
@@ -230,23 +244,48 @@ impl History {
         if since < self.first_since {
             return Resume::TooOld;
         }
-        let delivered = self.delivered(at);
-        if since >= delivered {
-            return Resume::Recovered {
-                replay: Vec::new(),
-                skip_through: (since > delivered).then_some(since),
-            };
+        Resume::Recovered {
+            cursor: Cursor {
+                generation: self.generation,
+                next: since + 1,
+            },
+            replayed: self.delivered(at).saturating_sub(since),
+        }
+    }
+
+    /// The next frames of a replay standing at `cursor`, oldest first, up
+    /// to offset `through` (what the worker has handed out), at most
+    /// `max_frames` of them and `max_bytes` (but one at least), added to
+    /// `out`; the cursor moves past them.
+    pub fn replay(
+        &self,
+        cursor: &mut Cursor,
+        through: u64,
+        max_bytes: usize,
+        max_frames: usize,
+        out: &mut Vec<Arc<[u8]>>,
+    ) -> Result<(), Lost> {
+        if cursor.generation != self.generation {
+            return Err(Lost);
+        }
+        if cursor.next > through {
+            return Ok(());
         }
         let first = self.last + 1 - self.entries.len() as u64;
-        let replay = self
-            .entries
-            .range((since + 1 - first) as usize..=(delivered - first) as usize)
-            .map(|e| Arc::clone(&e.frame))
-            .collect();
-        Resume::Recovered {
-            replay,
-            skip_through: None,
+        if cursor.next < first || through > self.last {
+            return Err(Lost);
         }
+        let range = (cursor.next - first) as usize..=(through - first) as usize;
+        let mut bytes = 0;
+        for entry in self.entries.range(range).take(max_frames) {
+            if bytes > 0 && bytes + entry.frame.len() > max_bytes {
+                break;
+            }
+            bytes += entry.frame.len();
+            out.push(Arc::clone(&entry.frame));
+            cursor.next += 1;
+        }
+        Ok(())
     }
 
     /// The last offset a worker standing at `at` has handed out in this
@@ -348,13 +387,42 @@ mod tests {
         Arc::from(n.to_string().into_bytes())
     }
 
-    fn names(resume: &Resume) -> Vec<String> {
-        match resume {
-            Resume::Recovered { replay, .. } => replay
-                .iter()
-                .map(|f| String::from_utf8(f.to_vec()).unwrap())
-                .collect(),
-            _ => panic!("not recovered: {resume:?}"),
+    /// What a resume after `since` from a worker at `at` is replayed,
+    /// checked against the welcome's count.
+    fn replay_of(
+        h: &mut History,
+        since: u64,
+        epoch: &str,
+        at: Position,
+        now: Instant,
+    ) -> Vec<String> {
+        let Resume::Recovered {
+            mut cursor,
+            replayed,
+        } = h.resume(since, epoch, at, now)
+        else {
+            panic!("not recovered");
+        };
+        let mut frames = Vec::new();
+        h.replay(
+            &mut cursor,
+            h.delivered(at),
+            usize::MAX,
+            usize::MAX,
+            &mut frames,
+        )
+        .expect("kept");
+        assert_eq!(frames.len() as u64, replayed);
+        frames
+            .iter()
+            .map(|f| String::from_utf8(f.to_vec()).unwrap())
+            .collect()
+    }
+
+    fn recovered(generation: u64, next: u64) -> Resume {
+        Resume::Recovered {
+            cursor: Cursor { generation, next },
+            replayed: 0,
         }
     }
 
@@ -390,10 +458,10 @@ mod tests {
         // A worker that has handed out nothing here stands at 8.
         let fresh = Position::default();
         assert_eq!(new.delivered(fresh), 8);
-        assert_eq!(names(&new.resume(5, "e", fresh, now)), ["6", "7", "8"]);
+        assert_eq!(replay_of(&mut new, 5, "e", fresh, now), ["6", "7", "8"]);
         let ninth = new.append(&frame(9), now);
         assert_eq!(ninth.offset, 9);
-        assert_eq!(names(&new.resume(7, "e", ninth, now)), ["8", "9"]);
+        assert_eq!(replay_of(&mut new, 7, "e", ninth, now), ["8", "9"]);
         assert_eq!(new.resume(1, "fresh", ninth, now), Resume::UnknownEpoch);
     }
 
@@ -422,7 +490,7 @@ mod tests {
         new.adopt(old.export(now), now);
         let fresh = Position::default();
         assert_eq!(new.resume(4, "e", fresh, now), Resume::TooOld);
-        assert_eq!(names(&new.resume(5, "e", fresh, now)), ["6", "7", "8"]);
+        assert_eq!(replay_of(&mut new, 5, "e", fresh, now), ["6", "7", "8"]);
         let mut off = History::new("x".into(), 0, TTL);
         off.adopt(old.export(now), now);
         assert_eq!(off.last(), 8);
@@ -433,17 +501,76 @@ mod tests {
     fn replays_what_follows_since_up_to_the_workers_position() {
         let now = Instant::now();
         let mut h = filled(10, 8, now);
-        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+        assert_eq!(replay_of(&mut h, 5, "e", at(8), now), ["6", "7", "8"]);
         // The worker has not yet handed out 8: it will, live.
-        assert_eq!(names(&h.resume(5, "e", at(7), now)), ["6", "7"]);
+        assert_eq!(replay_of(&mut h, 5, "e", at(7), now), ["6", "7"]);
+        assert_eq!(h.resume(8, "e", at(8), now), recovered(0, 9));
+        assert_eq!(replay_of(&mut h, 0, "e", at(8), now).len(), 8);
+    }
+
+    #[test]
+    fn a_replay_goes_on_in_steps_as_large_as_asked_and_one_message_at_least() {
+        let now = Instant::now();
+        let mut h = History::new("e".into(), 10, TTL);
+        for n in [1, 22, 333, 4444] {
+            h.append(&frame(n), now);
+        }
+        let Resume::Recovered {
+            mut cursor,
+            replayed,
+        } = h.resume(0, "e", at(4), now)
+        else {
+            panic!()
+        };
+        assert_eq!((cursor.next, replayed), (1, 4));
+        let mut out = Vec::new();
+        h.replay(&mut cursor, 4, 3, 10, &mut out).unwrap();
+        assert_eq!((out.len(), cursor.next), (2, 3), "1 and 22 fit in 3 bytes");
+        h.replay(&mut cursor, 4, 1, 10, &mut out).unwrap();
         assert_eq!(
-            h.resume(8, "e", at(8), now),
-            Resume::Recovered {
-                replay: vec![],
-                skip_through: None
-            }
+            (out.len(), cursor.next),
+            (3, 4),
+            "333 alone, larger than asked"
         );
-        assert_eq!(names(&h.resume(0, "e", at(8), now)).len(), 8);
+        h.replay(&mut cursor, 3, 100, 10, &mut out).unwrap();
+        assert_eq!(cursor.next, 4, "not past what the worker handed out");
+        h.replay(&mut cursor, 4, 100, 0, &mut out).unwrap();
+        assert_eq!(cursor.next, 4, "no more frames than asked");
+        h.replay(&mut cursor, 4, 100, 10, &mut out).unwrap();
+        assert_eq!(cursor.next, 5);
+        assert_eq!(&out[3][..], b"4444");
+    }
+
+    #[test]
+    fn a_replay_whose_next_message_is_gone_is_lost() {
+        let now = Instant::now();
+        let mut h = filled(3, 3, now);
+        let mut cursor = Cursor {
+            generation: 0,
+            next: 2,
+        };
+        let mut out = Vec::new();
+        h.append(&frame(4), now);
+        h.replay(&mut cursor, 4, 100, 10, &mut out).unwrap();
+        assert_eq!(cursor.next, 5, "2, 3 and 4 still kept");
+        h.append(&frame(5), now);
+        h.append(&frame(6), now);
+        let mut behind = Cursor {
+            generation: 0,
+            next: 3,
+        };
+        assert_eq!(h.replay(&mut behind, 6, 100, 10, &mut out), Err(Lost));
+        h.gap();
+        assert_eq!(h.replay(&mut cursor, 6, 100, 10, &mut out), Err(Lost));
+        // A cursor with nothing to send yet (ahead of the worker) waits,
+        // unless the stream restarted under it.
+        let mut ahead = Cursor {
+            generation: 0,
+            next: 9,
+        };
+        assert_eq!(h.replay(&mut ahead, 6, 100, 10, &mut out), Ok(()));
+        h.sync("f", 20);
+        assert_eq!(h.replay(&mut ahead, 6, 100, 10, &mut out), Err(Lost));
     }
 
     #[test]
@@ -457,7 +584,7 @@ mod tests {
         }
         assert_eq!(h.len(), 3);
         assert_eq!(h.resume(4, "e", at(8), now), Resume::TooOld);
-        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+        assert_eq!(replay_of(&mut h, 5, "e", at(8), now), ["6", "7", "8"]);
         // A frame larger than the whole bound is not kept at all, and no
         // resume claims to cover it.
         let big: Arc<[u8]> = vec![b'x'; 4 * cost].into();
@@ -477,7 +604,7 @@ mod tests {
         assert_eq!(h.len(), 3);
         assert_eq!(h.bytes(), 3 * (1 + ENTRY_COST));
         assert_eq!(h.resume(4, "e", at(8), now), Resume::TooOld);
-        assert_eq!(names(&h.resume(5, "e", at(8), now)), ["6", "7", "8"]);
+        assert_eq!(replay_of(&mut h, 5, "e", at(8), now), ["6", "7", "8"]);
     }
 
     #[test]
@@ -488,7 +615,7 @@ mod tests {
         h.record("e", 5, &frame(5), later);
         let past_ttl = then + TTL + Duration::from_secs(1);
         assert_eq!(h.resume(3, "e", at(5), past_ttl), Resume::TooOld);
-        assert_eq!(names(&h.resume(4, "e", at(5), past_ttl)), ["5"]);
+        assert_eq!(replay_of(&mut h, 4, "e", at(5), past_ttl), ["5"]);
         assert_eq!(h.len(), 1);
         assert_eq!(h.bytes(), 1 + ENTRY_COST);
     }
@@ -504,7 +631,7 @@ mod tests {
         h.record("e", 5, &frame(5), now);
         h.record("e", 6, &frame(6), now);
         assert_eq!(h.resume(4, "e", at(6), now), Resume::TooOld);
-        assert_eq!(names(&h.resume(5, "e", at(6), now)), ["6"]);
+        assert_eq!(replay_of(&mut h, 5, "e", at(6), now), ["6"]);
     }
 
     #[test]
@@ -513,7 +640,7 @@ mod tests {
         let mut h = filled(10, 4, now);
         h.record("e", 9, &frame(9), now);
         assert_eq!(h.resume(4, "e", at(9), now), Resume::TooOld);
-        assert_eq!(names(&h.resume(8, "e", at(9), now)), ["9"]);
+        assert_eq!(replay_of(&mut h, 8, "e", at(9), now), ["9"]);
     }
 
     #[test]
@@ -534,21 +661,9 @@ mod tests {
     fn a_client_ahead_of_this_worker_is_not_sent_those_again() {
         let now = Instant::now();
         let mut h = filled(10, 4, now);
-        assert_eq!(
-            h.resume(7, "e", at(4), now),
-            Resume::Recovered {
-                replay: vec![],
-                skip_through: Some(7)
-            }
-        );
+        assert_eq!(h.resume(7, "e", at(4), now), recovered(0, 8));
         // The worker has not handed out 4 yet; the client has it.
-        assert_eq!(
-            h.resume(4, "e", at(3), now),
-            Resume::Recovered {
-                replay: vec![],
-                skip_through: Some(4)
-            }
-        );
+        assert_eq!(h.resume(4, "e", at(3), now), recovered(0, 5));
     }
 
     #[test]
@@ -563,16 +678,10 @@ mod tests {
         assert_eq!(h.resume(99, "f", at(4), now), Resume::TooOld);
         // The worker's position belongs to the old epoch: it has handed out
         // nothing of this one yet, so all of it is still to come live.
-        assert_eq!(
-            h.resume(100, "f", at(4), now),
-            Resume::Recovered {
-                replay: vec![],
-                skip_through: None
-            }
-        );
+        assert_eq!(h.resume(100, "f", at(4), now), recovered(1, 101));
         let here = h.record("f", 101, &frame(101), now);
         assert_eq!(here.generation, 1);
-        assert_eq!(names(&h.resume(100, "f", here, now)), ["101"]);
+        assert_eq!(replay_of(&mut h, 100, "f", here, now), ["101"]);
     }
 
     #[test]
@@ -580,7 +689,7 @@ mod tests {
         let now = Instant::now();
         let mut h = filled(10, 4, now);
         h.sync("e", 7);
-        assert_eq!(names(&h.resume(2, "e", at(4), now)), ["3", "4"]);
+        assert_eq!(replay_of(&mut h, 2, "e", at(4), now), ["3", "4"]);
         h.record("e", 5, &frame(5), now);
         assert_eq!(h.last(), 5);
     }

@@ -11,7 +11,6 @@ use crate::app::hub::{Client, Endpoint};
 use crate::app::messages::{self, Action};
 use crate::app::protocol::{self, Resumed, Stream};
 use crate::app::routes::ResumeFrom;
-use crate::conn::Chunk;
 use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics;
@@ -59,7 +58,8 @@ impl Node {
     }
 
     /// The welcome of client `id`: where it stands in the stream, and, when
-    /// it resumes, what it missed right behind it.
+    /// it resumes, the start of its replay: what it missed follows the
+    /// welcome as it reads (see `Replays`).
     fn welcome(&mut self, key: ConnKey, id: &str, resume: Option<ResumeFrom>) {
         let joined = self
             .stream
@@ -67,7 +67,7 @@ impl Node {
         let stats = &self.process.stats;
         let mut offset = joined.offset;
         let (resumed, replay) = match joined.resume {
-            None => (None, Vec::new()),
+            None => (None, None),
             Some(outcome) => {
                 let index = match outcome {
                     Resume::Recovered { .. } => 0,
@@ -76,19 +76,15 @@ impl Node {
                 };
                 metrics::add(&stats.resumes[index], 1);
                 match outcome {
-                    Resume::Recovered {
-                        replay,
-                        skip_through,
-                    } => {
-                        metrics::add(&stats.messages_replayed, replay.len() as u64);
-                        if let Some(since) = skip_through {
-                            self.fanout.ahead(key, since);
-                            offset = since;
-                        }
-                        let replayed = replay.len();
+                    Resume::Recovered { cursor, replayed } => {
+                        // Ahead of this worker, the client has more than it
+                        // handed out: that is where it stands.
+                        offset = cursor.next - 1 + replayed;
+                        let replay = (cursor.next - 1 != joined.offset).then_some(cursor);
+                        let replayed = replayed as usize;
                         (Some(Resumed::Recovered { replayed }), replay)
                     }
-                    failed => (Some(Resumed::Failed(failed.label())), Vec::new()),
+                    failed => (Some(Resumed::Failed(failed.label())), None),
                 }
             }
         };
@@ -99,8 +95,10 @@ impl Node {
         };
         let welcome = protocol::welcome(id, self.id, stream, self.clock.wall_ms());
         self.send_json(key, &welcome);
-        for frame in replay {
-            self.send_frame(key, Chunk::Shared(frame));
+        if let Some(cursor) = replay {
+            self.replays.start(key, cursor);
+            self.fanout.set_apart(key);
+            metrics::add(&self.process.stats.replays_active, 1);
         }
     }
 
@@ -110,6 +108,9 @@ impl Node {
     pub(super) fn leave(&mut self, key: ConnKey, client: Client, why: &dyn Display) {
         self.process.stats.connection_closed(self.id);
         self.fanout.left(key);
+        if self.replays.stop(key) {
+            metrics::sub(&self.process.stats.replays_active, 1);
+        }
         if client.endpoint == Endpoint::Echo {
             log!(Debug, "echo client disconnected", conn = key, reason = why);
             return;

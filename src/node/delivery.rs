@@ -57,10 +57,13 @@ impl Node {
 
     /// Takes a frame for every `/ws` client of this worker, written at the
     /// end of the turn (see `Fanout`). `offset`: its place in the stream.
+    /// Clients being replayed get a numbered one from their replay, where
+    /// it is counted.
     pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>, offset: Option<u64>) -> usize {
         let fed = self.fanout.push(frame, offset, &mut self.conns);
         let recipients = self.hub.len();
-        metrics::add(&self.process.stats.messages_sent, recipients as u64 + fed);
+        let from_batch = recipients.saturating_sub(self.fanout.apart()) as u64;
+        metrics::add(&self.process.stats.messages_sent, from_batch + fed);
         recipients
     }
 

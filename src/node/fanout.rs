@@ -7,10 +7,11 @@
 //! Order is kept without writing mid-turn: a client about to get an answer
 //! of its own (a pong, a welcome's replay, a direct message) first gets the
 //! batch so far queued ("primed"), and the pass sends it only the rest. A
-//! client that resumed from further on than this worker stands ("ahead")
-//! gets, as they come, only the messages it does not have yet.
+//! client whose resume is being replayed from the history stands apart: it
+//! takes the numbered messages from there (`Replays`), and only those
+//! without an offset as they come.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
@@ -30,9 +31,9 @@ pub struct Fanout {
     /// Clients that already have the first N frames of the batch queued, or
     /// that joined after them.
     primed: HashMap<ConnKey, usize>,
-    /// Clients that resumed ahead of this worker, with the offset up to
-    /// which they have everything.
-    ahead: HashMap<ConnKey, u64>,
+    /// Clients being replayed the stream from the history (see
+    /// `Replays`): no numbered message reaches them from the batch.
+    apart: HashSet<ConnKey>,
     /// Clients whose socket failed during the last pass.
     failed: Vec<ConnKey>,
 }
@@ -46,28 +47,33 @@ pub struct Pass {
 
 impl Fanout {
     /// Takes a frame for every `/ws` client (`offset`: its place in the
-    /// stream, if it has one). Clients ahead get it now, if it is new to
-    /// them; returns how many did.
+    /// stream, if it has one). A frame without an offset goes at once to
+    /// the clients apart, between the messages of their replay; returns
+    /// how many it went to that way.
     pub fn push(&mut self, frame: &Arc<[u8]>, offset: Option<u64>, conns: &mut Conns) -> u64 {
         let mut fed = 0;
-        for (&key, &since) in &self.ahead {
-            if offset.is_some_and(|offset| offset <= since) {
-                continue;
-            }
-            let sent = conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
-            if matches!(sent, Some(Ok(()))) {
-                fed += 1;
+        if offset.is_none() {
+            for &key in &self.apart {
+                let sent = conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
+                if matches!(sent, Some(Ok(()))) {
+                    fed += 1;
+                }
             }
         }
         self.batch.push(Arc::clone(frame));
         fed
     }
 
+    /// How many clients take no numbered message from the batch.
+    pub fn apart(&self) -> usize {
+        self.apart.len()
+    }
+
     /// A client of this worker is about to get a message of its own: the
     /// batch so far goes into its queue first, so nothing it gets overtakes
     /// what went to everyone before it.
     pub fn prime(&mut self, key: ConnKey, conns: &mut Conns) {
-        if self.batch.is_empty() || self.ahead.contains_key(&key) {
+        if self.batch.is_empty() || self.apart.contains(&key) {
             return;
         }
         let takes = conns
@@ -91,23 +97,23 @@ impl Fanout {
         }
     }
 
-    /// A client resumed ahead of this worker: it has everything up to
-    /// `since`.
-    pub fn ahead(&mut self, key: ConnKey, since: u64) {
-        self.ahead.insert(key, since);
+    /// A client's replay starts: numbered messages reach it from the
+    /// history, not from the batch.
+    pub fn set_apart(&mut self, key: ConnKey) {
+        self.apart.insert(key);
+    }
+
+    /// A client's replay has sent it everything this worker handed out,
+    /// the batch included: it takes what comes next like the others.
+    pub fn rejoin(&mut self, key: ConnKey) {
+        if self.apart.remove(&key) {
+            self.joined(key);
+        }
     }
 
     pub fn left(&mut self, key: ConnKey) {
-        self.ahead.remove(&key);
+        self.apart.remove(&key);
         self.primed.remove(&key);
-    }
-
-    /// Once this worker has handed out (`delivered`) what a client ahead of
-    /// it had, the client takes the batch like the others.
-    pub fn catch_up(&mut self, delivered: u64) {
-        if !self.ahead.is_empty() {
-            self.ahead.retain(|_, since| *since > delivered);
-        }
     }
 
     /// Writes the batch, and with `notices` each client's shutdown notice
@@ -134,7 +140,7 @@ impl Fanout {
             Some(_) => frames.clone(),
             None => Vec::new(),
         };
-        let (ahead, failed) = (&self.ahead, &mut self.failed);
+        let (apart, failed) = (&self.apart, &mut self.failed);
         let mut pass = Pass::default();
         conns.for_each_recipient(|key, conn| {
             pass.recipients += 1;
@@ -149,7 +155,7 @@ impl Fanout {
                 }
                 primed.next();
             }
-            if !ahead.is_empty() && ahead.contains_key(&key) {
+            if !apart.is_empty() && apart.contains(&key) {
                 from = frames.len();
             }
             let written = match notices.as_mut() {
@@ -283,24 +289,26 @@ mod tests {
     }
 
     #[test]
-    fn a_client_ahead_gets_only_what_is_new_to_it_until_the_worker_catches_up() {
+    fn a_client_apart_gets_only_what_has_no_offset_until_it_rejoins() {
         let (mut conns, mut sockets, keys) = clients(2);
         let mut fanout = Fanout::default();
-        fanout.ahead(keys[1], 2);
-        for (offset, text) in [(1, "1"), (2, "2"), (3, "3")] {
-            fanout.push(&frame(text), Some(offset), &mut conns);
-        }
+        fanout.set_apart(keys[1]);
+        fanout.push(&frame("1"), Some(1), &mut conns);
+        assert_eq!(fanout.push(&frame("p"), None, &mut conns), 1);
+        fanout.push(&frame("2"), Some(2), &mut conns);
+        fanout.prime(keys[1], &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
-        fanout.catch_up(3);
-        assert_eq!(received(&mut conns, &mut sockets, keys[1]), "3");
+        assert_eq!(received(&mut conns, &mut sockets, keys[1]), "p");
+        fanout.push(&frame("3"), Some(3), &mut conns);
+        fanout.rejoin(keys[1]);
         fanout.push(&frame("4"), Some(4), &mut conns);
         fanout.deliver(&mut conns, None, &mut sockets);
         assert_eq!(
             received(&mut conns, &mut sockets, keys[1]),
             "4",
-            "caught up"
+            "what the batch held when it rejoined came from its replay"
         );
-        assert_eq!(received(&mut conns, &mut sockets, keys[0]), "1234");
+        assert_eq!(received(&mut conns, &mut sockets, keys[0]), "1p234");
     }
 
     #[test]

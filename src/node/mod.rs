@@ -9,7 +9,8 @@
 //!
 //! Inside, components own their data and keep their own counts: the
 //! connections table (`conns`), the turn's broadcasts (`fanout`), the place
-//! in the stream (`stream`), the drain (`drain`), the per-address slots
+//! in the stream (`stream`), the replays of resuming clients (`replays`),
+//! the drain (`drain`), the per-address slots
 //! (`per_ip`), the periodic timer (`periodic`), the mail (`mail_room`) and
 //! the Redis link (`redis`, held in `remote`). The files without a
 //! component (`clients`, `requests`, `delivery`, `writing`, `lifecycle`,
@@ -36,6 +37,7 @@ pub mod process;
 mod queue_bound;
 pub mod redis;
 mod remote;
+mod replay;
 mod requests;
 mod stream;
 mod timer_wheel;
@@ -73,6 +75,7 @@ use mail_room::MailRoom;
 use per_ip::PerIpSlots;
 use periodic::Periodic;
 use remote::Remote;
+use replay::Replays;
 use stream::StreamCursor;
 use timer_wheel::{Entry, Tick};
 
@@ -90,6 +93,7 @@ pub struct Node {
     hub: Hub,
     fanout: Fanout,
     stream: StreamCursor,
+    replays: Replays,
     drain: Drain,
     per_ip: PerIpSlots,
     periodic: Periodic,
@@ -128,6 +132,7 @@ impl Node {
             hub: Hub::default(),
             fanout: Fanout::default(),
             stream: StreamCursor::default(),
+            replays: Replays::default(),
             drain: Drain::new(config.drain_timeout, CLOSE_LINGER),
             per_ip: PerIpSlots::default(),
             periodic,
@@ -236,9 +241,9 @@ impl Node {
 
     /// When the node next needs `handle_timeout`: a connection timer, the
     /// periodic notification, a drain deadline, a Redis timer; at once while
-    /// drain Closes remain to be sent.
+    /// drain Closes remain to be sent or replays can go on.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.drain.closes_pending() {
+        if self.drain.closes_pending() || self.replays.wants_turn() {
             return Some(self.clock.at());
         }
         [

@@ -237,7 +237,7 @@ mod tests {
             epoch: joined.epoch.clone(),
         };
         match cursor.join(&process, Some(&resume), now).resume {
-            Some(Resume::Recovered { replay, .. }) => assert_eq!(replay.len(), 1),
+            Some(Resume::Recovered { replayed, .. }) => assert_eq!(replayed, 1),
             other => panic!("{other:?}"),
         }
     }

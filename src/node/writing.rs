@@ -1,7 +1,7 @@
 //! The node's steps for writing, once per loop turn: queued answers, the
-//! turn's broadcasts, what a write leads to (read on, shut the write side,
-//! drop a slow consumer, watch for writability), and the process-wide
-//! bound on queued bytes.
+//! turn's broadcasts, the next steps of the replays, what a write leads to
+//! (read on, shut the write side, drop a slow consumer, watch for
+//! writability), and the process-wide bound on queued bytes.
 
 use super::conns::Flushed;
 use super::notice::Notices;
@@ -10,15 +10,19 @@ use super::transmit::Transmit;
 use super::{Node, Output};
 use crate::conn::Verdict;
 use crate::ids::ConnKey;
+use crate::log;
 use crate::obs::metrics::{self, Limit};
+use crate::proto::close::CloseCode;
 
 impl Node {
     /// Queued answers first (a publisher hears back before the fanout of
-    /// what it published), then the turn's broadcasts, then whatever those
-    /// could not write at once, and what waits for Redis.
+    /// what it published), then the turn's broadcasts, then the replays'
+    /// next steps for the clients whose queue is now empty, then whatever
+    /// those could not write at once, and what waits for Redis.
     pub(super) fn write_out<T: Transmit>(&mut self, io: &mut T) {
         self.flush_dirty(io);
         self.deliver(None, io);
+        self.pace_replays();
         self.flush_dirty(io);
         let shed = over_budget(
             &self.conns,
@@ -57,8 +61,49 @@ impl Node {
         for key in self.fanout.take_failed() {
             self.remove(key, &"write error");
         }
-        let delivered = self.stream.position().offset;
-        self.fanout.catch_up(delivered);
+    }
+
+    /// One turn's share of the replays (see `Replays`): a client whose
+    /// replay reached what this worker handed out takes the live stream
+    /// from now on; one whose replay the history can no longer serve is
+    /// closed with 4002, so it resumes from what it has and hears the
+    /// truth (`too_old`).
+    fn pace_replays(&mut self) {
+        if self.replays.is_empty() {
+            return;
+        }
+        let (process, at) = (&self.process, self.stream.position());
+        let pass = self.replays.pass(&mut self.conns, |cursor, step, out| {
+            let history = process.stream();
+            let through = history.delivered(at);
+            history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;
+            Ok(through)
+        });
+        let stats = &self.process.stats;
+        metrics::add(&stats.messages_sent, pass.queued);
+        metrics::add(&stats.messages_replayed, pass.written);
+        metrics::sub(
+            &stats.replays_active,
+            (pass.finished.len() + pass.lost.len()) as u64,
+        );
+        for key in pass.finished {
+            self.fanout.rejoin(key);
+        }
+        for key in pass.lost {
+            metrics::add(&self.process.stats.replays_lost, 1);
+            log!(
+                Info,
+                "closing a resuming client: the history no longer holds what its replay needs",
+                conn = key,
+                worker = self.id
+            );
+            let closed = self.drive(key, |conn, now, s| {
+                conn.close(CloseCode::REPLAY_LOST, "replay lost", now, s)
+            });
+            if let Some(Some(event)) = closed {
+                self.on_event(key, event);
+            }
+        }
     }
 
     /// Flushes every connection marked since the last flush. Those marked

@@ -133,7 +133,12 @@ pub struct Stats {
     pub handover_queued_bytes: AtomicU64,
     /// Resumes by result: recovered, too_old, unknown_epoch.
     pub resumes: [AtomicU64; 3],
+    /// Replayed messages written whole to their client's socket.
     pub messages_replayed: AtomicU64,
+    /// Clients whose replay is under way (a gauge).
+    pub replays_active: AtomicU64,
+    /// Replays ended with 4002 because the history lost what they needed.
+    pub replays_lost: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     limit_hits: [AtomicU64; Limit::ALL.len()],
     /// Open WebSocket connections, one gauge per worker.
@@ -142,6 +147,11 @@ pub struct Stats {
 
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Lowers a gauge.
+pub fn sub(gauge: &AtomicU64, n: u64) {
+    gauge.fetch_sub(n, Ordering::Relaxed);
 }
 
 pub fn get(counter: &AtomicU64) -> u64 {
@@ -341,8 +351,20 @@ impl Stats {
         metric(
             "messages_replayed_total",
             "counter",
-            "Messages replayed to resuming clients.",
+            "Replayed messages written to resuming clients' sockets.",
             &one(&self.messages_replayed),
+        );
+        metric(
+            "replays_active",
+            "gauge",
+            "Resuming clients whose replay is under way (sent as they read).",
+            &one(&self.replays_active),
+        );
+        metric(
+            "replays_lost_total",
+            "counter",
+            "Replays closed with 4002: the history lost a message they still needed.",
+            &one(&self.replays_lost),
         );
         metric(
             "history_messages",

@@ -10,6 +10,9 @@ impl CloseCode {
     pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
+    /// Ours: the history no longer holds a message a client's replay still
+    /// needed; resuming from what it received tells it where it stands.
+    pub const REPLAY_LOST: CloseCode = CloseCode(4002);
 
     /// Whether a peer may put this code on the wire. 1005, 1006 and 1015 are
     /// reserved for reporting, 1004 and 1016-2999 are unassigned, and codes

@@ -1,0 +1,305 @@
+//! The replays of clients that resumed: each one's cursor in the history
+//! (the next offset it is to be sent), paced to the client's reading, and
+//! the work of one loop turn bounded across all of them.
+//!
+//! A replay is never queued whole: a client is sent the next step of it
+//! only once its queue is empty (everything before went to its socket),
+//! and a step is at most half its queue bound (`--max-queue-bytes`), so a
+//! replay larger than the bound is sent as the client reads it and the
+//! queue never holds more than the bound. The cursor runs on through
+//! messages that arrive meanwhile (they are in the history too) until it
+//! has sent everything the worker has handed out: the client then takes
+//! the live stream like the others (`finished`). One turn queues at most
+//! `BYTES_PER_TURN` of replays in all, the clients served in turn, so
+//! thousands of resumes at once cannot stall the loop.
+//!
+//! Only clients that replay are here: a connection that does not costs
+//! nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::conns::Conns;
+use crate::app::history::{Cursor, Lost};
+use crate::conn::write_queue::MAX_IOVECS;
+use crate::conn::Chunk;
+use crate::ids::ConnKey;
+
+/// Replay bytes one loop turn queues at most, for all clients together
+/// (a message larger than a step is sent whole, as a step of its own).
+pub const BYTES_PER_TURN: usize = 1 << 20;
+
+/// The most one client is queued at a time: half its queue bound, and no
+/// more than this, so one turn's budget is shared by several clients.
+pub const STEP_BYTES: usize = 256 * 1024;
+
+/// What a replay may take from the history in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub max_bytes: usize,
+    pub max_frames: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Replays {
+    by_key: HashMap<ConnKey, Replaying>,
+    /// Whose turn is next: a key with the serial of its replay, so an
+    /// entry left by an ended replay is dropped when met.
+    order: VecDeque<(ConnKey, u64)>,
+    serial: u64,
+    /// The last pass queued something or ran out of budget: the next turn
+    /// should come at once.
+    more: bool,
+    frames: Vec<Arc<[u8]>>,
+}
+
+#[derive(Debug)]
+struct Replaying {
+    cursor: Cursor,
+    serial: u64,
+    /// Messages queued by the last step, counted as replayed once the
+    /// queue is seen empty (written to the socket).
+    unconfirmed: u64,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Messages queued, and their bytes.
+    pub queued: u64,
+    pub bytes: usize,
+    /// Messages of earlier steps now written whole to their sockets.
+    pub written: u64,
+    /// Clients whose replay reached what the worker has handed out, their
+    /// queue empty: they take the live stream from now on.
+    pub finished: Vec<ConnKey>,
+    /// Clients whose replay needs a message the history no longer holds.
+    pub lost: Vec<ConnKey>,
+}
+
+impl Replays {
+    /// Client `key` is to be replayed the stream from `cursor` on.
+    pub fn start(&mut self, key: ConnKey, cursor: Cursor) {
+        self.serial += 1;
+        let replaying = Replaying {
+            cursor,
+            serial: self.serial,
+            unconfirmed: 0,
+        };
+        self.by_key.insert(key, replaying);
+        self.order.push_back((key, self.serial));
+        self.more = true;
+    }
+
+    /// The client left; returns whether it was replaying.
+    pub fn stop(&mut self, key: ConnKey) -> bool {
+        self.by_key.remove(&key).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Whether the next loop turn should come at once: the last pass
+    /// stopped at its budget, or queued steps a socket may take whole.
+    pub fn wants_turn(&self) -> bool {
+        self.more
+    }
+
+    /// One turn's replay work, in turn from where the last pass stopped:
+    /// each client with an empty queue gets its next step, until
+    /// `BYTES_PER_TURN` are queued. `fetch` takes a step from the history
+    /// (moving the cursor) and answers the last offset the worker has
+    /// handed out.
+    pub fn pass(
+        &mut self,
+        conns: &mut Conns,
+        mut fetch: impl FnMut(&mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
+    ) -> Pass {
+        let mut pass = Pass::default();
+        let step_bytes = (conns.settings().max_queue / 2).clamp(1, STEP_BYTES);
+        self.more = false;
+        for _ in 0..self.order.len() {
+            // Whole steps only, so every client's turn is worth the same.
+            if pass.bytes > 0 && pass.bytes + step_bytes > BYTES_PER_TURN {
+                self.more = true;
+                break;
+            }
+            let Some((key, serial)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(replaying) = self.by_key.get_mut(&key).filter(|r| r.serial == serial) else {
+                continue;
+            };
+            let Some(conn) = conns.get(key) else {
+                self.by_key.remove(&key);
+                continue;
+            };
+            if !conn.out().is_empty() {
+                self.order.push_back((key, serial));
+                continue;
+            }
+            pass.written += std::mem::take(&mut replaying.unconfirmed);
+            let step = Step {
+                max_bytes: step_bytes,
+                max_frames: MAX_IOVECS,
+            };
+            self.frames.clear();
+            let through = match fetch(&mut replaying.cursor, step, &mut self.frames) {
+                Ok(through) => through,
+                Err(Lost) => {
+                    self.by_key.remove(&key);
+                    pass.lost.push(key);
+                    continue;
+                }
+            };
+            if self.frames.is_empty() {
+                if replaying.cursor.next > through + 1 {
+                    // Ahead of the worker: it waits for the worker.
+                    self.order.push_back((key, serial));
+                } else {
+                    self.by_key.remove(&key);
+                    pass.finished.push(key);
+                }
+                continue;
+            }
+            for frame in self.frames.drain(..) {
+                let bytes = frame.len();
+                if let Some(Ok(())) = conns.queue(key, |conn| conn.send(Chunk::Shared(frame))) {
+                    pass.queued += 1;
+                    pass.bytes += bytes;
+                    replaying.unconfirmed += 1;
+                }
+            }
+            self.order.push_back((key, serial));
+            self.more = true;
+        }
+        pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::history::History;
+    use crate::node::tests::harness::{joined, settings, Sockets};
+    use std::time::{Duration, Instant};
+
+    /// A history of `count` frames of `size` bytes.
+    fn history(count: u64, size: usize) -> History {
+        let mut h = History::new("e".into(), 10_000, Duration::from_secs(60));
+        let now = Instant::now();
+        for n in 1..=count {
+            let mut frame = vec![b'.'; size];
+            let tag = n.to_string();
+            frame[..tag.len()].copy_from_slice(tag.as_bytes());
+            h.append(&frame.into(), now);
+        }
+        h
+    }
+
+    fn from(next: u64) -> Cursor {
+        Cursor {
+            generation: 0,
+            next,
+        }
+    }
+
+    fn pass(replays: &mut Replays, conns: &mut Conns, h: &History) -> Pass {
+        replays.pass(conns, |cursor, step, out| {
+            h.replay(cursor, h.last(), step.max_bytes, step.max_frames, out)?;
+            Ok(h.last())
+        })
+    }
+
+    /// Writes every queue to its socket.
+    fn flush(conns: &mut Conns, sockets: &mut Sockets, keys: &[ConnKey]) {
+        for key in keys {
+            conns.flush(*key, 0, sockets);
+        }
+    }
+
+    #[test]
+    fn a_step_waits_for_an_empty_queue_and_is_half_the_bound_at_most() {
+        let (mut conns, mut sockets, keys) = joined(settings(100_000), 1, 0);
+        let h = history(10, 10_000);
+        let mut replays = Replays::default();
+        replays.start(keys[0], from(1));
+        let first = pass(&mut replays, &mut conns, &h);
+        assert_eq!((first.queued, first.bytes), (5, 50_000));
+        let held = conns.get(keys[0]).unwrap().out().held();
+        assert!(held <= 100_000 / 2 + 64 * 32, "{held}");
+        assert!(replays.wants_turn());
+        flush(&mut conns, &mut sockets, &keys);
+        let blocked = pass(&mut replays, &mut conns, &h);
+        assert_eq!(blocked, Pass::default(), "the socket took nothing");
+        assert!(!replays.wants_turn(), "nothing to do until it is writable");
+        sockets.by_key.get_mut(&keys[0]).unwrap().room = usize::MAX;
+        flush(&mut conns, &mut sockets, &keys);
+        let second = pass(&mut replays, &mut conns, &h);
+        assert_eq!((second.queued, second.written), (5, 5));
+        flush(&mut conns, &mut sockets, &keys);
+        let last = pass(&mut replays, &mut conns, &h);
+        assert_eq!((last.written, &last.finished[..]), (5, &keys[..]));
+        assert!(replays.is_empty());
+    }
+
+    #[test]
+    fn a_turn_queues_at_most_its_budget_and_serves_clients_in_turn() {
+        let (mut conns, mut sockets, keys) = joined(settings(1 << 20), 10, usize::MAX);
+        let h = history(40, 60_000);
+        let mut replays = Replays::default();
+        for key in &keys {
+            replays.start(*key, from(1));
+        }
+        let mut served = vec![0u64; keys.len()];
+        for turn in 0..12 {
+            let before: Vec<usize> = keys
+                .iter()
+                .map(|k| sockets.by_key[k].outbox.len())
+                .collect();
+            let done = pass(&mut replays, &mut conns, &h);
+            assert!(done.bytes <= BYTES_PER_TURN, "turn {turn}: {}", done.bytes);
+            flush(&mut conns, &mut sockets, &keys);
+            for (i, key) in keys.iter().enumerate() {
+                served[i] += u64::from(sockets.by_key[key].outbox.len() > before[i]);
+            }
+            let (least, most) = (served.iter().min().unwrap(), served.iter().max().unwrap());
+            assert!(most - least <= 1, "turn {turn}: {served:?}");
+        }
+        assert!(replays.wants_turn());
+    }
+
+    #[test]
+    fn a_client_ahead_waits_and_a_lost_one_is_reported() {
+        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 2, usize::MAX);
+        let h = history(5, 10);
+        let mut replays = Replays::default();
+        replays.start(keys[0], from(9));
+        replays.start(
+            keys[1],
+            Cursor {
+                generation: 7,
+                next: 1,
+            },
+        );
+        let done = pass(&mut replays, &mut conns, &h);
+        assert_eq!(done.lost, [keys[1]]);
+        assert!(done.finished.is_empty());
+        assert_eq!(replays.by_key.len(), 1, "the one ahead waits");
+        assert!(replays.stop(keys[0]));
+        assert!(!replays.stop(keys[0]));
+    }
+
+    #[test]
+    fn an_ended_replay_leaves_nothing_behind_in_the_order() {
+        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 1, usize::MAX);
+        let h = history(5, 10);
+        let mut replays = Replays::default();
+        replays.start(keys[0], from(9));
+        replays.stop(keys[0]);
+        replays.start(keys[0], from(9));
+        pass(&mut replays, &mut conns, &h);
+        assert_eq!(replays.order.len(), 1, "the stale entry is dropped");
+    }
+}
