@@ -417,7 +417,7 @@ def attack_resume_storm(server, seconds):
         m = re.search(rb"^" + name.encode() + rb" (\d+)", metrics_text, re.M)
         return int(m.group(1)) if m else -1
     whole = sum(r.complete(last) for r in readers.values())
-    broken = [r.broken for r in readers.values() if r.broken]
+    broken = [r.broken or f"at {r.next - 1} of {last}" for r in readers.values() if not r.complete(last)]
     return (f"{len(socks)} resumes of 1,000 × 60 KB at once; /health max {max(latencies, default=0):.0f} ms, "
             f"p99 {percentile(latencies, 0.99):.0f} ms over {len(latencies)} requests; "
             f"{whole}/{len(readers)} readers whole and in order{' ' + str(broken[:2]) if broken else ''}; "

@@ -169,6 +169,50 @@ fn past_the_history_a_resume_is_too_old() {
 }
 
 #[test]
+fn a_replay_many_times_the_queue_bound_is_sent_whole_as_the_client_reads() {
+    // 400 messages of 60 KB: 24 MB, more than loopback's socket buffers
+    // take at once and a hundred times the queue bound.
+    let server = Server::start(&[
+        "--notify-interval",
+        "0",
+        "--workers",
+        "2",
+        "--max-queue-bytes",
+        "262144",
+    ]);
+    let mut first = connect(&server, "/ws");
+    let epoch = next_json(&mut first)["epoch"].as_str().unwrap().to_owned();
+    drop(first);
+    let big = "r".repeat(60_000);
+    for _ in 0..400 {
+        broadcast(&server, &big);
+    }
+    let (mut client, welcome) = resume(&server, 0, &epoch);
+    assert_eq!(welcome["replayed"], 400, "{welcome}");
+    let mut offsets: Vec<u64> = notifications(&mut client, 100)
+        .iter()
+        .map(|n| n.0)
+        .collect();
+    // Broadcasts during the replay come after it, in order.
+    for i in 1..=3 {
+        broadcast(&server, &format!("during {i}"));
+    }
+    offsets.extend(notifications(&mut client, 303).iter().map(|n| n.0));
+    assert_eq!(offsets, (1..=403).collect::<Vec<u64>>());
+    broadcast(&server, "live");
+    assert_eq!(notifications(&mut client, 1), [(404, "live".to_owned())]);
+    let metrics = metrics_text(&server);
+    assert_eq!(
+        metric(&metrics, "wsnotify_slow_consumers_dropped_total"),
+        0.0
+    );
+    assert_eq!(metric(&metrics, "wsnotify_replays_active"), 0.0);
+    // Each counted once, when its last byte went to the socket; those that
+    // came during the replay were sent by it too.
+    assert_eq!(metric(&metrics, "wsnotify_messages_replayed_total"), 403.0);
+}
+
+#[test]
 fn a_restarted_instance_has_a_new_epoch() {
     let mut server = Server::start(&["--notify-interval", "0"]);
     let mut client = connect(&server, "/ws");

@@ -6,7 +6,10 @@
 //! only once its queue is empty (everything before went to its socket),
 //! and a step is at most half its queue bound (`--max-queue-bytes`), so a
 //! replay larger than the bound is sent as the client reads it and the
-//! queue never holds more than the bound. The cursor runs on through
+//! queue never holds more than the bound. Steps also shrink as more
+//! clients replay at once, so that together they fit the worker's share
+//! of `--max-total-queue-bytes` (down to one message each): a crowd of
+//! resumes is not shed by the total bound for the size of its replays. The cursor runs on through
 //! messages that arrive meanwhile (they are in the history too) until it
 //! has sent everything the worker has handed out: the client then takes
 //! the live stream like the others (`finished`). One turn queues at most
@@ -29,9 +32,10 @@ use crate::ids::ConnKey;
 /// (a message larger than a step is sent whole, as a step of its own).
 pub const BYTES_PER_TURN: usize = 1 << 20;
 
-/// The most one client is queued at a time: half its queue bound, and no
-/// more than this, so one turn's budget is shared by several clients.
-pub const STEP_BYTES: usize = 256 * 1024;
+/// The most one client is queued at a time (besides half its queue bound
+/// and its part of the worker's total): one turn's budget serves sixteen
+/// clients.
+pub const STEP_BYTES: usize = 64 * 1024;
 
 /// What a replay may take from the history in one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +112,21 @@ impl Replays {
 
     /// One turn's replay work, in turn from where the last pass stopped:
     /// each client with an empty queue gets its next step, until
-    /// `BYTES_PER_TURN` are queued. `fetch` takes a step from the history
+    /// `BYTES_PER_TURN` are queued. `queue_share`: the worker's share of
+    /// `--max-total-queue-bytes`. `fetch` takes a step from the history
     /// (moving the cursor) and answers the last offset the worker has
     /// handed out.
     pub fn pass(
         &mut self,
         conns: &mut Conns,
+        queue_share: usize,
         mut fetch: impl FnMut(&mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
     ) -> Pass {
         let mut pass = Pass::default();
-        let step_bytes = (conns.settings().max_queue / 2).clamp(1, STEP_BYTES);
+        let step_bytes = (conns.settings().max_queue / 2)
+            .min(STEP_BYTES)
+            .min(queue_share / self.by_key.len().max(1))
+            .max(1);
         self.more = false;
         for _ in 0..self.order.len() {
             // Whole steps only, so every client's turn is worth the same.
@@ -206,7 +215,11 @@ mod tests {
     }
 
     fn pass(replays: &mut Replays, conns: &mut Conns, h: &History) -> Pass {
-        replays.pass(conns, |cursor, step, out| {
+        shared_pass(replays, conns, h, usize::MAX)
+    }
+
+    fn shared_pass(replays: &mut Replays, conns: &mut Conns, h: &History, share: usize) -> Pass {
+        replays.pass(conns, share, |cursor, step, out| {
             h.replay(cursor, h.last(), step.max_bytes, step.max_frames, out)?;
             Ok(h.last())
         })
@@ -226,7 +239,7 @@ mod tests {
         let mut replays = Replays::default();
         replays.start(keys[0], from(1));
         let first = pass(&mut replays, &mut conns, &h);
-        assert_eq!((first.queued, first.bytes), (5, 50_000));
+        assert_eq!((first.queued, first.bytes), (5, 50_000), "half of 100,000");
         let held = conns.get(keys[0]).unwrap().out().held();
         assert!(held <= 100_000 / 2 + 64 * 32, "{held}");
         assert!(replays.wants_turn());
@@ -268,6 +281,25 @@ mod tests {
             assert!(most - least <= 1, "turn {turn}: {served:?}");
         }
         assert!(replays.wants_turn());
+    }
+
+    #[test]
+    fn steps_shrink_as_more_clients_share_the_workers_total() {
+        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 8, 0);
+        let h = history(20, 1_000);
+        let mut replays = Replays::default();
+        for key in &keys {
+            replays.start(*key, from(1));
+        }
+        let done = shared_pass(&mut replays, &mut conns, &h, 8 * 3_000);
+        assert_eq!(done.queued, 8 * 3, "3,000 bytes each: three messages");
+        let tight = shared_pass(&mut Replays::default(), &mut conns, &h, 0);
+        assert_eq!(tight, Pass::default());
+        let mut alone = Replays::default();
+        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 1, 0);
+        alone.start(keys[0], from(1));
+        let one = shared_pass(&mut alone, &mut conns, &h, 10);
+        assert_eq!(one.queued, 1, "one message at least");
     }
 
     #[test]

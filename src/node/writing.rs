@@ -73,12 +73,15 @@ impl Node {
             return;
         }
         let (process, at) = (&self.process, self.stream.position());
-        let pass = self.replays.pass(&mut self.conns, |cursor, step, out| {
-            let history = process.stream();
-            let through = history.delivered(at);
-            history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;
-            Ok(through)
-        });
+        let share = self.queue_budget;
+        let pass = self
+            .replays
+            .pass(&mut self.conns, share, |cursor, step, out| {
+                let history = process.stream();
+                let through = history.delivered(at);
+                history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;
+                Ok(through)
+            });
         let stats = &self.process.stats;
         metrics::add(&stats.messages_sent, pass.queued);
         metrics::add(&stats.messages_replayed, pass.written);
