@@ -29,7 +29,8 @@
 //!   first, every text frame is JSON with `type` and `time`, and the
 //!   offsets follow the welcome's without gap or repeat (`node/checks.rs`);
 //! - memory: a WebSocket client whose socket took less than everything
-//!   has, at the end of every loop turn, at most `max_queue_bytes` queued,
+//!   has, at the end of every loop turn, at most `max_queue_bytes` queued
+//!   (as the node charges it, read when the client reads everything again),
 //!   and one dropped for it with nothing half-written only the drop's
 //!   Close (what arrives when it reads everything again, in a turn with
 //!   nothing else in it);
@@ -253,12 +254,12 @@ impl World {
     }
 
     /// A slow reader reads everything again. Its node first ends the turn
-    /// it is in; then a turn with only this socket's writability writes
-    /// exactly what was queued for it at the end of that turn, which for a
-    /// WebSocket client must be within `max_queue_bytes` (the node drops a
-    /// client whose queue is past it after each write), and for a dropped
-    /// one, nothing but the answers its requests were owed and the drop's
-    /// Close.
+    /// it is in, at whose end a WebSocket client's queue must be within
+    /// `max_queue_bytes` (the node drops a client whose queue is past it
+    /// after each write); then a turn with only this socket's writability
+    /// writes what was queued (and, for a client being replayed, its next
+    /// steps, which come from the history), and for a dropped client
+    /// nothing but the answers its requests were owed and the drop's Close.
     fn read_everything_again(&mut self, socket: usize) {
         let node = self.cluster.sockets[socket].node;
         self.cluster.turn(node);
@@ -266,6 +267,7 @@ impl World {
             return;
         }
         let stage = self.cluster.stage(socket);
+        let queued = self.cluster.queued(socket).unwrap_or(0);
         let before = self.cluster.sockets[socket].received.len();
         self.cluster.sockets[socket].set_room(Room::Everything);
         self.cluster.writable(socket);
@@ -273,10 +275,10 @@ impl World {
         let arrived = &self.cluster.sockets[socket].received[before..];
         match stage {
             Some(Stage::Ws) => assert!(
-                arrived.len() <= self.max_queue,
-                "{} bytes were queued for a client, past max_queue_bytes {}",
-                arrived.len(),
-                self.max_queue
+                queued <= self.max_queue,
+                "{queued} bytes were queued for a client, past max_queue_bytes {} ({} arrived)",
+                self.max_queue,
+                arrived.len()
             ),
             // A client dropped with nothing half-written keeps only the
             // drop's Close, the frames it had not started gone; but for the

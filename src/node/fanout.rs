@@ -73,7 +73,7 @@ impl Fanout {
     /// batch so far goes into its queue first, so nothing it gets overtakes
     /// what went to everyone before it.
     pub fn prime(&mut self, key: ConnKey, conns: &mut Conns) {
-        if self.batch.is_empty() || self.apart.contains(&key) {
+        if self.batch.is_empty() || (!self.apart.is_empty() && self.apart.contains(&key)) {
             return;
         }
         let takes = conns

@@ -274,6 +274,13 @@ impl Node {
         self.conns.get(key).map(|conn| conn.stage())
     }
 
+    /// What a connection's queue holds, as charged against
+    /// `--max-queue-bytes`, if it is open: a harness checks the bound with
+    /// it at the end of a turn.
+    pub fn queued(&self, key: ConnKey) -> Option<usize> {
+        self.conns.get(key).map(|conn| conn.out().held())
+    }
+
     /// Whether the shell should read a connection again in a burst of
     /// reads that began in phase `began`: not while it holds more than one
     /// request can use or its answers pile up unread, and later if its phase

@@ -14,7 +14,9 @@
 //! has sent everything the worker has handed out: the client then takes
 //! the live stream like the others (`finished`). One turn queues at most
 //! `BYTES_PER_TURN` of replays in all, the clients served in turn, so
-//! thousands of resumes at once cannot stall the loop.
+//! thousands of resumes at once cannot stall the loop: the node runs passes
+//! while a client took its step whole and the budget lasts, and asks for
+//! the next turn at once only when the budget ran out.
 //!
 //! Only clients that replay are here: a connection that does not costs
 //! nothing.
@@ -51,8 +53,9 @@ pub struct Replays {
     /// entry left by an ended replay is dropped when met.
     order: VecDeque<(ConnKey, u64)>,
     serial: u64,
-    /// The last pass queued something or ran out of budget: the next turn
-    /// should come at once.
+    /// A client could take its next step at the end of the last turn (its
+    /// queue empty), but the turn's budget was spent: the next turn should
+    /// come at once.
     more: bool,
     frames: Vec<Arc<[u8]>>,
 }
@@ -72,10 +75,13 @@ pub struct Pass {
     /// Messages queued, and their bytes.
     pub queued: u64,
     pub bytes: usize,
+    /// The clients that were queued a step.
+    pub stepped: Vec<ConnKey>,
     /// Messages of earlier steps now written whole to their sockets.
     pub written: u64,
     /// Clients whose replay reached what the worker has handed out, their
-    /// queue empty: they take the live stream from now on.
+    /// queue empty: they take the live stream from now on (or whose
+    /// connection is gone).
     pub finished: Vec<ConnKey>,
     /// Clients whose replay needs a message the history no longer holds.
     pub lost: Vec<ConnKey>,
@@ -92,34 +98,49 @@ impl Replays {
         };
         self.by_key.insert(key, replaying);
         self.order.push_back((key, self.serial));
-        self.more = true;
     }
 
     /// The client left; returns whether it was replaying.
     pub fn stop(&mut self, key: ConnKey) -> bool {
-        self.by_key.remove(&key).is_some()
+        let was = self.by_key.remove(&key).is_some();
+        if self.by_key.is_empty() {
+            self.order.clear();
+        }
+        was
     }
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
 
-    /// Whether the next loop turn should come at once: the last pass
-    /// stopped at its budget, or queued steps a socket may take whole.
+    /// Whether the next loop turn should come at once: a client could
+    /// take its next step when the last turn's budget ran out.
     pub fn wants_turn(&self) -> bool {
-        self.more
+        self.more && !self.by_key.is_empty()
     }
 
-    /// One turn's replay work, in turn from where the last pass stopped:
-    /// each client with an empty queue gets its next step, until
-    /// `BYTES_PER_TURN` are queued. `queue_share`: the worker's share of
-    /// `--max-total-queue-bytes`. `fetch` takes a step from the history
-    /// (moving the cursor) and answers the last offset the worker has
-    /// handed out.
+    /// The end of a turn's replay work: notes whether a client could take
+    /// its next step now (its queue is empty, and its cursor is not past
+    /// `through`, the last offset the worker handed out, plus one: then it
+    /// waits for the worker), which only the turn's budget stopped.
+    pub fn settle(&mut self, conns: &Conns, through: u64) {
+        self.more = self.by_key.iter().any(|(key, replaying)| {
+            replaying.cursor.next <= through + 1
+                && conns.get(*key).is_some_and(|conn| conn.out().is_empty())
+        });
+    }
+
+    /// One round of replay work, in turn from where the last one stopped:
+    /// each client with an empty queue gets its next step, while `budget`
+    /// (what is left of the turn's `BYTES_PER_TURN`) lasts. `queue_share`:
+    /// the worker's share of `--max-total-queue-bytes`. `fetch` takes a
+    /// step from the history (moving the cursor) and answers the last
+    /// offset the worker has handed out.
     pub fn pass(
         &mut self,
         conns: &mut Conns,
         queue_share: usize,
+        budget: &mut usize,
         mut fetch: impl FnMut(&mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
     ) -> Pass {
         let mut pass = Pass::default();
@@ -127,11 +148,10 @@ impl Replays {
             .min(STEP_BYTES)
             .min(queue_share / self.by_key.len().max(1))
             .max(1);
-        self.more = false;
         for _ in 0..self.order.len() {
-            // Whole steps only, so every client's turn is worth the same.
-            if pass.bytes > 0 && pass.bytes + step_bytes > BYTES_PER_TURN {
-                self.more = true;
+            // Whole steps only, so every client's turn is worth the same;
+            // a first step goes whatever its size.
+            if *budget < step_bytes && *budget < BYTES_PER_TURN {
                 break;
             }
             let Some((key, serial)) = self.order.pop_front() else {
@@ -142,6 +162,7 @@ impl Replays {
             };
             let Some(conn) = conns.get(key) else {
                 self.by_key.remove(&key);
+                pass.finished.push(key);
                 continue;
             };
             if !conn.out().is_empty() {
@@ -177,11 +198,12 @@ impl Replays {
                 if let Some(Ok(())) = conns.queue(key, |conn| conn.send(Chunk::Shared(frame))) {
                     pass.queued += 1;
                     pass.bytes += bytes;
+                    *budget = budget.saturating_sub(bytes);
                     replaying.unconfirmed += 1;
                 }
             }
+            pass.stepped.push(key);
             self.order.push_back((key, serial));
-            self.more = true;
         }
         pass
     }
@@ -218,8 +240,20 @@ mod tests {
         shared_pass(replays, conns, h, usize::MAX)
     }
 
+    /// One pass with a whole turn's budget.
     fn shared_pass(replays: &mut Replays, conns: &mut Conns, h: &History, share: usize) -> Pass {
-        replays.pass(conns, share, |cursor, step, out| {
+        let mut budget = BYTES_PER_TURN;
+        budgeted_pass(replays, conns, h, share, &mut budget)
+    }
+
+    fn budgeted_pass(
+        replays: &mut Replays,
+        conns: &mut Conns,
+        h: &History,
+        share: usize,
+        budget: &mut usize,
+    ) -> Pass {
+        replays.pass(conns, share, budget, |cursor, step, out| {
             h.replay(cursor, h.last(), step.max_bytes, step.max_frames, out)?;
             Ok(h.last())
         })
@@ -242,11 +276,11 @@ mod tests {
         assert_eq!((first.queued, first.bytes), (5, 50_000), "half of 100,000");
         let held = conns.get(keys[0]).unwrap().out().held();
         assert!(held <= 100_000 / 2 + 64 * 32, "{held}");
-        assert!(replays.wants_turn());
         flush(&mut conns, &mut sockets, &keys);
+        replays.settle(&conns, h.last());
+        assert!(!replays.wants_turn(), "nothing to do until it is writable");
         let blocked = pass(&mut replays, &mut conns, &h);
         assert_eq!(blocked, Pass::default(), "the socket took nothing");
-        assert!(!replays.wants_turn(), "nothing to do until it is writable");
         sockets.by_key.get_mut(&keys[0]).unwrap().room = usize::MAX;
         flush(&mut conns, &mut sockets, &keys);
         let second = pass(&mut replays, &mut conns, &h);
@@ -265,22 +299,29 @@ mod tests {
         for key in &keys {
             replays.start(*key, from(1));
         }
-        let mut served = vec![0u64; keys.len()];
+        let mut steps = vec![0u64; keys.len()];
         for turn in 0..12 {
-            let before: Vec<usize> = keys
-                .iter()
-                .map(|k| sockets.by_key[k].outbox.len())
-                .collect();
-            let done = pass(&mut replays, &mut conns, &h);
-            assert!(done.bytes <= BYTES_PER_TURN, "turn {turn}: {}", done.bytes);
-            flush(&mut conns, &mut sockets, &keys);
-            for (i, key) in keys.iter().enumerate() {
-                served[i] += u64::from(sockets.by_key[key].outbox.len() > before[i]);
+            // The node's turn: passes while the sockets take every step,
+            // until the budget runs out.
+            let mut budget = BYTES_PER_TURN;
+            let mut bytes = 0;
+            loop {
+                let done = budgeted_pass(&mut replays, &mut conns, &h, usize::MAX, &mut budget);
+                bytes += done.bytes;
+                for key in &done.stepped {
+                    steps[keys.iter().position(|k| k == key).unwrap()] += 1;
+                }
+                flush(&mut conns, &mut sockets, &keys);
+                if done.stepped.is_empty() {
+                    break;
+                }
             }
-            let (least, most) = (served.iter().min().unwrap(), served.iter().max().unwrap());
-            assert!(most - least <= 1, "turn {turn}: {served:?}");
+            replays.settle(&conns, h.last());
+            assert!(bytes <= BYTES_PER_TURN, "turn {turn}: {bytes}");
+            assert!(replays.wants_turn(), "turn {turn} ended at its budget");
+            let (least, most) = (steps.iter().min().unwrap(), steps.iter().max().unwrap());
+            assert!(most - least <= 1, "turn {turn}: {steps:?}");
         }
-        assert!(replays.wants_turn());
     }
 
     #[test]
@@ -319,19 +360,27 @@ mod tests {
         assert_eq!(done.lost, [keys[1]]);
         assert!(done.finished.is_empty());
         assert_eq!(replays.by_key.len(), 1, "the one ahead waits");
+        replays.settle(&conns, h.last());
+        assert!(!replays.wants_turn(), "for the worker, not for a turn");
+        replays.settle(&conns, 8);
+        assert!(replays.wants_turn(), "the worker reached it");
         assert!(replays.stop(keys[0]));
         assert!(!replays.stop(keys[0]));
     }
 
     #[test]
     fn an_ended_replay_leaves_nothing_behind_in_the_order() {
-        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 1, usize::MAX);
+        let (mut conns, _sockets, keys) = joined(settings(1 << 20), 2, usize::MAX);
         let h = history(5, 10);
         let mut replays = Replays::default();
         replays.start(keys[0], from(9));
+        replays.start(keys[1], from(9));
         replays.stop(keys[0]);
         replays.start(keys[0], from(9));
         pass(&mut replays, &mut conns, &h);
-        assert_eq!(replays.order.len(), 1, "the stale entry is dropped");
+        assert_eq!(replays.order.len(), 2, "the stale entry is dropped");
+        replays.stop(keys[0]);
+        replays.stop(keys[1]);
+        assert!(replays.order.is_empty(), "nothing left behind");
     }
 }

@@ -6,6 +6,7 @@
 use super::conns::Flushed;
 use super::notice::Notices;
 use super::queue_bound::over_budget;
+use super::replay;
 use super::transmit::Transmit;
 use super::{Node, Output};
 use crate::conn::Verdict;
@@ -22,8 +23,8 @@ impl Node {
     pub(super) fn write_out<T: Transmit>(&mut self, io: &mut T) {
         self.flush_dirty(io);
         self.deliver(None, io);
-        self.pace_replays();
         self.flush_dirty(io);
+        self.pace_replays(io);
         let shed = over_budget(
             &self.conns,
             self.queue_budget,
@@ -63,20 +64,42 @@ impl Node {
         }
     }
 
-    /// One turn's share of the replays (see `Replays`): a client whose
-    /// replay reached what this worker handed out takes the live stream
-    /// from now on; one whose replay the history can no longer serve is
-    /// closed with 4002, so it resumes from what it has and hears the
-    /// truth (`too_old`).
-    fn pace_replays(&mut self) {
+    /// One turn's share of the replays (see `Replays`): rounds of steps,
+    /// each written at once, while a client's socket took its whole step
+    /// and the turn's budget lasts.
+    fn pace_replays<T: Transmit>(&mut self, io: &mut T) {
         if self.replays.is_empty() {
             return;
         }
+        let mut budget = replay::BYTES_PER_TURN;
+        while !self.replays.is_empty() {
+            let stepped = self.replay_round(&mut budget);
+            if stepped.is_empty() {
+                break;
+            }
+            self.flush_dirty(io);
+            let took_all = stepped
+                .iter()
+                .any(|key| self.conns.get(*key).is_some_and(|c| c.out().is_empty()));
+            if !took_all {
+                break;
+            }
+        }
+        let through = self.process.stream().delivered(self.stream.position());
+        self.replays.settle(&self.conns, through);
+    }
+
+    /// One round of replay steps; returns the clients that got one. A
+    /// client whose replay reached what this worker handed out takes the
+    /// live stream from now on; one whose replay the history can no longer
+    /// serve is closed with 4002, so it resumes from what it has and hears
+    /// the truth (`too_old`).
+    fn replay_round(&mut self, budget: &mut usize) -> Vec<ConnKey> {
         let (process, at) = (&self.process, self.stream.position());
         let share = self.queue_budget;
         let pass = self
             .replays
-            .pass(&mut self.conns, share, |cursor, step, out| {
+            .pass(&mut self.conns, share, budget, |cursor, step, out| {
                 let history = process.stream();
                 let through = history.delivered(at);
                 history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;
@@ -107,6 +130,7 @@ impl Node {
                 self.on_event(key, event);
             }
         }
+        pass.stepped
     }
 
     /// Flushes every connection marked since the last flush. Those marked
