@@ -5,6 +5,11 @@
 //! requests, or a keep-alive timeout between requests) a new one is
 //! opened; requests pipelined behind a `Connection: close` answer were not
 //! processed (RFC 9112, 9.6) and are sent again on the new connection.
+//! A connection the server closes or resets with requests unanswered is an
+//! error, unless the publisher tolerates it (`upgrade`, whose old server
+//! exits under an open connection): then those requests are noted as
+//! unanswered, not sent again (whether the server processed them is for
+//! the deliveries to tell), and a new connection is opened.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -39,6 +44,10 @@ pub struct HttpPublisher {
     warned_recipients: bool,
     pub responses: u64,
     pub connections: u64,
+    /// Closed or reset connections are survived (see the module comment).
+    tolerate_unanswered: bool,
+    /// The requests such a connection left unanswered, in order.
+    pub unanswered_lost: Vec<u32>,
 }
 
 impl HttpPublisher {
@@ -63,7 +72,42 @@ impl HttpPublisher {
             warned_recipients: false,
             responses: 0,
             connections: 0,
+            tolerate_unanswered: false,
+            unanswered_lost: Vec::new(),
         }
+    }
+
+    /// Survives a server that closes or resets the connection with
+    /// requests unanswered: they go to `unanswered_lost`.
+    pub fn tolerate_unanswered(&mut self) {
+        self.tolerate_unanswered = true;
+    }
+
+    /// Requests written and not answered yet on this connection.
+    pub fn in_flight(&self) -> usize {
+        self.unanswered.len()
+    }
+
+    /// The connection broke (`why`): an error, or, if tolerated, its
+    /// unanswered requests noted and the connection dropped, to be
+    /// reopened by the next `ensure_connected`.
+    fn broken(&mut self, why: String) -> Result<(), String> {
+        if !self.tolerate_unanswered {
+            return Err(why);
+        }
+        if !self.unanswered.is_empty() {
+            eprintln!(
+                "wsload: http publisher: {why}; {} request(s) unanswered: {:?}",
+                self.unanswered.len(),
+                self.unanswered
+            );
+        }
+        self.unanswered_lost.extend(self.unanswered.drain(..));
+        self.inbuf.clear();
+        self.out.clear();
+        self.sock = None;
+        self.connected = false;
+        Ok(())
     }
 
     /// Opens a connection if there is none.
@@ -128,7 +172,10 @@ impl HttpPublisher {
         self.out.extend_from_slice(head.as_bytes());
         self.out.extend_from_slice(body);
         self.unanswered.push_back(seq);
-        self.flush()
+        match self.flush() {
+            Err(e) => self.broken(e),
+            ok => ok,
+        }
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -151,6 +198,14 @@ impl HttpPublisher {
 
     /// Handles readiness: finishes the connect, writes, reads answers.
     pub fn on_event(&mut self, _ev: &Event) -> Result<(), String> {
+        match self.serve() {
+            Ok(()) => Ok(()),
+            Err(Fault::Broken(why)) => self.broken(why),
+            Err(Fault::Wrong(why)) => Err(why),
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), Fault> {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(());
         };
@@ -158,10 +213,10 @@ impl HttpPublisher {
             match net::connect_done(sock) {
                 Ok(true) => self.connected = true,
                 Ok(false) => return Ok(()),
-                Err(e) => return Err(format!("connect: {e}")),
+                Err(e) => return Err(Fault::Wrong(format!("connect: {e}"))),
             }
         }
-        self.flush()?;
+        self.flush().map_err(Fault::Broken)?;
         let mut buf = [0u8; 16 * 1024];
         let mut eof = false;
         let mut close_after = false;
@@ -176,14 +231,14 @@ impl HttpPublisher {
                 }
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&buf[..n]);
-                    close_after = self.take_answers()?;
+                    close_after = self.take_answers().map_err(Fault::Wrong)?;
                     if self.inbuf.len() > MAX_RESPONSE {
-                        return Err("an answer over 64 KiB".into());
+                        return Err(Fault::Wrong("an answer over 64 KiB".into()));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => return Err(Fault::Broken(format!("read: {e}"))),
             }
         }
         if close_after && !self.unanswered.is_empty() {
@@ -196,16 +251,20 @@ impl HttpPublisher {
         }
         if eof || close_after {
             if !self.unanswered.is_empty() {
-                return Err(format!(
+                return Err(Fault::Broken(format!(
                     "the server closed the connection with {} requests unanswered",
                     self.unanswered.len()
-                ));
+                )));
             }
             if !self.inbuf.is_empty() {
-                return Err("the server closed the connection inside an answer".into());
+                return Err(Fault::Broken(
+                    "the server closed the connection inside an answer".into(),
+                ));
             }
             if self.answered_on_conn == 0 && !self.resend.is_empty() {
-                return Err("the server closed a new connection without answering".into());
+                return Err(Fault::Wrong(
+                    "the server closed a new connection without answering".into(),
+                ));
             }
             // Reopened by the next `ensure_connected`.
             self.sock = None;
@@ -213,6 +272,15 @@ impl HttpPublisher {
         }
         Ok(())
     }
+}
+
+/// What went wrong with the connection.
+enum Fault {
+    /// It closed or failed under requests or answers (tolerated in
+    /// `upgrade`).
+    Broken(String),
+    /// The server answered wrongly, or the connect failed.
+    Wrong(String),
 }
 
 impl HttpPublisher {
