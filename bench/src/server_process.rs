@@ -1,9 +1,9 @@
 //! A wsnotify process that wsload starts itself (the old and the new server
 //! of `upgrade`): its log is read by a thread of its own, so the server
-//! never waits on a full pipe, and kept (in a file, or its last lines in
-//! memory); its `listening on` line gives the port and the instance; it
-//! is stopped by its pid at the end, and dies with wsload should wsload be
-//! killed (`PR_SET_PDEATHSIG`).
+//! never waits on a full pipe, and kept (in a file if asked; its last
+//! notable lines in memory); its `listening on` line gives the port and
+//! the instance; it is stopped by its pid at the end, and dies with wsload
+//! should wsload be killed (`PR_SET_PDEATHSIG`).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +14,13 @@ use std::time::{Duration, Instant};
 
 /// Log lines kept in memory, for the tail printed when a run fails.
 const TAIL: usize = 40;
+/// Lines of every client and publication: in the log file, not in the
+/// tail, which would hold nothing else.
+const ROUTINE: [&str; 3] = [
+    "client connected",
+    "client disconnected",
+    "notification published",
+];
 
 /// What the log said so far.
 #[derive(Default)]
@@ -77,6 +84,9 @@ impl ServerProcess {
                 let mut log = sink.lock().expect("log lock");
                 if log.listening.is_none() {
                     log.listening = parse_listening(&line);
+                }
+                if ROUTINE.iter().any(|r| line.contains(r)) {
+                    continue;
                 }
                 if log.tail.len() == TAIL {
                     log.tail.pop_front();
