@@ -144,8 +144,10 @@ type Ws = tungstenite::WebSocket<TcpStream>;
 
 fn open(addr: SocketAddr, path: &str) -> Ws {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(TICK)).unwrap();
+    // The handshake blocks; only then do reads give up after a tick.
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
+    ws.get_ref().set_read_timeout(Some(TICK)).unwrap();
     ws
 }
 

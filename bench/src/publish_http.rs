@@ -95,6 +95,7 @@ impl HttpPublisher {
         if !self.tolerate_unanswered {
             return Err(why);
         }
+        self.take_what_arrived()?;
         if !self.unanswered.is_empty() {
             eprintln!(
                 "wsload: http publisher: {why}; {} request(s) unanswered: {:?}",
@@ -108,6 +109,20 @@ impl HttpPublisher {
         self.sock = None;
         self.connected = false;
         Ok(())
+    }
+
+    /// Reads the answers that arrived before the connection broke: a write
+    /// fails once the server is gone, but what it answered before is still
+    /// there to read.
+    fn take_what_arrived(&mut self) -> Result<(), String> {
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = sock.read(&mut buf) {
+            self.inbuf.extend_from_slice(&buf[..n]);
+        }
+        self.take_answers().map(|_| ())
     }
 
     /// Opens a connection if there is none.
@@ -378,6 +393,65 @@ fn parse_response(buf: &[u8]) -> Result<Option<Answer>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Polls until `done`, handing every event to the publisher.
+    fn drive(
+        poll: &mut mio::Poll,
+        p: &mut HttpPublisher,
+        mut done: impl FnMut(&HttpPublisher) -> bool,
+    ) {
+        let mut events = mio::Events::with_capacity(8);
+        let end = Instant::now() + Duration::from_secs(5);
+        while !done(p) {
+            assert!(Instant::now() < end, "timed out");
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for ev in events.iter() {
+                p.on_event(ev).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn survives_a_server_that_goes_away_under_a_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = mio::Poll::new().unwrap();
+        let mut p = HttpPublisher::new(addr, None, "test", None);
+        p.tolerate_unanswered();
+        p.ensure_connected(poll.registry()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        drive(&mut poll, &mut p, HttpPublisher::connected);
+
+        // Answered, and the answer waits unread when the next request
+        // fails: it still counts as answered.
+        p.send(1, b"{}").unwrap();
+        let mut request = [0u8; 1024];
+        assert!(server.read(&mut request).unwrap() > 0);
+        let body = r#"{"status":"sent"}"#;
+        write!(
+            server,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        p.send(2, b"{}").unwrap();
+        // Gone with request 2 unread: a reset, on loopback at once, so
+        // writing request 3 fails (or, if not, reading does).
+        drop(server);
+        p.send(3, b"{}").unwrap();
+        drive(&mut poll, &mut p, |p| !p.connected());
+        assert_eq!(p.responses, 1);
+        assert_eq!(p.unanswered_lost, [2, 3]);
+        assert_eq!(p.in_flight(), 0);
+
+        // A new connection for what follows.
+        p.ensure_connected(poll.registry()).unwrap();
+        let (_again, _) = listener.accept().unwrap();
+        drive(&mut poll, &mut p, HttpPublisher::connected);
+        assert_eq!(p.connections, 2);
+    }
 
     #[test]
     fn parses_answers() {
