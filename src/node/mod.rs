@@ -212,19 +212,21 @@ impl Node {
     /// turn's broadcasts (and the drain's notices), then what those left
     /// queued, and Redis commands. The drain moves first, so a drain that
     /// starts now writes each client the turn's broadcasts and its notice in
-    /// one pass; and again when clients left meanwhile, so it sees that in
-    /// this turn, not at its next timer.
+    /// one pass; and again when clients left meanwhile, or answers a drain
+    /// waited for went out, so it sees that in this turn, not at its next
+    /// timer.
     pub fn transmit<T: Transmit>(&mut self, io: &mut T, now: Now) {
         self.at(now);
         loop {
             let clients = self.conns.clients();
-            let done = self.update_lifecycle(io);
+            let owed = self.answers_owed();
+            let done = self.update_lifecycle(owed, io);
             self.write_out(io);
             if done {
                 self.outputs.push_back(Output::Exit);
                 return;
             }
-            if self.conns.clients() == clients {
+            if self.conns.clients() == clients && (owed == 0 || self.answers_owed() == owed) {
                 return;
             }
         }
