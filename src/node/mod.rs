@@ -152,6 +152,15 @@ impl Node {
         key
     }
 
+    /// Whether the shell may accept another connection. Not once the
+    /// process drains while another process serves its sockets: the
+    /// worker may not have seen the drain yet (its `StopAccepting` comes
+    /// with its next turn), and a connection it took meanwhile would
+    /// reach the process that leaves instead of the one that stays.
+    pub fn takes_new_connections(&self) -> bool {
+        !(self.process.is_draining() && self.process.listener.is_shared())
+    }
+
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
         self.at(now);
         match input {
