@@ -810,22 +810,31 @@ impl Drop for Detached {
     }
 }
 
-fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+/// Runs scripts/upgrade.sh with `args`, logging to `log`.
+fn run_upgrade_script(args: &[&str], log: &Path) -> std::process::Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/upgrade.sh");
-    let output = Command::new(script)
-        .args(["--handover", path.to_str().unwrap(), BIN])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--notify-interval",
-            "0",
-        ])
+    Command::new(script)
+        .args(args)
         .env("UPGRADE_LOG", log)
         .stdin(Stdio::null())
         .output()
-        .expect("run scripts/upgrade.sh");
+        .expect("run scripts/upgrade.sh")
+}
+
+fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+    let path = path.to_str().unwrap();
+    let args = [
+        "--handover",
+        path,
+        BIN,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--notify-interval",
+        "0",
+    ];
+    let output = run_upgrade_script(&args, log);
     let out = String::from_utf8_lossy(&output.stdout).into_owned();
     let pid = out
         .split("pid ")
@@ -851,13 +860,19 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn upgrade_script_without_systemd() {
     let scratch = Scratch::new("script");
-    let path = scratch.path("handover.sock");
+    // The socket's directory does not exist yet: the script makes it, for
+    // this user alone.
+    let dir = scratch.path("run/wsnotify");
+    let path = dir.join("handover.sock");
     let log = scratch.path("wsnotify.log");
     let mut started = Detached(Vec::new());
 
     let (first, out) = upgrade_script(&path, &log);
     started.0.push(first);
     assert!(out.contains("so it bound the port"), "{out}");
+    assert!(out.contains("created"), "{out}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
     let (second, out) = upgrade_script(&path, &log);
     started.0.push(second);
     assert!(
@@ -873,6 +888,59 @@ fn upgrade_script_without_systemd() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains(&format!("to_pid={second}")), "{text}");
     eprintln!("scripts/upgrade.sh --handover: {}", out.trim());
+}
+
+#[test]
+fn upgrade_script_failures_end_with_a_fail_line() {
+    let scratch = Scratch::new("script-fails");
+    let path = scratch.path("handover.sock");
+    let path = path.to_str().unwrap();
+    let log = scratch.path("wsnotify.log");
+    let running = Server::start(&["--workers", "2", "--notify-interval", "0"]);
+    let port = running.addr.port().to_string();
+    let not_a_binary = scratch.0.to_str().unwrap();
+    let unreachable = "/proc/self/nowhere/handover.sock";
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["--handover", path], 2, "usage"),
+        (&["--bogus"], 2, "usage"),
+        (
+            &["--handover", path, not_a_binary],
+            1,
+            "is not an executable",
+        ),
+        (&["--handover", unreachable, BIN], 1, "cannot create"),
+        (
+            &[
+                "--handover",
+                path,
+                BIN,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+            ],
+            1,
+            "exited before listening",
+        ),
+    ];
+    for (args, code, why) in cases {
+        let out = run_upgrade_script(args, &log);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            last.starts_with("upgrade: FAIL: ") && last.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&format!("port {port} is taken")),
+        "the server says why in the log"
+    );
+    let (code, _, _) = http(running.addr, "GET", "/health", &[], b"");
+    assert_eq!(code, 200, "the running server serves on");
 }
 
 #[test]
