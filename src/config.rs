@@ -271,7 +271,7 @@ impl Opt {
 static OPTIONS: &[Opt] = &[
     Opt { name: "host", kind: Kind::Value("ADDR"), default: "0.0.0.0", help: "address to bind (IPv4 or IPv6 literal)",
         set: |c, v| assign(&mut c.host, ip(v)) },
-    Opt { name: "port", kind: Kind::Value("N"), default: "8000", help: "port to listen on; 0 picks a free one",
+    Opt { name: "port", kind: Kind::Value("N"), default: "8000", help: "port to listen on; 0 picks a free one; one server per port (taken: exit 1)",
         set: |c, v| assign(&mut c.port, int(v, 0, Some(65535))) },
     Opt { name: "workers", kind: Kind::Value("N"), default: "1", help: "event-loop threads sharing the port (1 to 256)",
         set: |c, v| assign(&mut c.workers, int(v, 1, Some(256))) },

@@ -349,12 +349,15 @@ impl Conns {
             .map(|(key, s)| (s.conn.out().held(), ConnKey(key)))
     }
 
-    /// Connections still speaking HTTP that were never answered: a client
-    /// on its way, whose first request may be an upgrade.
-    pub fn awaiting_first_answer(&self) -> usize {
+    /// Connections the worker owes an answer (see `Connection::owes_answer`);
+    /// with `every_http`, also every connection still speaking HTTP: one
+    /// never answered may be a client whose first request (perhaps an
+    /// upgrade) is on its way, and an idle keep-alive one may be sending
+    /// its next request.
+    pub fn owing_answers(&self, every_http: bool) -> usize {
         self.slab
             .iter()
-            .filter(|(_, s)| s.conn.awaits_first_answer())
+            .filter(|(_, s)| s.conn.owes_answer() || (every_http && s.conn.stage() == Stage::Http))
             .count()
     }
 

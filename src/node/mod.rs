@@ -152,6 +152,15 @@ impl Node {
         key
     }
 
+    /// Whether the shell may accept another connection. Not once the
+    /// process drains while another process serves its sockets: the
+    /// worker may not have seen the drain yet (its `StopAccepting` comes
+    /// with its next turn), and a connection it took meanwhile would
+    /// reach the process that leaves instead of the one that stays.
+    pub fn takes_new_connections(&self) -> bool {
+        !(self.process.is_draining() && self.process.listener.is_shared())
+    }
+
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
         self.at(now);
         match input {
@@ -212,19 +221,21 @@ impl Node {
     /// turn's broadcasts (and the drain's notices), then what those left
     /// queued, and Redis commands. The drain moves first, so a drain that
     /// starts now writes each client the turn's broadcasts and its notice in
-    /// one pass; and again when clients left meanwhile, so it sees that in
-    /// this turn, not at its next timer.
+    /// one pass; and again when clients left meanwhile, or answers a drain
+    /// waited for went out, so it sees that in this turn, not at its next
+    /// timer.
     pub fn transmit<T: Transmit>(&mut self, io: &mut T, now: Now) {
         self.at(now);
         loop {
             let clients = self.conns.clients();
-            let done = self.update_lifecycle(io);
+            let owed = self.answers_owed();
+            let done = self.update_lifecycle(owed, io);
             self.write_out(io);
             if done {
                 self.outputs.push_back(Output::Exit);
                 return;
             }
-            if self.conns.clients() == clients {
+            if self.conns.clients() == clients && (owed == 0 || self.answers_owed() == owed) {
                 return;
             }
         }
