@@ -330,6 +330,25 @@ def attack_http_bodies(server, seconds):
     return f"{len(socks)} requests, 60 KB of a 64 KiB body each"
 
 
+def attack_unread_answers(server, seconds):
+    """2,000 connections pipeline requests for /metrics (about 8 KB each)
+    and never read the answers: each may hold 256 KiB of answers before
+    its requests wait."""
+    socks = []
+    requests = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" * 200
+    for _ in range(2000):
+        try:
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(requests)
+            socks.append(s)
+        except OSError:
+            break
+    time.sleep(min(seconds, 3))
+    close_all(socks)
+    return f"{len(socks)} connections, 200 pipelined /metrics each, never read"
+
+
 def attack_publish_storm(server, seconds):
     """F12: 5,000 clients that do not read, and POST /broadcast of 30 KB
     notifications as fast as one keep-alive publisher can."""
@@ -383,6 +402,7 @@ ATTACKS = [
     ("history_flood", [], attack_history_flood),
     ("unfinished_frames", [], attack_unfinished_frames),
     ("http_bodies", [], attack_http_bodies),
+    ("unread_answers", [], attack_unread_answers),
     ("publish_storm", [], attack_publish_storm),
     ("resume_storm", [], attack_resume_storm),
 ]

@@ -5,7 +5,7 @@
 //! its queue. Queued frame by frame, a turn of 7,000 short chats put 7,000
 //! entries (32 bytes each) into each of 5,000 queues, 1.1 GB for one pass
 //! before any bound looked at it; queued by segment, a queue takes one
-//! entry per segment, and a segment keeps at most `SEGMENT_BYTES` (or one
+//! entry per 64 KiB of frames, and a segment keeps at most that (or one
 //! larger frame) alive for a queue that has sent part of it.
 
 use std::io::IoSlice;
@@ -17,8 +17,7 @@ use super::write_queue::MAX_IOVECS;
 /// own).
 pub const SEGMENT_BYTES: usize = 64 * 1024;
 
-/// A shared segment: at most `MAX_IOVECS` frames, so one `sendmsg` can take
-/// a whole one.
+/// Frames of a batch, shared by the queues that hold them.
 pub type Segment = Arc<[Arc<[u8]>]>;
 
 #[derive(Debug, Default)]
@@ -36,9 +35,7 @@ impl Batch {
         while start < frames.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < frames.len()
-                && end - start < MAX_IOVECS
-                && (end == start || bytes + frames[end].len() <= SEGMENT_BYTES)
+            while end < frames.len() && (end == start || bytes + frames[end].len() <= SEGMENT_BYTES)
             {
                 bytes += frames[end].len();
                 end += 1;
@@ -97,10 +94,10 @@ mod tests {
     }
 
     #[test]
-    fn segments_hold_at_most_the_iovec_count_and_the_byte_limit() {
-        let batch = Batch::new(&frames(&[10; 200]));
+    fn segments_hold_at_most_their_bytes_or_one_larger_frame() {
+        let batch = Batch::new(&frames(&[1_000; 200]));
         let sizes: Vec<usize> = batch.segments.iter().map(|s| s.len()).collect();
-        assert_eq!(sizes, [64, 64, 64, 8]);
+        assert_eq!(sizes, [65, 65, 65, 5]);
         let batch = Batch::new(&frames(&[40_000, 30_000, 100_000, 1, 1]));
         let sizes: Vec<usize> = batch.segments.iter().map(|s| s.len()).collect();
         assert_eq!(sizes, [1, 1, 1, 2], "a larger frame alone");
@@ -109,11 +106,11 @@ mod tests {
 
     #[test]
     fn from_a_frame_on_the_first_segment_is_entered_at_its_index() {
-        let batch = Batch::new(&frames(&[10; 130]));
+        let batch = Batch::new(&frames(&[1_000; 130]));
         let found: Vec<(usize, usize)> = batch.from(70).map(|(s, at)| (s.len(), at)).collect();
-        assert_eq!(found, [(64, 6), (2, 0)]);
+        assert_eq!(found, [(65, 5)]);
         assert_eq!(batch.slices(70).1, 60);
-        assert_eq!(batch.slices(0).1, MAX_IOVECS);
+        assert_eq!(batch.slices(0).1, MAX_IOVECS, "one sendmsg's worth");
         assert_eq!(batch.from(130).count(), 0);
     }
 }

@@ -424,23 +424,23 @@ mod tests {
 
     #[test]
     fn a_batch_left_behind_is_one_entry_per_segment_and_goes_out_in_order() {
-        let frames: Vec<Arc<[u8]>> = (0..200u8).map(|i| Arc::from(vec![i; 3])).collect();
+        let frames: Vec<Arc<[u8]>> = (0..200u8).map(|i| Arc::from(vec![i; 1_000])).collect();
         let batch = Batch::new(&frames);
         let mut q = WriteQueue::default();
         q.push(Chunk::Static(b"own"));
         q.push_batch(&batch, 10, 0);
         assert_eq!(q.chunks.len(), 1 + 4, "the own bytes, then four segments");
-        assert_eq!(q.pending(), 3 + 190 * 3);
+        assert_eq!(q.pending(), 3 + 190 * 1_000);
         let mut out = Trickle {
             got: Vec::new(),
-            per_call: 7,
+            per_call: 700,
             calls_left: 40,
         };
         q.flush_to(&mut out).unwrap();
         let expected: Vec<u8> = b"own"
             .iter()
             .copied()
-            .chain((10..200u8).flat_map(|i| [i; 3]))
+            .chain((10..200u8).flat_map(|i| [i; 1_000]))
             .collect();
         assert_eq!(out.got, &expected[..out.got.len()]);
         let kept = q.held() - q.pending() - q.chunks.capacity() * ENTRY_BYTES;

@@ -23,6 +23,12 @@ use crate::conn::{Batch, Chunk};
 use crate::ids::ConnKey;
 use crate::rand::Rng;
 
+/// Past this many bytes of broadcasts in a turn's batch, the worker reads
+/// no more until the turn has written them: every client left behind by a
+/// batch takes an entry per 64 KiB of it, so a pass over 10,000 clients
+/// adds at most a few hundred KB of entries.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 #[derive(Debug, Default)]
 pub struct Fanout {
     /// This turn's frames for everyone, not yet written.

@@ -251,3 +251,35 @@ fn a_keep_alive_connection_between_requests_holds_no_buffer() {
         0
     );
 }
+
+/// Answers a client pipelines requests for and does not read are held
+/// for it (up to 256 KiB each, then its requests wait): they count toward
+/// the total queue bound, and past it the connection holding the most is
+/// closed.
+#[test]
+fn unread_answers_count_toward_the_total_queue_bound() {
+    let bound = 400 * 1024;
+    let mut h = Harness::new(Config {
+        max_total_queue_bytes: bound,
+        ..config()
+    });
+    let requests = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let peer = h.accept(0);
+        h.room(peer, 0);
+        h.send(peer, requests.as_bytes());
+        h.run();
+        let memory = h.process.memory();
+        assert!(memory.queued_bytes <= bound, "{memory:?}");
+        readers.push(peer);
+    }
+    let closed = readers.iter().filter(|p| h.is_closed(**p)).count();
+    assert!((2..=3).contains(&closed), "{closed} of 4 closed");
+    assert_eq!(
+        h.process
+            .stats
+            .limit_hits(crate::obs::metrics::Limit::TotalQueue),
+        closed as u64
+    );
+}
