@@ -11,7 +11,8 @@
 use std::io::IoSlice;
 use std::sync::Arc;
 
-use super::write_queue::MAX_IOVECS;
+/// The most slices one vectored write takes (`sendmsg`'s iovec count).
+pub const MAX_IOVECS: usize = 64;
 
 /// The most frame bytes in one segment (a larger frame is a segment of its
 /// own).

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use super::batch::{Batch, Segment};
+use super::batch::{Batch, Segment, MAX_IOVECS};
 use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HEADER_LEN};
 
 #[derive(Debug)]
@@ -71,9 +71,6 @@ impl Chunk {
         }
     }
 }
-
-/// The most chunks one vectored write takes (`sendmsg`'s iovec count).
-pub const MAX_IOVECS: usize = 64;
 
 /// The size of one queue entry.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Chunk>();

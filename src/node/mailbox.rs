@@ -122,6 +122,8 @@ struct Inbox {
     mail: Vec<Mail>,
     bytes: usize,
     full: bool,
+    /// Its worker has stopped: nobody will take mail any more.
+    closed: bool,
 }
 
 impl Mailbox {
@@ -138,6 +140,13 @@ impl Mailbox {
     pub fn post(&self, mail: Mail) -> Posted {
         let bytes = mail.cost();
         let mut inbox = self.lock();
+        if inbox.closed {
+            return Posted {
+                wake: false,
+                bytes: 0,
+                filled: false,
+            };
+        }
         inbox.mail.push(mail);
         inbox.bytes += bytes;
         let filled =
@@ -153,12 +162,29 @@ impl Mailbox {
     /// Takes everything queued, in order.
     pub fn take(&self) -> Taken {
         let mut inbox = self.lock();
-        let Inbox { mail, bytes, full } = std::mem::take(&mut *inbox);
+        let closed = inbox.closed;
+        let Inbox {
+            mail, bytes, full, ..
+        } = std::mem::replace(
+            &mut *inbox,
+            Inbox {
+                closed,
+                ..Inbox::default()
+            },
+        );
         Taken {
             mail,
             bytes,
             was_full: full,
         }
+    }
+
+    /// Its worker stopped: what waits is given back, and later mail is not
+    /// kept (a stopped worker would never take it, and a full mailbox
+    /// would stop every other worker's reads for good).
+    pub fn close(&self) -> Taken {
+        self.lock().closed = true;
+        self.take()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
@@ -196,6 +222,17 @@ mod tests {
         assert_eq!(taken.bytes, 6 * (300 + ENTRY_BYTES));
         assert!(taken.was_full);
         assert!(!mailbox.take().was_full, "empty again");
+    }
+
+    #[test]
+    fn a_closed_mailbox_keeps_nothing() {
+        let mailbox = Mailbox::new(1 << 20);
+        let frame: Arc<[u8]> = Arc::from(&b"x"[..]);
+        mailbox.post(Mail::Broadcast(Arc::clone(&frame)));
+        assert_eq!(mailbox.close().mail.len(), 1);
+        let posted = mailbox.post(Mail::Broadcast(frame));
+        assert_eq!((posted.wake, posted.bytes), (false, 0));
+        assert!(mailbox.take().mail.is_empty());
     }
 
     #[test]

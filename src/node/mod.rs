@@ -235,6 +235,7 @@ impl Node {
             let done = self.update_lifecycle(io);
             self.write_out(io);
             if done {
+                self.retire();
                 self.outputs.push_back(Output::Exit);
                 return;
             }

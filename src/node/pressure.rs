@@ -52,6 +52,22 @@ impl Node {
         }
     }
 
+    /// The worker stops: what it held no longer counts, no mail is kept for
+    /// it, and the workers that waited for room are woken if that made
+    /// some.
+    pub(super) fn retire(&mut self) {
+        self.held_back.publish(0, &self.process.queued);
+        self.process.close_mailbox(self.id);
+        if self.process.queued.pressed() {
+            return;
+        }
+        for worker in self.process.queued.take_waiting() {
+            if worker != self.id {
+                self.outputs.push_back(Output::Wake(worker));
+            }
+        }
+    }
+
     /// How many bytes this worker is to free by dropping queues: none
     /// within the bound; past it, what it holds beyond its share, at most
     /// the process's excess (so a worker never drops its clients for what

@@ -161,6 +161,14 @@ impl Process {
         taken.mail
     }
 
+    /// `worker` stopped: its mail is given back, and none is kept for it
+    /// any more.
+    pub fn close_mailbox(&self, worker: usize) {
+        if let Some(mailbox) = self.mailboxes.get(worker) {
+            self.queued.taken(&mailbox.close());
+        }
+    }
+
     /// What the process holds in memory that clients can make it hold.
     pub fn memory(&self) -> Memory {
         let (history_entries, history_bytes) = {

@@ -173,8 +173,8 @@ fn mail_for_a_busy_worker_stays_within_the_total_queue_bound() {
     assert_eq!(h.process.memory().mailbox_bytes, 0);
 }
 
-/// Before the fix, what a busy worker's mailbox held was counted nowhere:
-/// the mail is taken whole here to weigh it.
+/// What waits in a busy worker's mailbox is counted, its frames and an
+/// entry each, until the worker takes it (weighed here by taking it).
 #[test]
 fn the_mail_a_busy_worker_has_not_taken_is_weighed_by_its_mailbox() {
     let mut h = Harness::new(Config {
