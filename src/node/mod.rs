@@ -163,6 +163,10 @@ impl Node {
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
         self.at(now);
         match input {
+            // Requests already read, taken before anything new: answering
+            // them queues bytes, so they wait like a read past the bound.
+            Input::Received { key, bytes: [] }
+                if self.stage(key) == Some(Stage::Http) && self.must_wait(key) => {}
             Input::Received { key, bytes } => {
                 metrics::add(&self.process.stats.bytes_received, bytes.len() as u64);
                 self.receive(key, bytes);
