@@ -21,6 +21,7 @@ mod conns;
 mod delivery;
 mod drain;
 mod fanout;
+mod held_back;
 mod input;
 mod instances;
 mod lifecycle;
@@ -32,8 +33,10 @@ mod output;
 pub mod peer;
 mod per_ip;
 mod periodic;
+mod pressure;
 pub mod process;
 mod queue_bound;
+mod queue_total;
 pub mod redis;
 mod remote;
 mod requests;
@@ -69,6 +72,7 @@ use clock::{ticks, Clock};
 use conns::{Conn, Conns};
 use drain::Drain;
 use fanout::Fanout;
+use held_back::HeldBack;
 use mail_room::MailRoom;
 use per_ip::PerIpSlots;
 use periodic::Periodic;
@@ -95,8 +99,11 @@ pub struct Node {
     periodic: Periodic,
     mail: MailRoom,
     remote: Option<Remote>,
-    /// This worker's share of `--max-total-queue-bytes`.
+    /// This worker's share of `--max-total-queue-bytes`: past the bound, a
+    /// worker holding more than this drops its largest queues.
     queue_budget: usize,
+    /// Reads waiting for the process to be within the total queue bound.
+    held_back: HeldBack,
     /// This worker's share of `--max-total-receive-bytes`.
     receive_budget: usize,
     rng: Rng,
@@ -134,6 +141,7 @@ impl Node {
             mail: MailRoom::default(),
             remote,
             queue_budget: (config.max_total_queue_bytes / config.workers).max(1),
+            held_back: HeldBack::default(),
             receive_budget: (config.max_total_receive_bytes / config.workers).max(1),
             clock: Clock::new(now),
             rng,
@@ -164,6 +172,10 @@ impl Node {
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
         self.at(now);
         match input {
+            // Requests already read, taken before anything new: answering
+            // them queues bytes, so they wait like a read past the bound.
+            Input::Received { key, bytes: [] }
+                if self.stage(key) == Some(Stage::Http) && self.must_wait(key) => {}
             Input::Received { key, bytes } => {
                 metrics::add(&self.process.stats.bytes_received, bytes.len() as u64);
                 self.receive(key, bytes);
@@ -180,7 +192,10 @@ impl Node {
             }
             Input::Failed { key, error } => self.remove(key, &format!("socket error: {error}")),
             Input::Writable(key) => self.conns.mark_dirty(key),
-            Input::Woken => self.read_mail(),
+            Input::Woken => {
+                self.read_mail();
+                self.release_reads();
+            }
             Input::Redis(input) => self.on_redis(input),
         }
     }
@@ -215,6 +230,9 @@ impl Node {
         if self.drain.closes_pending() {
             self.close_some();
         }
+        if !self.held_back.is_empty() {
+            self.release_reads();
+        }
     }
 
     /// Writes what is due through `io`: queued answers first, then the
@@ -232,6 +250,7 @@ impl Node {
             let done = self.update_lifecycle(owed, io);
             self.write_out(io);
             if done {
+                self.retire();
                 self.outputs.push_back(Output::Exit);
                 return;
             }
@@ -252,7 +271,12 @@ impl Node {
         if self.drain.closes_pending() {
             return Some(self.clock.at());
         }
+        // Reads held back are let go by whoever finds the process within
+        // the bound; a look every tick as well costs nothing.
+        let held_back = (!self.held_back.is_empty())
+            .then(|| self.clock.at() + Duration::from_millis(timer_wheel::TICK_MS));
         [
+            held_back,
             self.conns.next_tick().map(|t| self.clock.instant_of(t)),
             self.periodic
                 .next_deadline()
@@ -296,6 +320,8 @@ impl Node {
                 MayRead::No
             }
             Some(Ok(stage)) if stage != began => MayRead::Later,
+            Some(Ok(Stage::Closing)) => MayRead::Now,
+            Some(Ok(_)) if self.must_wait(key) => MayRead::No,
             Some(Ok(_)) => MayRead::Now,
         }
     }

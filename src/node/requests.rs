@@ -41,7 +41,7 @@ impl Node {
                 let text = self
                     .process
                     .stats
-                    .render(snapshot.draining, uptime, snapshot.history);
+                    .render(snapshot.draining, uptime, &snapshot.memory);
                 let response =
                     Response::new(Status::OK, "text/plain; version=0.0.4; charset=utf-8", text);
                 self.respond(key, &request, response);

@@ -1,14 +1,14 @@
 //! The node's steps for writing, once per loop turn: queued answers, the
 //! turn's broadcasts, what a write leads to (read on, shut the write side,
 //! drop a slow consumer, watch for writability), and the process-wide
-//! bound on queued bytes.
+//! bound on queued bytes (see `pressure.rs`).
 
 use super::conns::Flushed;
 use super::notice::Notices;
 use super::queue_bound::over_budget;
 use super::transmit::Transmit;
 use super::{Node, Output};
-use crate::conn::Verdict;
+use crate::conn::{Stage, Verdict};
 use crate::ids::ConnKey;
 use crate::obs::metrics::{self, Limit};
 
@@ -20,14 +20,17 @@ impl Node {
         self.flush_dirty(io);
         self.deliver(None, io);
         self.flush_dirty(io);
-        let shed = over_budget(
-            &self.conns,
-            self.queue_budget,
-            self.conns.settings().max_queue,
-        );
+        let excess = self.queue_excess();
+        let shed = over_budget(&self.conns, excess);
         if !shed.is_empty() {
             for key in shed {
                 self.process.stats.limit_hit(Limit::TotalQueue);
+                if self.stage(key) != Some(Stage::Ws) {
+                    // An HTTP connection that does not read its answers,
+                    // or one closing: nothing to say, the socket goes.
+                    self.remove(key, &"total queue bound");
+                    continue;
+                }
                 if let Some(Some(Verdict::Dropped(event))) =
                     self.drive(key, |conn, now, s| conn.shed(now, s))
                 {
@@ -36,6 +39,7 @@ impl Node {
             }
             self.flush_dirty(io);
         }
+        self.release_reads();
         self.write_redis(io);
     }
 

@@ -352,3 +352,24 @@ fn a_socket_of_its_own_does_not_wait_for_idle_keep_alive_connections() {
     assert!(h.exited[0]);
     assert!(h.is_closed(idle));
 }
+
+/// A worker that stopped takes no more mail: none is kept for it, so its
+/// mailbox never fills and the workers still serving clients read on.
+#[test]
+fn a_stopped_worker_keeps_no_mail_and_holds_no_one_back() {
+    let mut h = Harness::new(Config {
+        workers: 2,
+        max_total_queue_bytes: 64 * 1024,
+        ..config()
+    });
+    let a = h.client(0);
+    h.drain(60 * S);
+    assert!(h.exited[1] && !h.exited[0]);
+    for _ in 0..100 {
+        h.text(a, &"x".repeat(1_000));
+        h.run();
+    }
+    let chats = h.json(a).iter().filter(|m| m["type"] == "chat").count();
+    assert_eq!(chats, 100);
+    assert_eq!(h.process.memory().mailbox_bytes, 0);
+}

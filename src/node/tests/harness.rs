@@ -343,9 +343,22 @@ impl Harness {
     /// One loop turn of every node: mail, connections to read again,
     /// timers, writes. Repeats until nothing is left to do now.
     pub fn run(&mut self) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.run_nodes(&all);
+    }
+
+    /// Like `run`, but only `nodes` take turns: the others are busy (their
+    /// wakes and reads wait until they run again).
+    pub fn run_nodes(&mut self, nodes: &[usize]) {
+        let runs = |peer: &Peer| nodes.contains(&peer.node);
         for _ in 0..1_000 {
-            let again = std::mem::take(&mut self.again);
-            let woken = std::mem::take(&mut self.woken);
+            let (again, later): (Vec<Peer>, Vec<Peer>) =
+                std::mem::take(&mut self.again).into_iter().partition(runs);
+            let (woken, asleep): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.woken)
+                .into_iter()
+                .partition(|node| nodes.contains(node));
+            self.again = later;
+            self.woken = asleep;
             for node in woken {
                 self.nodes[node].handle(Input::Woken, self.now);
                 self.outputs(node);
@@ -353,7 +366,7 @@ impl Harness {
             for peer in again {
                 self.read(peer);
             }
-            for node in 0..self.nodes.len() {
+            for &node in nodes {
                 if self.exited[node] {
                     continue;
                 }
@@ -362,10 +375,15 @@ impl Harness {
                 self.nodes[node].transmit(&mut self.sockets[node], self.now);
                 self.outputs(node);
             }
-            let immediate = self.nodes.iter().zip(&self.exited).any(|(node, exited)| {
-                !exited && node.poll_timeout().is_some_and(|at| at <= self.now.at)
+            let immediate = nodes.iter().any(|&node| {
+                !self.exited[node]
+                    && self.nodes[node]
+                        .poll_timeout()
+                        .is_some_and(|at| at <= self.now.at)
             });
-            if self.again.is_empty() && self.woken.is_empty() && !immediate {
+            let pending =
+                self.again.iter().any(runs) || self.woken.iter().any(|n| nodes.contains(n));
+            if !pending && !immediate {
                 return;
             }
         }
