@@ -574,19 +574,28 @@ impl Limit {
     fn arm(&self, stream: &UnixStream) -> io::Result<()> {
         let left = self.until.saturating_duration_since(super::clock::now().at);
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no complete exchange within {EXCHANGE_LIMIT:?}"),
-            ));
+            return Err(Limit::exceeded());
         }
         stream.set_read_timeout(Some(left))
+    }
+
+    fn exceeded() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete exchange within {EXCHANGE_LIMIT:?}"),
+        )
     }
 }
 
 /// One line (without its newline), each read bounded by `limit`; `None`
 /// if the peer closed first.
 fn read_line_limited(stream: &UnixStream, limit: &Limit) -> io::Result<Option<String>> {
-    read_line_bytewise(stream, || limit.arm(stream))
+    read_line_bytewise(stream, || limit.arm(stream)).map_err(|e| match e.kind() {
+        // A read that waited out what was left ends the same way as one
+        // that found nothing left: the log says which limit it was.
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Limit::exceeded(),
+        _ => e,
+    })
 }
 
 /// One line, read a byte at a time so that nothing after it (the stream

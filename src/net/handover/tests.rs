@@ -383,7 +383,8 @@ fn an_old_server_drops_a_version_1_server_that_stalls_within_the_exchange_limit(
     let refusal = line(&silent).unwrap();
     let waited = started.elapsed();
     assert!(
-        refusal.starts_with("wsnotify-handover 2 refused no request"),
+        refusal
+            .starts_with("wsnotify-handover 2 refused no request: no complete exchange within 2s"),
         "{refusal}"
     );
     assert!(
