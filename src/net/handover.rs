@@ -50,7 +50,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::fds::{describe, peer_uid, read_line_with_fds, send_with_fds};
+use self::fds::{describe, peer_uid, read_line_with_fds, send_with_fds, MAX_LINE};
 use super::listen_fds::check_listening_tcp;
 use super::wakeups::Wakeups;
 use crate::app::history::StreamState;
@@ -69,7 +69,6 @@ const EXCHANGE_LIMIT: Duration = Duration::from_secs(2);
 /// How long the new server waits for each step of the old one: longer than
 /// `EXCHANGE_LIMIT`, since it may wait behind another peer's exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_LINE: usize = 256;
 
 /// The versions of the protocol this server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

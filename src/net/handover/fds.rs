@@ -1,12 +1,13 @@
-//! What crosses the hand-over socket besides plain lines: descriptors
-//! (`SCM_RIGHTS`) and the peer's credentials.
+//! The hand-over socket below the protocol's lines: descriptors sent and
+//! received with a line (`SCM_RIGHTS`), the peer's credentials, and how
+//! the descriptors are named in the logs.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use super::MAX_LINE;
-
+/// The longest line of the exchange, in either version.
+pub(super) const MAX_LINE: usize = 256;
 /// More sockets than a hand-over ever carries (one per worker at most, or
 /// what socket activation passed).
 const MAX_FDS: usize = 1024;
