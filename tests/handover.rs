@@ -1282,3 +1282,53 @@ fn keep_alive_publishers_move_to_the_new_server_and_every_request_is_answered() 
         );
     }
 }
+
+/// A rollback: a new server of the release before (hand-over version 1,
+/// played here by the test) takes the sockets of this release's server,
+/// which drains with no link and exits 0 once its client has left.
+#[test]
+fn a_rollback_to_a_version_1_server_drains_the_old_one_without_a_link() {
+    use std::io::{BufRead, BufReader, Write};
+    let scratch = Scratch::new("rollback");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    let mut resident = connect(&old, "/ws");
+    next_json(&mut resident);
+
+    let me = std::process::id();
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    writeln!(peer, "wsnotify-handover 1 pid={me}").unwrap();
+    // Read without a control buffer: the descriptors that come with the
+    // line are discarded, which is all a test that serves nothing needs.
+    let mut lines = BufReader::new(peer.try_clone().unwrap()).lines();
+    let offer = lines.next().unwrap().unwrap();
+    assert_eq!(
+        offer,
+        format!("wsnotify-handover 1 fds=1 pid={}", old.child.id())
+    );
+    writeln!(peer, "serving pid={me}").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "draining");
+    assert!(lines.next().is_none(), "nothing follows in version 1");
+
+    assert!(
+        old.wait_for_log(
+            "to an older release (hand-over version 1)",
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        old.log_lines()
+    );
+    assert!(old.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    let notice = wait_for(&mut resident, "shutdown_notice").expect("notice");
+    assert_eq!(notice["reconnect"], true);
+    let _ = resident.close(None);
+    while resident.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    let lines = old.log_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("passing the stream")),
+        "no stream for a version 1 server: {lines:?}"
+    );
+}
