@@ -2,7 +2,7 @@
 # A few seconds of every wsload mode against a fresh wsnotify, so CI proves
 # the load generator builds, speaks to the server and gets valid runs (0
 # missing, 0 duplicate deliveries, every frame valid). drain-resume needs
-# redis-server, and so does scale.sh. Not a benchmark: the
+# redis-server, and so do scale.sh and the --redis upgrade. Not a benchmark: the
 # figures live in BENCHMARKS.md (scripts/compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +29,9 @@ check scripts/drain-resume.sh --conns 200 --rate 100
 check scripts/scale.sh --instances 2 --conns-per-instance 200 --messages 20 --no-build
 # The drain at 200 clients that never leave, broadcasts flowing.
 check scripts/drain-bench.sh --conns 200 --rate 20 --no-build
+# A --handover upgrade under load, with and without Redis: the old
+# server's 50 clients resume on the new one at once (about 3 s each), and
+# every broadcast reaches every client once, in offset order.
+check scripts/upgrade-bench.sh --clients 50 --rate 20 --reconnect now --before 1
+check scripts/upgrade-bench.sh --clients 50 --rate 20 --reconnect now --before 1 --redis
 echo "bench-smoke: OK" >&2

@@ -162,6 +162,38 @@ def masked(opcode, payload, fin=True):
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def worker_of(sock, rest):
+    """The worker named in the welcome that follows the 101 (`rest`: what
+    was read past the 101)."""
+    while True:
+        n, at = (rest[1] & 0x7F, 2) if len(rest) >= 2 else (None, 0)
+        if n == 126:
+            n, at = (int.from_bytes(rest[2:4], "big"), 4) if len(rest) >= 4 else (None, 0)
+        if n is not None and len(rest) >= at + n:
+            return json.loads(rest[at:at + n])["worker"]
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before the welcome")
+        rest += chunk
+
+
+def on_worker(port, worker, n, tries):
+    """Up to `n` clients that landed on `worker` (the kernel spreads
+    connections over the workers' sockets), out of at most `tries`
+    connections; the others are closed."""
+    kept, others = [], []
+    for _ in range(tries):
+        if len(kept) >= n:
+            break
+        try:
+            s, rest = upgrade(port)
+            (kept if worker_of(s, rest) == worker else others).append(s)
+        except (OSError, ConnectionError):
+            break
+    close_all(others)
+    return kept
+
+
 def many(port, n, path="/ws"):
     socks = []
     for _ in range(n):
@@ -229,6 +261,35 @@ def attack_chat_flood_nonreaders(server, seconds):
     return f"{len(crowd)} non-readers, one flooder, {seconds} s"
 
 
+def attack_cross_worker_flood(server, seconds):
+    """F9, placed: 200 clients that never read on worker 1, and on worker 0
+    one client that floods 60 KB chats (and reads its own). Every chat is
+    mailed to worker 1 for its clients."""
+    crowd = on_worker(server.port, 1, 200, 1000)
+    flooder = on_worker(server.port, 0, 1, 100)
+    if not flooder:
+        close_all(crowd)
+        return "no client landed on worker 0"
+    reader(flooder[0], seconds)
+    # Sixteen chats per write: the flooder goes as fast as the server reads.
+    sender(flooder[0], masked(1, BIG) * 16, seconds).join()
+    close_all(crowd + flooder)
+    return f"{len(crowd)} non-readers on worker 1, one flooder on worker 0, {seconds} s"
+
+
+def attack_small_chat_flood(server, seconds):
+    """5,000 clients that never read, and one that floods the shortest
+    chats there are (reading its own): every loop turn's batch holds
+    thousands of frames, and each queue that is behind takes them all."""
+    crowd = many(server.port, 5000)
+    flooder, _ = upgrade(server.port)
+    reader(flooder, seconds)
+    chat = masked(1, b'{"type":"chat","message":""}')
+    sender(flooder, chat * 2000, seconds).join()
+    close_all(crowd + [flooder])
+    return f"{len(crowd)} non-readers, one flooder of empty chats, {seconds} s"
+
+
 def attack_history_flood(server, seconds):
     """F3: one client chats 60 KB messages and reads its own echoes, to fill
     the history."""
@@ -267,6 +328,25 @@ def attack_http_bodies(server, seconds):
     time.sleep(min(seconds, 3))
     close_all(socks)
     return f"{len(socks)} requests, 60 KB of a 64 KiB body each"
+
+
+def attack_unread_answers(server, seconds):
+    """2,000 connections pipeline requests for /metrics (about 8 KB each)
+    and never read the answers: each may hold 256 KiB of answers before
+    its requests wait."""
+    socks = []
+    requests = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" * 200
+    for _ in range(2000):
+        try:
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(requests)
+            socks.append(s)
+        except OSError:
+            break
+    time.sleep(min(seconds, 3))
+    close_all(socks)
+    return f"{len(socks)} connections, 200 pipelined /metrics each, never read"
 
 
 def attack_publish_storm(server, seconds):
@@ -427,9 +507,12 @@ def attack_resume_storm(server, seconds):
 
 ATTACKS = [
     ("chat_flood_nonreaders", ["--workers", "2"], attack_chat_flood_nonreaders),
+    ("cross_worker_flood", ["--workers", "2"], attack_cross_worker_flood),
+    ("small_chat_flood", [], attack_small_chat_flood),
     ("history_flood", [], attack_history_flood),
     ("unfinished_frames", [], attack_unfinished_frames),
     ("http_bodies", [], attack_http_bodies),
+    ("unread_answers", [], attack_unread_answers),
     ("publish_storm", [], attack_publish_storm),
     ("resume_storm", ["--max-history-bytes", str(64 * MIB)], attack_resume_storm),
 ]

@@ -143,8 +143,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub max_message_bytes: usize,
     pub max_queue_bytes: usize,
-    /// What every client queue of the process may hold together (frame
-    /// bytes and entries), split evenly by the workers.
+    /// What the process may hold for its clients together (their queues,
+    /// the turn's broadcasts, the mail between workers), every worker
+    /// included.
     pub max_total_queue_bytes: usize,
     pub ping_interval: Option<Duration>,
     pub idle_timeout: Option<Duration>,
@@ -189,7 +190,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_message_bytes: 65_536,
             max_queue_bytes: 1_048_576,
-            max_total_queue_bytes: 268_435_456,
+            max_total_queue_bytes: 67_108_864,
             ping_interval: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(75)),
             header_timeout: Duration::from_secs(10),
@@ -271,7 +272,7 @@ impl Opt {
 static OPTIONS: &[Opt] = &[
     Opt { name: "host", kind: Kind::Value("ADDR"), default: "0.0.0.0", help: "address to bind (IPv4 or IPv6 literal)",
         set: |c, v| assign(&mut c.host, ip(v)) },
-    Opt { name: "port", kind: Kind::Value("N"), default: "8000", help: "port to listen on; 0 picks a free one",
+    Opt { name: "port", kind: Kind::Value("N"), default: "8000", help: "port to listen on; 0 picks a free one; one server per port (taken: exit 1)",
         set: |c, v| assign(&mut c.port, int(v, 0, Some(65535))) },
     Opt { name: "workers", kind: Kind::Value("N"), default: "1", help: "event-loop threads sharing the port (1 to 256)",
         set: |c, v| assign(&mut c.workers, int(v, 1, Some(256))) },
@@ -291,7 +292,7 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.max_message_bytes, int(v, 1, None)) },
     Opt { name: "max-queue-bytes", kind: Kind::Value("N"), default: "1048576", help: "bytes queued for a client before it is a slow consumer",
         set: |c, v| assign(&mut c.max_queue_bytes, int(v, 1, None)) },
-    Opt { name: "max-total-queue-bytes", kind: Kind::Value("N"), default: "268435456", help: "bytes queued for all clients together before the largest queues are dropped",
+    Opt { name: "max-total-queue-bytes", kind: Kind::Value("N"), default: "67108864", help: "bytes queued for all clients together, between workers included, before the largest queues are dropped",
         set: |c, v| assign(&mut c.max_total_queue_bytes, int(v, 1, None)) },
     Opt { name: "ping-interval", kind: Kind::Value("DUR"), default: "30s", help: "server ping period; 0 disables",
         set: |c, v| assign(&mut c.ping_interval, optional_duration(v)) },
@@ -650,7 +651,7 @@ mod tests {
             (c.max_connections_per_ip, c.redis_max_queue_bytes),
             (0, 8 * 1024 * 1024)
         );
-        assert_eq!(c.max_total_queue_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.max_total_queue_bytes, 64 * 1024 * 1024);
         assert_eq!(
             (c.admin_token, c.allowed_origins, c.enable_echo),
             (None, None, false)

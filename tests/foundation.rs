@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 #[test]
@@ -99,19 +101,47 @@ fn bad_options_exit_2_naming_the_option_or_variable() {
 }
 
 #[test]
-fn a_taken_port_exits_1() {
-    let server = Server::start(&[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsnotify"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &server.addr.port().to_string(),
-        ])
-        .output()
-        .expect("run wsnotify");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+fn a_taken_port_exits_1_with_or_without_workers_and_the_first_server_keeps_serving() {
+    // With several workers a server binds with SO_REUSEPORT, which would
+    // let a second one on the same port share its connections.
+    for first in ["1", "2"] {
+        let server = Server::start(&["--workers", first, "--notify-interval", "0"]);
+        let port = server.addr.port().to_string();
+        for second in ["1", "2"] {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsnotify"))
+                .args(["--host", "127.0.0.1", "--port", &port, "--workers", second])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run wsnotify");
+            let exited = poll_until(Duration::from_secs(10), || child.try_wait().unwrap());
+            if exited.is_none() {
+                let _ = child.kill();
+            }
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                exited.is_some(),
+                "{first} then {second}: it serves too: {stderr}"
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{first} then {second}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("port {port} is taken")),
+                "{first} then {second}: {stderr}"
+            );
+            assert!(!stderr.contains("listening on"), "{stderr}");
+        }
+        // Every connection still reaches the first server.
+        for _ in 0..8 {
+            let (status, _, body) = http(server.addr, "GET", "/status", &[], b"");
+            assert_eq!(status, 200);
+            let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status["pid"], server.child.id());
+        }
+    }
 }
 
 #[test]

@@ -810,22 +810,31 @@ impl Drop for Detached {
     }
 }
 
-fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+/// Runs scripts/upgrade.sh with `args`, logging to `log`.
+fn run_upgrade_script(args: &[&str], log: &Path) -> std::process::Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/upgrade.sh");
-    let output = Command::new(script)
-        .args(["--handover", path.to_str().unwrap(), BIN])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--notify-interval",
-            "0",
-        ])
+    Command::new(script)
+        .args(args)
         .env("UPGRADE_LOG", log)
         .stdin(Stdio::null())
         .output()
-        .expect("run scripts/upgrade.sh");
+        .expect("run scripts/upgrade.sh")
+}
+
+fn upgrade_script(path: &Path, log: &Path) -> (i32, String) {
+    let path = path.to_str().unwrap();
+    let args = [
+        "--handover",
+        path,
+        BIN,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--notify-interval",
+        "0",
+    ];
+    let output = run_upgrade_script(&args, log);
     let out = String::from_utf8_lossy(&output.stdout).into_owned();
     let pid = out
         .split("pid ")
@@ -851,13 +860,19 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn upgrade_script_without_systemd() {
     let scratch = Scratch::new("script");
-    let path = scratch.path("handover.sock");
+    // The socket's directory does not exist yet: the script makes it, for
+    // this user alone.
+    let dir = scratch.path("run/wsnotify");
+    let path = dir.join("handover.sock");
     let log = scratch.path("wsnotify.log");
     let mut started = Detached(Vec::new());
 
     let (first, out) = upgrade_script(&path, &log);
     started.0.push(first);
     assert!(out.contains("so it bound the port"), "{out}");
+    assert!(out.contains("created"), "{out}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
     let (second, out) = upgrade_script(&path, &log);
     started.0.push(second);
     assert!(
@@ -873,6 +888,59 @@ fn upgrade_script_without_systemd() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains(&format!("to_pid={second}")), "{text}");
     eprintln!("scripts/upgrade.sh --handover: {}", out.trim());
+}
+
+#[test]
+fn upgrade_script_failures_end_with_a_fail_line() {
+    let scratch = Scratch::new("script-fails");
+    let path = scratch.path("handover.sock");
+    let path = path.to_str().unwrap();
+    let log = scratch.path("wsnotify.log");
+    let running = Server::start(&["--workers", "2", "--notify-interval", "0"]);
+    let port = running.addr.port().to_string();
+    let not_a_binary = scratch.0.to_str().unwrap();
+    let unreachable = "/proc/self/nowhere/handover.sock";
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["--handover", path], 2, "usage"),
+        (&["--bogus"], 2, "usage"),
+        (
+            &["--handover", path, not_a_binary],
+            1,
+            "is not an executable",
+        ),
+        (&["--handover", unreachable, BIN], 1, "cannot create"),
+        (
+            &[
+                "--handover",
+                path,
+                BIN,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+            ],
+            1,
+            "exited before listening",
+        ),
+    ];
+    for (args, code, why) in cases {
+        let out = run_upgrade_script(args, &log);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            last.starts_with("upgrade: FAIL: ") && last.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&format!("port {port} is taken")),
+        "the server says why in the log"
+    );
+    let (code, _, _) = http(running.addr, "GET", "/health", &[], b"");
+    assert_eq!(code, 200, "the running server serves on");
 }
 
 #[test]
@@ -1032,4 +1100,235 @@ fn the_last_words_of_the_old_servers_last_client_reach_the_new_servers_clients()
         Some(Some(0))
     );
     assert_eq!(next_in_stream(&mut staying), (1, "last words".to_owned()));
+}
+
+/// Publishers on keep-alive connections through an upgrade.
+const PUBLISHERS: usize = 3;
+/// How often each publisher posts.
+const PUBLISH_EVERY: Duration = Duration::from_millis(2);
+/// Answers each publisher gets from the old server before the upgrade, and
+/// from the new one after the old one has exited.
+const ANSWERS_AROUND: u64 = 20;
+
+/// What one keep-alive publisher went through.
+#[derive(Debug, Default)]
+struct Publications {
+    /// Answers, by the pid of the server that gave them.
+    answered: HashMap<u32, u64>,
+    /// Connections whose last answer carried `Connection: close`, by pid.
+    closed_by: HashMap<u32, u64>,
+    /// The pid each of its connections landed on, in order.
+    landed: Vec<u32>,
+    /// A request that got no answer, or an answer that was not a 200.
+    failures: Vec<String>,
+}
+
+/// One HTTP response read off a keep-alive connection: status, head, body;
+/// an error if the connection ends first.
+fn try_read_response(stream: &mut TcpStream) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let length = header_value(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok((status, head, body))
+}
+
+/// A publisher that keeps one connection for as long as the server lets
+/// it: it asks `/status` which process it reached, then posts a broadcast
+/// every `PUBLISH_EVERY`, and connects again when an answer says
+/// `Connection: close`.
+fn keep_alive_publisher(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Publications>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let mut stream = match TcpStream::connect(addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    seen.lock().unwrap().failures.push(format!("connect: {e}"));
+                    continue;
+                }
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut pid = None;
+            while !stop.load(Ordering::Relaxed) {
+                let request = match pid {
+                    None => "GET /status HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(),
+                    Some(_) => {
+                        sent += 1;
+                        let body = format!(r#"{{"message":"keep-alive {sent}"}}"#);
+                        format!(
+                            "POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                };
+                let answer = std::io::Write::write_all(&mut stream, request.as_bytes())
+                    .and_then(|()| try_read_response(&mut stream));
+                let mut seen = seen.lock().unwrap();
+                let (status, head, body) = match answer {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        seen.failures.push(format!("no answer on pid {pid:?}: {e}"));
+                        break;
+                    }
+                };
+                if status != 200 {
+                    seen.failures.push(format!("{status} on pid {pid:?}"));
+                }
+                let at = match pid {
+                    Some(at) => at,
+                    None => {
+                        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let at = status["pid"].as_u64().unwrap() as u32;
+                        seen.landed.push(at);
+                        *pid.insert(at)
+                    }
+                };
+                *seen.answered.entry(at).or_default() += 1;
+                if header_value(&head, "connection").is_some_and(|v| v == "close") {
+                    *seen.closed_by.entry(at).or_default() += 1;
+                    break;
+                }
+                drop(seen);
+                // Pacing, not a wait: the publisher's rate of requests.
+                std::thread::sleep(PUBLISH_EVERY);
+            }
+        }
+    })
+}
+
+#[test]
+fn keep_alive_publishers_move_to_the_new_server_and_every_request_is_answered() {
+    let scratch = Scratch::new("publishers");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &["--workers", "2"]);
+    let old_pid = old.child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Vec<_> = (0..PUBLISHERS)
+        .map(|_| Arc::new(Mutex::new(Publications::default())))
+        .collect();
+    let threads: Vec<_> = seen
+        .iter()
+        .map(|s| keep_alive_publisher(old.addr, Arc::clone(&stop), Arc::clone(s)))
+        .collect();
+    let answered_by = |pid: u32| {
+        let seen = &seen;
+        move || {
+            seen.iter().all(|s| {
+                s.lock().unwrap().answered.get(&pid).copied().unwrap_or(0) >= ANSWERS_AROUND
+            })
+        }
+    };
+    wait_until(
+        "answers from the old server",
+        Duration::from_secs(10),
+        answered_by(old_pid),
+    );
+
+    let new = start_handover(&path, &["--workers", "2"]);
+    let new_pid = new.child.id();
+    // No client holds the old server: it exits as soon as each publisher
+    // has had its last answer there.
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    wait_until(
+        "answers from the new server",
+        Duration::from_secs(10),
+        answered_by(new_pid),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("publisher thread");
+    }
+    for (i, seen) in seen.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        eprintln!(
+            "keep-alive publisher {i}: answers by the old server {}, by the new one {}, connections {}",
+            seen.answered[&old_pid],
+            seen.answered[&new_pid],
+            seen.landed.len()
+        );
+        assert!(seen.failures.is_empty(), "{seen:?}");
+        assert_eq!(
+            seen.closed_by.get(&old_pid),
+            Some(&1),
+            "its connection to the old server ended with Connection: close: {seen:?}"
+        );
+        assert_eq!(seen.closed_by.get(&new_pid), None, "{seen:?}");
+        assert_eq!(seen.landed[0], old_pid, "{seen:?}");
+        assert!(
+            seen.landed[1..].iter().all(|pid| *pid == new_pid),
+            "every reconnect landed on the new server: {seen:?}"
+        );
+    }
+}
+
+/// A rollback: a new server of the release before (hand-over version 1,
+/// played here by the test) takes the sockets of this release's server,
+/// which drains with no link and exits 0 once its client has left.
+#[test]
+fn a_rollback_to_a_version_1_server_drains_the_old_one_without_a_link() {
+    use std::io::{BufRead, BufReader, Write};
+    let scratch = Scratch::new("rollback");
+    let path = scratch.path("handover.sock");
+    let mut old = start_handover(&path, &[]);
+    let mut resident = connect(&old, "/ws");
+    next_json(&mut resident);
+
+    let me = std::process::id();
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    writeln!(peer, "wsnotify-handover 1 pid={me}").unwrap();
+    // Read without a control buffer: the descriptors that come with the
+    // line are discarded, which is all a test that serves nothing needs.
+    let mut lines = BufReader::new(peer.try_clone().unwrap()).lines();
+    let offer = lines.next().unwrap().unwrap();
+    assert_eq!(
+        offer,
+        format!("wsnotify-handover 1 fds=1 pid={}", old.child.id())
+    );
+    writeln!(peer, "serving pid={me}").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "draining");
+    assert!(lines.next().is_none(), "nothing follows in version 1");
+
+    assert!(
+        old.wait_for_log(
+            "to an older release (hand-over version 1)",
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        old.log_lines()
+    );
+    assert!(old.wait_for_log("handed over: draining", Duration::from_secs(5)));
+    let notice = wait_for(&mut resident, "shutdown_notice").expect("notice");
+    assert_eq!(notice["reconnect"], true);
+    let _ = resident.close(None);
+    while resident.read().is_ok() {}
+    exits_cleanly_after_its_clients(&mut old, "the old server");
+    let lines = old.log_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("passing the stream")),
+        "no stream for a version 1 server: {lines:?}"
+    );
 }

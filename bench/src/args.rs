@@ -17,6 +17,10 @@ usage:
                 [--duration S, the longest wait for every broadcast once connected (60)]
   wsload publish --port P [--host H] --messages M [--rate R msgs/s, 0 = as fast as answered (100)]
                 [--size 100] [--duration S, the longest publishing may take (60)]
+  wsload upgrade --handover PATH (--server BIN | --port P --server-pid PID --new-server BIN)
+                [--new-server BIN (--server)] [--conns N (50)] [--rate R (20)] [--reconnect hint|now (hint)]
+                [--redis URL] [--drain-timeout DUR (20s)] [--server-args 'ARGS'] [--log-dir DIR]
+                [--before S (2)] [--after S (1)] [--size 100] [--duration S, upgrade limit (60)]
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
         --duration S (10), --label TEXT
 One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
@@ -30,12 +34,23 @@ pub enum Mode {
     DrainResume,
     Subscribe,
     Publish,
+    Upgrade,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publish {
     Ws,
     Http,
+}
+
+/// upgrade: when a client that got its `shutdown_notice` reconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reconnect {
+    /// After the notice's `reconnect_after_ms`, as /client.js does.
+    #[default]
+    Hint,
+    /// At once.
+    Now,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +91,28 @@ pub struct Args {
     pub after: f64,
     /// subscribe: written once every client is ready.
     pub ready_file: Option<String>,
+    /// upgrade: the settings of the servers it starts.
+    pub upgrade: UpgradeArgs,
+}
+
+/// What `upgrade` alone takes.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeArgs {
+    /// `--handover PATH` of both servers.
+    pub handover: String,
+    /// The old server's binary, started by wsload (None: it runs already,
+    /// `--port` and `--server-pid` name it).
+    pub server: Option<String>,
+    /// The new server's binary (`server` without it).
+    pub new_server: Option<String>,
+    pub redis: Option<String>,
+    pub drain_timeout: String,
+    /// More arguments for both servers, split at whitespace.
+    pub server_args: Vec<String>,
+    /// Where the servers' logs go (`old.log`, `new.log`); kept in memory
+    /// without it.
+    pub log_dir: Option<String>,
+    pub reconnect: Reconnect,
 }
 
 /// Smallest `--size` for fanout: "wsl " + 10 digits + " ".
@@ -98,7 +135,7 @@ fn secs(flag: &str, v: &str) -> Result<f64, String> {
     Ok(s)
 }
 
-const MODES: &str = "idle, fanout, echo, drain, drain-resume, subscribe, publish";
+const MODES: &str = "idle, fanout, echo, drain, drain-resume, subscribe, publish, upgrade";
 
 /// Parses everything after the program name. `Ok(None)` means `--help`.
 pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
@@ -111,6 +148,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("drain-resume") => Mode::DrainResume,
         Some("subscribe") => Mode::Subscribe,
         Some("publish") => Mode::Publish,
+        Some("upgrade") => Mode::Upgrade,
         Some("-h" | "--help" | "help") => return Ok(None),
         Some(other) => return Err(format!("unknown mode {other:?} ({MODES})")),
         None => return Err(format!("missing mode ({MODES})")),
@@ -120,23 +158,24 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         host: Ipv4Addr::LOCALHOST,
         port: 0,
         path: if mode == Mode::Echo { "/echo" } else { "/ws" }.into(),
-        conns: 0,
+        conns: if mode == Mode::Upgrade { 50 } else { 0 },
         server_pid: None,
         idle_secs: 5.0,
         size: 100,
-        publish: if mode == Mode::DrainResume {
+        publish: if matches!(mode, Mode::DrainResume | Mode::Upgrade) {
             Publish::Http
         } else {
             Publish::Ws
         },
         rate: match mode {
             Mode::Drain | Mode::DrainResume | Mode::Publish => 100.0,
+            Mode::Upgrade => 20.0,
             _ => 0.0,
         },
         messages: None,
         duration: match mode {
             Mode::DrainResume => 30.0,
-            Mode::Subscribe | Mode::Publish => 60.0,
+            Mode::Subscribe | Mode::Publish | Mode::Upgrade => 60.0,
             _ => 10.0,
         },
         depth: 8,
@@ -145,9 +184,13 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         label: None,
         port_b: 0,
         publish_port: None,
-        before: 1.0,
+        before: if mode == Mode::Upgrade { 2.0 } else { 1.0 },
         after: 1.0,
         ready_file: None,
+        upgrade: UpgradeArgs {
+            drain_timeout: "20s".into(),
+            ..UpgradeArgs::default()
+        },
     };
     let mut seen = std::collections::HashSet::new();
     while let Some(arg) = it.next() {
@@ -185,6 +228,22 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             ],
             Mode::Subscribe => &["--conns", "--expect", "--ready-file"],
             Mode::Publish => &["--messages", "--rate", "--size"],
+            Mode::Upgrade => &[
+                "--conns",
+                "--rate",
+                "--size",
+                "--server",
+                "--new-server",
+                "--server-pid",
+                "--handover",
+                "--redis",
+                "--drain-timeout",
+                "--server-args",
+                "--log-dir",
+                "--reconnect",
+                "--before",
+                "--after",
+            ],
         };
         let common = [
             "--port",
@@ -297,10 +356,37 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 }
             }
             "--label" => a.label = Some(v),
+            "--handover" | "--server" | "--new-server" | "--redis" | "--drain-timeout"
+            | "--log-dir" => {
+                if v.is_empty() {
+                    return Err(format!("{flag} needs a value"));
+                }
+                let u = &mut a.upgrade;
+                match flag.as_str() {
+                    "--handover" => u.handover = v,
+                    "--server" => u.server = Some(v),
+                    "--new-server" => u.new_server = Some(v),
+                    "--redis" => u.redis = Some(v),
+                    "--drain-timeout" => u.drain_timeout = v,
+                    _ => u.log_dir = Some(v),
+                }
+            }
+            "--server-args" => {
+                a.upgrade.server_args = v.split_whitespace().map(String::from).collect()
+            }
+            "--reconnect" => {
+                a.upgrade.reconnect = match v.as_str() {
+                    "hint" => Reconnect::Hint,
+                    "now" => Reconnect::Now,
+                    _ => return Err(format!("invalid value {v:?} for --reconnect (hint, now)")),
+                }
+            }
             _ => unreachable!("flag list checked above"),
         }
     }
-    if a.port == 0 {
+    if mode == Mode::Upgrade {
+        check_upgrade(&a)?;
+    } else if a.port == 0 {
         return Err("--port is required".into());
     }
     match mode {
@@ -334,7 +420,11 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             return Err("--rate must be above 0 for drain-resume".into());
         }
     }
-    if matches!(mode, Mode::Fanout | Mode::Drain | Mode::DrainResume) && a.size < MIN_FANOUT_SIZE {
+    if matches!(
+        mode,
+        Mode::Fanout | Mode::Drain | Mode::DrainResume | Mode::Upgrade
+    ) && a.size < MIN_FANOUT_SIZE
+    {
         return Err(format!(
             "--size must be at least {MIN_FANOUT_SIZE} for fanout and drain (the marker \"wsl <seq> \")"
         ));
@@ -343,6 +433,31 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         return Err("--server-pid is required for drain (it gets the SIGTERM)".into());
     }
     Ok(Some(a))
+}
+
+/// `upgrade` starts the old server itself, or takes a running one.
+fn check_upgrade(a: &Args) -> Result<(), String> {
+    let u = &a.upgrade;
+    if u.handover.is_empty() {
+        return Err("--handover is required (the PATH both servers are given)".into());
+    }
+    match (&u.server, a.port, a.server_pid) {
+        (Some(_), 0, None) => {}
+        (Some(_), _, _) => {
+            return Err("--server starts the old server: give no --port or --server-pid".into())
+        }
+        (None, p, Some(_)) if p != 0 && u.new_server.is_some() => {}
+        (None, _, _) => {
+            return Err(
+                "give --server BIN, or --port, --server-pid and --new-server for a running server"
+                    .into(),
+            )
+        }
+    }
+    if a.rate <= 0.0 {
+        return Err("--rate must be above 0 for upgrade".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -415,6 +530,52 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((a.rate, a.size), (0.0, 36));
+    }
+
+    #[test]
+    fn parses_upgrade() {
+        let a = p("upgrade --handover /tmp/h.sock --server /bin/wsnotify")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.mode, Mode::Upgrade);
+        assert_eq!((a.conns, a.rate, a.before, a.after), (50, 20.0, 2.0, 1.0));
+        assert_eq!(a.publish, Publish::Http);
+        let u = &a.upgrade;
+        assert_eq!(u.handover, "/tmp/h.sock");
+        assert_eq!(u.server.as_deref(), Some("/bin/wsnotify"));
+        assert_eq!((u.new_server.as_deref(), u.redis.as_deref()), (None, None));
+        assert_eq!(
+            (u.reconnect, u.drain_timeout.as_str()),
+            (Reconnect::Hint, "20s")
+        );
+        let mut argv: Vec<String> =
+            "upgrade --handover h --port 80 --server-pid 9 --new-server /b \
+                                     --conns 2000 --reconnect now --redis redis://127.0.0.1:6400"
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+        argv.extend([
+            "--server-args".into(),
+            "--workers 2  --log-level warn".into(),
+        ]);
+        let a = parse(&argv).unwrap().unwrap();
+        let u = &a.upgrade;
+        assert_eq!((a.port, a.server_pid, a.conns), (80, Some(9), 2000));
+        assert_eq!(u.reconnect, Reconnect::Now);
+        assert_eq!(u.redis.as_deref(), Some("redis://127.0.0.1:6400"));
+        assert_eq!(u.server_args, ["--workers", "2", "--log-level", "warn"]);
+        for bad in [
+            "upgrade --server /b",
+            "upgrade --handover h",
+            "upgrade --handover h --server /b --port 80",
+            "upgrade --handover h --port 80 --server-pid 9",
+            "upgrade --handover h --server /b --reconnect later",
+            "upgrade --handover h --server /b --rate 0",
+            "upgrade --handover h --server /b --ready-file x",
+            "fanout --port 1 --subs 1 --handover h",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,9 +14,12 @@ mod publish;
 mod publish_http;
 mod report;
 mod resume_check;
+mod server_process;
 mod stats;
 mod subscribe;
 mod sys;
+mod upgrade;
+mod upgrade_clients;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +32,8 @@ pub const SETUP: Duration = Duration::from_secs(30);
 /// How long to wait for deliveries or echoes still in flight at the end.
 pub const STRAGGLERS: Duration = Duration::from_secs(2);
 /// drain-resume: how long deliveries still coming in at the end (replays
-/// left B behind) are awaited at most.
+/// left B behind) are awaited at most; upgrade: how long the final marker
+/// may take to reach every client.
 pub const CATCH_UP: Duration = Duration::from_secs(30);
 /// How long the closing handshakes may take.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -59,6 +63,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::DrainResume => "drain-resume",
         Mode::Subscribe => "subscribe",
         Mode::Publish => "publish",
+        Mode::Upgrade => "upgrade",
     }
 }
 
@@ -124,7 +129,9 @@ fn main() -> ExitCode {
         Mode::Idle => 1.0 + args.idle_secs,
         Mode::Fanout | Mode::Echo | Mode::Drain | Mode::Publish => args.duration,
         Mode::Subscribe => args.duration + subscribe::LINGER.as_secs_f64(),
-        Mode::DrainResume => args.before + args.duration + args.after + CATCH_UP.as_secs_f64(),
+        Mode::DrainResume | Mode::Upgrade => {
+            args.before + args.duration + args.after + CATCH_UP.as_secs_f64()
+        }
     };
     let safety = t0
         + SETUP
@@ -154,6 +161,7 @@ fn main() -> ExitCode {
         Mode::DrainResume => drain_resume::run(&run),
         Mode::Subscribe => subscribe::run(&run),
         Mode::Publish => publish::run(&run),
+        Mode::Upgrade => upgrade::run(&run),
     };
     match result {
         Ok(out) => {

@@ -5,6 +5,11 @@
 //! requests, or a keep-alive timeout between requests) a new one is
 //! opened; requests pipelined behind a `Connection: close` answer were not
 //! processed (RFC 9112, 9.6) and are sent again on the new connection.
+//! A connection the server closes or resets with requests unanswered is an
+//! error, unless the publisher tolerates it (`upgrade`, whose old server
+//! exits under an open connection): then those requests are noted as
+//! unanswered, not sent again (whether the server processed them is for
+//! the deliveries to tell), and a new connection is opened.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -39,6 +44,10 @@ pub struct HttpPublisher {
     warned_recipients: bool,
     pub responses: u64,
     pub connections: u64,
+    /// Closed or reset connections are survived (see the module comment).
+    tolerate_unanswered: bool,
+    /// The requests such a connection left unanswered, in order.
+    pub unanswered_lost: Vec<u32>,
 }
 
 impl HttpPublisher {
@@ -63,7 +72,57 @@ impl HttpPublisher {
             warned_recipients: false,
             responses: 0,
             connections: 0,
+            tolerate_unanswered: false,
+            unanswered_lost: Vec::new(),
         }
+    }
+
+    /// Survives a server that closes or resets the connection with
+    /// requests unanswered: they go to `unanswered_lost`.
+    pub fn tolerate_unanswered(&mut self) {
+        self.tolerate_unanswered = true;
+    }
+
+    /// Requests written and not answered yet on this connection.
+    pub fn in_flight(&self) -> usize {
+        self.unanswered.len()
+    }
+
+    /// The connection broke (`why`): an error, or, if tolerated, its
+    /// unanswered requests noted and the connection dropped, to be
+    /// reopened by the next `ensure_connected`.
+    fn broken(&mut self, why: String) -> Result<(), String> {
+        if !self.tolerate_unanswered {
+            return Err(why);
+        }
+        self.take_what_arrived()?;
+        if !self.unanswered.is_empty() {
+            eprintln!(
+                "wsload: http publisher: {why}; {} request(s) unanswered: {:?}",
+                self.unanswered.len(),
+                self.unanswered
+            );
+        }
+        self.unanswered_lost.extend(self.unanswered.drain(..));
+        self.inbuf.clear();
+        self.out.clear();
+        self.sock = None;
+        self.connected = false;
+        Ok(())
+    }
+
+    /// Reads the answers that arrived before the connection broke: a write
+    /// fails once the server is gone, but what it answered before is still
+    /// there to read.
+    fn take_what_arrived(&mut self) -> Result<(), String> {
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = sock.read(&mut buf) {
+            self.inbuf.extend_from_slice(&buf[..n]);
+        }
+        self.take_answers().map(|_| ())
     }
 
     /// Opens a connection if there is none.
@@ -128,7 +187,10 @@ impl HttpPublisher {
         self.out.extend_from_slice(head.as_bytes());
         self.out.extend_from_slice(body);
         self.unanswered.push_back(seq);
-        self.flush()
+        match self.flush() {
+            Err(e) => self.broken(e),
+            ok => ok,
+        }
     }
 
     fn flush(&mut self) -> Result<(), String> {
@@ -151,6 +213,14 @@ impl HttpPublisher {
 
     /// Handles readiness: finishes the connect, writes, reads answers.
     pub fn on_event(&mut self, _ev: &Event) -> Result<(), String> {
+        match self.serve() {
+            Ok(()) => Ok(()),
+            Err(Fault::Broken(why)) => self.broken(why),
+            Err(Fault::Wrong(why)) => Err(why),
+        }
+    }
+
+    fn serve(&mut self) -> Result<(), Fault> {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(());
         };
@@ -158,10 +228,10 @@ impl HttpPublisher {
             match net::connect_done(sock) {
                 Ok(true) => self.connected = true,
                 Ok(false) => return Ok(()),
-                Err(e) => return Err(format!("connect: {e}")),
+                Err(e) => return Err(Fault::Wrong(format!("connect: {e}"))),
             }
         }
-        self.flush()?;
+        self.flush().map_err(Fault::Broken)?;
         let mut buf = [0u8; 16 * 1024];
         let mut eof = false;
         let mut close_after = false;
@@ -176,14 +246,14 @@ impl HttpPublisher {
                 }
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&buf[..n]);
-                    close_after = self.take_answers()?;
+                    close_after = self.take_answers().map_err(Fault::Wrong)?;
                     if self.inbuf.len() > MAX_RESPONSE {
-                        return Err("an answer over 64 KiB".into());
+                        return Err(Fault::Wrong("an answer over 64 KiB".into()));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => return Err(Fault::Broken(format!("read: {e}"))),
             }
         }
         if close_after && !self.unanswered.is_empty() {
@@ -196,16 +266,20 @@ impl HttpPublisher {
         }
         if eof || close_after {
             if !self.unanswered.is_empty() {
-                return Err(format!(
+                return Err(Fault::Broken(format!(
                     "the server closed the connection with {} requests unanswered",
                     self.unanswered.len()
-                ));
+                )));
             }
             if !self.inbuf.is_empty() {
-                return Err("the server closed the connection inside an answer".into());
+                return Err(Fault::Broken(
+                    "the server closed the connection inside an answer".into(),
+                ));
             }
             if self.answered_on_conn == 0 && !self.resend.is_empty() {
-                return Err("the server closed a new connection without answering".into());
+                return Err(Fault::Wrong(
+                    "the server closed a new connection without answering".into(),
+                ));
             }
             // Reopened by the next `ensure_connected`.
             self.sock = None;
@@ -213,6 +287,15 @@ impl HttpPublisher {
         }
         Ok(())
     }
+}
+
+/// What went wrong with the connection.
+enum Fault {
+    /// It closed or failed under requests or answers (tolerated in
+    /// `upgrade`).
+    Broken(String),
+    /// The server answered wrongly, or the connect failed.
+    Wrong(String),
 }
 
 impl HttpPublisher {
@@ -310,6 +393,65 @@ fn parse_response(buf: &[u8]) -> Result<Option<Answer>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Polls until `done`, handing every event to the publisher.
+    fn drive(
+        poll: &mut mio::Poll,
+        p: &mut HttpPublisher,
+        mut done: impl FnMut(&HttpPublisher) -> bool,
+    ) {
+        let mut events = mio::Events::with_capacity(8);
+        let end = Instant::now() + Duration::from_secs(5);
+        while !done(p) {
+            assert!(Instant::now() < end, "timed out");
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for ev in events.iter() {
+                p.on_event(ev).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn survives_a_server_that_goes_away_under_a_request() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = mio::Poll::new().unwrap();
+        let mut p = HttpPublisher::new(addr, None, "test", None);
+        p.tolerate_unanswered();
+        p.ensure_connected(poll.registry()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        drive(&mut poll, &mut p, HttpPublisher::connected);
+
+        // Answered, and the answer waits unread when the next request
+        // fails: it still counts as answered.
+        p.send(1, b"{}").unwrap();
+        let mut request = [0u8; 1024];
+        assert!(server.read(&mut request).unwrap() > 0);
+        let body = r#"{"status":"sent"}"#;
+        write!(
+            server,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        p.send(2, b"{}").unwrap();
+        // Gone with request 2 unread: a reset, on loopback at once, so
+        // writing request 3 fails (or, if not, reading does).
+        drop(server);
+        p.send(3, b"{}").unwrap();
+        drive(&mut poll, &mut p, |p| !p.connected());
+        assert_eq!(p.responses, 1);
+        assert_eq!(p.unanswered_lost, [2, 3]);
+        assert_eq!(p.in_flight(), 0);
+
+        // A new connection for what follows.
+        p.ensure_connected(poll.registry()).unwrap();
+        let (_again, _) = listener.accept().unwrap();
+        drive(&mut poll, &mut p, HttpPublisher::connected);
+        assert_eq!(p.connections, 2);
+    }
 
     #[test]
     fn parses_answers() {

@@ -1,6 +1,6 @@
-//! The bookkeeping of `drain-resume`: what each client has received across
-//! its two connections, and what the resume welcomes said. Pure: the loop
-//! feeds it parsed frames.
+//! The bookkeeping of `drain-resume` and `upgrade`: what each client has
+//! received across its two connections, and what the resume welcomes said.
+//! Pure: the loop feeds it parsed frames.
 
 use serde_json::Value;
 
@@ -17,6 +17,7 @@ pub enum Frame {
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Welcome {
+    pub client_id: Option<String>,
     pub epoch: Option<String>,
     pub offset: Option<u64>,
     pub recovered: Option<bool>,
@@ -29,6 +30,7 @@ pub fn parse_frame(text: &[u8]) -> Result<Frame, String> {
         .map_err(|e| format!("a frame that is not JSON ({e}): {:?}", lossy(text)))?;
     match v.get("type").and_then(Value::as_str) {
         Some("welcome") => Ok(Frame::Welcome(Welcome {
+            client_id: v.get("client_id").and_then(Value::as_str).map(String::from),
             epoch: v.get("epoch").and_then(Value::as_str).map(String::from),
             offset: v.get("offset").and_then(Value::as_u64),
             recovered: v.get("recovered").and_then(Value::as_bool),
@@ -76,6 +78,8 @@ struct Client {
     epoch: Option<String>,
     /// The highest offset seen (the first welcome's to start with).
     offset: u64,
+    /// The offset of the last delivery (0: none yet).
+    last_offset: u64,
     last_seq: u32,
     /// Bit `seq` is set once message `seq` arrived.
     seen: Vec<u64>,
@@ -93,6 +97,8 @@ pub struct Tracker {
     pub out_of_order: u64,
     /// A message whose offset differs from the one another client saw.
     pub offset_mismatches: u64,
+    /// Received with an offset not above the client's previous one.
+    pub offset_disorder: u64,
     /// Broadcasts that carried no offset.
     pub without_offset: u64,
     pub recovered: u64,
@@ -171,6 +177,27 @@ impl Tracker {
         }
     }
 
+    /// Whether `client` has received message `seq`.
+    pub fn has(&self, client: usize, seq: u32) -> bool {
+        let (word, bit) = (seq as usize / 64, 1u64 << (seq % 64));
+        self.clients[client]
+            .seen
+            .get(word)
+            .is_some_and(|w| w & bit != 0)
+    }
+
+    /// Whether any client has received message `seq`.
+    pub fn seen_by_any(&self, seq: u32) -> bool {
+        (0..self.clients.len()).any(|c| self.has(c, seq))
+    }
+
+    /// Per client, how many of the messages `expected` it has not received.
+    pub fn missing_per_client(&self, expected: &[u32]) -> Vec<u64> {
+        (0..self.clients.len())
+            .map(|c| expected.iter().filter(|&&seq| !self.has(c, seq)).count() as u64)
+            .collect()
+    }
+
     pub fn not_recovered(&self) -> u64 {
         self.too_old + self.unknown_epoch + self.not_recovered_other
     }
@@ -197,6 +224,10 @@ impl Tracker {
             self.without_offset += 1;
             return;
         };
+        if offset <= c.last_offset {
+            self.offset_disorder += 1;
+        }
+        c.last_offset = offset;
         c.offset = c.offset.max(offset);
         let i = seq as usize;
         if self.seq_offset.len() <= i {
@@ -225,6 +256,7 @@ mod tests {
     fn parses_welcomes_notices_and_offsets() {
         let w = welcome(r#"{"type":"welcome","client_id":"a","epoch":"e/1","offset":12}"#);
         assert_eq!(w.epoch.as_deref(), Some("e/1"));
+        assert_eq!(w.client_id.as_deref(), Some("a"));
         assert_eq!(w.offset, Some(12));
         assert_eq!(w.recovered, None);
         let w = welcome(r#"{"type":"welcome","recovered":false,"reason":"too_old"}"#);
@@ -275,6 +307,21 @@ mod tests {
         assert_eq!(t.offset_mismatches, 1);
         assert_eq!(t.without_offset, 1);
         assert_eq!(t.deliveries, 9);
+        // Client 0 got 4 (offset 14) after 5 (offset 15).
+        assert_eq!(t.offset_disorder, 1);
+    }
+
+    #[test]
+    fn counts_what_each_client_misses() {
+        let mut t = Tracker::new(3);
+        for seq in [1, 2, 3] {
+            t.delivery(0, seq, Some(u64::from(seq)));
+        }
+        t.delivery(1, 2, Some(2));
+        assert!(t.has(0, 3) && !t.has(1, 3) && !t.has(2, 1));
+        assert!(t.seen_by_any(2) && !t.seen_by_any(4) && !t.seen_by_any(700));
+        assert_eq!(t.missing_per_client(&[1, 2, 3]), [0, 2, 3]);
+        assert_eq!(t.missing_per_client(&[]), [0, 0, 0]);
     }
 
     #[test]

@@ -245,7 +245,7 @@ impl Sim {
             pid: 1,
             listener: "bound",
             listener_shared: false,
-            history: (0, 0),
+            memory: Default::default(),
         }
     }
 

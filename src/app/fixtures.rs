@@ -21,7 +21,7 @@ pub fn snapshot() -> Snapshot {
         pid: 1,
         listener: "bound",
         listener_shared: false,
-        history: (0, 0),
+        memory: Default::default(),
     }
 }
 

@@ -2,6 +2,8 @@
 //! values the shell reads (the wall clock once per loop turn, counters,
 //! the drain), never the atomics or mailboxes themselves.
 
+use crate::obs::metrics::Memory;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// The wall clock of this loop turn, in ms since the Unix epoch.
@@ -29,6 +31,6 @@ pub struct Snapshot {
     /// Whether another process serves the listening sockets too (see
     /// `net::listeners::ListenerState`).
     pub listener_shared: bool,
-    /// The resume history's entries and bytes.
-    pub history: (usize, usize),
+    /// What the process holds for its clients, the history included.
+    pub memory: Memory,
 }

@@ -20,8 +20,15 @@ pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
         "redis": snapshot.redis,
         "listener": snapshot.listener,
         "history": {
-            "messages": snapshot.history.0,
-            "bytes": snapshot.history.1,
+            "messages": snapshot.memory.history_entries,
+            "bytes": snapshot.memory.history_bytes,
+        },
+        "memory": {
+            "queued_bytes": snapshot.memory.queued_bytes,
+            "mailbox_bytes": snapshot.memory.mailbox_bytes,
+            "receiving_bytes": snapshot.memory.receiving_bytes,
+            "history_bytes": snapshot.memory.history_bytes,
+            "history_entries": snapshot.memory.history_entries,
         },
     });
     if snapshot.draining {

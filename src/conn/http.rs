@@ -143,10 +143,27 @@ impl<C: Copy> Connection<C> {
         early_frames
     }
 
-    /// Still speaking HTTP and nothing answered yet: a connection whose
-    /// first request (perhaps an upgrade) is on its way.
-    pub fn awaits_first_answer(&self) -> bool {
-        matches!(&self.phase, Phase::Http(http) if http.served == 0)
+    /// Bytes of a next request were read behind the one being answered
+    /// (pipelined): an answer meant to be the last waits for that one.
+    pub fn holds_next_request(&self) -> bool {
+        matches!(&self.phase, Phase::Http(http) if !http.buf.is_empty())
+    }
+
+    /// The server owes this connection an answer it must not walk away
+    /// from: a request read (whole or in part) and not answered yet, or
+    /// its last bytes (an answer, a Close) not yet written. A drain that
+    /// ends holds its exit for it.
+    pub fn owes_answer(&self) -> bool {
+        match &self.phase {
+            Phase::Http(http) => {
+                !self.out.is_empty()
+                    || http.parked.is_some()
+                    || http.awaiting_body.is_some()
+                    || !http.buf.is_empty()
+            }
+            Phase::Closing(_) => !self.out.is_empty(),
+            Phase::Ws(_) => false,
+        }
     }
 
     /// Holds the request of the last `Request` event until an answer with

@@ -12,6 +12,7 @@
 //! `C` is what the application attaches to a WebSocket client (its
 //! endpoint and id); the connection only carries it.
 
+pub mod batch;
 mod closing;
 mod event;
 mod http;
@@ -24,6 +25,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
+pub use batch::Batch;
 pub use event::{Closed, Ending, Event, Stale, Verdict};
 pub use machine::Connection;
 pub use settings::{Settings, Tick, MAX_HTTP_QUEUED, NEVER};

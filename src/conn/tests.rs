@@ -568,9 +568,9 @@ fn only_a_websocket_client_takes_messages() {
     let mut conn = new_conn(0);
     assert_eq!(conn.send(Chunk::Static(b"x")), Err(NotOpen));
     assert_eq!(conn.send_frame(Opcode::Text, b"x"), Err(NotOpen));
-    let frames: Vec<std::sync::Arc<[u8]>> = vec![std::sync::Arc::from(&b"x"[..])];
+    let frames = crate::conn::Batch::new(&[std::sync::Arc::from(&b"x"[..])]);
     assert!(conn
-        .send_shared(&frames, || panic!("not offered to the socket"))
+        .send_shared(&frames, 0, || panic!("not offered to the socket"))
         .is_err());
     assert!(conn.out().is_empty());
 
@@ -588,21 +588,25 @@ fn only_a_websocket_client_takes_messages() {
 
 #[test]
 fn shared_frames_go_to_the_socket_first_and_only_the_rest_is_queued() {
-    let frames: Vec<std::sync::Arc<[u8]>> = vec![
+    let frames = crate::conn::Batch::new(&[
         std::sync::Arc::from(&b"abcd"[..]),
         std::sync::Arc::from(&b"efgh"[..]),
-    ];
+        std::sync::Arc::from(&b"ij"[..]),
+    ]);
     let mut conn = upgraded(0);
-    assert_eq!(conn.send_shared(&frames, || Ok(8)).unwrap().unwrap(), 8);
+    assert_eq!(
+        conn.send_shared(&frames, 0, || Ok(10)).unwrap().unwrap(),
+        10
+    );
     assert!(conn.out().is_empty(), "all taken: nothing queued");
-    assert_eq!(conn.send_shared(&frames, || Ok(5)).unwrap().unwrap(), 5);
-    assert_eq!(sent(&mut conn), b"fgh");
+    assert_eq!(conn.send_shared(&frames, 0, || Ok(5)).unwrap().unwrap(), 5);
+    assert_eq!(sent(&mut conn), b"fghij");
     conn.send(Chunk::Static(b"own")).unwrap();
-    conn.send_shared(&frames, || panic!("queued bytes come first"))
+    conn.send_shared(&frames, 1, || panic!("queued bytes come first"))
         .unwrap()
         .unwrap();
-    assert_eq!(sent(&mut conn), b"ownabcdefgh");
-    let gone = conn.send_shared(&frames, || Err(std::io::ErrorKind::BrokenPipe.into()));
+    assert_eq!(sent(&mut conn), b"ownefghij", "from the second frame on");
+    let gone = conn.send_shared(&frames, 0, || Err(std::io::ErrorKind::BrokenPipe.into()));
     assert!(gone.unwrap().is_err());
     assert!(conn.out().is_empty(), "nothing queued for a failed socket");
 }

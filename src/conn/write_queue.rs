@@ -1,11 +1,15 @@
 //! The bytes waiting to be written to one connection.
 //!
 //! A broadcast frame is encoded once and shared (`Arc<[u8]>`) by every
-//! recipient's queue; queued chunks are written together with one `sendmsg`.
+//! recipient's queue, and a turn's frames for everyone are queued by
+//! segment (`Batch`); queued chunks are written together with one `sendmsg`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+
+use super::batch::{Batch, Segment, MAX_IOVECS};
+use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HEADER_LEN};
 
 #[derive(Debug)]
 pub enum Chunk {
@@ -17,22 +21,56 @@ pub enum Chunk {
     Shared(Arc<[u8]>),
     /// Fixed frames (an empty Ping): queued without allocating.
     Static(&'static [u8]),
+    /// Frames of a turn's batch, shared with every queue left behind by it,
+    /// from frame `next` on (the ones before it are written).
+    Frames {
+        segment: Segment,
+        next: usize,
+    },
 }
 
 impl Chunk {
-    pub fn bytes(&self) -> &[u8] {
+    /// The bytes still to go, from the chunk's first unwritten frame.
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Frames { segment, next } => segment[*next..].iter().map(|f| f.len()).sum(),
+            other => other.piece().len(),
+        }
+    }
+
+    /// The frame (or buffer) being written.
+    fn piece(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) | Chunk::Answer(v) => v,
             Chunk::Shared(a) => a,
             Chunk::Static(s) => s,
+            Chunk::Frames { segment, next } => &segment[*next],
+        }
+    }
+
+    /// Everything still to go, piece by piece.
+    fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let (frames, one) = match self {
+            Chunk::Frames { segment, next } => (&segment[*next..], None),
+            other => (&[][..], Some(other.piece())),
+        };
+        one.into_iter().chain(frames.iter().map(|f| &f[..]))
+    }
+
+    /// Memory the chunk keeps beyond the bytes still to go: an owned
+    /// buffer's spare capacity, and the written frames of a segment with
+    /// the segment's own list.
+    fn kept(&self) -> usize {
+        match self {
+            Chunk::Owned(v) | Chunk::Answer(v) => v.capacity() - v.len(),
+            Chunk::Shared(_) | Chunk::Static(_) => 0,
+            Chunk::Frames { segment, next } => {
+                let written: usize = segment[..*next].iter().map(|f| f.len()).sum();
+                written + segment.len() * std::mem::size_of::<Arc<[u8]>>()
+            }
         }
     }
 }
-
-use crate::proto::frame::{encode_frame, encode_frame_into, Opcode, MAX_SERVER_HEADER_LEN};
-
-/// The most chunks one vectored write takes (`sendmsg`'s iovec count).
-pub const MAX_IOVECS: usize = 64;
 
 /// The size of one queue entry.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Chunk>();
@@ -40,22 +78,34 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<Chunk>();
 /// How large an owned buffer may grow by taking more frames at its end.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
+/// Two 32-bit counts keep a connection as small as it was before `kept`
+/// (see `net::sockets`' compactness test): a piece is one frame or one
+/// answer (messages are at most `u32::MAX` bytes, see `Receiver`), and
+/// what a queue keeps beyond its unsent bytes is a fraction of them, so
+/// neither comes near 4 GiB; they saturate rather than wrap if they did.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
     chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written.
-    front_written: usize,
     /// Unsent bytes across all chunks.
     pending: usize,
+    /// Bytes of the front chunk's piece already written.
+    front_written: u32,
+    /// What the chunks keep beyond their unsent bytes (see `Chunk::kept`).
+    kept: u32,
+}
+
+fn narrow(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl WriteQueue {
     pub fn push(&mut self, chunk: Chunk) {
-        let len = chunk.bytes().len();
+        let len = chunk.len();
         if len == 0 {
             return;
         }
         self.pending += len;
+        self.keep(chunk.kept());
         self.chunks.push_back(chunk);
     }
 
@@ -64,30 +114,48 @@ impl WriteQueue {
     /// pongs) then cost one allocation and go out as one slice.
     pub fn push_frame(&mut self, opcode: Opcode, payload: &[u8]) {
         match self.chunks.back_mut() {
-            Some(Chunk::Owned(tail) | Chunk::Answer(tail))
-                if tail.len() + MAX_SERVER_HEADER_LEN + payload.len() <= COALESCE_LIMIT =>
+            Some(tail @ (Chunk::Owned(_) | Chunk::Answer(_)))
+                if tail.piece().len() + MAX_SERVER_HEADER_LEN + payload.len() <= COALESCE_LIMIT =>
             {
-                self.pending += encode_frame_into(tail, opcode, payload);
+                let spare = tail.kept();
+                let (Chunk::Owned(buffer) | Chunk::Answer(buffer)) = tail else {
+                    unreachable!("matched above")
+                };
+                self.pending += encode_frame_into(buffer, opcode, payload);
+                let spare_now = tail.kept();
+                self.release(spare);
+                self.keep(spare_now);
             }
             _ => self.push(Chunk::Owned(encode_frame(opcode, payload))),
         }
     }
 
-    /// Queues what a direct write of `frames` (in order) left unsent, when
-    /// the queue was empty and `written` bytes of them went out.
-    pub fn push_unsent(&mut self, frames: &[Arc<[u8]>], mut written: usize) {
-        debug_assert!(self.is_empty());
-        for frame in frames {
-            if written >= frame.len() {
-                written -= frame.len();
+    /// Queues frames of `batch` from frame `from` on, of which a direct
+    /// write to an empty queue already took `written` bytes: one entry per
+    /// segment, a lone frame left of a segment as itself.
+    pub fn push_batch(&mut self, batch: &Batch, from: usize, mut written: usize) {
+        debug_assert!(written == 0 || self.is_empty());
+        for (segment, mut next) in batch.from(from) {
+            while next < segment.len() && written >= segment[next].len() {
+                written -= segment[next].len();
+                next += 1;
+            }
+            if next == segment.len() {
                 continue;
             }
-            if self.chunks.is_empty() {
-                self.front_written = written;
-                self.pending += frame.len() - written;
-                self.chunks.push_back(Chunk::Shared(Arc::clone(frame)));
+            let front = self.chunks.is_empty();
+            let chunk = if next + 1 == segment.len() {
+                Chunk::Shared(Arc::clone(&segment[next]))
             } else {
-                self.push(Chunk::Shared(Arc::clone(frame)));
+                Chunk::Frames {
+                    segment: Arc::clone(segment),
+                    next,
+                }
+            };
+            self.push(chunk);
+            if front {
+                self.front_written = narrow(written);
+                self.pending -= written;
             }
             written = 0;
         }
@@ -98,12 +166,22 @@ impl WriteQueue {
     }
 
     /// What the queue holds in memory, as charged against the queue limits:
-    /// the unsent bytes plus an entry for every chunk slot it has room for.
-    /// A shared frame's bytes are counted in every queue that holds it,
-    /// which over-counts shared memory, but its entry is real per client:
-    /// a storm of small broadcasts costs more in entries than in bytes.
+    /// the unsent bytes, an entry for every chunk slot it has room for, and
+    /// what its chunks keep beyond their unsent bytes (spare capacity,
+    /// written frames of a shared segment). A shared frame's bytes are
+    /// counted in every queue that holds it, which over-counts shared
+    /// memory, but its entry is real per client: a storm of small
+    /// broadcasts costs more in entries than in bytes.
     pub fn held(&self) -> usize {
-        self.pending + self.chunks.capacity() * ENTRY_BYTES
+        self.pending + self.chunks.capacity() * ENTRY_BYTES + self.kept as usize
+    }
+
+    fn keep(&mut self, bytes: usize) {
+        self.kept = self.kept.saturating_add(narrow(bytes));
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.kept = self.kept.saturating_sub(narrow(bytes));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,7 +189,7 @@ impl WriteQueue {
     }
 
     /// Drops every chunk not yet started but the answers owed to HTTP
-    /// requests at the front, keeping a half-written front chunk so the
+    /// requests at the front, keeping a half-written front piece so the
     /// stream stays on a frame boundary. Returns whether nothing
     /// half-written is left: only then can a Close follow at once.
     pub fn discard_unstarted(&mut self) -> bool {
@@ -122,8 +200,14 @@ impl WriteQueue {
             .take_while(|c| matches!(c, Chunk::Answer(_)))
             .count();
         self.chunks.truncate(answers.max(started));
-        let queued: usize = self.chunks.iter().map(|c| c.bytes().len()).sum();
-        self.pending = queued - self.front_written;
+        if let Some(front @ Chunk::Frames { .. }) = self.chunks.front_mut() {
+            if let Chunk::Frames { segment, next } = front {
+                *front = Chunk::Shared(Arc::clone(&segment[*next]));
+            }
+        }
+        let queued: usize = self.chunks.iter().map(Chunk::len).sum();
+        self.pending = queued - self.front_written as usize;
+        self.kept = narrow(self.chunks.iter().map(Chunk::kept).sum());
         self.front_written == 0
     }
 
@@ -132,22 +216,31 @@ impl WriteQueue {
     pub fn flush_to<W: Write>(&mut self, out: &mut W) -> io::Result<usize> {
         let mut total = 0;
         while !self.chunks.is_empty() {
-            let attempt = if self.chunks.len() == 1 {
+            let attempt = match self.chunks.front() {
                 // The common case needs no slice table.
-                out.write(&self.chunks[0].bytes()[self.front_written..])
-            } else {
-                let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut count = 0;
-                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                    let bytes = chunk.bytes();
-                    slices[i] = IoSlice::new(if i == 0 {
-                        &bytes[self.front_written..]
-                    } else {
-                        bytes
-                    });
-                    count += 1;
+                Some(
+                    only @ (Chunk::Owned(_)
+                    | Chunk::Answer(_)
+                    | Chunk::Shared(_)
+                    | Chunk::Static(_)),
+                ) if self.chunks.len() == 1 => {
+                    out.write(&only.piece()[self.front_written as usize..])
                 }
-                out.write_vectored(&slices[..count])
+                _ => {
+                    let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+                    let pieces = self.chunks.iter().flat_map(Chunk::pieces);
+                    let mut count = 0;
+                    for (slot, piece) in slices.iter_mut().zip(pieces) {
+                        let skip = if count == 0 {
+                            self.front_written as usize
+                        } else {
+                            0
+                        };
+                        *slot = IoSlice::new(&piece[skip..]);
+                        count += 1;
+                    }
+                    out.write_vectored(&slices[..count])
+                }
             };
             let written = match attempt {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -165,17 +258,31 @@ impl WriteQueue {
     fn consume(&mut self, mut n: usize) {
         self.pending -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front() else {
+            let Some(front) = self.chunks.front_mut() else {
                 break;
             };
-            let left = front.bytes().len() - self.front_written;
+            let left = front.piece().len() - self.front_written as usize;
             if n < left {
-                self.front_written += n;
+                self.front_written += narrow(n);
                 return;
             }
             n -= left;
             self.front_written = 0;
-            self.chunks.pop_front();
+            let written = match front {
+                Chunk::Frames { segment, next } if *next + 1 < segment.len() => {
+                    *next += 1;
+                    Some(segment[*next - 1].len())
+                }
+                _ => None,
+            };
+            match written {
+                Some(frame) => self.keep(frame),
+                None => {
+                    if let Some(chunk) = self.chunks.pop_front() {
+                        self.release(chunk.kept());
+                    }
+                }
+            }
         }
         if self.chunks.is_empty() {
             // Give back the ring buffer so an idle connection costs nothing.
@@ -187,6 +294,7 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::Batch;
 
     /// A writer that accepts at most `budget` bytes per call, then blocks.
     struct Trickle {
@@ -295,7 +403,7 @@ mod tests {
             (6, b"gh"),
         ] {
             let mut q = WriteQueue::default();
-            q.push_unsent(&frames, written);
+            q.push_batch(&Batch::new(&frames), 0, written);
             assert_eq!(q.pending(), rest.len());
             let mut out = Trickle {
                 got: Vec::new(),
@@ -306,8 +414,67 @@ mod tests {
             assert_eq!(out.got, rest, "after {written} bytes");
         }
         let mut q = WriteQueue::default();
-        q.push_unsent(&frames, 8);
+        q.push_batch(&Batch::new(&frames), 0, 8);
         assert!(q.is_empty());
+        assert_eq!(q.held(), 0);
+    }
+
+    #[test]
+    fn a_batch_left_behind_is_one_entry_per_segment_and_goes_out_in_order() {
+        let frames: Vec<Arc<[u8]>> = (0..200u8).map(|i| Arc::from(vec![i; 1_000])).collect();
+        let batch = Batch::new(&frames);
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Static(b"own"));
+        q.push_batch(&batch, 10, 0);
+        assert_eq!(q.chunks.len(), 1 + 4, "the own bytes, then four segments");
+        assert_eq!(q.pending(), 3 + 190 * 1_000);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 700,
+            calls_left: 40,
+        };
+        q.flush_to(&mut out).unwrap();
+        let expected: Vec<u8> = b"own"
+            .iter()
+            .copied()
+            .chain((10..200u8).flat_map(|i| [i; 1_000]))
+            .collect();
+        assert_eq!(out.got, &expected[..out.got.len()]);
+        let kept = q.held() - q.pending() - q.chunks.capacity() * ENTRY_BYTES;
+        assert!(kept > 0, "the written frames of the front segment are kept");
+        out.calls_left = usize::MAX;
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(out.got, expected);
+        assert_eq!(q.held(), 0, "nothing kept once all is written");
+    }
+
+    #[test]
+    fn a_discard_keeps_only_the_half_written_frame_of_a_segment() {
+        let frames: Vec<Arc<[u8]>> = vec![Arc::from(&b"abcd"[..]), Arc::from(&b"efgh"[..])];
+        let mut q = WriteQueue::default();
+        q.push_batch(&Batch::new(&frames), 0, 2);
+        assert_eq!(q.pending(), 6);
+        assert!(!q.discard_unstarted(), "cd is owed");
+        assert_eq!(q.pending(), 2);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 100,
+            calls_left: 100,
+        };
+        q.flush_to(&mut out).unwrap();
+        assert_eq!(out.got, b"cd");
+        assert_eq!(q.held(), 0);
+    }
+
+    #[test]
+    fn spare_capacity_of_owned_buffers_is_held() {
+        let mut q = WriteQueue::default();
+        q.push(Chunk::Owned(Vec::with_capacity(1000)));
+        assert_eq!(q.held(), 0, "an empty buffer is not queued");
+        let mut buffer = Vec::with_capacity(1000);
+        buffer.push(b'x');
+        q.push(Chunk::Owned(buffer));
+        assert!(q.held() >= 1000, "{}", q.held());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! verdict.
 
 use std::io;
-use std::sync::Arc;
 
+use super::batch::Batch;
 use super::event::{Ending, Event, Verdict};
 use super::machine::Connection;
 use super::settings::{Settings, Tick};
@@ -39,27 +39,27 @@ impl<C: Copy> Connection<C> {
         Ok(())
     }
 
-    /// Frames shared by many clients. With an empty queue, `write` is
-    /// offered them first (straight to the socket: nothing allocated or
-    /// queued), and only what it did not take is queued, from the first
-    /// unsent byte; behind queued bytes they are queued whole. `write`
-    /// answers how many bytes went out (0 for a socket that would block),
-    /// or the error that ends the connection.
+    /// The frames of a turn's batch from frame `from` on, shared by many
+    /// clients. With an empty queue, `write` is offered them first
+    /// (straight to the socket: nothing allocated or queued), and only what
+    /// it did not take is queued, from the first unsent byte; behind queued
+    /// bytes they are queued whole. Either way by segment, one entry each.
+    /// `write` answers how many bytes went out (0 for a socket that would
+    /// block), or the error that ends the connection.
     pub fn send_shared(
         &mut self,
-        frames: &[Arc<[u8]>],
+        batch: &Batch,
+        from: usize,
         write: impl FnOnce() -> io::Result<usize>,
     ) -> Result<io::Result<usize>, NotOpen> {
         self.open()?;
         if !self.out.is_empty() {
-            for frame in frames {
-                self.out.push(Chunk::Shared(Arc::clone(frame)));
-            }
+            self.out.push_batch(batch, from, 0);
             return Ok(Ok(0));
         }
         let written = write();
         if let Ok(n) = written {
-            self.out.push_unsent(frames, n);
+            self.out.push_batch(batch, from, n);
         }
         Ok(written)
     }

@@ -18,9 +18,23 @@
 //! until the old server exits. A new server that has its sockets already
 //! (socket activation) takes the stream and drops the copies it is sent.
 //!
+//! Version 1, spoken by the release before the stream crossed, is the same
+//! four lines without `instance=`, and nothing follows `draining`: the
+//! sockets cross, the stream does not. This server speaks it both ways, so
+//! an upgrade from that release and a rollback to it lose no connection:
+//!
+//! - New server: a version 1 server refuses the version 2 request
+//!   (`wsnotify-handover 1 refused bad request ...`); this one connects
+//!   again and asks in version 1, then starts a stream of its own (a new
+//!   epoch, no link), so a client that resumes across is told
+//!   `unknown_epoch`.
+//! - Old server: asked in version 1, it answers in version 1, drains with
+//!   its sockets shared and no link, and numbers what it accepts itself
+//!   until it exits.
+//!
 //! Instead of the sockets the old server may answer
-//! `wsnotify-handover 2 refused <why>`. Anything unexpected, a peer of
-//! another user, or a peer that has not said `serving` within
+//! `wsnotify-handover <version> refused <why>`. Anything unexpected, a peer
+//! of another user, or a peer that has not said `serving` within
 //! `EXCHANGE_LIMIT` ends the exchange and the old server goes on serving
 //! as before. The old server's side runs on a thread of its own, one
 //! exchange at a time, so a slow peer holds up no event loop and delays
@@ -28,7 +42,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -36,6 +50,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use self::fds::{describe, peer_uid, read_line_with_fds, send_with_fds, MAX_LINE};
 use super::listen_fds::check_listening_tcp;
 use super::wakeups::Wakeups;
 use crate::app::history::StreamState;
@@ -43,18 +58,50 @@ use crate::log;
 use crate::node::peer::wire::Decoder;
 use crate::node::peer::StateReader;
 
+mod fds;
+#[cfg(test)]
+mod tests;
+
 const MAGIC: &str = "wsnotify-handover";
-const VERSION: u32 = 2;
 /// How long the old server gives a peer to complete its part, from its
 /// connection to its `serving` line.
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(2);
 /// How long the new server waits for each step of the old one: longer than
 /// `EXCHANGE_LIMIT`, since it may wait behind another peer's exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_LINE: usize = 256;
-/// More sockets than a hand-over ever carries (one per worker at most, or
-/// what socket activation passed).
-const MAX_FDS: usize = 1024;
+
+/// The versions of the protocol this server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    /// The release before this one: the sockets, then the connection closes.
+    V1,
+    /// The sockets, then the stream and the link on the same connection.
+    V2,
+}
+
+impl Version {
+    fn number(self) -> u32 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        }
+    }
+
+    /// `wsnotify-handover <n> `, which starts the requests, offers and
+    /// refusals of this version.
+    fn prefix(self) -> String {
+        format!("{MAGIC} {} ", self.number())
+    }
+}
+
+/// The other server of an exchange, by what follows its sockets.
+#[derive(Debug, PartialEq, Eq)]
+enum Counterpart {
+    /// A server of this release (`instance`): the stream and the link.
+    Linked { instance: String },
+    /// A version 1 server: nothing.
+    SocketsOnly,
+}
 
 /// The running server's sockets, received; the connection stays open until
 /// `confirm` tells that server this one serves.
@@ -63,7 +110,16 @@ pub struct Taken {
     stream: UnixStream,
     pub fds: Vec<OwnedFd>,
     pub previous_pid: u32,
-    previous_instance: String,
+    previous: Counterpart,
+}
+
+/// What the new server goes on with once the previous one drains.
+pub enum Confirmed {
+    /// The previous server's stream, and the link to it.
+    Continued(Continued),
+    /// The previous server speaks version 1: its stream stays with it, and
+    /// this server serves one of its own (a new epoch, no link).
+    SocketsOnly,
 }
 
 /// What the new server continues after a hand-over: the stream, and the
@@ -76,7 +132,18 @@ pub struct Continued {
     pub previous_instance: String,
 }
 
-/// A completed exchange on the old server's side, for the supervisor.
+/// The server that took the sockets, as the old server's hand-over thread
+/// reports it to the supervisor.
+pub enum Successor {
+    /// A server of this release: the connection becomes the link, over
+    /// which this one passes its stream.
+    Linked(Handed),
+    /// A version 1 server (`pid`), told `draining` already: nothing more
+    /// crosses.
+    SocketsOnly { pid: u32 },
+}
+
+/// A completed exchange with a server of this release.
 pub struct Handed {
     pub stream: UnixStream,
     pub pid: u32,
@@ -88,6 +155,11 @@ pub struct Handed {
 /// a server that stopped, which is removed); an error when a server is
 /// there but the hand-over fails, or `path` is not a socket.
 pub fn take_over(path: &Path) -> Result<Option<Taken>, String> {
+    take_over_within(path, TIMEOUT)
+}
+
+/// `take_over`, waiting up to `timeout` for each step of the old server.
+fn take_over_within(path: &Path, timeout: Duration) -> Result<Option<Taken>, String> {
     let at = path.display();
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -117,22 +189,26 @@ pub fn take_over(path: &Path) -> Result<Option<Taken>, String> {
         Err(e) => return Err(format!("cannot connect to the hand-over socket {at}: {e}")),
     };
     let fail = |what: String| format!("hand-over from the server at {at} failed: {what}");
-    set_timeouts(&stream).map_err(|e| fail(e.to_string()))?;
-    let me = std::process::id();
-    // A failed write is not the end: a server that refuses at once may
-    // have closed already, and its answer says why.
-    let sent = (&stream).write_all(format!("{MAGIC} {VERSION} pid={me}\n").as_bytes());
-    let (line, fds) = read_line_with_fds(&stream).map_err(|e| fail(e.to_string()))?;
-    let Some(line) = line else {
-        return Err(fail(match sent {
-            Ok(()) => "it closed without an answer".into(),
-            Err(e) => format!("cannot send the request: {e}"),
-        }));
+    let (stream, offer, fds) = match ask(stream, Version::V2, timeout).map_err(fail)? {
+        Answer::Sockets { stream, offer, fds } => (stream, offer, fds),
+        Answer::Refused {
+            version: Version::V1,
+            why,
+        } => {
+            log!(
+                Info,
+                "the running server is an older release (hand-over version 1); asking again in version 1",
+                its_refusal = why
+            );
+            let again = UnixStream::connect(path)
+                .map_err(|e| fail(format!("cannot connect again in version 1: {e}")))?;
+            match ask(again, Version::V1, timeout).map_err(fail)? {
+                Answer::Sockets { stream, offer, fds } => (stream, offer, fds),
+                Answer::Refused { why, .. } => return Err(fail(format!("it refused: {why}"))),
+            }
+        }
+        Answer::Refused { why, .. } => return Err(fail(format!("it refused: {why}"))),
     };
-    if let Some(why) = line.strip_prefix(&format!("{MAGIC} {VERSION} refused ")) {
-        return Err(fail(format!("it refused: {why}")));
-    }
-    let offer = parse_offer(&line).ok_or_else(|| fail(format!("unexpected answer {line:?}")))?;
     if offer.fds != fds.len() {
         return Err(fail(format!(
             "announced {} sockets, sent {}",
@@ -153,25 +229,78 @@ pub fn take_over(path: &Path) -> Result<Option<Taken>, String> {
         stream,
         fds,
         previous_pid: offer.pid,
-        previous_instance: offer.instance,
+        previous: offer.from,
     }))
+}
+
+/// What the old server answered a request.
+enum Answer {
+    Sockets {
+        stream: UnixStream,
+        offer: Offer,
+        fds: Vec<OwnedFd>,
+    },
+    /// In the version the old server speaks, whichever was asked.
+    Refused { version: Version, why: String },
+}
+
+/// Sends the request of `version` and reads the old server's answer.
+fn ask(stream: UnixStream, version: Version, timeout: Duration) -> Result<Answer, String> {
+    set_timeouts(&stream, timeout).map_err(|e| e.to_string())?;
+    let me = std::process::id();
+    // A failed write is not the end: a server that refuses at once may
+    // have closed already, and its answer says why.
+    let sent = (&stream).write_all(format!("{}pid={me}\n", version.prefix()).as_bytes());
+    let (line, fds) = read_line_with_fds(&stream).map_err(|e| e.to_string())?;
+    let Some(line) = line else {
+        return Err(match sent {
+            Ok(()) => "it closed without an answer".into(),
+            Err(e) => format!("cannot send the request: {e}"),
+        });
+    };
+    for spoken in [Version::V2, Version::V1] {
+        if let Some(why) = line.strip_prefix(&format!("{}refused ", spoken.prefix())) {
+            return Ok(Answer::Refused {
+                version: spoken,
+                why: why.to_owned(),
+            });
+        }
+    }
+    let offer = parse_offer(&line, version).ok_or_else(|| format!("unexpected answer {line:?}"))?;
+    Ok(Answer::Sockets { stream, offer, fds })
 }
 
 impl Taken {
     /// Tells the previous server that this one (`instance`) accepts on the
-    /// sockets and owns PATH now, so it drains, and takes its stream.
-    pub fn confirm(self, instance: &str) -> Result<Continued, String> {
+    /// sockets and owns PATH now, so it drains, and takes its stream if it
+    /// passes one.
+    pub fn confirm(self, instance: &str) -> Result<Confirmed, String> {
         let from = self.previous_pid;
         let fail = |what: String| format!("the previous server (pid {from}) {what}");
         let me = std::process::id();
+        let serving = match &self.previous {
+            Counterpart::Linked { .. } => format!("serving pid={me} instance={instance}\n"),
+            Counterpart::SocketsOnly => format!("serving pid={me}\n"),
+        };
         (&self.stream)
-            .write_all(format!("serving pid={me} instance={instance}\n").as_bytes())
+            .write_all(serving.as_bytes())
             .map_err(|e| fail(format!("did not take the confirmation: {e}")))?;
         match read_line_alone(&self.stream) {
             Ok(Some(line)) if line == "draining" => {}
             Ok(other) => return Err(fail(format!("answered {other:?} instead of draining"))),
             Err(e) => return Err(fail(format!("did not confirm its drain: {e}"))),
         }
+        let Counterpart::Linked {
+            instance: previous_instance,
+        } = self.previous
+        else {
+            log!(
+                Warn,
+                "the previous server is draining; it is an older release (hand-over version 1), so its stream did not cross: this server starts a new epoch, and clients that resume from the old one are told unknown_epoch",
+                previous_pid = from
+            );
+            return Ok(Confirmed::SocketsOnly);
+        };
         let mut decoder = Decoder::default();
         let mut reader = StateReader::default();
         let mut buf = vec![0u8; 64 * 1024];
@@ -196,25 +325,26 @@ impl Taken {
             offset = state.last,
             history_entries = state.entries.len()
         );
-        Ok(Continued {
+        Ok(Confirmed::Continued(Continued {
             state,
             stream: self.stream,
             decoder,
-            previous_instance: self.previous_instance,
-        })
+            previous_instance,
+        }))
     }
 }
 
 /// Listens on `path` for the next server and gives it `sockets` (copies of
-/// the ones the workers serve). When a hand-over completes, passes the
-/// connection to the supervisor through `handed` (it sends the stream,
-/// marks the sockets shared and starts the drain) and gives up `path`,
-/// which the new server owns by then.
+/// the ones the workers serve). When a hand-over completes, reports the
+/// successor to the supervisor through `successors` (for a server of this
+/// release, it sends the stream over the connection; either way it marks
+/// the sockets shared and starts the drain) and gives up `path`, which the
+/// new server owns by then.
 pub fn offer(
     path: &Path,
     sockets: Vec<OwnedFd>,
     instance: String,
-    handed: Sender<Handed>,
+    successors: Sender<Successor>,
     wakeups: Arc<Wakeups>,
 ) -> Result<(), String> {
     let listener = publish(path).map_err(|e| {
@@ -227,7 +357,7 @@ pub fn offer(
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("handover".into())
-        .spawn(move || serve(listener, &path, &sockets, &instance, &handed, &wakeups))
+        .spawn(move || serve(listener, &path, &sockets, &instance, &successors, &wakeups))
         .map_err(|e| format!("cannot start the hand-over thread: {e}"))?;
     Ok(())
 }
@@ -237,7 +367,7 @@ fn serve(
     path: &Path,
     sockets: &[OwnedFd],
     instance: &str,
-    handed: &Sender<Handed>,
+    successors: &Sender<Successor>,
     wakeups: &Wakeups,
 ) {
     loop {
@@ -249,30 +379,20 @@ fn serve(
                 continue;
             }
         };
-        match exchange(&stream, sockets, instance) {
-            Err(Failure { why, sent: false }) => {
+        let successor = match exchange(&stream, sockets, instance) {
+            Err(Failure {
+                why,
+                sent: false,
+                version,
+            }) => {
                 log!(Warn, format!("hand-over refused: {why}; still serving"));
-                let refusal = format!("{MAGIC} {VERSION} refused {why}\n");
+                let refusal = format!("{}refused {why}\n", version.prefix());
                 let _ = (&stream).write_all(refusal.as_bytes());
+                continue;
             }
-            Ok((pid, peer)) => {
-                log!(
-                    Warn,
-                    "handed the listening sockets over; passing the stream and draining without accepting",
-                    to_pid = pid,
-                    fds = describe(sockets)
-                );
-                let done = Handed {
-                    stream,
-                    pid,
-                    instance: peer,
-                };
-                if handed.send(done).is_ok() {
-                    wakeups.wake_supervisor();
-                }
-                return;
-            }
-            Err(Failure { why, sent: true }) => {
+            Err(Failure {
+                why, sent: true, ..
+            }) => {
                 log!(Warn, format!("hand-over aborted: {why}; still serving"));
                 // The peer may have put its own socket at PATH before
                 // failing: take PATH back so the next attempt finds us.
@@ -285,8 +405,44 @@ fn serve(
                         error = e
                     ),
                 }
+                continue;
             }
+            Ok((pid, Counterpart::Linked { instance: peer })) => {
+                log!(
+                    Warn,
+                    "handed the listening sockets over; passing the stream and draining without accepting",
+                    to_pid = pid,
+                    fds = describe(sockets)
+                );
+                Successor::Linked(Handed {
+                    stream,
+                    pid,
+                    instance: peer,
+                })
+            }
+            Ok((pid, Counterpart::SocketsOnly)) => {
+                // The last line of version 1: the connection closes with it.
+                if let Err(e) = (&stream).write_all(b"draining\n") {
+                    log!(
+                        Warn,
+                        "could not tell the new server that this one drains; it serves anyway",
+                        to_pid = pid,
+                        error = e
+                    );
+                }
+                log!(
+                    Warn,
+                    "handed the listening sockets over to an older release (hand-over version 1): draining without accepting; the stream does not cross, what this server accepts is numbered here until it exits",
+                    to_pid = pid,
+                    fds = describe(sockets)
+                );
+                Successor::SocketsOnly { pid }
+            }
+        };
+        if successors.send(successor).is_ok() {
+            wakeups.wake_supervisor();
         }
+        return;
     }
 }
 
@@ -294,25 +450,32 @@ struct Failure {
     why: String,
     /// The sockets were sent before it failed.
     sent: bool,
+    /// The version to refuse in: the request's, or this release's if there
+    /// was none.
+    version: Version,
 }
 
 /// The old server's side of one exchange, bounded by `EXCHANGE_LIMIT`; the
-/// new server's pid and instance on success.
+/// new server's pid and what it speaks on success.
 fn exchange(
     stream: &UnixStream,
     sockets: &[OwnedFd],
     instance: &str,
-) -> Result<(u32, String), Failure> {
-    let early = |why: String| Failure { why, sent: false };
+) -> Result<(u32, Counterpart), Failure> {
+    let unasked = |why: String| Failure {
+        why,
+        sent: false,
+        version: Version::V2,
+    };
     let limit = Limit::from_now(EXCHANGE_LIMIT);
     stream
         .set_write_timeout(Some(EXCHANGE_LIMIT))
-        .map_err(|e| early(e.to_string()))?;
-    let uid = peer_uid(stream).map_err(|e| early(format!("cannot read the peer's uid: {e}")))?;
+        .map_err(|e| unasked(e.to_string()))?;
+    let uid = peer_uid(stream).map_err(|e| unasked(format!("cannot read the peer's uid: {e}")))?;
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     if uid != me {
-        return Err(early(format!(
+        return Err(unasked(format!(
             "peer uid {uid} is not this server's uid {me}"
         )));
     }
@@ -321,15 +484,30 @@ fn exchange(
         .and_then(|()| read_line_limited(stream, &limit))
     {
         Ok(Some(line)) => line,
-        Ok(None) => return Err(early("the peer closed without a request".into())),
-        Err(e) => return Err(early(format!("no request: {e}"))),
+        Ok(None) => return Err(unasked("the peer closed without a request".into())),
+        Err(e) => return Err(unasked(format!("no request: {e}"))),
     };
-    let pid = parse_request(&request).ok_or_else(|| early(format!("bad request {request:?}")))?;
-    let header = format!(
-        "{MAGIC} {VERSION} fds={} pid={} instance={instance}\n",
-        sockets.len(),
-        std::process::id()
-    );
+    let (version, pid) =
+        parse_request(&request).ok_or_else(|| unasked(format!("bad request {request:?}")))?;
+    let early = |why: String| Failure {
+        why,
+        sent: false,
+        version,
+    };
+    let header = match version {
+        Version::V2 => format!(
+            "{}fds={} pid={} instance={instance}\n",
+            version.prefix(),
+            sockets.len(),
+            std::process::id()
+        ),
+        Version::V1 => format!(
+            "{}fds={} pid={}\n",
+            version.prefix(),
+            sockets.len(),
+            std::process::id()
+        ),
+    };
     let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(AsFd::as_fd).collect();
     send_with_fds(stream, header.as_bytes(), &fds)
         .map_err(|e| early(format!("cannot send the sockets: {e}")))?;
@@ -337,11 +515,16 @@ fn exchange(
         Info,
         "sent the listening sockets to a new server",
         to_pid = pid,
-        fds = describe(sockets)
+        fds = describe(sockets),
+        protocol = version.number()
     );
-    let late = |why: String| Failure { why, sent: true };
+    let late = |why: String| Failure {
+        why,
+        sent: true,
+        version,
+    };
     match read_line_limited(stream, &limit) {
-        Ok(Some(line)) => match parse_serving(&line, pid) {
+        Ok(Some(line)) => match parse_serving(&line, pid, version) {
             Some(peer) => Ok((pid, peer)),
             None => Err(late(format!("unexpected confirmation {line:?}"))),
         },
@@ -390,19 +573,28 @@ impl Limit {
     fn arm(&self, stream: &UnixStream) -> io::Result<()> {
         let left = self.until.saturating_duration_since(super::clock::now().at);
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no complete exchange within {EXCHANGE_LIMIT:?}"),
-            ));
+            return Err(Limit::exceeded());
         }
         stream.set_read_timeout(Some(left))
+    }
+
+    fn exceeded() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete exchange within {EXCHANGE_LIMIT:?}"),
+        )
     }
 }
 
 /// One line (without its newline), each read bounded by `limit`; `None`
 /// if the peer closed first.
 fn read_line_limited(stream: &UnixStream, limit: &Limit) -> io::Result<Option<String>> {
-    read_line_bytewise(stream, || limit.arm(stream))
+    read_line_bytewise(stream, || limit.arm(stream)).map_err(|e| match e.kind() {
+        // A read that waited out what was left ends the same way as one
+        // that found nothing left: the log says which limit it was.
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Limit::exceeded(),
+        _ => e,
+    })
 }
 
 /// One line, read a byte at a time so that nothing after it (the stream
@@ -436,243 +628,65 @@ fn read_line_bytewise(
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not UTF-8"))
 }
 
-fn set_timeouts(stream: &UnixStream) -> io::Result<()> {
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))
+fn set_timeouts(stream: &UnixStream, timeout: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))
 }
 
 struct Offer {
     fds: usize,
     pid: u32,
-    instance: String,
+    from: Counterpart,
 }
 
-/// `wsnotify-handover 2 fds=N pid=P instance=I`
-fn parse_offer(line: &str) -> Option<Offer> {
-    let rest = line.strip_prefix(&format!("{MAGIC} {VERSION} "))?;
+/// `wsnotify-handover 2 fds=N pid=P instance=I`, or in version 1
+/// `wsnotify-handover 1 fds=N pid=P`.
+fn parse_offer(line: &str, version: Version) -> Option<Offer> {
+    let rest = line.strip_prefix(&version.prefix())?;
     let mut fields = rest.split(' ');
     let fds = fields.next()?.strip_prefix("fds=")?.parse().ok()?;
     let pid = fields.next()?.strip_prefix("pid=")?.parse().ok()?;
-    let instance = fields.next()?.strip_prefix("instance=")?;
-    if instance.is_empty() || fields.next().is_some() {
+    let from = match version {
+        Version::V1 => Counterpart::SocketsOnly,
+        Version::V2 => {
+            let instance = fields.next()?.strip_prefix("instance=")?;
+            if instance.is_empty() {
+                return None;
+            }
+            Counterpart::Linked {
+                instance: instance.to_owned(),
+            }
+        }
+    };
+    if fields.next().is_some() {
         return None;
     }
-    Some(Offer {
-        fds,
-        pid,
-        instance: instance.to_owned(),
+    Some(Offer { fds, pid, from })
+}
+
+/// `serving pid=P instance=I` from the new server `pid`, or in version 1
+/// `serving pid=P`.
+fn parse_serving(line: &str, pid: u32, version: Version) -> Option<Counterpart> {
+    match version {
+        Version::V1 => (line == format!("serving pid={pid}")).then_some(Counterpart::SocketsOnly),
+        Version::V2 => {
+            let rest = line.strip_prefix(&format!("serving pid={pid} instance="))?;
+            (!rest.is_empty() && !rest.contains(' ')).then(|| Counterpart::Linked {
+                instance: rest.to_owned(),
+            })
+        }
+    }
+}
+
+/// `wsnotify-handover <version> pid=P`: the version asked in and the new
+/// server's pid.
+fn parse_request(line: &str) -> Option<(Version, u32)> {
+    [Version::V2, Version::V1].into_iter().find_map(|version| {
+        let pid = line
+            .strip_prefix(&version.prefix())?
+            .strip_prefix("pid=")?
+            .parse()
+            .ok()?;
+        Some((version, pid))
     })
-}
-
-/// `serving pid=P instance=I` from the new server `pid`: its instance.
-fn parse_serving(line: &str, pid: u32) -> Option<String> {
-    let rest = line.strip_prefix(&format!("serving pid={pid} instance="))?;
-    (!rest.is_empty() && !rest.contains(' ')).then(|| rest.to_owned())
-}
-
-/// `wsnotify-handover 2 pid=P`: the new server's pid.
-fn parse_request(line: &str) -> Option<u32> {
-    line.strip_prefix(&format!("{MAGIC} {VERSION} pid="))?
-        .parse()
-        .ok()
-}
-
-/// The descriptors and what they listen on, for the logs of both sides.
-fn describe(fds: &[OwnedFd]) -> String {
-    fds.iter()
-        .map(|fd| {
-            let addr = socket2::SockRef::from(fd)
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .map_or_else(|| "?".to_owned(), |a| a.to_string());
-            format!("{}={addr}", fd.as_raw_fd())
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: cred and len describe a ucred, as SO_PEERCRED expects.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
-
-/// Reads one line (without its newline); `None` if the peer closed first.
-/// Descriptors sent with its first bytes come back with it.
-fn read_line_with_fds(stream: &UnixStream) -> io::Result<(Option<String>, Vec<OwnedFd>)> {
-    let mut buf = [0u8; MAX_LINE];
-    let (mut len, fds) = recv_with_fds(stream, &mut buf)?;
-    if len == 0 {
-        return Ok((None, fds));
-    }
-    while !buf[..len].contains(&b'\n') {
-        if len == MAX_LINE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
-        }
-        match (&*stream).read(&mut buf[len..])? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => len += n,
-        }
-    }
-    let end = buf[..len].iter().position(|&b| b == b'\n').unwrap_or(len);
-    let line = std::str::from_utf8(&buf[..end])
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not UTF-8"))?;
-    Ok((Some(line.to_owned()), fds))
-}
-
-fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let data_len = std::mem::size_of_val(raw.as_slice());
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
-    // u64 words keep the control buffer aligned for cmsghdr.
-    let mut control = vec![0u64; space.div_ceil(8)];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: an all-zero msghdr is valid; the fields set below point at
-    // buffers that outlive the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !raw.is_empty() {
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: the control buffer holds CMSG_SPACE(data_len) bytes, so
-        // the first header and its data fit.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
-            std::ptr::copy_nonoverlapping(
-                raw.as_ptr().cast::<u8>(),
-                libc::CMSG_DATA(cmsg),
-                data_len,
-            );
-        }
-    }
-    // SAFETY: msg is fully initialized above.
-    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // The descriptors travel with the first byte: the rest may follow plainly.
-    let sent = sent as usize;
-    if sent < bytes.len() {
-        (&*stream).write_all(&bytes[sent..])?;
-    }
-    Ok(())
-}
-
-fn recv_with_fds(stream: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) };
-    let mut control = vec![0u64; (space as usize).div_ceil(8)];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: as in send_with_fds.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let received = loop {
-        // SAFETY: msg points at live buffers of the sizes it states.
-        let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    };
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled msg_control with well-formed headers of
-    // msg_controllen bytes; each SCM_RIGHTS payload is an array of new
-    // descriptors that now belong to this process.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "too many descriptors passed",
-        ));
-    }
-    Ok((received, fds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_of_the_protocol() {
-        let offer = parse_offer("wsnotify-handover 2 fds=3 pid=42 instance=ab12").unwrap();
-        assert_eq!(
-            (offer.fds, offer.pid, offer.instance.as_str()),
-            (3, 42, "ab12")
-        );
-        assert!(parse_offer("wsnotify-handover 1 fds=3 pid=42 instance=ab12").is_none());
-        assert!(parse_offer("wsnotify-handover 2 fds=x pid=42 instance=ab12").is_none());
-        assert!(parse_offer("wsnotify-handover 2 fds=3 pid=42").is_none());
-        assert!(parse_offer("wsnotify-handover 2 fds=3 pid=42 instance=").is_none());
-        assert_eq!(parse_request("wsnotify-handover 2 pid=7"), Some(7));
-        assert_eq!(parse_request("wsnotify-handover 2 pid=7 extra"), None);
-        assert_eq!(parse_request("hello"), None);
-        assert_eq!(
-            parse_serving("serving pid=7 instance=cd34", 7).as_deref(),
-            Some("cd34")
-        );
-        assert_eq!(parse_serving("serving pid=8 instance=cd34", 7), None);
-        assert_eq!(parse_serving("serving pid=7 instance=", 7), None);
-    }
-
-    #[test]
-    fn descriptors_cross_a_socket_pair() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        send_with_fds(&a, b"one line\n", &[listener.as_fd()]).unwrap();
-        let (line, fds) = read_line_with_fds(&b).unwrap();
-        assert_eq!(line.as_deref(), Some("one line"));
-        assert_eq!(fds.len(), 1);
-        let received = std::net::TcpListener::from(fds.into_iter().next().unwrap());
-        assert_eq!(received.local_addr().unwrap(), addr);
-        drop(a);
-        assert_eq!(read_line_with_fds(&b).unwrap().0, None);
-    }
 }

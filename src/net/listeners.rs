@@ -41,18 +41,8 @@ impl Listeners {
                 return Ok(Listeners::shared(fds, Origin::HandedOver, Some(taken)));
             }
         }
-        let workers = config.workers;
-        let mut addr = SocketAddr::new(config.host, config.port);
-        let mut sockets = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let listener = super::listen::bind(addr, workers > 1)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            // With --port 0 the first bind picks the port; the others join it.
-            addr = listener
-                .local_addr()
-                .map_err(|e| format!("cannot read the bound address: {e}"))?;
-            sockets.push(listener);
-        }
+        let addr = SocketAddr::new(config.host, config.port);
+        let sockets = super::listen::bind_all(addr, config.workers)?;
         Ok(Listeners {
             sockets,
             origin: Origin::Bound,

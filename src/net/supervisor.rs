@@ -2,6 +2,7 @@
 //! on signals, drain progress and the workers' completion.
 
 use std::os::fd::OwnedFd;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::clock;
+use super::handover::{Confirmed, Handed, Successor};
 use super::listeners::Listeners;
 use super::peer_io::Link;
 use super::signals::{self, Meaning, SignalCount};
@@ -75,13 +77,19 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         origin,
         previous,
     } = listeners;
+    let (successor_tx, successors) = std::sync::mpsc::channel();
     let (handed_tx, handed_rx) = std::sync::mpsc::channel();
     let mut link = Link::new(handed_rx, LINK);
     if let Some(previous) = previous {
         // Before any worker accepts: a client's welcome already names the
         // continued stream.
         match previous.confirm(&process.instance) {
-            Ok(continued) => link.continue_from(continued, &process, poll.registry(), started.at),
+            Ok(Confirmed::Continued(continued)) => {
+                link.continue_from(continued, &process, poll.registry(), started.at)
+            }
+            // An older release: the stream this process started with (a
+            // new epoch) is the one it serves, alone.
+            Ok(Confirmed::SocketsOnly) => {}
             Err(e) => log!(
                 Warn,
                 format!(
@@ -117,7 +125,7 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
     if let Some(path) = &process.config.handover {
         let sockets = sockets.into_iter().map(OwnedFd::from).collect();
         let instance = process.instance.clone();
-        super::handover::offer(path, sockets, instance, handed_tx, Arc::clone(&wakeups))?;
+        super::handover::offer(path, sockets, instance, successor_tx, Arc::clone(&wakeups))?;
     }
     let pid = std::process::id();
     let origin = origin.as_str();
@@ -160,6 +168,7 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
         now = clock::now().at;
         for event in events.iter() {
             if event.token() == LINK || event.token() == WAKE {
+                take_successor(&successors, &handed_tx, &process);
                 link.take_handed(&process, &wakeups, poll.registry(), now);
                 link.pump(&process, &wakeups, poll.registry(), now);
             }
@@ -249,6 +258,22 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
             Outcome::Clean
         }
     })
+}
+
+/// The hand-over thread's news: a server of this release goes to the
+/// link, which passes it the stream and marks the sockets shared; a
+/// version 1 server only takes the sockets, so they are marked shared here
+/// and no link follows.
+fn take_successor(successors: &Receiver<Successor>, linked: &Sender<Handed>, process: &Process) {
+    for successor in successors.try_iter() {
+        match successor {
+            Successor::Linked(handed) => {
+                // The link's receiver lives as long as this loop.
+                let _ = linked.send(handed);
+            }
+            Successor::SocketsOnly { pid } => process.listener.handed_over_to(pid),
+        }
+    }
 }
 
 /// A new server took the sockets: the drain a first signal starts, or, if

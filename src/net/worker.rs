@@ -287,6 +287,9 @@ impl Worker {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
+            if !self.node.takes_new_connections() {
+                return;
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if std::mem::take(&mut self.accept_starved) {

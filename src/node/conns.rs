@@ -3,7 +3,7 @@
 //! the node reads. Every count changes here and only here, from what a
 //! connection does: `clients` while a connection is in its WebSocket phase,
 //! `closing` while it closes, `backlogged` while its socket has not taken
-//! its queue.
+//! its queue, `queued` as its queue grows and shrinks.
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,6 +49,9 @@ pub struct Conns {
     clients: usize,
     closing: usize,
     backlogged: usize,
+    /// What every connection's queue holds (`WriteQueue::held`), answers to
+    /// HTTP requests and Closes included.
+    queued: usize,
     /// Bytes held for messages still being received, by this worker's
     /// connections, and by every worker's (the process's count, for
     /// `--max-total-receive-bytes`), kept in step with each other.
@@ -81,6 +84,7 @@ impl Conns {
             clients: 0,
             closing: 0,
             backlogged: 0,
+            queued: 0,
             receiving: 0,
             receiving_shared: Arc::default(),
         }
@@ -120,10 +124,6 @@ impl Conns {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// A new connection in its HTTP phase, its head timer running.
     pub fn open(&mut self, peer: SocketAddr, now: Tick) -> ConnKey {
         let key = ConnKey(self.slab.insert(Slot {
@@ -155,6 +155,11 @@ impl Conns {
         self.backlogged
     }
 
+    /// What the queues of this worker's connections hold together.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
     /// Runs one step of a connection's state machine and keeps the table in
     /// step with it: a connection with new bytes to send or in a new phase
     /// is flushed at the end of the turn, its phase counts, and its timer
@@ -168,9 +173,11 @@ impl Conns {
         let slot = self.slab.get_mut(key.0)?;
         let stage = slot.conn.stage();
         let pending = slot.conn.out().pending();
+        let queued = slot.conn.out().held();
         let held = slot.conn.receiving();
         let result = step(&mut slot.conn, now, &self.settings);
         let now_held = slot.conn.receiving();
+        self.queued = self.queued - queued + slot.conn.out().held();
         let after = slot.conn.stage();
         if after != stage {
             count(&mut self.clients, &mut self.closing, stage, after);
@@ -198,7 +205,9 @@ impl Conns {
     /// every message a client gets, so lighter than `drive`.
     pub fn queue<R>(&mut self, key: ConnKey, send: impl FnOnce(&mut Conn) -> R) -> Option<R> {
         let slot = self.slab.get_mut(key.0)?;
+        let queued = slot.conn.out().held();
         let result = send(&mut slot.conn);
+        self.queued = self.queued - queued + slot.conn.out().held();
         if !slot.dirty && !slot.conn.out().is_empty() {
             slot.dirty = true;
             self.dirty.push(key);
@@ -238,7 +247,10 @@ impl Conns {
             return Flushed::Gone;
         };
         slot.dirty = false;
-        let sent = match slot.conn.flush_to(&mut KeyWriter { io, key }) {
+        let queued = slot.conn.out().held();
+        let flushed = slot.conn.flush_to(&mut KeyWriter { io, key });
+        self.queued = self.queued - queued + slot.conn.out().held();
+        let sent = match flushed {
             Ok(n) => n,
             Err(e) => return Flushed::Failed(e),
         };
@@ -269,6 +281,7 @@ impl Conns {
     pub fn remove(&mut self, key: ConnKey) -> Option<Conn> {
         let slot = self.slab.try_remove(key.0)?;
         self.receiving_changed(slot.conn.receiving(), 0);
+        self.queued -= slot.conn.out().held();
         match slot.conn.stage() {
             Stage::Ws => self.clients -= 1,
             Stage::Closing => self.closing -= 1,
@@ -332,7 +345,9 @@ impl Conns {
             if !slot.conn.client().is_some_and(Client::takes_broadcasts) {
                 continue;
             }
+            let queued = slot.conn.out().held();
             visit(ConnKey(key), &mut slot.conn);
+            self.queued = self.queued - queued + slot.conn.out().held();
             if !slot.dirty && !slot.conn.out().is_empty() {
                 slot.dirty = true;
                 self.dirty.push(ConnKey(key));
@@ -340,21 +355,25 @@ impl Conns {
         }
     }
 
-    /// Queued bytes of every WebSocket client whose socket is behind, with
-    /// its key.
+    /// What the queue of every connection whose socket is behind holds,
+    /// with its key: WebSocket clients, HTTP connections that do not read
+    /// their answers, and closing connections.
     pub fn backlogs(&self) -> impl Iterator<Item = (usize, ConnKey)> + '_ {
         self.slab
             .iter()
-            .filter(|(_, s)| s.writable && s.conn.is_ws())
+            .filter(|(_, s)| s.writable)
             .map(|(key, s)| (s.conn.out().held(), ConnKey(key)))
     }
 
-    /// Connections still speaking HTTP that were never answered: a client
-    /// on its way, whose first request may be an upgrade.
-    pub fn awaiting_first_answer(&self) -> usize {
+    /// Connections the worker owes an answer (see `Connection::owes_answer`);
+    /// with `every_http`, also every connection still speaking HTTP: one
+    /// never answered may be a client whose first request (perhaps an
+    /// upgrade) is on its way, and an idle keep-alive one may be sending
+    /// its next request.
+    pub fn owing_answers(&self, every_http: bool) -> usize {
         self.slab
             .iter()
-            .filter(|(_, s)| s.conn.awaits_first_answer())
+            .filter(|(_, s)| s.conn.owes_answer() || (every_http && s.conn.stage() == Stage::Http))
             .count()
     }
 

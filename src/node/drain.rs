@@ -27,9 +27,15 @@ pub struct Waiting {
     pub clients: usize,
     /// Connections finishing their close.
     pub closing: usize,
-    /// Connections never answered yet, which may be upgrades on their way:
-    /// they count while another process serves the sockets (it accepted
-    /// them before this one stopped), and only once no client is left.
+    /// Connections owed an answer, counted only once no client is left:
+    /// a request read and not answered, an answer not written yet, and,
+    /// while another process serves the sockets, every connection still
+    /// speaking HTTP (one never answered may be an upgrade on its way,
+    /// accepted before this process stopped accepting; an idle keep-alive
+    /// one may be sending its next request, which is answered with
+    /// `Connection: close`, or its keep-alive timeout closes it). The
+    /// worker does not stop while one is owed, within the drain deadline
+    /// and the close grace.
     pub unanswered: usize,
 }
 
@@ -68,16 +74,14 @@ impl Drain {
     }
 
     /// Moves the lifecycle on. `deadline`: the process's drain deadline,
-    /// once it drains; `shared`: another process serves the sockets, so
-    /// connections accepted but unanswered are clients on their way.
+    /// once it drains.
     pub fn update(
         &mut self,
         now: Instant,
         deadline: Option<Instant>,
-        shared: bool,
         waiting: Waiting,
     ) -> [Step; 2] {
-        let clients = if shared && waiting.clients == 0 {
+        let clients = if waiting.clients == 0 {
             waiting.unanswered
         } else {
             waiting.clients
@@ -89,8 +93,9 @@ impl Drain {
             _ => Step::Nothing,
         };
         let open = match self.lifecycle.phase() {
-            // While closing, every connection still finishing its close counts.
-            Phase::Closing { .. } => waiting.clients + waiting.closing,
+            // While closing, every connection still finishing its close
+            // counts, and every answer owed.
+            Phase::Closing { .. } => waiting.clients + waiting.closing + waiting.unanswered,
             _ => clients,
         };
         [begun, self.lifecycle.update(now, open)]
@@ -146,16 +151,16 @@ mod tests {
         let t0 = Instant::now();
         let mut drain = Drain::new(MIN, GRACE);
         assert_eq!(
-            drain.update(t0, None, false, waiting(3)),
+            drain.update(t0, None, waiting(3)),
             [Step::Nothing, Step::Nothing]
         );
         assert_eq!(
-            drain.update(t0, Some(t0 + MIN), false, waiting(3)),
+            drain.update(t0, Some(t0 + MIN), waiting(3)),
             [Step::NotifyClients, Step::Nothing]
         );
         assert_eq!(drain.late_joiner(), LateJoiner::Notice);
         assert_eq!(
-            drain.update(t0 + MIN, Some(t0 + MIN), false, waiting(3)),
+            drain.update(t0 + MIN, Some(t0 + MIN), waiting(3)),
             [Step::Nothing, Step::CloseClients]
         );
         assert_eq!(drain.late_joiner(), LateJoiner::NoticeAndClose);
@@ -165,38 +170,41 @@ mod tests {
     fn closing_waits_for_connections_finishing_their_close() {
         let t0 = Instant::now();
         let mut drain = Drain::new(Duration::ZERO, GRACE);
-        let [begun, _] = drain.update(t0, Some(t0), false, waiting(2));
+        let [begun, _] = drain.update(t0, Some(t0), waiting(2));
         assert_eq!(begun, Step::NotifyAndClose);
         let finishing = Waiting {
             clients: 0,
             closing: 2,
             unanswered: 0,
         };
-        assert_eq!(
-            drain.update(t0, Some(t0), false, finishing)[1],
-            Step::Nothing
-        );
-        assert_eq!(
-            drain.update(t0, Some(t0), false, waiting(0))[1],
-            Step::Finish
-        );
+        assert_eq!(drain.update(t0, Some(t0), finishing)[1], Step::Nothing);
+        assert_eq!(drain.update(t0, Some(t0), waiting(0))[1], Step::Finish);
         assert!(drain.is_done());
     }
 
     #[test]
-    fn with_shared_sockets_an_unanswered_connection_is_a_client_on_its_way() {
+    fn an_answer_owed_holds_the_worker_within_the_deadline_and_the_grace() {
         let t0 = Instant::now();
-        let on_its_way = Waiting {
+        let owed = Waiting {
             clients: 0,
             closing: 0,
             unanswered: 1,
         };
         let mut drain = Drain::new(MIN, GRACE);
-        let [begun, _] = drain.update(t0, Some(t0 + MIN), true, on_its_way);
+        let [begun, _] = drain.update(t0, Some(t0 + MIN), owed);
         assert_eq!(begun, Step::NotifyClients, "it waits for it");
-        let mut alone = Drain::new(MIN, GRACE);
-        let [begun, _] = alone.update(t0, Some(t0 + MIN), false, on_its_way);
-        assert_eq!(begun, Step::Finish, "without sharing it is refused 503");
+        assert_eq!(
+            drain.update(t0 + MIN, Some(t0 + MIN), owed)[1],
+            Step::CloseClients
+        );
+        assert_eq!(
+            drain.update(t0 + MIN + GRACE, Some(t0 + MIN), owed)[1],
+            Step::Finish,
+            "not past the close grace"
+        );
+        let mut nothing_owed = Drain::new(MIN, GRACE);
+        let [begun, _] = nothing_owed.update(t0, Some(t0 + MIN), waiting(0));
+        assert_eq!(begun, Step::Finish);
     }
 
     #[test]

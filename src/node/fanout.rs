@@ -12,22 +12,30 @@
 //! without an offset as they come.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::Arc;
 
 use super::conns::Conns;
 use super::notice::Notices;
 use super::transmit::Transmit;
 use crate::app::hub::Client;
-use crate::conn::write_queue::MAX_IOVECS;
-use crate::conn::Chunk;
+use crate::conn::write_queue::ENTRY_BYTES;
+use crate::conn::{Batch, Chunk};
 use crate::ids::ConnKey;
 use crate::rand::Rng;
+
+/// Past this many bytes of broadcasts in a turn's batch, the worker reads
+/// no more until the turn has written them: every client left behind by a
+/// batch takes an entry per 64 KiB of it, so a pass over 10,000 clients
+/// adds at most a few hundred KB of entries.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Fanout {
     /// This turn's frames for everyone, not yet written.
     batch: Vec<Arc<[u8]>>,
+    /// Their bytes, with an entry each.
+    held: usize,
     /// Clients that already have the first N frames of the batch queued, or
     /// that joined after them.
     primed: HashMap<ConnKey, usize>,
@@ -61,6 +69,7 @@ impl Fanout {
             }
         }
         self.batch.push(Arc::clone(frame));
+        self.held += frame.len() + ENTRY_BYTES;
         fed
     }
 
@@ -116,25 +125,33 @@ impl Fanout {
         self.primed.remove(&key);
     }
 
+    /// Bytes of the frames waiting in the batch, with an entry each: what
+    /// the worker holds for its clients before the pass queues it.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
     /// Writes the batch, and with `notices` each client's shutdown notice
     /// after it, to every `/ws` client: one `sendmsg` per client for all of
     /// it. What a socket does not take is queued for the flush that
-    /// follows; clients whose socket failed are in `take_failed`.
+    /// follows, by shared segment; clients whose socket failed are in
+    /// `take_failed`.
     pub fn deliver<T: Transmit>(
         &mut self,
         conns: &mut Conns,
         mut notices: Option<(&mut Notices, &mut Rng)>,
         io: &mut T,
     ) -> Pass {
-        let mut frames = std::mem::take(&mut self.batch);
-        if frames.is_empty() && notices.is_none() {
-            self.batch = frames;
+        if self.batch.is_empty() && notices.is_none() {
             return Pass::default();
         }
+        let mut frames = std::mem::take(&mut self.batch);
+        self.held = 0;
+        let batch = Batch::new(&frames);
         let mut primed: Vec<(ConnKey, usize)> = self.primed.drain().collect();
         primed.sort_unstable();
         let mut primed = primed.into_iter().peekable();
-        let (shared, count) = slices_of(&frames);
+        let (shared, count) = batch.slices(0);
         // With notices, each client's own frames: the batch and its notice.
         let mut own: Vec<Arc<[u8]>> = match notices {
             Some(_) => frames.clone(),
@@ -156,24 +173,25 @@ impl Fanout {
                 primed.next();
             }
             if !apart.is_empty() && apart.contains(&key) {
-                from = frames.len();
+                from = batch.len();
             }
             let written = match notices.as_mut() {
-                None if from == frames.len() => return,
-                None if from == 0 => conn.send_shared(&frames, || {
+                None if from == batch.len() => return,
+                None if from == 0 => conn.send_shared(&batch, 0, || {
                     would_block_is_nothing(io.send(key, &shared[..count]))
                 }),
                 None => {
-                    let (slices, n) = slices_of(&frames[from..]);
-                    conn.send_shared(&frames[from..], || {
+                    let (slices, n) = batch.slices(from);
+                    conn.send_shared(&batch, from, || {
                         would_block_is_nothing(io.send(key, &slices[..n]))
                     })
                 }
                 Some((notices, rng)) => {
                     own.truncate(frames.len());
                     own.push(notices.draw(rng));
-                    let (slices, n) = slices_of(&own[from..]);
-                    conn.send_shared(&own[from..], || {
+                    let mine = Batch::new(&own[from..]);
+                    let (slices, n) = mine.slices(0);
+                    conn.send_shared(&mine, 0, || {
                         would_block_is_nothing(io.send(key, &slices[..n]))
                     })
                 }
@@ -209,15 +227,6 @@ fn would_block_is_nothing(result: io::Result<usize>) -> io::Result<usize> {
         }
         other => other,
     }
-}
-
-/// The slices for up to `MAX_IOVECS` frames.
-fn slices_of(frames: &[Arc<[u8]>]) -> ([IoSlice<'_>; MAX_IOVECS], usize) {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    for (slot, frame) in slices.iter_mut().zip(frames) {
-        *slot = IoSlice::new(frame);
-    }
-    (slices, frames.len().min(MAX_IOVECS))
 }
 
 #[cfg(test)]

@@ -14,8 +14,20 @@ use crate::log;
 use crate::proto::close::CloseCode;
 
 impl Node {
-    /// Moves the drain on; returns true once the worker may stop.
-    pub(super) fn update_lifecycle<T: Transmit>(&mut self, io: &mut T) -> bool {
+    /// Connections owed an answer while the worker drains (see
+    /// `Waiting::unanswered`). Looked for only once no client is left, so
+    /// a busy drain does not scan every connection each turn.
+    pub(super) fn answers_owed(&self) -> usize {
+        if self.process.is_draining() && self.conns.clients() == 0 {
+            self.conns.owing_answers(self.process.listener.is_shared())
+        } else {
+            0
+        }
+    }
+
+    /// Moves the drain on, `owed` answers still to give; returns true once
+    /// the worker may stop.
+    pub(super) fn update_lifecycle<T: Transmit>(&mut self, owed: usize, io: &mut T) -> bool {
         let draining = self.process.is_draining();
         let shared = self.process.listener.is_shared();
         if self.drain.stops_accepting(draining, shared) {
@@ -25,19 +37,10 @@ impl Node {
         let waiting = Waiting {
             clients: self.conns.clients(),
             closing: self.conns.closing(),
-            // Looked for only when no client is left, so a busy drain does
-            // not scan every connection each turn.
-            unanswered: if draining && shared && self.conns.clients() == 0 {
-                self.conns.awaiting_first_answer()
-            } else {
-                0
-            },
+            unanswered: owed,
         };
         let deadline = draining.then(|| self.process.drain_deadline());
-        for step in self
-            .drain
-            .update(self.clock.at(), deadline, shared, waiting)
-        {
+        for step in self.drain.update(self.clock.at(), deadline, waiting) {
             self.apply(step, io);
         }
         self.drain.is_done()

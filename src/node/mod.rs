@@ -22,6 +22,7 @@ mod conns;
 mod delivery;
 mod drain;
 mod fanout;
+mod held_back;
 mod input;
 mod instances;
 mod lifecycle;
@@ -33,8 +34,10 @@ mod output;
 pub mod peer;
 mod per_ip;
 mod periodic;
+mod pressure;
 pub mod process;
 mod queue_bound;
+mod queue_total;
 pub mod redis;
 mod remote;
 mod replay;
@@ -71,6 +74,7 @@ use clock::{ticks, Clock};
 use conns::{Conn, Conns};
 use drain::Drain;
 use fanout::Fanout;
+use held_back::HeldBack;
 use mail_room::MailRoom;
 use per_ip::PerIpSlots;
 use periodic::Periodic;
@@ -99,8 +103,11 @@ pub struct Node {
     periodic: Periodic,
     mail: MailRoom,
     remote: Option<Remote>,
-    /// This worker's share of `--max-total-queue-bytes`.
+    /// This worker's share of `--max-total-queue-bytes`: past the bound, a
+    /// worker holding more than this drops its largest queues.
     queue_budget: usize,
+    /// Reads waiting for the process to be within the total queue bound.
+    held_back: HeldBack,
     /// This worker's share of `--max-total-receive-bytes`.
     receive_budget: usize,
     rng: Rng,
@@ -139,6 +146,7 @@ impl Node {
             mail: MailRoom::default(),
             remote,
             queue_budget: (config.max_total_queue_bytes / config.workers).max(1),
+            held_back: HeldBack::default(),
             receive_budget: (config.max_total_receive_bytes / config.workers).max(1),
             clock: Clock::new(now),
             rng,
@@ -157,9 +165,22 @@ impl Node {
         key
     }
 
+    /// Whether the shell may accept another connection. Not once the
+    /// process drains while another process serves its sockets: the
+    /// worker may not have seen the drain yet (its `StopAccepting` comes
+    /// with its next turn), and a connection it took meanwhile would
+    /// reach the process that leaves instead of the one that stays.
+    pub fn takes_new_connections(&self) -> bool {
+        !(self.process.is_draining() && self.process.listener.is_shared())
+    }
+
     pub fn handle(&mut self, input: Input<'_>, now: Now) {
         self.at(now);
         match input {
+            // Requests already read, taken before anything new: answering
+            // them queues bytes, so they wait like a read past the bound.
+            Input::Received { key, bytes: [] }
+                if self.stage(key) == Some(Stage::Http) && self.must_wait(key) => {}
             Input::Received { key, bytes } => {
                 metrics::add(&self.process.stats.bytes_received, bytes.len() as u64);
                 self.receive(key, bytes);
@@ -176,7 +197,10 @@ impl Node {
             }
             Input::Failed { key, error } => self.remove(key, &format!("socket error: {error}")),
             Input::Writable(key) => self.conns.mark_dirty(key),
-            Input::Woken => self.read_mail(),
+            Input::Woken => {
+                self.read_mail();
+                self.release_reads();
+            }
             Input::Redis(input) => self.on_redis(input),
         }
     }
@@ -211,25 +235,31 @@ impl Node {
         if self.drain.closes_pending() {
             self.close_some();
         }
+        if !self.held_back.is_empty() {
+            self.release_reads();
+        }
     }
 
     /// Writes what is due through `io`: queued answers first, then the
     /// turn's broadcasts (and the drain's notices), then what those left
     /// queued, and Redis commands. The drain moves first, so a drain that
     /// starts now writes each client the turn's broadcasts and its notice in
-    /// one pass; and again when clients left meanwhile, so it sees that in
-    /// this turn, not at its next timer.
+    /// one pass; and again when clients left meanwhile, or answers a drain
+    /// waited for went out, so it sees that in this turn, not at its next
+    /// timer.
     pub fn transmit<T: Transmit>(&mut self, io: &mut T, now: Now) {
         self.at(now);
         loop {
             let clients = self.conns.clients();
-            let done = self.update_lifecycle(io);
+            let owed = self.answers_owed();
+            let done = self.update_lifecycle(owed, io);
             self.write_out(io);
             if done {
+                self.retire();
                 self.outputs.push_back(Output::Exit);
                 return;
             }
-            if self.conns.clients() == clients {
+            if self.conns.clients() == clients && (owed == 0 || self.answers_owed() == owed) {
                 return;
             }
         }
@@ -246,7 +276,12 @@ impl Node {
         if self.drain.closes_pending() || self.replays.wants_turn() {
             return Some(self.clock.at());
         }
+        // Reads held back are let go by whoever finds the process within
+        // the bound; a look every tick as well costs nothing.
+        let held_back = (!self.held_back.is_empty())
+            .then(|| self.clock.at() + Duration::from_millis(timer_wheel::TICK_MS));
         [
+            held_back,
             self.conns.next_tick().map(|t| self.clock.instant_of(t)),
             self.periodic
                 .next_deadline()
@@ -297,6 +332,8 @@ impl Node {
                 MayRead::No
             }
             Some(Ok(stage)) if stage != began => MayRead::Later,
+            Some(Ok(Stage::Closing)) => MayRead::Now,
+            Some(Ok(_)) if self.must_wait(key) => MayRead::No,
             Some(Ok(_)) => MayRead::Now,
         }
     }

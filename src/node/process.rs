@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::listener_state::{ListenerState, Origin};
-use super::mailbox::{Mail, Mailbox};
+use super::mailbox::{self, Mail, Mailbox};
 use super::peer::state::Peer;
+use super::queue_total::QueueTotal;
 use crate::app::history::History;
 use crate::app::snapshot::Snapshot;
 use crate::config::Config;
-use crate::obs::metrics::{self, Stats};
+use crate::obs::metrics::{self, Memory, Stats};
 use crate::per_ip::PerIp;
 use crate::rand::Rng;
 
@@ -55,7 +56,15 @@ pub struct Process {
     /// Bytes held for client messages still being received, every
     /// worker's connections together (each worker's `Conns` keeps it).
     pub receiving: Arc<AtomicUsize>,
+    /// Bytes held for clients, in queues and between workers
+    /// (`--max-total-queue-bytes`).
+    pub queued: QueueTotal,
 }
+
+/// A mailbox holds at most this part of a worker's share of
+/// `--max-total-queue-bytes` (and at most `mailbox::MAX_BYTES`) before it
+/// counts as full.
+pub const MAILBOX_PART: usize = 4;
 
 /// A name for a history that starts now: random, so a restarted instance
 /// never reuses one.
@@ -70,10 +79,11 @@ impl Process {
         let instance = format!("{:08x}", rng.next_u64() as u32);
         let workers = config.workers;
         let per_ip = PerIp::new(config.max_connections_per_ip);
+        let mailbox_bytes =
+            (config.max_total_queue_bytes / workers / MAILBOX_PART).clamp(1, mailbox::MAX_BYTES);
         let stream = History::new(new_epoch(rng), config.history_size, config.history_ttl)
             .with_max_bytes(config.max_history_bytes);
         Process {
-            config,
             instance,
             started,
             stats: Stats::new(workers),
@@ -81,7 +91,7 @@ impl Process {
             notification_seq: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             drain_deadline_ms: AtomicU64::new(0),
-            mailboxes: (0..workers).map(|_| Mailbox::default()).collect(),
+            mailboxes: (0..workers).map(|_| Mailbox::new(mailbox_bytes)).collect(),
             notify_clients: AtomicU64::new(0),
             redis_ready: AtomicUsize::new(0),
             pid: std::process::id(),
@@ -90,6 +100,8 @@ impl Process {
             peer: Mutex::new(Peer::default()),
             peer_instance: Mutex::new(None),
             receiving: Arc::default(),
+            queued: QueueTotal::new(config.max_total_queue_bytes),
+            config,
         }
     }
 
@@ -126,20 +138,50 @@ impl Process {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = linked.then(|| instance.into());
     }
 
-    /// Queues mail for a worker; returns whether that worker must be woken
-    /// (it wakes once per batch, not per mail).
+    /// Queues mail for a worker, counted toward the total queue bound until
+    /// it is taken; returns whether that worker must be woken (it wakes
+    /// once per batch, not per mail).
     #[must_use]
     pub fn post(&self, worker: usize, mail: Mail) -> bool {
-        self.mailboxes
-            .get(worker)
-            .is_some_and(|mailbox| mailbox.post(mail))
+        let Some(mailbox) = self.mailboxes.get(worker) else {
+            return false;
+        };
+        let posted = mailbox.post(mail);
+        self.queued.posted(posted);
+        posted.wake
     }
 
     /// Everything posted to `worker`, in order.
     pub fn take_mail(&self, worker: usize) -> Vec<Mail> {
-        self.mailboxes
-            .get(worker)
-            .map_or_else(Vec::new, Mailbox::take)
+        let Some(mailbox) = self.mailboxes.get(worker) else {
+            return Vec::new();
+        };
+        let taken = mailbox.take();
+        self.queued.taken(&taken);
+        taken.mail
+    }
+
+    /// `worker` stopped: its mail is given back, and none is kept for it
+    /// any more.
+    pub fn close_mailbox(&self, worker: usize) {
+        if let Some(mailbox) = self.mailboxes.get(worker) {
+            self.queued.taken(&mailbox.close());
+        }
+    }
+
+    /// What the process holds in memory that clients can make it hold.
+    pub fn memory(&self) -> Memory {
+        let (history_entries, history_bytes) = {
+            let stream = self.stream();
+            (stream.len(), stream.bytes())
+        };
+        Memory {
+            queued_bytes: self.queued.queued(),
+            mailbox_bytes: self.queued.mail(),
+            receiving_bytes: self.receiving.load(Ordering::Relaxed),
+            history_bytes,
+            history_entries,
+        }
     }
 
     pub fn notify_client_joined(&self) {
@@ -231,10 +273,7 @@ impl Process {
             pid: self.pid,
             listener: self.listener.origin.as_str(),
             listener_shared: self.listener.is_shared(),
-            history: {
-                let stream = self.stream();
-                (stream.len(), stream.bytes())
-            },
+            memory: self.memory(),
         }
     }
 }

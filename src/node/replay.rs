@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use super::conns::Conns;
 use crate::app::history::{Cursor, Lost};
-use crate::conn::write_queue::MAX_IOVECS;
+use crate::conn::batch::MAX_IOVECS;
 use crate::conn::Chunk;
 use crate::ids::ConnKey;
 
@@ -38,6 +38,15 @@ pub const BYTES_PER_TURN: usize = 1 << 20;
 /// and its part of the worker's total): one turn's budget serves sixteen
 /// clients.
 pub const STEP_BYTES: usize = 64 * 1024;
+
+/// The queue bounds a step is cut to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// `--max-queue-bytes`.
+    pub max_queue: usize,
+    /// The worker's share of `--max-total-queue-bytes`.
+    pub worker_share: usize,
+}
 
 /// What a replay may take from the history in one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,21 +141,21 @@ impl Replays {
 
     /// One round of replay work, in turn from where the last one stopped:
     /// each client with an empty queue gets its next step, while `budget`
-    /// (what is left of the turn's `BYTES_PER_TURN`) lasts. `queue_share`:
-    /// the worker's share of `--max-total-queue-bytes`. `fetch` takes a
-    /// step from the history (moving the cursor) and answers the last
-    /// offset the worker has handed out.
+    /// (what is left of the turn's `BYTES_PER_TURN`) lasts. `bounds`: the
+    /// queue bounds the steps are cut to. `fetch` takes a step from the
+    /// history (moving the cursor) and answers the last offset the worker
+    /// has handed out.
     pub fn pass(
         &mut self,
         conns: &mut Conns,
-        queue_share: usize,
+        bounds: Bounds,
         budget: &mut usize,
         mut fetch: impl FnMut(&mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
     ) -> Pass {
         let mut pass = Pass::default();
-        let step_bytes = (conns.settings().max_queue / 2)
+        let step_bytes = (bounds.max_queue / 2)
             .min(STEP_BYTES)
-            .min(queue_share / self.by_key.len().max(1))
+            .min(bounds.worker_share / self.by_key.len().max(1))
             .max(1);
         for _ in 0..self.order.len() {
             // Whole steps only, so every client's turn is worth the same;
@@ -236,24 +245,28 @@ mod tests {
         }
     }
 
-    fn pass(replays: &mut Replays, conns: &mut Conns, h: &History) -> Pass {
-        shared_pass(replays, conns, h, usize::MAX)
+    /// A client's bound, and no total to share.
+    fn bound(max_queue: usize) -> Bounds {
+        Bounds {
+            max_queue,
+            worker_share: usize::MAX,
+        }
     }
 
     /// One pass with a whole turn's budget.
-    fn shared_pass(replays: &mut Replays, conns: &mut Conns, h: &History, share: usize) -> Pass {
+    fn pass(replays: &mut Replays, conns: &mut Conns, h: &History, bounds: Bounds) -> Pass {
         let mut budget = BYTES_PER_TURN;
-        budgeted_pass(replays, conns, h, share, &mut budget)
+        budgeted_pass(replays, conns, h, bounds, &mut budget)
     }
 
     fn budgeted_pass(
         replays: &mut Replays,
         conns: &mut Conns,
         h: &History,
-        share: usize,
+        bounds: Bounds,
         budget: &mut usize,
     ) -> Pass {
-        replays.pass(conns, share, budget, |cursor, step, out| {
+        replays.pass(conns, bounds, budget, |cursor, step, out| {
             h.replay(cursor, h.last(), step.max_bytes, step.max_frames, out)?;
             Ok(h.last())
         })
@@ -272,21 +285,21 @@ mod tests {
         let h = history(10, 10_000);
         let mut replays = Replays::default();
         replays.start(keys[0], from(1));
-        let first = pass(&mut replays, &mut conns, &h);
+        let first = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!((first.queued, first.bytes), (5, 50_000), "half of 100,000");
         let held = conns.get(keys[0]).unwrap().out().held();
         assert!(held <= 100_000 / 2 + 64 * 32, "{held}");
         flush(&mut conns, &mut sockets, &keys);
         replays.settle(&conns, h.last());
         assert!(!replays.wants_turn(), "nothing to do until it is writable");
-        let blocked = pass(&mut replays, &mut conns, &h);
+        let blocked = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!(blocked, Pass::default(), "the socket took nothing");
         sockets.by_key.get_mut(&keys[0]).unwrap().room = usize::MAX;
         flush(&mut conns, &mut sockets, &keys);
-        let second = pass(&mut replays, &mut conns, &h);
+        let second = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!((second.queued, second.written), (5, 5));
         flush(&mut conns, &mut sockets, &keys);
-        let last = pass(&mut replays, &mut conns, &h);
+        let last = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!((last.written, &last.finished[..]), (5, &keys[..]));
         assert!(replays.is_empty());
     }
@@ -306,7 +319,7 @@ mod tests {
             let mut budget = BYTES_PER_TURN;
             let mut bytes = 0;
             loop {
-                let done = budgeted_pass(&mut replays, &mut conns, &h, usize::MAX, &mut budget);
+                let done = budgeted_pass(&mut replays, &mut conns, &h, bound(1 << 20), &mut budget);
                 bytes += done.bytes;
                 for key in &done.stepped {
                     steps[keys.iter().position(|k| k == key).unwrap()] += 1;
@@ -332,14 +345,38 @@ mod tests {
         for key in &keys {
             replays.start(*key, from(1));
         }
-        let done = shared_pass(&mut replays, &mut conns, &h, 8 * 3_000);
+        let done = pass(
+            &mut replays,
+            &mut conns,
+            &h,
+            Bounds {
+                max_queue: 1 << 20,
+                worker_share: 8 * 3_000,
+            },
+        );
         assert_eq!(done.queued, 8 * 3, "3,000 bytes each: three messages");
-        let tight = shared_pass(&mut Replays::default(), &mut conns, &h, 0);
+        let tight = pass(
+            &mut Replays::default(),
+            &mut conns,
+            &h,
+            Bounds {
+                max_queue: 1 << 20,
+                worker_share: 0,
+            },
+        );
         assert_eq!(tight, Pass::default());
         let mut alone = Replays::default();
         let (mut conns, _sockets, keys) = joined(settings(1 << 20), 1, 0);
         alone.start(keys[0], from(1));
-        let one = shared_pass(&mut alone, &mut conns, &h, 10);
+        let one = pass(
+            &mut alone,
+            &mut conns,
+            &h,
+            Bounds {
+                max_queue: 1 << 20,
+                worker_share: 10,
+            },
+        );
         assert_eq!(one.queued, 1, "one message at least");
     }
 
@@ -356,7 +393,7 @@ mod tests {
                 next: 1,
             },
         );
-        let done = pass(&mut replays, &mut conns, &h);
+        let done = pass(&mut replays, &mut conns, &h, bound(1 << 20));
         assert_eq!(done.lost, [keys[1]]);
         assert!(done.finished.is_empty());
         assert_eq!(replays.by_key.len(), 1, "the one ahead waits");
@@ -377,7 +414,7 @@ mod tests {
         replays.start(keys[1], from(9));
         replays.stop(keys[0]);
         replays.start(keys[0], from(9));
-        pass(&mut replays, &mut conns, &h);
+        pass(&mut replays, &mut conns, &h, bound(1 << 20));
         assert_eq!(replays.order.len(), 2, "the stale entry is dropped");
         replays.stop(keys[0]);
         replays.stop(keys[1]);

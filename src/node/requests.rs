@@ -41,7 +41,7 @@ impl Node {
                 let text = self
                     .process
                     .stats
-                    .render(snapshot.draining, uptime, snapshot.history);
+                    .render(snapshot.draining, uptime, &snapshot.memory);
                 let response =
                     Response::new(Status::OK, "text/plain; version=0.0.4; charset=utf-8", text);
                 self.respond(key, &request, response);
@@ -56,6 +56,7 @@ impl Node {
     }
 
     fn respond(&mut self, key: ConnKey, request: &Request, response: Response) {
+        let response = self.last_if_leaving(key, response);
         if let Some(peer) = self.conns.get(key).and_then(|conn| conn.peer()) {
             log!(
                 Debug,
@@ -75,6 +76,7 @@ impl Node {
 
     /// Answers a parked request, then goes on with any pipelined ones.
     pub(super) fn answer_parked(&mut self, key: ConnKey, ticket: u64, response: Response) {
+        let response = self.last_if_leaving(key, response);
         let answered = self.drive(key, |conn, now, s| {
             conn.answer_parked(ticket, response, now, s)
         });
@@ -83,6 +85,25 @@ impl Node {
                 self.on_event(key, event);
             }
             self.outputs.push_back(super::Output::ReadAgain(key));
+        }
+    }
+
+    /// While the process drains and another process serves its listening
+    /// sockets, an answer is its connection's last (`Connection: close`,
+    /// then the connection closes): a keep-alive client (a publisher, a
+    /// probe) connects again, and reaches the process that stays. Requests
+    /// already read behind it (pipelined) are answered first; the last of
+    /// them closes.
+    fn last_if_leaving(&self, key: ConnKey, response: Response) -> Response {
+        let leaving = self.process.is_draining() && self.process.listener.is_shared();
+        let more_read = self
+            .conns
+            .get(key)
+            .is_some_and(|conn| conn.holds_next_request());
+        if leaving && !more_read {
+            response.closing()
+        } else {
+            response
         }
     }
 

@@ -1,7 +1,8 @@
 //! The node's steps for writing, once per loop turn: queued answers, the
 //! turn's broadcasts, the next steps of the replays, what a write leads to
 //! (read on, shut the write side, drop a slow consumer, watch for
-//! writability), and the process-wide bound on queued bytes.
+//! writability), and the process-wide bound on queued bytes (see
+//! `pressure.rs`).
 
 use super::conns::Flushed;
 use super::notice::Notices;
@@ -9,7 +10,7 @@ use super::queue_bound::over_budget;
 use super::replay;
 use super::transmit::Transmit;
 use super::{Node, Output};
-use crate::conn::Verdict;
+use crate::conn::{Stage, Verdict};
 use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics::{self, Limit};
@@ -25,14 +26,17 @@ impl Node {
         self.deliver(None, io);
         self.flush_dirty(io);
         self.pace_replays(io);
-        let shed = over_budget(
-            &self.conns,
-            self.queue_budget,
-            self.conns.settings().max_queue,
-        );
+        let excess = self.queue_excess();
+        let shed = over_budget(&self.conns, excess);
         if !shed.is_empty() {
             for key in shed {
                 self.process.stats.limit_hit(Limit::TotalQueue);
+                if self.stage(key) != Some(Stage::Ws) {
+                    // An HTTP connection that does not read its answers,
+                    // or one closing: nothing to say, the socket goes.
+                    self.remove(key, &"total queue bound");
+                    continue;
+                }
                 if let Some(Some(Verdict::Dropped(event))) =
                     self.drive(key, |conn, now, s| conn.shed(now, s))
                 {
@@ -41,6 +45,7 @@ impl Node {
             }
             self.flush_dirty(io);
         }
+        self.release_reads();
         self.write_redis(io);
     }
 
@@ -96,10 +101,13 @@ impl Node {
     /// the truth (`too_old`).
     fn replay_round(&mut self, budget: &mut usize) -> Vec<ConnKey> {
         let (process, at) = (&self.process, self.stream.position());
-        let share = self.queue_budget;
+        let bounds = replay::Bounds {
+            max_queue: self.process.config.max_queue_bytes,
+            worker_share: self.queue_budget,
+        };
         let pass = self
             .replays
-            .pass(&mut self.conns, share, budget, |cursor, step, out| {
+            .pass(&mut self.conns, bounds, budget, |cursor, step, out| {
                 let history = process.stream();
                 let through = history.delivered(at);
                 history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;

@@ -111,6 +111,20 @@ impl Limit {
 /// `Stats::resumes`.
 pub const RESUME_RESULTS: [&str; 3] = ["recovered", "too_old", "unknown_epoch"];
 
+/// What the process holds in memory that clients can make it hold, each
+/// part under a bound of its own (see docs/limits.md).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Client queues and the workers' batches for the turn.
+    pub queued_bytes: usize,
+    /// Mail between workers, posted and not yet taken.
+    pub mailbox_bytes: usize,
+    /// Messages and requests still being received.
+    pub receiving_bytes: usize,
+    pub history_bytes: usize,
+    pub history_entries: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections_total: AtomicU64,
@@ -195,9 +209,9 @@ impl Stats {
         self.per_worker_active.iter().map(get).sum()
     }
 
-    /// The Prometheus text format, version 0.0.4. `history`: the resume
-    /// history's entries and bytes.
-    pub fn render(&self, draining: bool, uptime_s: f64, history: (usize, usize)) -> String {
+    /// The Prometheus text format, version 0.0.4. `memory`: what the
+    /// process holds for its clients.
+    pub fn render(&self, draining: bool, uptime_s: f64, memory: &Memory) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(out, "# HELP wsnotify_{name} {help}");
@@ -370,13 +384,31 @@ impl Stats {
             "history_messages",
             "gauge",
             "Broadcasts kept for resume.",
-            &[(String::new(), history.0 as u64)],
+            &[(String::new(), memory.history_entries as u64)],
         );
         metric(
             "history_bytes",
             "gauge",
             "Bytes of the broadcasts kept for resume, with each entry's cost.",
-            &[(String::new(), history.1 as u64)],
+            &[(String::new(), memory.history_bytes as u64)],
+        );
+        metric(
+            "queued_bytes",
+            "gauge",
+            "Bytes queued for clients (their queues and the turn's broadcasts), counted toward --max-total-queue-bytes.",
+            &[(String::new(), memory.queued_bytes as u64)],
+        );
+        metric(
+            "mailbox_bytes",
+            "gauge",
+            "Bytes of mail between workers not yet taken, counted toward --max-total-queue-bytes.",
+            &[(String::new(), memory.mailbox_bytes as u64)],
+        );
+        metric(
+            "receiving_bytes",
+            "gauge",
+            "Bytes held for messages and requests still being received (--max-total-receive-bytes).",
+            &[(String::new(), memory.receiving_bytes as u64)],
         );
         metric(
             "draining",
@@ -416,7 +448,14 @@ mod tests {
         add(&stats.messages_sent, 3);
         stats.limit_hit(Limit::IdleTimeout);
         add(&stats.resumes[1], 2);
-        let text = stats.render(true, 1.5, (4, 400));
+        let memory = Memory {
+            queued_bytes: 7,
+            mailbox_bytes: 8,
+            receiving_bytes: 9,
+            history_bytes: 400,
+            history_entries: 4,
+        };
+        let text = stats.render(true, 1.5, &memory);
         assert!(text
             .contains("# TYPE wsnotify_connections_active gauge\nwsnotify_connections_active 1\n"));
         assert!(text.contains("wsnotify_worker_connections_active{worker=\"1\"} 1\n"));
@@ -426,6 +465,9 @@ mod tests {
         assert!(text.contains("wsnotify_draining 1\n"));
         assert!(text.contains("wsnotify_resumes_total{result=\"too_old\"} 2\n"));
         assert!(text.contains("wsnotify_history_bytes 400\n"));
+        assert!(text.contains("wsnotify_queued_bytes 7\n"));
+        assert!(text.contains("wsnotify_mailbox_bytes 8\n"));
+        assert!(text.contains("wsnotify_receiving_bytes 9\n"));
         assert!(text.contains("wsnotify_uptime_seconds 1.500\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();

@@ -6,7 +6,7 @@
 //   const client = connect('wss://example.com/ws', {
 //     onMessage(m) { ... },            // every message, welcome excluded, duplicates dropped
 //     onWelcome(m) { ... },            // each new connection's welcome
-//     onRecovered(count, welcome) { },  // a resume replayed `count` missed broadcasts
+//     onRecovered(count, welcome, detail) { },  // a resume replayed `count` missed broadcasts
 //     onGap(reason, detail) { ... },    // broadcasts were missed: refetch your state
 //     onState(state, detail) { ... },   // 'connecting' | 'connected' | 'waiting' | 'disconnected'
 //   });
@@ -15,7 +15,12 @@
 //
 // Reasons given to onGap: 'too_old' and 'unknown_epoch' (from the server's
 // welcome) and 'jump' (an offset skipped ahead on a live connection;
-// detail.expected and detail.got). See docs/client.md.
+// detail.expected and detail.got). Why a connection replaced the one
+// before, in the details of 'connecting', 'connected', onRecovered and
+// onGap: detail.after is 'shutdown' (the server said it was shutting down
+// or being upgraded), 'drop' (the connection ended without a word), or
+// null (the first connection, or reconnect()). describeReconnect() and
+// describeGap() put both in plain words. See docs/client.md.
 
 const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
@@ -30,6 +35,30 @@ export function resumeUrl(url, epoch, offset) {
     u.searchParams.set('epoch', epoch);
   }
   return u.toString();
+}
+
+/** Why a connection replaced the one before, in plain words ('' for none). */
+export function describeReconnect(after) {
+  if (after === 'shutdown') return 'the server shut down or was upgraded';
+  if (after === 'drop') return 'the connection dropped';
+  return '';
+}
+
+/** What an onGap reason means, in plain words. */
+export function describeGap(reason, detail = {}) {
+  switch (reason) {
+    case 'too_old':
+      return 'the server no longer holds them (they are older than its history)';
+    case 'unknown_epoch':
+      // A one-host upgrade (--handover, socket activation) and Redis carry
+      // the stream across; a server that knows nothing of it was started
+      // afresh without either.
+      return 'the server does not know the stream this page followed: it was restarted without a hand-over or Redis';
+    case 'jump':
+      return 'offsets jumped from ' + (detail.expected - 1) + ' to ' + detail.got;
+    default:
+      return String(reason);
+  }
 }
 
 /** Jittered exponential backoff: 50-100 % of base * 2^attempt, capped. */
@@ -57,6 +86,19 @@ export function connect(url, options = {}) {
   let clientId = null;
   let state = 'disconnected';
   let dropped = 0;
+  // Why the next connection replaces the last one that was welcomed
+  // (see describeReconnect); kept through failed attempts.
+  let after = null;
+  // The current connection was welcomed, and got a shutdown notice.
+  let welcomed = false;
+  let noticed = false;
+
+  // The current connection, if it was welcomed, is over: say why.
+  function ended() {
+    if (welcomed) after = noticed ? 'shutdown' : 'drop';
+    welcomed = false;
+    noticed = false;
+  }
 
   function setState(next, detail) {
     state = next;
@@ -74,7 +116,7 @@ export function connect(url, options = {}) {
   // connection still works until then).
   function schedule(delay, quiet) {
     clearTimer();
-    if (!quiet) setState('waiting', { delayMs: delay, at: Date.now() + delay });
+    if (!quiet) setState('waiting', { delayMs: delay, at: Date.now() + delay, after });
     timer = setTimeout(() => {
       timer = null;
       open();
@@ -96,8 +138,9 @@ export function connect(url, options = {}) {
 
   function open() {
     clearTimer();
+    ended();
     detach();
-    setState('connecting');
+    setState('connecting', { after });
     let sock;
     try {
       sock = new Socket(resumeUrl(target, epoch, offset));
@@ -111,12 +154,13 @@ export function connect(url, options = {}) {
     };
     sock.onclose = (ev) => {
       if (ws !== sock) return;
+      ended();
       ws = null;
       clientId = null;
       on('onClose', { code: ev.code, reason: ev.reason });
       if (timer !== null) {
         // A shutdown notice already set when to come back.
-        setState('waiting', { delayMs: null });
+        setState('waiting', { delayMs: null, after });
         return;
       }
       schedule(backoffDelay(attempt++, random, base, cap));
@@ -126,16 +170,20 @@ export function connect(url, options = {}) {
   function welcome(m) {
     clientId = m.client_id ?? null;
     attempt = 0;
+    const why = { after };
+    after = null;
+    welcomed = true;
+    noticed = false;
     const current = Number.isSafeInteger(m.offset) ? m.offset : null;
     // After a recovery the replayed broadcasts follow and move our offset
     // on (a server lagging behind Redis may report less than ours, and
     // resends nothing up to ours). Otherwise we start at the server's.
     if (m.recovered !== true || offset === null) offset = current;
     epoch = typeof m.epoch === 'string' && m.epoch !== '' ? m.epoch : null;
-    setState('connected', { clientId });
+    setState('connected', { clientId, ...why });
     on('onWelcome', m);
-    if (m.recovered === true) on('onRecovered', Number(m.replayed) || 0, m);
-    else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { welcome: m });
+    if (m.recovered === true) on('onRecovered', Number(m.replayed) || 0, m, why);
+    else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { welcome: m, ...why });
   }
 
   function receive(data) {
@@ -166,6 +214,7 @@ export function connect(url, options = {}) {
     }
     on('onMessage', m);
     if (m.type === 'shutdown_notice') {
+      noticed = true;
       const ms = Number(m.reconnect_after_ms);
       // Follow the hint while this connection still works: the server
       // keeps delivering until we leave, and the resume covers the switch.
@@ -189,6 +238,8 @@ export function connect(url, options = {}) {
         offset = null;
       }
       attempt = 0;
+      welcomed = false;
+      after = null;
       open();
     },
     /** Closes and stops reconnecting; the position is kept for reconnect(). */

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const source = readFileSync(join(ROOT, 'src', 'web', 'client.js'));
 // The module is served without a package.json around it: load it as text.
-const { connect, resumeUrl, backoffDelay } = await import(
+const { connect, resumeUrl, backoffDelay, describeGap, describeReconnect } = await import(
   'data:text/javascript;base64,' + source.toString('base64')
 );
 
@@ -42,7 +42,8 @@ function fakeServer() {
 /** A client on a fake server, with everything it reports recorded. */
 function start(extra = {}) {
   const server = fakeServer();
-  const seen = { messages: [], welcomes: [], recovered: [], gaps: [], states: [] };
+  // `after`: why each welcomed connection replaced the one before.
+  const seen = { messages: [], welcomes: [], recovered: [], gaps: [], states: [], after: [] };
   const client = connect('ws://example.test/ws?token=t', {
     WebSocket: server.FakeSocket,
     random: () => 0,
@@ -52,7 +53,10 @@ function start(extra = {}) {
     onWelcome: (m) => seen.welcomes.push(m),
     onRecovered: (n) => seen.recovered.push(n),
     onGap: (reason, detail) => seen.gaps.push({ reason, ...detail }),
-    onState: (s) => seen.states.push(s),
+    onState: (s, detail) => {
+      seen.states.push(s);
+      if (s === 'connected') seen.after.push(detail.after);
+    },
     ...extra,
   });
   return { client, server, seen };
@@ -95,6 +99,7 @@ test('drops seen offsets, reports jumps, passes messages without offsets', () =>
   assert.equal(seen.messages.length, 4);
   assert.equal(client.dropped, 2);
   assert.deepEqual(seen.gaps, [{ reason: 'jump', expected: 8, got: 9 }]);
+  assert.deepEqual(seen.after, [null], 'the first connection replaced none');
   client.close();
 });
 
@@ -124,6 +129,7 @@ test('after a drop it backs off, resumes with since/epoch and reports the recove
   resumed.deliver({ type: 'chat', offset: 11 });
   resumed.deliver({ type: 'chat', offset: 12 });
   assert.deepEqual(seen.recovered, [2]);
+  assert.deepEqual(seen.after, [null, 'drop'], 'a failed attempt between keeps the reason');
   assert.deepEqual(offsets(seen), [10, 11, 12]);
   assert.deepEqual(seen.gaps, []);
   assert.equal(client.clientId, 'c2');
@@ -165,6 +171,7 @@ test('a shutdown notice moves the client after the hint, ignoring the old socket
   next.deliver({ type: 'chat', offset: 2 });
   assert.deepEqual(offsets(seen), [1, 2]);
   assert.equal(seen.messages.filter((m) => m.type === 'shutdown_notice').length, 1);
+  assert.deepEqual(seen.after, [null, 'shutdown']);
   client.close();
 });
 
@@ -189,7 +196,7 @@ test('a gap from the server restarts the position at its offset', () => {
   client.reconnect();
   const ws = server.last();
   ws.deliver({ type: 'welcome', epoch: 'e2', offset: 3, recovered: false, reason: 'unknown_epoch' });
-  assert.deepEqual(seen.gaps, [{ reason: 'unknown_epoch', welcome: seen.welcomes[1] }]);
+  assert.deepEqual(seen.gaps, [{ reason: 'unknown_epoch', welcome: seen.welcomes[1], after: null }]);
   assert.equal(client.epoch, 'e2');
   ws.deliver({ type: 'chat', offset: 4 });
   assert.deepEqual(offsets(seen), [4]);
@@ -212,4 +219,43 @@ test('close() stops reconnecting; a new URL forgets the position', (t) => {
   assert.equal(client.send({ type: 'ping' }), true);
   assert.deepEqual(server.last().sent, [{ type: 'ping' }]);
   client.close();
+});
+
+test('a server close before the hint, and failed attempts after it, still say the server shut down', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const states = [];
+  const { client, server, seen } = start({
+    baseDelayMs: 1,
+    onState: (s, detail) => {
+      states.push([s, detail && detail.after]);
+      if (s === 'connected') seen.after.push(detail.after);
+    },
+  });
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  server.last().deliver({ type: 'shutdown_notice', reconnect_after_ms: 5 });
+  server.last().drop(1001);
+  assert.deepEqual(states.at(-1), ['waiting', 'shutdown']);
+  t.mock.timers.tick(5);
+  assert.deepEqual(states.at(-1), ['connecting', 'shutdown']);
+  server.last().drop(1006);
+  t.mock.timers.tick(1);
+  assert.deepEqual(states.at(-1), ['connecting', 'shutdown'], 'a failed attempt changes nothing');
+  server.last().deliver({ type: 'welcome', epoch: 'e2', offset: 0, recovered: false, reason: 'unknown_epoch' });
+  assert.deepEqual(seen.after, [null, 'shutdown']);
+  assert.equal(seen.gaps[0].after, 'shutdown');
+  client.reconnect();
+  server.last().deliver({ type: 'welcome', epoch: 'e2', offset: 0, recovered: true, replayed: 0 });
+  assert.deepEqual(seen.after, [null, 'shutdown', null], 'reconnect() is nobody\'s fault');
+  client.close();
+});
+
+test('reconnects and gaps in plain words', () => {
+  assert.equal(describeReconnect('shutdown'), 'the server shut down or was upgraded');
+  assert.equal(describeReconnect('drop'), 'the connection dropped');
+  assert.equal(describeReconnect(null), '');
+  const unknown = describeGap('unknown_epoch');
+  assert.match(unknown, /restarted without a hand-over or Redis/);
+  assert.doesNotMatch(unknown, /lost its history/);
+  assert.match(describeGap('too_old'), /no longer holds them/);
+  assert.equal(describeGap('jump', { expected: 8, got: 9 }), 'offsets jumped from 7 to 9');
 });

@@ -12,6 +12,10 @@
 // 2. Without Redis: the same hand-over between two lone servers. The
 //    hand-over passes the stream, so the page's resume on the new server is
 //    recovered too, with the same epoch and no gap.
+// 3. A restart without hand-over or Redis: the page's resume meets a
+//    server that does not know its epoch, and the page says so in plain
+//    words (not that the server "lost its history").
+// Every reconnect after a shutdown notice says so on the page.
 // Needs redis-server (the test fails at once without it). Environment as
 // web_client.test.mjs; TEST_TIMEOUT_MS defaults to 90000.
 
@@ -105,7 +109,9 @@ async function withRedis(page) {
     `offsets in the log are not consecutive: ${offsets.join(',')}`);
   assert(await page.locator('#log .msg-gap').count() === 0, 'the page reported a gap');
   const recoveredText = (await recovered.textContent()).trim();
-  assert(/recovered \d+ missed messages?$/.test(recoveredText), `the recovery entry reads ${recoveredText}`);
+  assert(new RegExp(`${AFTER_UPGRADE}: (nothing missed|recovered \\d+ missed messages?)$`).test(recoveredText),
+    `the recovery entry reads ${recoveredText}`);
+  await saysItReconnectsAfterTheUpgrade(page);
   const after = await connected(page);
   assert(after.epoch === before.epoch, `the epoch changed behind one Redis: ${before.epoch} -> ${after.epoch}`);
   log(`all ${published} broadcasts shown once, offsets ${offsets[0]}..${offsets[offsets.length - 1]}; ${recoveredText}`);
@@ -127,7 +133,7 @@ async function withoutRedis(page) {
   // the page's resume on D is recovered, not a gap.
   await waitFor(async () => (await recoveries.count()) > recoveredBefore, STEP_MS * 2, 'a recovery on D');
   const recoveredText = (await recoveries.last().textContent()).trim();
-  assert(/recovered 0 missed messages$/.test(recoveredText), `the recovery entry on D reads ${recoveredText}`);
+  assert(recoveredText.endsWith(`${AFTER_UPGRADE}: nothing missed`), `the recovery entry on D reads ${recoveredText}`);
   await publish(servers.D.base, { message: 'after the restart' });
   await page.locator('#log .msg-notification', { hasText: 'after the restart' }).waitFor({ timeout: STEP_MS * 2 });
   assert(await page.locator('#log .msg-gap').count() === 0, 'the page reported a gap across a one-host upgrade');
@@ -138,6 +144,44 @@ async function withoutRedis(page) {
   log(`one-host upgrade: epoch kept, ${recoveredText}, no gap`);
 }
 
+/** How the page begins an entry about a connection that replaced one the
+ * server closed for a shutdown or an upgrade. */
+const AFTER_UPGRADE = 'reconnected after the server shut down or was upgraded';
+
+/** The notice and the reconnect that followed it, in plain words. */
+async function saysItReconnectsAfterTheUpgrade(page) {
+  const notice = (await page.locator('#log .msg-shutdown_notice').last().textContent()).trim();
+  assert(notice.includes('the server is shutting down or being upgraded; this page reconnects in'),
+    `the notice entry reads ${notice}`);
+  await page.locator('#log .msg-system', { hasText: 'because the server shut down or was upgraded' }).first().waitFor();
+}
+
+async function restartWithoutHandover(page) {
+  servers.E = await startServer(DRAIN);
+  await page.goto(`${servers.E.base}/`);
+  const before = await connected(page);
+  await publish(servers.E.base, { message: 'before the plain restart' });
+  await page.locator('#log .msg-notification', { hasText: 'before the plain restart' }).waitFor();
+  const gaps = page.locator('#log .msg-gap');
+  servers.E.proc.kill('SIGTERM');
+  await page.locator('#log .msg-shutdown_notice').waitFor();
+  // E exits once the page has left; a new server without hand-over or Redis
+  // takes the port, and the page's resume meets an epoch it does not know.
+  const exitE = await servers.E.exited;
+  assert(exitE.code === 0, `E did not exit 0: ${JSON.stringify(exitE)}`);
+  servers.F = await startServer([...DRAIN, '--port', String(servers.E.port)]);
+  log(`E pid ${servers.E.proc.pid} stopped; F pid ${servers.F.proc.pid} on the same port, no hand-over`);
+  await gaps.first().waitFor({ timeout: STEP_MS * 2 });
+  const gapText = (await gaps.first().textContent()).trim();
+  assert(gapText.includes(`${AFTER_UPGRADE}: missed messages: the server does not know the stream`)
+    && gapText.includes('restarted without a hand-over or Redis'), `the gap entry reads ${gapText}`);
+  assert(!gapText.includes('lost its history'), `the gap entry reads ${gapText}`);
+  const after = await connected(page);
+  assert(after.epoch !== before.epoch, 'the restarted server kept the epoch without a hand-over');
+  await saysItReconnectsAfterTheUpgrade(page);
+  log(`restart without hand-over: ${gapText}`);
+}
+
 async function main() {
   const context = await launchBrowser();
   const page = context.pages()[0] || (await context.newPage());
@@ -146,6 +190,7 @@ async function main() {
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   await withRedis(page);
   await withoutRedis(page);
+  await restartWithoutHandover(page);
   assert(pageErrors.length === 0, `errors in the page: ${pageErrors.join('; ')}`);
   await context.close();
 }

@@ -3,6 +3,7 @@
 
 use super::harness::{config, Harness};
 use crate::config::Config;
+use crate::node::fanout::MAX_BATCH_BYTES;
 use crate::obs::metrics::Limit;
 
 #[test]
@@ -343,4 +344,31 @@ fn unfinished_messages_stop_at_the_receive_bound_the_largest_closed_first() {
     assert_eq!(closed, [0, 1, 2, 3, 4, 5]);
     let hits = h.process.stats.limit_hits(Limit::TotalReceive);
     assert_eq!(hits, closed.len() as u64);
+}
+
+/// A read of thousands of short chats fills the turn's batch: past 256 KiB
+/// of broadcasts the worker reads no more until the turn has written them,
+/// so one pass leaves a client behind by a few shared segments at most;
+/// nothing is lost, the flooder is read on at the next turn.
+#[test]
+fn a_turn_reads_no_more_once_its_broadcasts_fill_the_batch() {
+    let mut h = Harness::workers(1);
+    let flooder = h.client(0);
+    let reader = h.client(0);
+    let chat =
+        crate::proto::frame::masked(0x81, br#"{"type":"chat","message":"hi"}"#, [1, 2, 3, 4]);
+    for _ in 0..20_000 {
+        h.socket(flooder).inbox.extend(&chat);
+    }
+    h.send(flooder, &[]);
+    let batch = h.nodes[0].fanout.held();
+    assert!(
+        (MAX_BATCH_BYTES..MAX_BATCH_BYTES + 8 * 64 * 1024).contains(&batch),
+        "{batch} bytes of broadcasts before the turn's writes"
+    );
+    assert!(!h.nodes[0].held_back.is_empty(), "the flooder waits");
+    assert!(!h.socket(flooder).inbox.is_empty());
+    h.run();
+    assert!(h.socket(flooder).inbox.is_empty(), "read on, turn by turn");
+    assert_eq!(h.json(reader).len(), 20_000, "nothing lost");
 }

@@ -155,3 +155,221 @@ fn with_shared_sockets_it_stops_accepting_and_serves_who_was_on_the_way() {
     h.run();
     assert!(h.exited[0]);
 }
+
+/// A publisher on a keep-alive connection, answered once before the drain.
+fn keep_alive_publisher(h: &mut Harness) -> super::harness::Peer {
+    let (publisher, answer) = h.post(0, "/broadcast", r#"{"message":"before"}"#);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), None, "kept alive");
+    assert!(!h.is_closed(publisher));
+    publisher
+}
+
+fn post_request(body: &str) -> String {
+    format!(
+        "POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The drain of a process whose sockets another process serves, with one
+/// `/ws` client staying.
+fn shared_drain() -> (Harness, super::harness::Peer) {
+    let mut h = Harness::new(Config {
+        drain_timeout: 60 * S,
+        ..config()
+    });
+    h.process.listener.handed_over_to(4242);
+    let staying = h.client(0);
+    (h, staying)
+}
+
+#[test]
+fn with_shared_sockets_every_answer_of_the_drain_closes_its_connection() {
+    let (mut h, _staying) = shared_drain();
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.send(
+        publisher,
+        post_request(r#"{"message":"during"}"#).as_bytes(),
+    );
+    h.run();
+    let answer = h.response(publisher).expect("an answer");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(h.socket(publisher).write_shut, "our side closed after it");
+    h.fin(publisher);
+    h.run();
+    assert!(h.is_closed(publisher));
+    for path in ["/health", "/status", "/metrics", "/nope"] {
+        let answer = h.get(0, path);
+        assert_eq!(answer.header("connection"), Some("close"), "{path}");
+    }
+    assert!(!h.exited[0], "the client is still served");
+}
+
+#[test]
+fn with_shared_sockets_requests_read_behind_one_are_answered_before_the_close() {
+    let (mut h, _staying) = shared_drain();
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    let pipelined = post_request(r#"{"message":"one"}"#) + &post_request(r#"{"message":"two"}"#);
+    h.send(publisher, pipelined.as_bytes());
+    h.run();
+    let first = h.response(publisher).expect("the first answer");
+    let second = h.response(publisher).expect("the second answer");
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(first.header("connection"), None);
+    assert_eq!(second.header("connection"), Some("close"));
+}
+
+#[test]
+fn a_socket_of_its_own_keeps_its_keep_alive_connections_while_draining() {
+    let mut h = Harness::new(Config {
+        drain_timeout: 60 * S,
+        ..config()
+    });
+    let _staying = h.client(0);
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.send(
+        publisher,
+        post_request(r#"{"message":"during"}"#).as_bytes(),
+    );
+    h.run();
+    let answer = h.response(publisher).expect("an answer");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), None, "nobody else to go to");
+    assert!(!h.is_closed(publisher) && !h.socket(publisher).write_shut);
+}
+
+#[test]
+fn a_request_read_as_the_last_client_leaves_is_answered_before_the_exit() {
+    for shared in [true, false] {
+        let mut h = Harness::new(Config {
+            drain_timeout: 60 * S,
+            ..config()
+        });
+        if shared {
+            h.process.listener.handed_over_to(4242);
+        }
+        let last = h.client(0);
+        let publisher = keep_alive_publisher(&mut h);
+        h.drain(60 * S);
+        // The publisher does not read for now: its answer waits in the
+        // queue, and with it the exit.
+        h.socket(publisher).room = 0;
+        h.send(publisher, post_request(r#"{"message":"late"}"#).as_bytes());
+        h.fin(last);
+        h.run();
+        assert!(!h.exited[0], "shared={shared}: an answer is owed");
+        h.room(publisher, usize::MAX);
+        h.run();
+        let answer = h.response(publisher).expect("the answer, before the exit");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("connection").is_some(), shared);
+        assert!(h.exited[0], "shared={shared}: nothing owed any more");
+    }
+}
+
+#[test]
+fn a_request_half_read_as_the_last_client_leaves_is_answered_before_the_exit() {
+    let (mut h, last) = shared_drain();
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    let request = post_request(r#"{"message":"late"}"#);
+    let (head, rest) = request.split_at(20);
+    h.send(publisher, head.as_bytes());
+    h.fin(last);
+    h.run();
+    assert!(!h.exited[0], "a request is on its way in");
+    h.send(publisher, rest.as_bytes());
+    h.run();
+    let answer = h.response(publisher).expect("the answer");
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(h.exited[0]);
+}
+
+#[test]
+fn an_answer_that_is_never_read_holds_the_exit_no_longer_than_the_linger() {
+    let (mut h, last) = shared_drain();
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.socket(publisher).room = 0;
+    h.send(publisher, post_request(r#"{"message":"late"}"#).as_bytes());
+    h.fin(last);
+    h.run();
+    assert!(!h.exited[0]);
+    h.advance(crate::node::CLOSE_LINGER + S);
+    assert!(h.exited[0], "the linger is over, and the exit with it");
+}
+
+#[test]
+fn with_shared_sockets_an_idle_keep_alive_connection_gets_its_last_answer_before_the_exit() {
+    let (mut h, last) = shared_drain();
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.fin(last);
+    h.run();
+    assert!(
+        !h.exited[0],
+        "its next request may be on the way: it is answered, not met by a closed socket"
+    );
+    h.send(publisher, post_request(r#"{"message":"late"}"#).as_bytes());
+    h.run();
+    let answer = h.response(publisher).expect("the answer");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(h.exited[0], "that was its last answer");
+}
+
+#[test]
+fn with_shared_sockets_an_idle_keep_alive_connection_holds_the_exit_until_its_timeout() {
+    let (mut h, last) = shared_drain();
+    let _idle = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.fin(last);
+    h.run();
+    h.advance(h.process.config.header_timeout - S);
+    assert!(!h.exited[0]);
+    h.advance(2 * S);
+    assert!(h.exited[0], "the keep-alive timeout closed it");
+}
+
+#[test]
+fn a_socket_of_its_own_does_not_wait_for_idle_keep_alive_connections() {
+    let mut h = Harness::new(Config {
+        drain_timeout: 60 * S,
+        ..config()
+    });
+    let last = h.client(0);
+    let idle = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    h.fin(last);
+    h.run();
+    assert!(h.exited[0]);
+    assert!(h.is_closed(idle));
+}
+
+/// A worker that stopped takes no more mail: none is kept for it, so its
+/// mailbox never fills and the workers still serving clients read on.
+#[test]
+fn a_stopped_worker_keeps_no_mail_and_holds_no_one_back() {
+    let mut h = Harness::new(Config {
+        workers: 2,
+        max_total_queue_bytes: 64 * 1024,
+        ..config()
+    });
+    let a = h.client(0);
+    h.drain(60 * S);
+    assert!(h.exited[1] && !h.exited[0]);
+    for _ in 0..100 {
+        h.text(a, &"x".repeat(1_000));
+        h.run();
+    }
+    let chats = h.json(a).iter().filter(|m| m["type"] == "chat").count();
+    assert_eq!(chats, 100);
+    assert_eq!(h.process.memory().mailbox_bytes, 0);
+}

@@ -126,9 +126,12 @@ fn stream(h: &mut Harness, client: Peer) -> Vec<(Option<u64>, String)> {
         .collect()
 }
 
+/// Publishes on a connection of its own, which the publisher then closes
+/// (a draining process with shared sockets waits for open ones).
 fn broadcast(h: &mut Harness, message: &str) -> Value {
-    let (_, response) = h.post(0, "/broadcast", &format!(r#"{{"message":"{message}"}}"#));
+    let (publisher, response) = h.post(0, "/broadcast", &format!(r#"{{"message":"{message}"}}"#));
     assert_eq!(response.status, 200, "{response:?}");
+    h.fin(publisher);
     serde_json::from_slice(&response.body).unwrap()
 }
 

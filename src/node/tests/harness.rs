@@ -343,8 +343,15 @@ impl Harness {
     /// One loop turn of every node: mail, connections to read again,
     /// timers, writes. Repeats until nothing is left to do now.
     pub fn run(&mut self) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.run_nodes(&all);
+    }
+
+    /// Like `run`, but only `nodes` take turns: the others are busy (their
+    /// wakes and reads wait until they run again).
+    pub fn run_nodes(&mut self, nodes: &[usize]) {
         for _ in 0..1_000 {
-            if self.turn() {
+            if self.turn_nodes(nodes) {
                 return;
             }
         }
@@ -354,8 +361,21 @@ impl Harness {
     /// One loop turn of every node; returns whether nothing is left to do
     /// now (no read, wake or due timer is pending).
     pub fn turn(&mut self) -> bool {
-        let again = std::mem::take(&mut self.again);
-        let woken = std::mem::take(&mut self.woken);
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.turn_nodes(&all)
+    }
+
+    /// One loop turn of `nodes`; returns whether nothing is left for them
+    /// to do now.
+    fn turn_nodes(&mut self, nodes: &[usize]) -> bool {
+        let runs = |peer: &Peer| nodes.contains(&peer.node);
+        let (again, later): (Vec<Peer>, Vec<Peer>) =
+            std::mem::take(&mut self.again).into_iter().partition(runs);
+        let (woken, asleep): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.woken)
+            .into_iter()
+            .partition(|node| nodes.contains(node));
+        self.again = later;
+        self.woken = asleep;
         for node in woken {
             self.nodes[node].handle(Input::Woken, self.now);
             self.outputs(node);
@@ -363,7 +383,7 @@ impl Harness {
         for peer in again {
             self.read(peer);
         }
-        for node in 0..self.nodes.len() {
+        for &node in nodes {
             if self.exited[node] {
                 continue;
             }
@@ -372,10 +392,14 @@ impl Harness {
             self.nodes[node].transmit(&mut self.sockets[node], self.now);
             self.outputs(node);
         }
-        let immediate = self.nodes.iter().zip(&self.exited).any(|(node, exited)| {
-            !exited && node.poll_timeout().is_some_and(|at| at <= self.now.at)
+        let immediate = nodes.iter().any(|&node| {
+            !self.exited[node]
+                && self.nodes[node]
+                    .poll_timeout()
+                    .is_some_and(|at| at <= self.now.at)
         });
-        self.again.is_empty() && self.woken.is_empty() && !immediate
+        let pending = self.again.iter().any(runs) || self.woken.iter().any(|n| nodes.contains(n));
+        !pending && !immediate
     }
 
     /// Moves the clock on by `by`, in steps no longer than a node asks to

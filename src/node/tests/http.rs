@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::harness::{config, upgrade, Harness};
 use crate::config::Config;
+use crate::conn::MAX_HTTP_QUEUED;
 
 #[test]
 fn health_and_status_answer_and_count_the_clients() {
@@ -249,5 +250,70 @@ fn a_keep_alive_connection_between_requests_holds_no_buffer() {
             .receiving
             .load(std::sync::atomic::Ordering::Relaxed),
         0
+    );
+}
+
+/// Answers a client pipelines requests for and does not read are held
+/// for it (up to 256 KiB each, then its requests wait): they count toward
+/// the total queue bound, and past it the connection holding the most is
+/// closed.
+#[test]
+fn unread_answers_count_toward_the_total_queue_bound() {
+    let bound = 400 * 1024;
+    let mut h = Harness::new(Config {
+        max_total_queue_bytes: bound,
+        ..config()
+    });
+    let requests = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let peer = h.accept(0);
+        h.room(peer, 0);
+        h.send(peer, requests.as_bytes());
+        h.run();
+        let memory = h.process.memory();
+        assert!(memory.queued_bytes <= bound, "{memory:?}");
+        readers.push(peer);
+    }
+    let closed = readers.iter().filter(|p| h.is_closed(**p)).count();
+    assert!((2..=3).contains(&closed), "{closed} of 4 closed");
+    assert_eq!(
+        h.process
+            .stats
+            .limit_hits(crate::obs::metrics::Limit::TotalQueue),
+        closed as u64
+    );
+}
+
+/// Past the bound nothing more is read, within a turn too: connections
+/// that all send their requests before the turn's end queue at most one
+/// read's answers past it, and get them once the others are dropped.
+#[test]
+fn past_the_total_queue_bound_requests_wait_unread() {
+    let bound = 400 * 1024;
+    let mut h = Harness::new(Config {
+        max_total_queue_bytes: bound,
+        ..config()
+    });
+    let requests = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
+    let mut peers = Vec::new();
+    for _ in 0..10 {
+        let peer = h.accept(0);
+        h.room(peer, 0);
+        h.send(peer, requests.as_bytes());
+        peers.push(peer);
+    }
+    let queued = h.process.memory().queued_bytes;
+    assert!(
+        queued <= bound + MAX_HTTP_QUEUED + 16 * 1024,
+        "{queued} bytes queued before the turn's end"
+    );
+    h.run();
+    assert!(h.process.memory().queued_bytes <= bound);
+    assert!(
+        peers
+            .iter()
+            .all(|&p| h.is_closed(p) || h.socket(p).inbox.is_empty()),
+        "the requests held back are read once the largest are dropped"
     );
 }

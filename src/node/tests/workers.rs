@@ -1,7 +1,9 @@
 //! Several workers of one process: mail between them, driven as their
 //! loops would be.
 
-use super::harness::Harness;
+use super::harness::{config, Harness};
+use crate::config::Config;
+use crate::node::mailbox::Mail;
 
 #[test]
 fn chat_on_one_worker_reaches_the_others_in_one_offset_order() {
@@ -111,4 +113,93 @@ fn a_client_resuming_on_a_worker_behind_it_gets_nothing_twice() {
     h.run();
     let offsets: Vec<_> = h.json(late).iter().map(|m| m["offset"].clone()).collect();
     assert_eq!(offsets, [2]);
+}
+
+/// 60 KB chats from a client of worker 0 while worker 1, whose clients
+/// do not read but one, is busy (F9 of issue 22: the mail waiting for
+/// worker 1 had no bound at all, 6 MB here against a 1 MiB bound). Mail
+/// counts toward the total from the moment it is posted: worker 0 stops
+/// reading while worker 1's mailbox is full, and reads on once worker 1
+/// has taken it. Nothing is lost for the client that keeps up.
+#[test]
+fn mail_for_a_busy_worker_stays_within_the_total_queue_bound() {
+    let bound = 1 << 20;
+    let mut h = Harness::new(Config {
+        workers: 2,
+        max_total_queue_bytes: bound,
+        ..config()
+    });
+    let flooder = h.client(0);
+    let reader = h.client(1);
+    let crowd: Vec<_> = (0..20).map(|_| h.client(1)).collect();
+    for &peer in &crowd {
+        h.room(peer, 0);
+    }
+    let chat = format!(r#"{{"type":"chat","message":"{}"}}"#, "x".repeat(60_000));
+    let frame = crate::proto::frame::masked(0x81, chat.as_bytes(), [1, 2, 3, 4]);
+    for _ in 0..100 {
+        h.socket(flooder).inbox.extend(&frame);
+    }
+    // A read is one chat: the mailbox is full past a quarter of worker 1's
+    // share (128 KiB), and one read more may be on its way.
+    let most = bound / 2 / 4 + 2 * frame.len();
+    let mut turns = 0;
+    h.send(flooder, &[]);
+    while !h.socket(flooder).inbox.is_empty() {
+        h.run_nodes(&[0]);
+        let memory = h.process.memory();
+        assert!(
+            memory.mailbox_bytes <= most,
+            "{} bytes of mail for worker 1",
+            memory.mailbox_bytes
+        );
+        assert!(memory.queued_bytes + memory.mailbox_bytes <= bound + most);
+        h.take(flooder);
+        h.run_nodes(&[1]);
+        assert!(h.process.memory().queued_bytes <= bound);
+        turns += 1;
+        assert!(turns < 200, "worker 0 never read on");
+    }
+    h.run();
+    let got: Vec<_> = h.json(reader).iter().map(|m| m["offset"].clone()).collect();
+    let expected: Vec<serde_json::Value> = (1..=100).map(Into::into).collect();
+    assert_eq!(got, expected, "every chat, in order, for the reader");
+    assert!(
+        crowd
+            .iter()
+            .all(|&peer| h.stage(peer) != Some(crate::conn::Stage::Ws)),
+        "the non-readers are dropped"
+    );
+    assert_eq!(h.process.memory().mailbox_bytes, 0);
+}
+
+/// What waits in a busy worker's mailbox is counted, its frames and an
+/// entry each, until the worker takes it (weighed here by taking it).
+#[test]
+fn the_mail_a_busy_worker_has_not_taken_is_weighed_by_its_mailbox() {
+    let mut h = Harness::new(Config {
+        workers: 2,
+        max_total_queue_bytes: 1 << 20,
+        ..config()
+    });
+    let flooder = h.client(0);
+    h.client(1);
+    h.text(flooder, &"y".repeat(10_000));
+    h.run_nodes(&[0]);
+    let memory = h.process.memory();
+    let weighed: usize = h
+        .process
+        .take_mail(1)
+        .iter()
+        .map(|mail| match mail {
+            Mail::Stream { frame, .. } | Mail::Broadcast(frame) => frame.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!(weighed > 10_000);
+    assert_eq!(
+        memory.mailbox_bytes,
+        weighed + crate::node::mailbox::ENTRY_BYTES
+    );
+    assert_eq!(h.process.memory().mailbox_bytes, 0, "taken");
 }
