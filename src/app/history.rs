@@ -217,6 +217,25 @@ impl History {
         self.forget_through(self.last + 1);
     }
 
+    /// Offset `offset` of `epoch` went to no client here with that number:
+    /// it marks where an instance handed out broadcasts it could not have
+    /// numbered (a hole), or its message reached this process's clients
+    /// earlier without an offset. No resume from before it may claim a
+    /// recovery; what follows it is recovered as usual. Returns its
+    /// position.
+    pub fn hole(&mut self, epoch: &str, offset: u64) -> Position {
+        if epoch != self.epoch {
+            self.restart(epoch, offset.saturating_sub(1));
+        }
+        if offset > self.last {
+            self.last = offset;
+            self.forget_through(offset);
+        } else {
+            self.drop_through(offset);
+        }
+        self.position(offset)
+    }
+
     /// What a client resuming after `since` of `epoch` gets from the worker
     /// standing at `at`.
     pub fn resume(&mut self, since: u64, epoch: &str, at: Position, now: Instant) -> Resume {
@@ -272,6 +291,18 @@ impl History {
     fn forget_through(&mut self, offset: u64) {
         self.first_since = self.first_since.max(offset);
         self.clear();
+    }
+
+    /// Nothing at or before `offset` can be recovered any more; what is
+    /// kept after it stays.
+    fn drop_through(&mut self, offset: u64) {
+        self.first_since = self.first_since.max(offset);
+        while self.last + 1 - (self.entries.len() as u64) <= offset {
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.frame.len() + ENTRY_COST;
+        }
     }
 
     fn clear(&mut self) {
@@ -505,6 +536,29 @@ mod tests {
         h.record("e", 6, &frame(6), now);
         assert_eq!(h.resume(4, "e", at(6), now), Resume::TooOld);
         assert_eq!(names(&h.resume(5, "e", at(6), now)), ["6"]);
+    }
+
+    #[test]
+    fn a_hole_stops_recovery_across_it_and_keeps_what_follows() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        // Another instance's hole, next in the numbering.
+        assert_eq!(h.hole("e", 5), at(5));
+        assert_eq!(h.resume(4, "e", at(5), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(5, "e", at(5), now)), Vec::<String>::new());
+        h.record("e", 6, &frame(6), now);
+        h.record("e", 7, &frame(7), now);
+        assert_eq!(names(&h.resume(5, "e", at(7), now)), ["6", "7"]);
+        // A message this process handed out unnumbered comes back as 6:
+        // 7 is still replayed to those that resume after 6.
+        assert_eq!(h.hole("e", 6), at(6));
+        assert_eq!(h.resume(5, "e", at(7), now), Resume::TooOld);
+        assert_eq!(names(&h.resume(6, "e", at(7), now)), ["7"]);
+        assert_eq!((h.len(), h.bytes(), h.last()), (1, 1 + ENTRY_COST, 7));
+        // Past the last one, in another epoch: a new history from there.
+        assert_eq!(h.hole("f", 3).offset, 3);
+        assert_eq!((h.epoch(), h.last(), h.len()), ("f", 3, 0));
+        assert_eq!(h.resume(2, "f", at(0), now), Resume::TooOld);
     }
 
     #[test]

@@ -111,6 +111,17 @@ impl Fanout {
         self.primed.remove(&key);
     }
 
+    /// The stream's numbering restarted (a new epoch): what clients ahead
+    /// had counts in the old one. They take the batch from here on like
+    /// the others; what it holds so far they had, or got queued.
+    pub fn renumbered(&mut self) {
+        for (key, _) in self.ahead.drain() {
+            if !self.batch.is_empty() {
+                self.primed.insert(key, self.batch.len());
+            }
+        }
+    }
+
     /// Once this worker has handed out (`delivered`) what a client ahead of
     /// it had, the client takes the batch like the others.
     pub fn catch_up(&mut self, delivered: u64) {

@@ -5,12 +5,22 @@
 //! instance included, receives the stream in one order with one numbering.
 //! `POSITION_SCRIPT` tells a connecting instance where the stream stands.
 //! Either script starts a new epoch (the caller's candidate) at offset 0
-//! when the hash is missing: a flushed or restarted Redis is a new history.
+//! when the hash or either field is missing: a flushed or restarted Redis
+//! is a new history, so its offsets never go back within one epoch.
+//!
+//! A hole is published through the same numbering (`hole`): an offset that
+//! carries no message, telling every instance that the publisher handed
+//! its clients broadcasts that Redis never numbered, so no resume from
+//! before it may be recovered.
 
 use crate::proto::resp;
 
 const START: &str = "local e = redis.call('HGET', KEYS[1], 'epoch') \
-     if not e then e = ARGV[1] redis.call('HSET', KEYS[1], 'epoch', e, 'offset', 0) end ";
+     if not e or not redis.call('HGET', KEYS[1], 'offset') then \
+     e = ARGV[1] redis.call('HSET', KEYS[1], 'epoch', e, 'offset', 0) end ";
+
+/// What a hole carries after its epoch and offset, then the origin.
+const HOLE: &[u8] = b"hole ";
 
 fn publish_script() -> String {
     format!(
@@ -38,6 +48,18 @@ pub fn publish(channel: &str, candidate: &str, payload: &[u8]) -> Vec<u8> {
         channel.as_bytes(),
         payload,
     ])
+}
+
+/// The command that takes the next offset for a hole left by `origin`.
+pub fn hole(channel: &str, candidate: &str, origin: &str) -> Vec<u8> {
+    let mut payload = HOLE.to_vec();
+    payload.extend_from_slice(origin.as_bytes());
+    publish(channel, candidate, &payload)
+}
+
+/// Whether what follows a numbered message's epoch and offset is a hole.
+pub fn is_hole(rest: &[u8]) -> bool {
+    rest.starts_with(HOLE)
 }
 
 /// The command whose reply is the stream's epoch and last offset.
@@ -91,6 +113,15 @@ mod tests {
         assert_eq!(parse_message(b"wsnotify1 x *\n{}"), None);
         assert_eq!(parse_message(b"ab -1 x"), None);
         assert_eq!(parse_message(b" 1 x"), None);
+    }
+
+    #[test]
+    fn a_hole_is_numbered_like_a_message_and_told_apart() {
+        let cmd = hole("news", "e1", "abcd1234");
+        assert!(String::from_utf8_lossy(&cmd).contains("HINCRBY"));
+        let (_, offset, rest) = parse_message(b"e1 9 hole abcd1234").unwrap();
+        assert!(offset == 9 && is_hole(rest));
+        assert!(!is_hole(b"wsnotify1 abcd1234 *\n{}"));
     }
 
     #[test]
