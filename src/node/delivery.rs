@@ -106,6 +106,7 @@ impl Node {
         if !sequencing {
             self.publish_remote(None, json);
         }
+        metrics::add(&self.process.stats.redis_unnumbered, 1);
         let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
         for worker in 0..self.process.config.workers {
             let frame = Arc::clone(&frame);

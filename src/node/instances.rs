@@ -67,6 +67,7 @@ impl Node {
             count = released.len(),
             worker = self.id
         );
+        metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
         for (seq, json) in released {
             let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
             let tag = Some(Tag {
@@ -128,7 +129,9 @@ impl Node {
         if let Some(remote) = &mut self.remote {
             if remote.link.hole_owed() {
                 let generation = self.process.stream().generation();
-                remote.link.send_hole(generation, &self.process.instance);
+                if remote.link.send_hole(generation, &self.process.instance) {
+                    metrics::add(&self.process.stats.redis_holes, 1);
+                }
             }
         }
         for side in Side::BOTH {

@@ -304,17 +304,18 @@ impl RedisLink {
     /// queued after every broadcast handed out unnumbered so far covers
     /// them all. Not bounded by the cap: one hole at a time, a few hundred
     /// bytes.
-    pub fn send_hole(&mut self, generation: u64, origin: &str) {
+    /// Returns whether one was queued.
+    pub fn send_hole(&mut self, generation: u64, origin: &str) -> bool {
         let Some(owed) = self.hole_owed else {
-            return;
+            return false;
         };
         if owed != generation {
             self.hole_owed = None;
-            return;
+            return false;
         }
         let conn = &mut self.conns[Side::Publisher.index()];
         if !conn.is_ready() || conn.unanswered.iter().any(|u| u.hole.is_some()) {
-            return;
+            return false;
         }
         let candidate = format!("{:016x}", self.rng.next_u64());
         conn.out
@@ -324,6 +325,7 @@ impl RedisLink {
             hole: Some(owed),
         });
         self.hole_owed = None;
+        true
     }
 
     /// A loop turn began at `now`. What earlier turns queued was written
