@@ -242,6 +242,10 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
     let url = redis.url();
     // At warn level: an info line per broadcast fills the log pipe, and a
     // test reader starved of CPU on a busy machine would hold up the server.
+    // The stall is seen 250 ms after the first unanswered broadcast, and
+    // what waited goes to A's client in that turn: 1 MB at this rate, the
+    // default --max-queue-bytes, which a reader slowed by a busy machine
+    // would not survive.
     let a = Server::start(&[
         "--notify-interval",
         "0",
@@ -251,6 +255,8 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
         &url,
         "--redis-max-queue-bytes",
         &cap,
+        "--max-queue-bytes",
+        "8388608",
     ]);
     // B's client takes the backlog Redis delivers at once after the stall.
     let b = Server::start(&[

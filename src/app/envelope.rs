@@ -11,7 +11,8 @@
 use super::hub::Here;
 use crate::ids::{ClientId, ConnKey};
 
-const MAGIC: &str = "wsnotify1";
+/// The first word of every envelope.
+pub const MAGIC: &str = "wsnotify1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {

@@ -13,6 +13,7 @@
 //! its clients broadcasts that Redis never numbered, so no resume from
 //! before it may be recovered.
 
+use crate::app::envelope::MAGIC;
 use crate::proto::resp;
 
 const START: &str = "local e = redis.call('HGET', KEYS[1], 'epoch') \
@@ -88,13 +89,16 @@ pub fn parse_position(reply: &resp::Reply) -> Option<(String, u64)> {
     }
 }
 
-/// A numbered message from the channel: epoch, offset and the envelope.
+/// A numbered message from the channel: epoch, offset and what follows,
+/// an envelope or a hole. An unnumbered envelope is not one, even from an
+/// instance whose name is all digits (`wsnotify1 61830572 *`).
 pub fn parse_message(bytes: &[u8]) -> Option<(&str, u64, &[u8])> {
     let mut parts = bytes.splitn(3, |b| *b == b' ');
     let epoch = std::str::from_utf8(parts.next()?).ok()?;
     let offset = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
     let rest = parts.next()?;
-    (!epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let follows = rest.starts_with(MAGIC.as_bytes()) || is_hole(rest);
+    (follows && !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_alphanumeric()))
         .then_some((epoch, offset, rest))
 }
 
@@ -111,6 +115,7 @@ mod tests {
             ("ab12", 42, &b"wsnotify1 x *\n{}"[..])
         );
         assert_eq!(parse_message(b"wsnotify1 x *\n{}"), None);
+        assert_eq!(parse_message(b"wsnotify1 61830572 *\n{}"), None);
         assert_eq!(parse_message(b"ab -1 x"), None);
         assert_eq!(parse_message(b" 1 x"), None);
     }
