@@ -124,7 +124,11 @@ impl Node {
                     self.broadcast_local(&frame, None);
                 }
                 Mail::Unsequenced { frame, tag } => {
-                    if tag.is_none_or(|tag| self.stream.release(tag)) {
+                    let fresh = match tag {
+                        Some(tag) => self.stream.release(tag),
+                        None => true,
+                    };
+                    if fresh {
                         self.unsequenced_local(&frame);
                     }
                 }

@@ -127,7 +127,7 @@ impl Node {
     /// worker delivered unnumbered so far.
     pub(super) fn write_redis<T: Transmit>(&mut self, io: &mut T) {
         if let Some(remote) = &mut self.remote {
-            if remote.link.hole_owed() {
+            if remote.link.hole_due() {
                 let generation = self.process.stream().generation();
                 if remote.link.send_hole(generation, &self.process.instance) {
                     metrics::add(&self.process.stats.redis_holes, 1);

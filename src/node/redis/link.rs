@@ -294,8 +294,12 @@ impl RedisLink {
         self.hole_owed = Some(generation);
     }
 
-    pub fn hole_owed(&self) -> bool {
+    /// A hole is owed and may be queued now (`send_hole`).
+    pub fn hole_due(&self) -> bool {
+        let conn = &self.conns[Side::Publisher.index()];
         self.hole_owed.is_some()
+            && conn.is_ready()
+            && !conn.unanswered.iter().any(|u| u.hole.is_some())
     }
 
     /// Queues the hole owed, if the history is still at the generation it
@@ -313,10 +317,10 @@ impl RedisLink {
             self.hole_owed = None;
             return false;
         }
-        let conn = &mut self.conns[Side::Publisher.index()];
-        if !conn.is_ready() || conn.unanswered.iter().any(|u| u.hole.is_some()) {
+        if !self.hole_due() {
             return false;
         }
+        let conn = &mut self.conns[Side::Publisher.index()];
         let candidate = format!("{:016x}", self.rng.next_u64());
         conn.out
             .push(&script::hole(&self.channel, &candidate, origin));

@@ -561,8 +561,8 @@ fn a_hole_is_sent_once_at_a_time_after_what_it_covers_and_owed_again_if_lost() {
     let why = "reset".to_string();
     let side = Side::Publisher;
     link.handle(LinkInput::Failed { side, why }, now);
-    assert!(link.hole_owed());
+    assert!(link.hole_owed.is_some());
     // A new epoch makes it moot.
     link.send_hole(1, "origin");
-    assert!(!link.hole_owed());
+    assert!(link.hole_owed.is_none());
 }
