@@ -457,3 +457,30 @@ fn a_new_epoch_is_told_to_every_client_before_its_first_message() {
         );
     }
 }
+
+/// A client that resumed ahead of its worker (from an offset the worker
+/// has not handed out yet) skips what it has; once the numbering restarts,
+/// its old offset means nothing and it gets the new epoch's messages.
+#[test]
+fn a_client_ahead_of_its_worker_gets_the_new_epoch_whole() {
+    let mut h = connected("e1");
+    let one = "wsnotify1 other:0:1 *\n{\"type\":\"notification\",\"message\":\"one\"}";
+    back(&mut h, 0, "e1", 1, one);
+    let (ahead, welcome) = h.ws(0, "/ws?since=10&epoch=e1");
+    assert_eq!(
+        (&welcome["recovered"], &welcome["offset"]),
+        (&true.into(), &10.into())
+    );
+    back(&mut h, 0, "e1", 2, one);
+    assert!(got(&mut h, ahead).is_empty(), "it had 2");
+    back(&mut h, 0, "e2", 1, one);
+    back(&mut h, 0, "e2", 2, one);
+    assert_eq!(
+        got(&mut h, ahead),
+        [
+            ("epoch".into(), "e2".into(), Some(0)),
+            note("one", Some(1)),
+            note("one", Some(2))
+        ]
+    );
+}
