@@ -332,6 +332,13 @@ impl RedisLink {
         true
     }
 
+    /// Broadcasts sent this turn start their wait for Redis at the next
+    /// one (`turn_began`): a worker with nothing else to do must have that
+    /// turn soon, or it would neither start the wait nor ever see a stall.
+    pub fn wants_next_turn(&self) -> bool {
+        self.returns.unstarted()
+    }
+
     /// A loop turn began at `now`. What earlier turns queued was written
     /// at their end (or waits for a socket that does not take it): the wait
     /// for its reply, and for its return on the subscription, counts from

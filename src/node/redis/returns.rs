@@ -67,6 +67,11 @@ impl Returns {
         self.waiting.front()?.since.map(|since| since + limit)
     }
 
+    /// Whether one waits for the next loop turn to start its wait.
+    pub fn unstarted(&self) -> bool {
+        self.waiting.back().is_some_and(|w| w.since.is_none())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
@@ -97,7 +102,9 @@ mod tests {
             returns.push(seq, text);
         }
         assert_eq!(returns.overdue_at(Duration::from_secs(1)), None);
+        assert!(returns.unstarted());
         returns.turn_began(now);
+        assert!(!returns.unstarted());
         assert_eq!(
             returns.overdue_at(Duration::from_secs(1)),
             Some(now + Duration::from_secs(1))

@@ -341,6 +341,20 @@ fn a_stall_delivers_what_waits_at_once_and_nothing_twice_when_redis_resumes() {
     );
 }
 
+/// A worker with nothing else to do sees the stall on its own: what waits
+/// reaches the clients about 250 ms after it was sent, with no other
+/// traffic to wake the worker.
+#[test]
+fn an_idle_worker_releases_what_waits_on_its_own_timer() {
+    let mut h = connected("e1");
+    let a = h.client(0);
+    broadcast(&mut h, 0, "held");
+    h.advance(STALLED_AFTER);
+    assert!(got(&mut h, a).is_empty(), "not before the limit");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(got(&mut h, a), [note("held", None)]);
+}
+
 /// Broadcasts that wait for their numbering when a connection is lost are
 /// delivered at once, without an offset, not lost with it.
 #[test]
