@@ -470,10 +470,30 @@ fn every_broadcast_accepted_during_a_stall_reaches_each_client_once_and_promptly
     });
     redis.signal(libc::SIGCONT);
     let after = until_numbered_on(&on_b, &mut publisher);
+    // Stopped again under a single broadcast and no more traffic: A sees
+    // the stall on its own timer.
+    redis.signal(libc::SIGSTOP);
+    let lone = publish_all(&mut publisher, "lone", 1);
+    wait_until(
+        "a lone broadcast delivered on A",
+        Duration::from_secs(10),
+        || on_a.iter().all(|c| c.arrival("lone 0").is_some()),
+    );
+    let lone_took = on_a
+        .iter()
+        .map(|c| {
+            c.arrival("lone 0")
+                .unwrap()
+                .saturating_duration_since(lone[0].1)
+        })
+        .max()
+        .unwrap();
+    redis.signal(libc::SIGCONT);
     assert_eq!(publisher.broadcast(LAST), 200);
     expected.extend(held);
     expected.extend(during);
     expected.extend(after);
+    expected.extend(lone);
     expected.push((LAST.to_owned(), Instant::now()));
     let expected: Vec<&str> = expected.iter().map(|(text, _)| text.as_str()).collect();
 
@@ -481,12 +501,14 @@ fn every_broadcast_accepted_during_a_stall_reaches_each_client_once_and_promptly
     let unnumbered = metric(&metrics, "wsnotify_redis_unnumbered_total");
     let holes = metric(&metrics, "wsnotify_redis_holes_total");
     println!(
-        "held broadcasts reached A's clients at most {slowest:?} after their answer; \
+        "held broadcasts reached A's clients at most {slowest:?} after their answer, \
+         a lone one {lone_took:?}; \
          {unnumbered} went out unnumbered, {holes} hole(s)"
     );
     // The stall is seen 250 ms after a turn; room for a loaded machine,
     // where without the release they wait for SIGCONT.
     assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    assert!(lone_took < Duration::from_secs(2), "{lone_took:?}");
     for (i, client) in on_a.into_iter().enumerate() {
         let got: Vec<String> = client.finish().into_iter().map(|g| g.text).collect();
         assert_eq!(got, expected, "client {i} of A");
