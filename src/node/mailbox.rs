@@ -70,7 +70,9 @@ impl Mail {
     /// (shared with other mailboxes and queues, and counted in each).
     pub fn cost(&self) -> usize {
         let frame = match self {
-            Mail::Broadcast(frame) | Mail::Stream { frame, .. } => frame.len(),
+            Mail::Broadcast(frame)
+            | Mail::Unsequenced { frame, .. }
+            | Mail::Stream { frame, .. } => frame.len(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {
