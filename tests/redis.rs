@@ -198,6 +198,96 @@ fn fanout_resumes_after_redis_restarts() {
     );
 }
 
+/// The next message that is a notification or an `epoch`, as (type,
+/// message or epoch, offset).
+fn next_in_stream(client: &mut Client) -> (String, String, Option<u64>) {
+    loop {
+        let m = next_json(client);
+        let text = match m["type"].as_str() {
+            Some("notification") => &m["message"],
+            Some("epoch") => &m["epoch"],
+            _ => continue,
+        };
+        return (
+            m["type"].as_str().unwrap().to_owned(),
+            text.as_str().unwrap().to_owned(),
+            m["offset"].as_u64(),
+        );
+    }
+}
+
+/// Redis restarted without its data: the numbering starts again. The
+/// instances take one new epoch, every connected client is told it (and
+/// the offset the new numbering counts from) before the first message
+/// numbered under it, and the old epoch resumes nothing.
+#[test]
+fn a_redis_restarted_empty_starts_one_new_epoch_told_to_every_client() {
+    let mut redis = Redis::start(None);
+    let a = instance(&redis, &["--workers", "2"]);
+    let b = instance(&redis, &[]);
+    let mut clients: Vec<Client> = (0..4).map(|_| connect(&a, "/ws")).collect();
+    clients.push(connect(&b, "/ws"));
+    let old: Vec<String> = clients
+        .iter_mut()
+        .map(|c| {
+            next_of_type(c, "welcome")["epoch"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let old = &old[0];
+    for i in 0..5 {
+        let body = format!(r#"{{"message":"old {i}"}}"#);
+        assert_eq!(
+            http(a.addr, "POST", "/broadcast", &[], body.as_bytes()).0,
+            200
+        );
+    }
+    for client in &mut clients {
+        let offsets: Vec<Option<u64>> = (0..5).map(|_| next_in_stream(client).2).collect();
+        assert_eq!(offsets, (1..=5).map(Some).collect::<Vec<_>>());
+    }
+
+    redis.stop();
+    wait_redis(&a, "reconnecting");
+    wait_redis(&b, "reconnecting");
+    redis.spawn();
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    for i in 0..3 {
+        let body = format!(r#"{{"message":"new {i}"}}"#);
+        assert_eq!(
+            http(b.addr, "POST", "/broadcast", &[], body.as_bytes()).0,
+            200
+        );
+    }
+    let mut epochs = Vec::new();
+    for client in &mut clients {
+        let (kind, epoch, offset) = next_in_stream(client);
+        assert_eq!((kind.as_str(), offset), ("epoch", Some(0)), "{epoch}");
+        assert_ne!(&epoch, old);
+        let rest: Vec<_> = (0..3).map(|_| next_in_stream(client)).collect();
+        let want: Vec<_> = (0..3)
+            .map(|i| ("notification".into(), format!("new {i}"), Some(i + 1)))
+            .collect();
+        assert_eq!(rest, want);
+        epochs.push(epoch);
+    }
+    assert!(
+        epochs.iter().all(|e| *e == epochs[0]),
+        "one epoch: {epochs:?}"
+    );
+    let mut fresh = connect(&a, "/ws");
+    let welcome = next_of_type(&mut fresh, "welcome");
+    assert_eq!(welcome["epoch"], epochs[0].as_str());
+    for server in [&a, &b] {
+        let mut resumed = connect(server, &format!("/ws?since=5&epoch={old}"));
+        let welcome = next_of_type(&mut resumed, "welcome");
+        assert_eq!(welcome["reason"], "unknown_epoch", "{welcome}");
+    }
+}
+
 #[test]
 fn foreign_messages_on_the_channel_are_ignored_and_logged() {
     let redis = Redis::start(Some("s3cret"));

@@ -118,10 +118,19 @@ fn a_redis_that_never_answers_the_connect_does_not_delay_pongs_and_times_out() {
     pongs_stay_prompt_while_redis_fails("silent", &url, "no answer within 5 s");
 }
 
+/// A notification as a client got it: when, its message, its offset.
+#[derive(Debug, Clone)]
+struct Got {
+    at: Instant,
+    text: String,
+    offset: Option<u64>,
+}
+
 /// A client's notifications, read on a thread until one says `last`: when
-/// each arrived and its message, watched while they come.
+/// each arrived, its message and offset, watched while they come. An
+/// `epoch` message is kept too, as text `epoch E`.
 struct Collector {
-    got: Arc<Mutex<Vec<(Instant, String)>>>,
+    got: Arc<Mutex<Vec<Got>>>,
     thread: JoinHandle<()>,
 }
 
@@ -135,10 +144,16 @@ impl Collector {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&got);
         let thread = std::thread::spawn(move || loop {
-            let message = next_of_type(&mut client, "notification");
-            let text = message["message"].as_str().unwrap_or_default().to_owned();
+            let message = next_json(&mut client);
+            let text = match message["type"].as_str() {
+                Some("notification") => message["message"].as_str().unwrap_or_default().to_owned(),
+                Some("epoch") => format!("epoch {}", message["epoch"]),
+                _ => continue,
+            };
             let done = text == last;
-            sink.lock().unwrap().push((Instant::now(), text));
+            let offset = message["offset"].as_u64();
+            let at = Instant::now();
+            sink.lock().unwrap().push(Got { at, text, offset });
             if done {
                 return;
             }
@@ -153,11 +168,20 @@ impl Collector {
     /// The number of the latest broadcast (they start with their number).
     fn latest(&self) -> Option<u32> {
         let got = self.got.lock().unwrap();
-        let (_, text) = got.last()?;
-        text.split(' ').next()?.parse().ok()
+        got.last()?.text.split(' ').next()?.parse().ok()
     }
 
-    fn finish(self) -> Vec<(Instant, String)> {
+    /// Whether a broadcast with this message has arrived, and when.
+    fn arrival(&self, text: &str) -> Option<Instant> {
+        self.find(text).map(|g| g.at)
+    }
+
+    fn find(&self, text: &str) -> Option<Got> {
+        let got = self.got.lock().unwrap();
+        got.iter().find(|g| g.text == text).cloned()
+    }
+
+    fn finish(self) -> Vec<Got> {
         self.thread.join().unwrap();
         std::mem::take(&mut *self.got.lock().unwrap())
     }
@@ -218,6 +242,10 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
     let url = redis.url();
     // At warn level: an info line per broadcast fills the log pipe, and a
     // test reader starved of CPU on a busy machine would hold up the server.
+    // The stall is seen 250 ms after the first unanswered broadcast, and
+    // what waited goes to A's client in that turn: 1 MB at this rate, the
+    // default --max-queue-bytes, which a reader slowed by a busy machine
+    // would not survive.
     let a = Server::start(&[
         "--notify-interval",
         "0",
@@ -227,6 +255,8 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
         &url,
         "--redis-max-queue-bytes",
         &cap,
+        "--max-queue-bytes",
+        "8388608",
     ]);
     // B's client takes the backlog Redis delivers at once after the stall.
     let b = Server::start(&[
@@ -318,7 +348,7 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
 
     let during: Vec<Instant> = local
         .iter()
-        .map(|(at, _)| *at)
+        .map(|g| g.at)
         .filter(|at| *at > stopped && *at < resumed)
         .collect();
     let widest_gap = during
@@ -356,8 +386,230 @@ fn a_stalled_redis_bounds_what_waits_and_fanout_resumes_after() {
         "{overflow_warnings} overflow warnings in a stall of {stall:?}"
     );
     // B's last message is A's, published after the stall.
-    assert_eq!(remote.last().map(|(_, m)| m.as_str()), Some(LAST));
+    assert_eq!(remote.last().map(|g| g.text.as_str()), Some(LAST));
     assert_eq!(redis_state(&a), "connected");
+}
+
+/// Publishes `name 0` .. `name n-1` on one keep-alive connection; returns
+/// when each was answered (every one `200`: accepted).
+fn publish_all(publisher: &mut Publisher, name: &str, n: usize) -> Vec<(String, Instant)> {
+    (0..n)
+        .map(|i| {
+            let message = format!("{name} {i}");
+            assert_eq!(publisher.broadcast(&message), 200, "{message}");
+            (message, Instant::now())
+        })
+        .collect()
+}
+
+/// Redis stopped (SIGSTOP) under two instances, A with two workers and a
+/// client on each. Broadcasts accepted on A just after the stop wait for a
+/// numbering that does not come; once the stall is seen (250 ms without an
+/// answer) they reach A's clients at once, without an offset, and so do
+/// those accepted later. After SIGCONT Redis numbers the first ones after
+/// all: every client of A and B has every accepted broadcast exactly once,
+/// in order.
+#[test]
+fn every_broadcast_accepted_during_a_stall_reaches_each_client_once_and_promptly() {
+    let redis = Redis::start(None);
+    let url = redis.url();
+    let a = Server::start(&["--notify-interval", "0", "--redis", &url, "--workers", "2"]);
+    let b = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    // Clients of both workers of A (the kernel picks the worker).
+    let mut on_a = Vec::new();
+    let mut workers = std::collections::BTreeSet::new();
+    while workers.len() < 2 {
+        assert!(on_a.len() < 40, "every client landed on one worker");
+        let mut client = connect(&a, "/ws");
+        let welcome = next_of_type(&mut client, "welcome");
+        if workers.insert(welcome["worker"].as_u64().unwrap()) {
+            on_a.push(client);
+        }
+    }
+    let mut on_b = connect(&b, "/ws");
+    next_of_type(&mut on_b, "welcome");
+    const LAST: &str = "the last";
+    let on_a: Vec<Collector> = on_a
+        .into_iter()
+        .map(|c| Collector::start(c, LAST))
+        .collect();
+    let on_b = Collector::start(on_b, LAST);
+    let mut publisher = Publisher {
+        addr: a.addr,
+        stream: None,
+    };
+
+    let mut expected = publish_all(&mut publisher, "pre", 10);
+    wait_until("the first broadcasts on B", Duration::from_secs(10), || {
+        on_b.arrival("pre 9").is_some()
+    });
+
+    redis.signal(libc::SIGSTOP);
+    let held = publish_all(&mut publisher, "held", 20);
+    wait_until(
+        "what waited for Redis delivered on A while it is stopped",
+        Duration::from_secs(10),
+        || on_a.iter().all(|c| c.arrival("held 19").is_some()),
+    );
+    let slowest = held
+        .iter()
+        .flat_map(|(text, answered)| {
+            on_a.iter().map(move |c| {
+                c.arrival(text)
+                    .unwrap()
+                    .saturating_duration_since(*answered)
+            })
+        })
+        .max()
+        .unwrap();
+    let during = publish_all(&mut publisher, "during", 20);
+    wait_until("later ones delivered on A", Duration::from_secs(10), || {
+        on_a.iter().all(|c| c.arrival("during 19").is_some())
+    });
+    redis.signal(libc::SIGCONT);
+    let after = until_numbered_on(&on_b, &mut publisher);
+    // Stopped again under a single broadcast and no more traffic: A sees
+    // the stall on its own timer.
+    redis.signal(libc::SIGSTOP);
+    let lone = publish_all(&mut publisher, "lone", 1);
+    wait_until(
+        "a lone broadcast delivered on A",
+        Duration::from_secs(10),
+        || on_a.iter().all(|c| c.arrival("lone 0").is_some()),
+    );
+    let lone_took = on_a
+        .iter()
+        .map(|c| {
+            c.arrival("lone 0")
+                .unwrap()
+                .saturating_duration_since(lone[0].1)
+        })
+        .max()
+        .unwrap();
+    redis.signal(libc::SIGCONT);
+    assert_eq!(publisher.broadcast(LAST), 200);
+    expected.extend(held);
+    expected.extend(during);
+    expected.extend(after);
+    expected.extend(lone);
+    expected.push((LAST.to_owned(), Instant::now()));
+    let expected: Vec<&str> = expected.iter().map(|(text, _)| text.as_str()).collect();
+
+    let metrics = metrics_text(&a);
+    let unnumbered = metric(&metrics, "wsnotify_redis_unnumbered_total");
+    let holes = metric(&metrics, "wsnotify_redis_holes_total");
+    println!(
+        "held broadcasts reached A's clients at most {slowest:?} after their answer, \
+         a lone one {lone_took:?}; \
+         {unnumbered} went out unnumbered, {holes} hole(s)"
+    );
+    // The stall is seen 250 ms after a turn; room for a loaded machine,
+    // where without the release they wait for SIGCONT.
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
+    assert!(lone_took < Duration::from_secs(2), "{lone_took:?}");
+    for (i, client) in on_a.into_iter().enumerate() {
+        let got: Vec<String> = client.finish().into_iter().map(|g| g.text).collect();
+        assert_eq!(got, expected, "client {i} of A");
+    }
+    let got_b = on_b.finish();
+    let texts: Vec<&str> = got_b.iter().map(|g| g.text.as_str()).collect();
+    assert_eq!(texts, expected, "B's client");
+    let offsets: Vec<u64> = got_b.iter().filter_map(|g| g.offset).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert!(
+        offsets.windows(2).any(|w| w[1] > w[0] + 1),
+        "the hole shows as a jump to B's client: {offsets:?}"
+    );
+    assert!(unnumbered >= 40.0, "held and during: {unnumbered}");
+    assert!(holes >= 1.0);
+}
+
+/// After a stall, until the instance reads Redis's answers it still sends
+/// broadcasts unnumbered: publishes `after N` one at a time until `on` (a
+/// client of another instance) gets one numbered; returns them all.
+fn until_numbered_on(on: &Collector, publisher: &mut Publisher) -> Vec<(String, Instant)> {
+    let mut after = Vec::new();
+    loop {
+        assert!(after.len() < 500, "never numbered again");
+        after.extend(publish_all(publisher, &format!("after {}", after.len()), 1));
+        let text = after.last().unwrap().0.clone();
+        let got = eventually("an `after` broadcast", Duration::from_secs(30), || {
+            on.find(&text)
+        });
+        if got.offset.is_some() {
+            return after;
+        }
+    }
+}
+
+/// A client leaves A; Redis stops; A sends broadcasts to its clients
+/// unnumbered. After Redis resumes, the client resumes on B (or A) from
+/// its last offset: it missed what A sent unnumbered, so it is not told
+/// it was recovered (`too_old`), although B's history holds every
+/// numbered message after it.
+#[test]
+fn no_instance_recovers_a_resume_across_broadcasts_sent_unnumbered() {
+    let redis = Redis::start(None);
+    let url = redis.url();
+    let a = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    let b = Server::start(&["--notify-interval", "0", "--redis", &url]);
+    wait_redis(&a, "connected");
+    wait_redis(&b, "connected");
+    let mut leaver = connect(&a, "/ws");
+    let epoch = next_of_type(&mut leaver, "welcome")["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stays = connect(&a, "/ws");
+    next_of_type(&mut stays, "welcome");
+    let mut on_b = connect(&b, "/ws");
+    next_of_type(&mut on_b, "welcome");
+    const LAST: &str = "the last";
+    let stays = Collector::start(stays, LAST);
+    let on_b = Collector::start(on_b, LAST);
+    let mut publisher = Publisher {
+        addr: a.addr,
+        stream: None,
+    };
+    assert_eq!(publisher.broadcast("before"), 200);
+    let since = next_of_type(&mut leaver, "notification")["offset"]
+        .as_u64()
+        .unwrap();
+    drop(leaver);
+
+    redis.signal(libc::SIGSTOP);
+    // Once A sees the stall, what it is given goes out unnumbered: one
+    // broadcast per poll until its client has one (a few dozen, well within
+    // the history, so that only the gap can make a resume too old).
+    let mut n = 0;
+    wait_until(
+        "a broadcast sent unnumbered",
+        Duration::from_secs(10),
+        || {
+            let unnumbered = stays.got.lock().unwrap().iter().any(|g| g.offset.is_none());
+            if !unnumbered {
+                assert_eq!(publisher.broadcast(&format!("during {n}")), 200);
+                n += 1;
+            }
+            unnumbered
+        },
+    );
+    redis.signal(libc::SIGCONT);
+    until_numbered_on(&on_b, &mut publisher);
+    assert_eq!(publisher.broadcast(LAST), 200);
+    stays.finish();
+    on_b.finish();
+    for server in [&b, &a] {
+        let mut client = connect(server, &format!("/ws?since={since}&epoch={epoch}"));
+        let welcome = next_of_type(&mut client, "welcome");
+        assert_eq!(
+            (&welcome["recovered"], &welcome["reason"]),
+            (&false.into(), &"too_old".into()),
+            "{welcome}"
+        );
+    }
 }
 
 /// Redis 6+ access control: `redis://user:password@host` logs in as that

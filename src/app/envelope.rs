@@ -11,7 +11,8 @@
 use super::hub::Here;
 use crate::ids::{ClientId, ConnKey};
 
-const MAGIC: &str = "wsnotify1";
+/// The first word of every envelope.
+pub const MAGIC: &str = "wsnotify1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
@@ -27,6 +28,37 @@ pub fn encode(origin: &str, to: Option<&ClientId>, json: &str) -> Vec<u8> {
         None => format!("{MAGIC} {origin} *\n{json}"),
     }
     .into_bytes()
+}
+
+/// Which worker of the origin instance published a message for everyone
+/// through Redis's numbering, and its own count of them: the publishing
+/// process recognises its own messages when Redis hands them back (see
+/// `node/redis/returns.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    pub worker: usize,
+    pub seq: u64,
+}
+
+/// The origin of a numbered message: `INSTANCE:WORKER:SEQ`. An instance of
+/// an earlier version reads it as an opaque origin, which it only counts.
+pub fn tagged_origin(instance: &str, tag: Tag) -> String {
+    format!("{instance}:{}:{}", tag.worker, tag.seq)
+}
+
+/// The instance an origin names, and its tag if it has one.
+pub fn split_origin(origin: &str) -> (&str, Option<Tag>) {
+    let mut parts = origin.splitn(3, ':');
+    let instance = parts.next().unwrap_or(origin);
+    let tag = match (parts.next(), parts.next()) {
+        (Some(worker), Some(seq)) => worker
+            .parse()
+            .ok()
+            .zip(seq.parse().ok())
+            .map(|(worker, seq)| Tag { worker, seq }),
+        _ => None,
+    };
+    (instance, tag)
 }
 
 /// Reads an envelope; anything else on the channel (another program's
@@ -142,6 +174,17 @@ mod tests {
         let to: ClientId = "ffff0000-1-7".parse().unwrap();
         let bytes = encode("abcd1234", Some(&to), json);
         assert_eq!(decode(&bytes).unwrap().to, Some("ffff0000-1-7"));
+    }
+
+    #[test]
+    fn a_tagged_origin_names_its_instance_worker_and_count() {
+        let tag = Tag { worker: 2, seq: 41 };
+        let origin = tagged_origin("abcd1234", tag);
+        let bytes = format!("wsnotify1 {origin} *\n{{\"type\":\"chat\"}}");
+        let envelope = decode(bytes.as_bytes()).unwrap();
+        assert_eq!(split_origin(envelope.origin), ("abcd1234", Some(tag)));
+        assert_eq!(split_origin("abcd1234"), ("abcd1234", None));
+        assert_eq!(split_origin("abcd1234:x:1"), ("abcd1234", None));
     }
 
     #[test]

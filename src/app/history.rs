@@ -231,6 +231,25 @@ impl History {
         self.forget_through(self.last + 1);
     }
 
+    /// Offset `offset` of `epoch` went to no client here with that number:
+    /// it marks where an instance handed out broadcasts it could not have
+    /// numbered (a hole), or its message reached this process's clients
+    /// earlier without an offset. No resume from before it may claim a
+    /// recovery; what follows it is recovered as usual. Returns its
+    /// position.
+    pub fn hole(&mut self, epoch: &str, offset: u64) -> Position {
+        if epoch != self.epoch {
+            self.restart(epoch, offset.saturating_sub(1));
+        }
+        if offset > self.last {
+            self.last = offset;
+            self.forget_through(offset);
+        } else {
+            self.drop_through(offset);
+        }
+        self.position(offset)
+    }
+
     /// What a client resuming after `since` of `epoch` gets from the worker
     /// standing at `at`.
     pub fn resume(&mut self, since: u64, epoch: &str, at: Position, now: Instant) -> Resume {
@@ -254,22 +273,29 @@ impl History {
     }
 
     /// The next frames of a replay standing at `cursor`, oldest first, up
-    /// to offset `through` (what the worker has handed out), at most
+    /// to what the worker standing at `at` has handed out, at most
     /// `max_frames` of them and `max_bytes` (but one at least), added to
-    /// `out`; the cursor moves past them.
+    /// `out`; the cursor moves past them. Returns the last offset the
+    /// worker handed out, in the cursor's numbering. A replay that has
+    /// everything the worker handed out needs nothing more of the history,
+    /// even if its numbering has just restarted there.
     pub fn replay(
         &self,
         cursor: &mut Cursor,
-        through: u64,
+        at: Position,
         max_bytes: usize,
         max_frames: usize,
         out: &mut Vec<Arc<[u8]>>,
-    ) -> Result<(), Lost> {
+    ) -> Result<u64, Lost> {
+        if cursor.generation == at.generation && cursor.next > at.offset {
+            return Ok(at.offset);
+        }
         if cursor.generation != self.generation {
             return Err(Lost);
         }
+        let through = self.delivered(at);
         if cursor.next > through {
-            return Ok(());
+            return Ok(through);
         }
         let first = self.last + 1 - self.entries.len() as u64;
         if cursor.next < first || through > self.last {
@@ -285,7 +311,7 @@ impl History {
             out.push(Arc::clone(&entry.frame));
             cursor.next += 1;
         }
-        Ok(())
+        Ok(through)
     }
 
     /// The last offset a worker standing at `at` has handed out in this
@@ -311,6 +337,18 @@ impl History {
     fn forget_through(&mut self, offset: u64) {
         self.first_since = self.first_since.max(offset);
         self.clear();
+    }
+
+    /// Nothing at or before `offset` can be recovered any more; what is
+    /// kept after it stays.
+    fn drop_through(&mut self, offset: u64) {
+        self.first_since = self.first_since.max(offset);
+        while self.last + 1 - (self.entries.len() as u64) <= offset {
+            let Some(oldest) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.frame.len() + ENTRY_COST;
+        }
     }
 
     fn clear(&mut self) {
@@ -404,14 +442,8 @@ mod tests {
             panic!("not recovered");
         };
         let mut frames = Vec::new();
-        h.replay(
-            &mut cursor,
-            h.delivered(at),
-            usize::MAX,
-            usize::MAX,
-            &mut frames,
-        )
-        .expect("kept");
+        h.replay(&mut cursor, at, usize::MAX, usize::MAX, &mut frames)
+            .expect("kept");
         assert_eq!(frames.len() as u64, replayed);
         frames
             .iter()
@@ -524,19 +556,19 @@ mod tests {
         };
         assert_eq!((cursor.next, replayed), (1, 4));
         let mut out = Vec::new();
-        h.replay(&mut cursor, 4, 3, 10, &mut out).unwrap();
+        h.replay(&mut cursor, at(4), 3, 10, &mut out).unwrap();
         assert_eq!((out.len(), cursor.next), (2, 3), "1 and 22 fit in 3 bytes");
-        h.replay(&mut cursor, 4, 1, 10, &mut out).unwrap();
+        h.replay(&mut cursor, at(4), 1, 10, &mut out).unwrap();
         assert_eq!(
             (out.len(), cursor.next),
             (3, 4),
             "333 alone, larger than asked"
         );
-        h.replay(&mut cursor, 3, 100, 10, &mut out).unwrap();
+        h.replay(&mut cursor, at(3), 100, 10, &mut out).unwrap();
         assert_eq!(cursor.next, 4, "not past what the worker handed out");
-        h.replay(&mut cursor, 4, 100, 0, &mut out).unwrap();
+        h.replay(&mut cursor, at(4), 100, 0, &mut out).unwrap();
         assert_eq!(cursor.next, 4, "no more frames than asked");
-        h.replay(&mut cursor, 4, 100, 10, &mut out).unwrap();
+        h.replay(&mut cursor, at(4), 100, 10, &mut out).unwrap();
         assert_eq!(cursor.next, 5);
         assert_eq!(&out[3][..], b"4444");
     }
@@ -551,7 +583,7 @@ mod tests {
         };
         let mut out = Vec::new();
         h.append(&frame(4), now);
-        h.replay(&mut cursor, 4, 100, 10, &mut out).unwrap();
+        h.replay(&mut cursor, at(4), 100, 10, &mut out).unwrap();
         assert_eq!(cursor.next, 5, "2, 3 and 4 still kept");
         h.append(&frame(5), now);
         h.append(&frame(6), now);
@@ -559,18 +591,29 @@ mod tests {
             generation: 0,
             next: 3,
         };
-        assert_eq!(h.replay(&mut behind, 6, 100, 10, &mut out), Err(Lost));
+        assert_eq!(h.replay(&mut behind, at(6), 100, 10, &mut out), Err(Lost));
         h.gap();
-        assert_eq!(h.replay(&mut cursor, 6, 100, 10, &mut out), Err(Lost));
-        // A cursor with nothing to send yet (ahead of the worker) waits,
-        // unless the stream restarted under it.
+        assert_eq!(h.replay(&mut cursor, at(6), 100, 10, &mut out), Err(Lost));
+        // A cursor with nothing to send yet (ahead of the worker) waits;
+        // one that needs a message of a numbering that restarted is lost,
+        // one that had all the worker handed out of it is not.
         let mut ahead = Cursor {
             generation: 0,
             next: 9,
         };
-        assert_eq!(h.replay(&mut ahead, 6, 100, 10, &mut out), Ok(()));
+        assert_eq!(h.replay(&mut ahead, at(6), 100, 10, &mut out), Ok(6));
         h.sync("f", 20);
-        assert_eq!(h.replay(&mut ahead, 6, 100, 10, &mut out), Err(Lost));
+        assert_eq!(h.replay(&mut ahead, at(6), 100, 10, &mut out), Ok(6));
+        let mut short = Cursor {
+            generation: 0,
+            next: 6,
+        };
+        assert_eq!(h.replay(&mut short, at(6), 100, 10, &mut out), Err(Lost));
+        let moved = Position {
+            generation: 1,
+            offset: 20,
+        };
+        assert_eq!(h.replay(&mut ahead, moved, 100, 10, &mut out), Err(Lost));
     }
 
     #[test]
@@ -632,6 +675,29 @@ mod tests {
         h.record("e", 6, &frame(6), now);
         assert_eq!(h.resume(4, "e", at(6), now), Resume::TooOld);
         assert_eq!(replay_of(&mut h, 5, "e", at(6), now), ["6"]);
+    }
+
+    #[test]
+    fn a_hole_stops_recovery_across_it_and_keeps_what_follows() {
+        let now = Instant::now();
+        let mut h = filled(10, 4, now);
+        // Another instance's hole, next in the numbering.
+        assert_eq!(h.hole("e", 5), at(5));
+        assert_eq!(h.resume(4, "e", at(5), now), Resume::TooOld);
+        assert_eq!(replay_of(&mut h, 5, "e", at(5), now), Vec::<String>::new());
+        h.record("e", 6, &frame(6), now);
+        h.record("e", 7, &frame(7), now);
+        assert_eq!(replay_of(&mut h, 5, "e", at(7), now), ["6", "7"]);
+        // A message this process handed out unnumbered comes back as 6:
+        // 7 is still replayed to those that resume after 6.
+        assert_eq!(h.hole("e", 6), at(6));
+        assert_eq!(h.resume(5, "e", at(7), now), Resume::TooOld);
+        assert_eq!(replay_of(&mut h, 6, "e", at(7), now), ["7"]);
+        assert_eq!((h.len(), h.bytes(), h.last()), (1, 1 + ENTRY_COST, 7));
+        // Past the last one, in another epoch: a new history from there.
+        assert_eq!(h.hole("f", 3).offset, 3);
+        assert_eq!((h.epoch(), h.last(), h.len()), ("f", 3, 0));
+        assert_eq!(h.resume(2, "f", at(0), now), Resume::TooOld);
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub fn direct(from: &str, message: &str, now_ms: u64) -> String {
     )
 }
 
+/// The numbering of the stream restarted (Redis lost it): from here on
+/// offsets count in `epoch`, the next one after `offset`.
+pub fn epoch(epoch: &str, offset: u64, now_ms: u64) -> String {
+    server_message("epoch", json!({ "epoch": epoch, "offset": offset }), now_ms)
+}
+
 pub fn pong(now_ms: u64) -> String {
     server_message("pong", json!({}), now_ms)
 }
@@ -219,6 +225,16 @@ mod tests {
 
     fn parsed(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_epoch_message_names_the_epoch_and_the_offset_before_its_first() {
+        let m = parsed(&epoch("5c0f2e9a6b1d4e83", 0, NOW));
+        assert_eq!(
+            (&m["type"], &m["epoch"], &m["offset"]),
+            (&"epoch".into(), &"5c0f2e9a6b1d4e83".into(), &0.into())
+        );
+        assert!(m["time"].is_string());
     }
 
     #[test]

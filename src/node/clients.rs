@@ -61,9 +61,10 @@ impl Node {
     /// it resumes, the start of its replay: what it missed follows the
     /// welcome as it reads (see `Replays`).
     fn welcome(&mut self, key: ConnKey, id: &str, resume: Option<ResumeFrom>) {
+        let alone = self.hub.len() == 1;
         let joined = self
             .stream
-            .join(&self.process, resume.as_ref(), self.clock.at());
+            .join(&self.process, resume.as_ref(), self.clock.at(), alone);
         let stats = &self.process.stats;
         let mut offset = joined.offset;
         let (resumed, replay) = match joined.resume {
@@ -178,7 +179,7 @@ impl Node {
                 self.post(worker, Mail::Deliver { seq, frame, report });
             }
             Action::Forward { to, json } => {
-                self.publish_remote(Some(&to), &json, false);
+                self.publish_remote(Some(&to), &json);
             }
         }
     }

@@ -70,10 +70,12 @@ impl Node {
     /// Sends a message to every `/ws` client, numbered: by the process's
     /// sequencer without Redis, by Redis's script with it (every worker then
     /// delivers it from its subscription). While Redis is out of reach or
-    /// stalled it goes to this process's clients at once without an offset
-    /// (and to other instances unnumbered, if Redis takes it), and no resume
-    /// may be recovered across it. Returns how many clients of the process
-    /// it goes to.
+    /// stalled, or more than the cap waits for it, it goes to this
+    /// process's clients at once without an offset (and to other instances
+    /// unnumbered, if Redis takes it), after whatever of this worker's
+    /// still waited for its numbering, and no resume may be recovered
+    /// across it (see `unsequenced_local`). Returns how many clients of the
+    /// process it goes to.
     pub(super) fn broadcast_stream(&mut self, json: &str) -> usize {
         let Some(remote) = &self.remote else {
             let (id, now) = (self.id, self.clock.at());
@@ -99,14 +101,22 @@ impl Node {
             return self.process.notify_clients() as usize;
         };
         let sequencing = remote.sequencing(self.clock.at());
-        if sequencing && self.publish_remote(None, json, true) {
+        if sequencing && self.publish_numbered(json) {
             return self.process.notify_clients() as usize;
         }
+        // In publication order: what waited goes out first.
+        self.release_waiting();
         if !sequencing {
-            self.publish_remote(None, json, false);
+            self.publish_remote(None, json);
         }
-        self.process.stream().gap();
-        self.broadcast(json)
+        metrics::add(&self.process.stats.redis_unnumbered, 1);
+        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        for worker in 0..self.process.config.workers {
+            let frame = Arc::clone(&frame);
+            self.post(worker, Mail::Unsequenced { frame, tag: None });
+        }
+        self.read_mail();
+        self.process.notify_clients() as usize
     }
 
     /// Carries out mail from other workers (and this one's own stream).
@@ -115,6 +125,15 @@ impl Node {
             match item {
                 Mail::Broadcast(frame) => {
                     self.broadcast_local(&frame, None);
+                }
+                Mail::Unsequenced { frame, tag } => {
+                    let fresh = match tag {
+                        Some(tag) => self.stream.release(tag),
+                        None => true,
+                    };
+                    if fresh {
+                        self.unsequenced_local(&frame);
+                    }
                 }
                 Mail::Stream { frame, at } => {
                     self.stream.advance(at);

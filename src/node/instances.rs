@@ -1,16 +1,20 @@
 //! The node's steps for the fanout across instances: what it publishes on
 //! the Redis channel, what comes back there (numbered messages for
-//! everyone, envelopes for one client or everyone), and the link's own
-//! needs (its timers, its writes, what it asks of the sockets).
+//! everyone, holes, envelopes for one client or everyone), what becomes of
+//! broadcasts Redis does not number in time, and the link's own needs (its
+//! timers, its writes, what it asks of the sockets).
 
 use std::io;
 use std::sync::Arc;
 
+use super::mailbox::Mail;
 use super::peer::wire::Message;
-use super::redis::{Event, LinkInput, Side};
+use super::redis::{script, Event, LinkInput, Side};
 use super::transmit::Transmit;
 use super::{Node, Output};
-use crate::app::envelope::{self, Recipient};
+use crate::app::envelope::{self, Recipient, Tag};
+use crate::app::history::Position;
+use crate::app::protocol;
 use crate::conn::Chunk;
 use crate::ids::ClientId;
 use crate::log;
@@ -25,7 +29,8 @@ impl Node {
         }
     }
 
-    /// A reconnect or a connect timeout that is due.
+    /// A reconnect or a connect timeout that is due, or broadcasts that
+    /// have waited too long for Redis to number them.
     pub(super) fn redis_timers(&mut self) {
         let now = self.clock.at();
         if let Some(remote) = &mut self.remote {
@@ -33,6 +38,63 @@ impl Node {
                 remote.link.on_timer(now);
                 self.after_redis();
             }
+        }
+        if self
+            .remote
+            .as_ref()
+            .is_some_and(|remote| remote.link.stalled(now))
+        {
+            self.release_waiting();
+        }
+    }
+
+    /// Delivers this worker's broadcasts that wait for Redis's numbering
+    /// to every client of the process now, without an offset, oldest first
+    /// (Redis stalled, or a connection was lost): none is held for the
+    /// length of a stall or lost with a connection. Should Redis number
+    /// them after all, their numbered copies are not delivered again
+    /// (`on_channel_message`).
+    pub(super) fn release_waiting(&mut self) {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        let released = remote.link.release();
+        if released.is_empty() {
+            return;
+        }
+        log!(
+            Debug,
+            "redis does not number broadcasts now; delivering those that waited without an offset",
+            count = released.len(),
+            worker = self.id
+        );
+        metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
+        for (seq, json) in released {
+            let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+            let tag = Some(Tag {
+                worker: self.id,
+                seq,
+            });
+            for worker in 0..self.process.config.workers {
+                let frame = Arc::clone(&frame);
+                self.post(worker, Mail::Unsequenced { frame, tag });
+            }
+        }
+        self.read_mail();
+    }
+
+    /// A message of the stream goes to this worker's clients without an
+    /// offset: no resume here from before it is recovered, and a hole is
+    /// owed so that no instance recovers one across it either.
+    pub(super) fn unsequenced_local(&mut self, frame: &Arc<[u8]>) {
+        self.broadcast_local(frame, None);
+        let generation = {
+            let mut stream = self.process.stream();
+            stream.gap();
+            stream.generation()
+        };
+        if let Some(remote) = &mut self.remote {
+            remote.link.owe_hole(generation);
         }
     }
 
@@ -52,6 +114,8 @@ impl Node {
                     self.process.redis_link_changed(up);
                     if !up {
                         metrics::add(&self.process.stats.redis_reconnects, 1);
+                        // What waits may never come back on this link.
+                        self.release_waiting();
                     }
                 }
                 Event::Message(bytes) => self.on_channel_message(&bytes),
@@ -60,8 +124,17 @@ impl Node {
         }
     }
 
-    /// Writes what waits for Redis.
+    /// Writes what waits for Redis, after the hole owed for what this
+    /// worker delivered unnumbered so far.
     pub(super) fn write_redis<T: Transmit>(&mut self, io: &mut T) {
+        if let Some(remote) = &mut self.remote {
+            if remote.link.hole_due() {
+                let generation = self.process.stream().generation();
+                if remote.link.send_hole(generation, &self.process.instance) {
+                    metrics::add(&self.process.stats.redis_holes, 1);
+                }
+            }
+        }
         for side in Side::BOTH {
             let Some(remote) = &mut self.remote else {
                 return;
@@ -92,20 +165,38 @@ impl Node {
     }
 
     /// Publishes a server message for other instances (`to`: one client,
-    /// or everyone), or, `numbered`, for every instance, this one included,
-    /// through the sequencer script. While Redis is away the message is
-    /// dropped and counted; returns whether it was queued.
-    pub(super) fn publish_remote(
-        &mut self,
-        to: Option<&ClientId>,
-        json: &str,
-        numbered: bool,
-    ) -> bool {
+    /// or everyone). While Redis is away the message is dropped and
+    /// counted; returns whether it was queued.
+    pub(super) fn publish_remote(&mut self, to: Option<&ClientId>, json: &str) -> bool {
         let Some(remote) = &mut self.remote else {
             return to.is_some_and(|to| self.forward_to_peer(to, json));
         };
         let bytes = envelope::encode(&self.process.instance, to, json);
-        let queued = remote.link.publish(&bytes, numbered, self.clock.at());
+        let queued = remote.link.publish(&bytes, self.clock.at());
+        self.count_published(queued);
+        queued
+    }
+
+    /// Publishes a broadcast for every instance, this one included,
+    /// through the sequencer script, tagged so this process knows it when
+    /// it comes back. Returns whether it was queued.
+    pub(super) fn publish_numbered(&mut self, json: &str) -> bool {
+        let Some(remote) = &mut self.remote else {
+            return false;
+        };
+        let (instance, worker) = (&self.process.instance, self.id);
+        let envelope = |seq| {
+            let origin = envelope::tagged_origin(instance, Tag { worker, seq });
+            envelope::encode(&origin, None, json)
+        };
+        let queued = remote
+            .link
+            .publish_numbered(json, envelope, self.clock.at());
+        self.count_published(queued);
+        queued
+    }
+
+    fn count_published(&mut self, queued: bool) {
         let stats = &self.process.stats;
         metrics::add(
             if queued {
@@ -116,7 +207,6 @@ impl Node {
             1,
         );
         self.after_redis();
-        queued
     }
 
     /// A message for a client of the other process of a hand-over (`locate`
@@ -139,21 +229,50 @@ impl Node {
     }
 
     /// A message from the channel: numbered by the sequencer (for every
-    /// client, from any instance, this one included), or an envelope for
-    /// one client.
+    /// client, from any instance, this one included; or a hole), or an
+    /// envelope for one client or, unnumbered, for everyone.
     fn on_channel_message(&mut self, bytes: &[u8]) {
-        let Some((epoch, offset, rest)) = super::redis::script::parse_message(bytes) else {
+        let Some((epoch, offset, rest)) = script::parse_message(bytes) else {
             return self.on_envelope(bytes);
         };
+        let before = self.stream.position();
+        if script::is_hole(rest) {
+            self.stream.hole(&self.process, epoch, offset);
+            return self.renumbered_since(before);
+        }
         match envelope::decode(rest) {
             Ok(message) if message.to.is_none() => {
-                if message.origin != self.process.instance {
+                let (origin, tag) = envelope::split_origin(message.origin);
+                let own = origin == self.process.instance;
+                if !own {
                     metrics::add(&self.process.stats.redis_received, 1);
+                }
+                if let Some(tag) = tag.filter(|t| own && t.worker < self.process.config.workers) {
+                    if tag.worker == self.id {
+                        if let Some(remote) = &mut self.remote {
+                            remote.link.returned(tag.seq);
+                        }
+                    }
+                    if self.stream.returned(tag) {
+                        // Its clients had it already, without the offset.
+                        self.stream.hole(&self.process, epoch, offset);
+                        return self.renumbered_since(before);
+                    }
                 }
                 let now = self.clock.at();
                 let frame = self
                     .stream
                     .numbered(&self.process, epoch, offset, message.json, now);
+                self.renumbered_since(before);
+                let at = self.stream.position();
+                if self.stream.tell(at.generation) && !self.hub.is_empty() {
+                    // Before the first message numbered in it, so that
+                    // nothing of the new numbering looks already seen.
+                    let json =
+                        protocol::epoch(epoch, offset.saturating_sub(1), self.clock.wall_ms());
+                    let frame = encode_frame(Opcode::Text, json.as_bytes()).into();
+                    self.broadcast_local(&frame, None);
+                }
                 self.broadcast_local(&frame, Some(offset));
             }
             _ => log!(
@@ -161,6 +280,14 @@ impl Node {
                 "ignoring a malformed numbered message on the Redis channel",
                 bytes = bytes.len()
             ),
+        }
+    }
+
+    /// The worker's place moved from `before`: if that was another epoch,
+    /// the replays of the old one end (see `replays_renumbered`).
+    fn renumbered_since(&mut self, before: Position) {
+        if self.stream.position().generation != before.generation {
+            self.replays_renumbered(before);
         }
     }
 
@@ -186,8 +313,12 @@ impl Node {
         metrics::add(&self.process.stats.redis_received, 1);
         let frame = || -> Arc<[u8]> { encode_frame(Opcode::Text, message.json.as_bytes()).into() };
         match recipient {
+            // A broadcast another instance could not have numbered: its
+            // publisher owes the hole, numbered after it; until that comes
+            // no resume here is recovered across it.
             Recipient::Everyone => {
                 self.broadcast_local(&frame(), None);
+                self.process.stream().gap();
             }
             Recipient::Client(key) => self.send_frame(key, Chunk::Shared(frame())),
             Recipient::OwnEcho | Recipient::Nobody => {}

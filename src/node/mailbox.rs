@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::app::envelope::Tag;
 use crate::app::history::Position;
 use crate::ids::ConnKey;
 
@@ -18,6 +19,12 @@ use crate::ids::ConnKey;
 pub enum Mail {
     /// A frame for every `/ws` client of the receiving worker.
     Broadcast(Arc<[u8]>),
+    /// A message of the broadcast stream that goes to every `/ws` client
+    /// of the receiving worker without an offset (Redis could not number
+    /// it). `tag`: the publication it is, when it was sent for numbering
+    /// and may also come back numbered; a worker that has already
+    /// delivered it numbered skips it.
+    Unsequenced { frame: Arc<[u8]>, tag: Option<Tag> },
     /// A frame for every `/ws` client of the receiving worker, with its
     /// place in the broadcast stream.
     Stream { frame: Arc<[u8]>, at: Position },
@@ -63,7 +70,9 @@ impl Mail {
     /// (shared with other mailboxes and queues, and counted in each).
     pub fn cost(&self) -> usize {
         let frame = match self {
-            Mail::Broadcast(frame) | Mail::Stream { frame, .. } => frame.len(),
+            Mail::Broadcast(frame)
+            | Mail::Unsequenced { frame, .. }
+            | Mail::Stream { frame, .. } => frame.len(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {

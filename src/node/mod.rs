@@ -287,7 +287,9 @@ impl Node {
                 .next_deadline()
                 .filter(|_| self.drain.is_running()),
             self.drain.next_deadline(),
-            self.remote.as_ref().and_then(Remote::next_deadline),
+            self.remote
+                .as_ref()
+                .and_then(|remote| remote.next_deadline(self.clock.at())),
             self.history_expiry(),
         ]
         .into_iter()

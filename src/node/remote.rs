@@ -1,11 +1,15 @@
 //! This worker's Redis link, as the node holds it (the link itself is
 //! `redis::RedisLink`; the steps around it are in `instances.rs`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::redis::RedisLink;
 use crate::config::{Config, RedisUrl};
 use crate::rand::Rng;
+
+/// How soon a worker comes back for a turn that only starts the wait of
+/// what it sent to Redis (a poll's timeout is counted in milliseconds).
+const NEXT_TURN: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 pub struct Remote {
@@ -21,8 +25,13 @@ impl Remote {
         }
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.link.next_deadline()
+    /// When the link next needs the node's attention, `turn` being the
+    /// time of the current loop turn: soon after it if broadcasts sent in
+    /// it are to start their wait for Redis (see
+    /// `RedisLink::wants_next_turn`).
+    pub fn next_deadline(&self, turn: Instant) -> Option<Instant> {
+        let next_turn = self.link.wants_next_turn().then(|| turn + NEXT_TURN);
+        self.link.next_deadline().into_iter().chain(next_turn).min()
     }
 
     /// Whether Redis numbers broadcasts now (see `RedisLink::sequencing`).

@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::conns::Conns;
-use crate::app::history::{Cursor, Lost};
+use crate::app::history::{Cursor, Lost, Position};
 use crate::conn::batch::MAX_IOVECS;
 use crate::conn::Chunk;
 use crate::ids::ConnKey;
@@ -128,6 +128,35 @@ impl Replays {
         self.more && !self.by_key.is_empty()
     }
 
+    /// The worker moved from `before` into history `generation`, another
+    /// numbering: a replay of the old one that has everything the worker
+    /// handed out of it ends, its client taking the new numbering like the
+    /// others (the first returned); one that still needs a message of it
+    /// is lost (the second). Replays that began in the new one go on.
+    pub fn renumbered(
+        &mut self,
+        before: Position,
+        generation: u64,
+    ) -> (Vec<ConnKey>, Vec<ConnKey>) {
+        let (mut caught_up, mut lost) = (Vec::new(), Vec::new());
+        self.by_key.retain(|key, replaying| {
+            let cursor = replaying.cursor;
+            if cursor.generation == generation {
+                return true;
+            }
+            if cursor.generation == before.generation && cursor.next > before.offset {
+                caught_up.push(*key);
+            } else {
+                lost.push(*key);
+            }
+            false
+        });
+        if self.by_key.is_empty() {
+            self.order.clear();
+        }
+        (caught_up, lost)
+    }
+
     /// The end of a turn's replay work: notes whether a client could take
     /// its next step now (its queue is empty, and its cursor is not past
     /// `through`, the last offset the worker handed out, plus one: then it
@@ -221,7 +250,7 @@ impl Replays {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::history::History;
+    use crate::app::history::{History, Position};
     use crate::node::tests::harness::{joined, settings, Sockets};
     use std::time::{Duration, Instant};
 
@@ -266,9 +295,12 @@ mod tests {
         bounds: Bounds,
         budget: &mut usize,
     ) -> Pass {
+        let at = Position {
+            generation: h.generation(),
+            offset: h.last(),
+        };
         replays.pass(conns, bounds, budget, |cursor, step, out| {
-            h.replay(cursor, h.last(), step.max_bytes, step.max_frames, out)?;
-            Ok(h.last())
+            h.replay(cursor, at, step.max_bytes, step.max_frames, out)
         })
     }
 

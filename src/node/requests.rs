@@ -157,7 +157,7 @@ impl Node {
                 log!(Info, "personal notification published", id = id);
             }
             Delivery::Forward { to, json } => {
-                self.publish_remote(Some(&to), &json, false);
+                self.publish_remote(Some(&to), &json);
                 log!(Info, "personal notification forwarded", id = id);
             }
             Delivery::Mail { worker, seq, json } => {

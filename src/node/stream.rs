@@ -1,7 +1,9 @@
 //! Where this worker stands in the broadcast stream: the offset of the last
 //! message for everyone it handed to its clients, how a message gets its
 //! number (from the process's sequencer without Redis, from Redis's with
-//! it), and what a new client is told and replayed when it joins.
+//! it), and what a new client is told and replayed when it joins. With
+//! Redis, also which epoch its clients were told, and which of the
+//! process's own broadcasts it delivered before Redis numbered them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +12,7 @@ use super::mailbox::Mail;
 use super::peer::state::{Peer, Role, Sequenced, TooSlow};
 use super::peer::wire::{Decoder, Message};
 use super::process::Process;
+use crate::app::envelope::Tag;
 use crate::app::history::{History, Position, Resume};
 use crate::app::protocol;
 use crate::app::routes::ResumeFrom;
@@ -19,6 +22,21 @@ use crate::proto::frame::{encode_frame, Opcode};
 #[derive(Debug, Default)]
 pub struct StreamCursor {
     position: Position,
+    /// The oldest generation of the history whose epoch a client of this
+    /// worker may still hold (from its welcome or an `epoch` message):
+    /// clients are told when one after it starts (`tell`).
+    told: u64,
+    /// For each worker of the process, by index: the last of its
+    /// broadcasts this worker delivered numbered, and the last it
+    /// delivered without an offset before Redis numbered it (see
+    /// `redis/returns.rs`). Each worker's come back in its order.
+    own: Vec<Own>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Own {
+    seen: u64,
+    released: u64,
 }
 
 /// Where a joining client stands in the stream, and what became of its
@@ -145,6 +163,49 @@ impl StreamCursor {
         }
     }
 
+    /// An offset Redis numbered that goes to no client here: a hole, or a
+    /// broadcast of this process this worker already delivered without
+    /// it. No resume from before it is recovered.
+    pub fn hole(&mut self, process: &Process, epoch: &str, offset: u64) {
+        self.position = process.stream().hole(epoch, offset);
+    }
+
+    /// The process's own broadcast `tag` came back numbered: returns
+    /// whether this worker already delivered it without an offset.
+    pub fn returned(&mut self, tag: Tag) -> bool {
+        let own = self.own(tag.worker);
+        own.seen = own.seen.max(tag.seq);
+        tag.seq <= own.released
+    }
+
+    /// The process's own broadcast `tag` is to go out without an offset
+    /// (Redis stalled before it came back): returns whether this worker
+    /// delivers it, i.e. has not already delivered it numbered.
+    pub fn release(&mut self, tag: Tag) -> bool {
+        let own = self.own(tag.worker);
+        if tag.seq <= own.seen {
+            return false;
+        }
+        own.released = own.released.max(tag.seq);
+        true
+    }
+
+    fn own(&mut self, worker: usize) -> &mut Own {
+        if self.own.len() <= worker {
+            self.own.resize(worker + 1, Own::default());
+        }
+        &mut self.own[worker]
+    }
+
+    /// This worker is about to deliver a message of history `generation`:
+    /// returns whether its clients must first be told the new epoch (some
+    /// may hold an older one). Either way they know it after that.
+    pub fn tell(&mut self, generation: u64) -> bool {
+        let tell = generation != self.told;
+        self.told = generation;
+        tell
+    }
+
     /// A message Redis numbered, as it came back on the subscription. The
     /// first worker of the process to receive it frames and keeps it; the
     /// others share that frame.
@@ -171,9 +232,19 @@ impl StreamCursor {
     }
 
     /// Where a client joining now stands, and, when it resumes, what it
-    /// missed.
-    pub fn join(&self, process: &Process, resume: Option<&ResumeFrom>, now: Instant) -> Joined {
+    /// missed. `alone`: no other client of this worker is connected, so
+    /// none holds an older epoch than the one this one is told.
+    pub fn join(
+        &mut self,
+        process: &Process,
+        resume: Option<&ResumeFrom>,
+        now: Instant,
+        alone: bool,
+    ) -> Joined {
         let mut stream = process.stream();
+        if alone {
+            self.told = stream.generation();
+        }
         let resume = resume.map(|r| stream.resume(r.since, &r.epoch, self.position, now));
         Joined {
             epoch: stream.epoch().to_owned(),
@@ -230,16 +301,47 @@ mod tests {
             panic!()
         };
         cursor.advance(*at);
-        let joined = cursor.join(&process, None, now);
+        let joined = cursor.join(&process, None, now, true);
         assert_eq!(joined.offset, 1, "the second is not handed out yet");
         let resume = ResumeFrom {
             since: 0,
             epoch: joined.epoch.clone(),
         };
-        match cursor.join(&process, Some(&resume), now).resume {
+        match cursor.join(&process, Some(&resume), now, true).resume {
             Some(Resume::Recovered { replayed, .. }) => assert_eq!(replayed, 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_own_broadcast_is_delivered_once_numbered_or_released() {
+        let mut cursor = StreamCursor::default();
+        let tag = |seq| Tag { worker: 1, seq };
+        // Seen numbered first: its release is skipped.
+        assert!(!cursor.returned(tag(1)));
+        assert!(!cursor.release(tag(1)));
+        // Released first: its numbered copy is skipped, what follows is not.
+        assert!(cursor.release(tag(2)) && cursor.release(tag(3)));
+        assert!(cursor.returned(tag(2)) && cursor.returned(tag(3)));
+        assert!(!cursor.returned(tag(4)));
+        assert!(!cursor.returned(Tag { worker: 0, seq: 3 }), "per worker");
+    }
+
+    #[test]
+    fn clients_are_told_a_new_epoch_once_unless_they_all_joined_in_it() {
+        let process = process(1);
+        let now = Instant::now();
+        let mut cursor = StreamCursor::default();
+        cursor.join(&process, None, now, true);
+        assert!(!cursor.tell(0), "welcomed in it");
+        process.stream().sync("redis", 5);
+        assert!(cursor.tell(1) && !cursor.tell(1));
+        process.stream().sync("flushed", 0);
+        cursor.join(&process, None, now, true);
+        assert!(!cursor.tell(2), "the only client was welcomed in it");
+        process.stream().sync("again", 0);
+        cursor.join(&process, None, now, false);
+        assert!(cursor.tell(3), "another client may hold the older one");
     }
 
     #[test]

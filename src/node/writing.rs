@@ -10,6 +10,7 @@ use super::queue_bound::over_budget;
 use super::replay;
 use super::transmit::Transmit;
 use super::{Node, Output};
+use crate::app::history::Position;
 use crate::conn::{Stage, Verdict};
 use crate::ids::ConnKey;
 use crate::log;
@@ -109,21 +110,38 @@ impl Node {
             .replays
             .pass(&mut self.conns, bounds, budget, |cursor, step, out| {
                 let history = process.stream();
-                let through = history.delivered(at);
-                history.replay(cursor, through, step.max_bytes, step.max_frames, out)?;
-                Ok(through)
+                history.replay(cursor, at, step.max_bytes, step.max_frames, out)
             });
         let stats = &self.process.stats;
         metrics::add(&stats.messages_sent, pass.queued);
         metrics::add(&stats.messages_replayed, pass.written);
+        self.end_replays(pass.finished, pass.lost);
+        pass.stepped
+    }
+
+    /// The worker's place in the stream moved from `before` into another
+    /// numbering (a new epoch): a client whose replay had everything of
+    /// the old one takes the new one like the others (told the epoch
+    /// first); one that still needed a message of the old one is closed
+    /// with 4002 now, before it could be told the new epoch and take what
+    /// it missed for a gap-free stream.
+    pub(super) fn replays_renumbered(&mut self, before: Position) {
+        let generation = self.stream.position().generation;
+        let (caught_up, lost) = self.replays.renumbered(before, generation);
+        self.end_replays(caught_up, lost);
+    }
+
+    /// Replays that ended: `finished` take the live stream from now on,
+    /// `lost` are closed with 4002.
+    fn end_replays(&mut self, finished: Vec<ConnKey>, lost: Vec<ConnKey>) {
         metrics::sub(
-            &stats.replays_active,
-            (pass.finished.len() + pass.lost.len()) as u64,
+            &self.process.stats.replays_active,
+            (finished.len() + lost.len()) as u64,
         );
-        for key in pass.finished {
+        for key in finished {
             self.fanout.rejoin(key);
         }
-        for key in pass.lost {
+        for key in lost {
             metrics::add(&self.process.stats.replays_lost, 1);
             log!(
                 Info,
@@ -138,7 +156,6 @@ impl Node {
                 self.on_event(key, event);
             }
         }
-        pass.stepped
     }
 
     /// Flushes every connection marked since the last flush. Those marked

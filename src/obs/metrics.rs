@@ -138,6 +138,10 @@ pub struct Stats {
     pub redis_published: AtomicU64,
     pub redis_received: AtomicU64,
     pub redis_dropped: AtomicU64,
+    /// Broadcasts this process's clients got without an offset because
+    /// Redis could not number them, and the holes published for them.
+    pub redis_unnumbered: AtomicU64,
+    pub redis_holes: AtomicU64,
     /// Messages queued for, and received from, the other process of a
     /// hand-over.
     pub handover_sent: AtomicU64,
@@ -326,6 +330,18 @@ impl Stats {
             "counter",
             "Messages not published: Redis was unreachable, or more than --redis-max-queue-bytes already waited for it (Pub/Sub keeps nothing).",
             &one(&self.redis_dropped),
+        );
+        metric(
+            "redis_unnumbered_total",
+            "counter",
+            "Broadcasts delivered here without an offset because Redis could not number them in time (away, stalled, or over --redis-max-queue-bytes); no resume is recovered across them.",
+            &one(&self.redis_unnumbered),
+        );
+        metric(
+            "redis_holes_total",
+            "counter",
+            "Holes published: offsets Redis numbered with no message, telling every instance that broadcasts went out here unnumbered.",
+            &one(&self.redis_holes),
         );
         metric(
             "handover_messages_total",

@@ -14,13 +14,15 @@
 //   client.close();
 //
 // Reasons given to onGap: 'too_old' and 'unknown_epoch' (from the server's
-// welcome) and 'jump' (an offset skipped ahead on a live connection;
-// detail.expected and detail.got). Why a connection replaced the one
-// before, in the details of 'connecting', 'connected', onRecovered and
-// onGap: detail.after is 'shutdown' (the server said it was shutting down
-// or being upgraded), 'drop' (the connection ended without a word), or
-// null (the first connection, or reconnect()). describeReconnect() and
-// describeGap() put both in plain words. See docs/client.md.
+// welcome), 'jump' (an offset skipped ahead on a live connection;
+// detail.expected and detail.got) and 'epoch' (the server's numbering
+// restarted under a new epoch: detail.epoch and detail.offset). Why a
+// connection replaced the one before, in the details of 'connecting',
+// 'connected', onRecovered and onGap: detail.after is 'shutdown' (the
+// server said it was shutting down or being upgraded), 'drop' (the
+// connection ended without a word), or null (the first connection, or
+// reconnect()). describeReconnect() and describeGap() put both in plain
+// words. See docs/client.md.
 
 const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
@@ -56,6 +58,9 @@ export function describeGap(reason, detail = {}) {
       return 'the server does not know the stream this page followed: it was restarted without a hand-over or Redis';
     case 'jump':
       return 'offsets jumped from ' + (detail.expected - 1) + ' to ' + detail.got;
+    case 'epoch':
+      // Redis, which numbers the stream for every server, lost it.
+      return 'the servers started numbering the stream again (their Redis lost it)';
     default:
       return String(reason);
   }
@@ -186,6 +191,25 @@ export function connect(url, options = {}) {
     else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { welcome: m, ...why });
   }
 
+  // The server's numbering restarted (its Redis lost it): offsets count
+  // again from m.offset in m.epoch, so nothing of the new numbering looks
+  // already seen. What the old numbering had not delivered yet is lost: a
+  // gap. The same epoch again (a connection welcomed in it, whose worker
+  // starts it further back) only lowers the offset.
+  function adoptEpoch(m) {
+    if (typeof m.epoch !== 'string' || m.epoch === '' || !Number.isSafeInteger(m.offset)) {
+      on('onError', { error: 'unexpected epoch message', data: m });
+      return;
+    }
+    if (m.epoch === epoch && offset !== null) {
+      offset = Math.min(offset, m.offset);
+      return;
+    }
+    epoch = m.epoch;
+    offset = m.offset;
+    on('onGap', 'epoch', { epoch: m.epoch, offset: m.offset });
+  }
+
   function receive(data) {
     let m;
     try {
@@ -200,6 +224,10 @@ export function connect(url, options = {}) {
     }
     if (m.type === 'welcome') {
       welcome(m);
+      return;
+    }
+    if (m.type === 'epoch') {
+      adoptEpoch(m);
       return;
     }
     if (Number.isSafeInteger(m.offset)) {

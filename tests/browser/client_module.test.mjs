@@ -1,8 +1,8 @@
 // Unit tests of the resuming client module (src/web/client.js, served as
 // GET /client.js) against a scripted fake WebSocket: the resume URL, the
-// dropping of already-seen offsets, gap detection, the reconnect hint, the
-// jittered backoff and close(). The client's timers run on node:test's
-// mocked clock, advanced by hand: each delay is checked to the millisecond
+// dropping of already-seen offsets, gap detection, a new epoch, the
+// reconnect hint, the jittered backoff and close(). The client's timers
+// run on node:test's mocked clock, advanced by hand: each delay is checked to the millisecond
 // and nothing waits for real time.
 //
 //   node --test tests/browser/client_module.test.mjs   (run by scripts/browser-test.sh)
@@ -203,6 +203,39 @@ test('a gap from the server restarts the position at its offset', () => {
   client.close();
 });
 
+test('a new epoch restarts the numbering: nothing of it is dropped, the gap is reported', () => {
+  const { client, server, seen } = start();
+  const ws = server.last();
+  ws.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  for (let n = 1; n <= 100; n++) ws.deliver({ type: 'notification', offset: n });
+  // Redis restarted empty: the server says so before offset 1 of e2.
+  ws.deliver({ type: 'epoch', epoch: 'e2', offset: 0 });
+  for (let n = 1; n <= 100; n++) ws.deliver({ type: 'notification', offset: n });
+  assert.equal(seen.messages.length, 200, 'the epoch message is not a message');
+  assert.equal(client.dropped, 0);
+  assert.deepEqual(seen.gaps, [{ reason: 'epoch', epoch: 'e2', offset: 0 }]);
+  assert.equal(client.epoch, 'e2');
+  assert.equal(client.offset, 100);
+  client.reconnect();
+  assert.equal(server.last().url, 'ws://example.test/ws?token=t&since=100&epoch=e2');
+  client.close();
+});
+
+test('an epoch message for the epoch it has only lowers the offset, silently', () => {
+  const { client, server, seen } = start();
+  const ws = server.last();
+  // Welcomed in e2 where the server stood at 7; its worker then delivers
+  // e2 from 6, which it had not handed out yet.
+  ws.deliver({ type: 'welcome', epoch: 'e2', offset: 7 });
+  ws.deliver({ type: 'epoch', epoch: 'e2', offset: 5 });
+  ws.deliver({ type: 'notification', offset: 6 });
+  ws.deliver({ type: 'epoch', epoch: 'e2', offset: 9 });
+  ws.deliver({ type: 'notification', offset: 7 });
+  assert.deepEqual(offsets(seen), [6, 7]);
+  assert.deepEqual(seen.gaps, []);
+  client.close();
+});
+
 test('close() stops reconnecting; a new URL forgets the position', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout'] });
   const { client, server } = start();
@@ -258,4 +291,5 @@ test('reconnects and gaps in plain words', () => {
   assert.doesNotMatch(unknown, /lost its history/);
   assert.match(describeGap('too_old'), /no longer holds them/);
   assert.equal(describeGap('jump', { expected: 8, got: 9 }), 'offsets jumped from 7 to 9');
+  assert.match(describeGap('epoch', { epoch: 'e2', offset: 0 }), /numbering the stream again/);
 });

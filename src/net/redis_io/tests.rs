@@ -107,7 +107,7 @@ fn the_link_connects_both_sides_through_the_shell_and_publishes() {
     assert!(seen.contains(&position), "{seen:?}");
     assert!(link.sequencing(Instant::now()));
 
-    assert!(link.publish(b"hi there", false, Instant::now()));
+    assert!(link.publish(b"hi there", Instant::now()));
     io.settle(&mut link, poll.registry(), Instant::now());
     assert!(link.unsent(Side::Publisher).is_empty(), "written at once");
     let chunk = published.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -145,7 +145,7 @@ fn a_slow_lookup_never_blocks_the_loop_and_wakes_it_when_done() {
     );
 
     run_until(&mut link, &mut io, &mut poll, both_ready);
-    assert!(link.publish(b"hi", false, Instant::now()));
+    assert!(link.publish(b"hi", Instant::now()));
 }
 
 #[test]

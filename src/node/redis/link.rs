@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::handshake;
 use super::queue::Overflow;
+use super::returns::Returns;
 use super::script;
-use super::side::{Connection, Event, Failure, Side, State};
+use super::side::{Connection, Event, Failure, Side, State, Unanswered};
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
@@ -21,9 +22,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// From the start of a TCP connect to the last handshake reply. A peer that
 /// never answers (a full backlog, a filtered port) is given up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A publication unanswered this long means Redis has stopped (a stall, a
-/// half-open connection): broadcasts are no longer left waiting for its
-/// numbering (see `RedisLink::sequencing`).
+/// A publication unanswered this long, or a broadcast not back on the
+/// subscription this long, means Redis has stopped (a stall, a half-open
+/// connection): broadcasts are no longer left waiting for its numbering,
+/// and those that wait are delivered without it (see
+/// `RedisLink::sequencing`).
 pub const STALLED_AFTER: Duration = Duration::from_millis(250);
 
 /// What the shell saw happen to one side's lookup or socket.
@@ -66,9 +69,15 @@ pub struct RedisLink {
     channel: String,
     conns: [Connection; 2],
     rng: Rng,
-    /// Bytes of publications that may wait for Redis on this link.
+    /// Bytes of publications that may wait for Redis on this link: those
+    /// not yet written, and the broadcasts kept until they come back.
     max_queue: usize,
     overflow: Overflow,
+    /// Broadcasts sent for numbering, until they come back.
+    returns: Returns,
+    /// A hole to publish, for the history of that generation: this worker
+    /// handed its clients a broadcast without an offset.
+    hole_owed: Option<u64>,
     /// The last failure logged, so a failure that repeats (Redis down for
     /// an hour, a wrong password) is logged once, not at every retry.
     last_failure: Option<String>,
@@ -86,6 +95,8 @@ impl RedisLink {
             rng,
             max_queue,
             overflow: Overflow::default(),
+            returns: Returns::default(),
+            hole_owed: None,
             last_failure: None,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -155,9 +166,14 @@ impl RedisLink {
         }
     }
 
-    /// When `on_timer` next has something to do; nothing while a lookup is
-    /// under way (the shell says when it ends) or while both sides serve.
+    /// When `on_timer` next has something to do, or broadcasts that wait
+    /// for their numbering are to be given up (`stalled`); nothing while a
+    /// lookup is under way (the shell says when it ends) or while both
+    /// sides serve with nothing waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let stall = (!self.returns.is_empty())
+            .then(|| self.stall_at())
+            .flatten();
         self.conns
             .iter()
             .filter_map(|c| match c.state {
@@ -167,6 +183,7 @@ impl RedisLink {
                 }
                 State::Resolving | State::Ready => None,
             })
+            .chain(stall)
             .min()
     }
 
@@ -200,40 +217,151 @@ impl RedisLink {
         }
     }
 
-    /// Queues a PUBLISH (`numbered`: through the sequencer script, see
-    /// `script`); returns false when the message is dropped: while Redis
-    /// is away (Pub/Sub keeps nothing for later) or while more than the cap
-    /// already waits for it. The shell writes it with `unsent`.
-    pub fn publish(&mut self, payload: &[u8], numbered: bool, now: Instant) -> bool {
+    /// Queues a plain PUBLISH of `payload` (an envelope for one client, or
+    /// a broadcast that goes out unnumbered); returns false when it is
+    /// dropped: while Redis is away (Pub/Sub keeps nothing for later) or
+    /// while more than the cap already waits for it. The shell writes it
+    /// with `unsent`.
+    pub fn publish(&mut self, payload: &[u8], now: Instant) -> bool {
+        let command = resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload]);
+        self.queue(command, now)
+    }
+
+    /// Queues broadcast `json` for Redis to number and publish to every
+    /// instance, this worker included, in the envelope `envelope(seq)`
+    /// makes (`seq`: this worker's count of them, see `returned`). It is
+    /// kept until it comes back; returns false when it is dropped, as
+    /// `publish`.
+    pub fn publish_numbered(
+        &mut self,
+        json: &str,
+        envelope: impl FnOnce(u64) -> Vec<u8>,
+        now: Instant,
+    ) -> bool {
+        if !self.is_ready(Side::Publisher) {
+            return false;
+        }
+        let seq = self.returns.next_seq();
+        let candidate = format!("{:016x}", self.rng.next_u64());
+        let command = script::publish(&self.channel, &candidate, &envelope(seq));
+        let queued = self.queue(command, now);
+        if queued {
+            self.returns.push(seq, json);
+        }
+        queued
+    }
+
+    fn queue(&mut self, command: Vec<u8>, now: Instant) -> bool {
         let conn = &mut self.conns[Side::Publisher.index()];
         if !conn.is_ready() {
             return false;
         }
-        let command = if numbered {
-            let candidate = format!("{:016x}", self.rng.next_u64());
-            script::publish(&self.channel, &candidate, payload)
-        } else {
-            resp::command(&[b"PUBLISH", self.channel.as_bytes(), payload])
-        };
-        let queued = conn.out.pending();
-        if queued > 0 && queued + command.len() > self.max_queue {
-            self.overflow.dropped_one(now, queued, self.max_queue);
+        let waiting = conn.out.pending() + self.returns.bytes();
+        if waiting > 0 && waiting + command.len() > self.max_queue {
+            self.overflow.dropped_one(now, waiting, self.max_queue);
             return false;
         }
         conn.out.push(&command);
-        conn.unanswered.push_back(None);
+        conn.unanswered.push_back(Unanswered {
+            since: None,
+            hole: None,
+        });
         true
+    }
+
+    /// This worker's broadcast `seq` came back numbered on its
+    /// subscription: it and those before it wait no more.
+    pub fn returned(&mut self, seq: u64) {
+        self.returns.returned(seq);
+    }
+
+    /// Whether broadcasts wait for their numbering while Redis no longer
+    /// numbers them (see `sequencing`): time to `release` them.
+    pub fn stalled(&self, now: Instant) -> bool {
+        !self.returns.is_empty() && !self.sequencing(now)
+    }
+
+    /// Every broadcast still waiting to come back, oldest first, with its
+    /// `seq`: the worker delivers them itself, without an offset.
+    pub fn release(&mut self) -> Vec<(u64, Box<str>)> {
+        self.returns.release()
+    }
+
+    /// This worker handed its clients a broadcast without an offset while
+    /// the history was at `generation`: a hole is to be numbered after it
+    /// (`send_hole`).
+    pub fn owe_hole(&mut self, generation: u64) {
+        self.hole_owed = Some(generation);
+    }
+
+    /// A hole is owed and may be queued now (`send_hole`).
+    pub fn hole_due(&self) -> bool {
+        let conn = &self.conns[Side::Publisher.index()];
+        self.hole_owed.is_some()
+            && conn.is_ready()
+            && !conn.unanswered.iter().any(|u| u.hole.is_some())
+    }
+
+    /// Queues the hole owed, if the history is still at the generation it
+    /// was owed for (a new epoch already tells everyone that the history
+    /// before it is gone) and no other hole waits for its reply: one
+    /// queued after every broadcast handed out unnumbered so far covers
+    /// them all. Not bounded by the cap: one hole at a time, a few hundred
+    /// bytes.
+    /// Returns whether one was queued.
+    pub fn send_hole(&mut self, generation: u64, origin: &str) -> bool {
+        let Some(owed) = self.hole_owed else {
+            return false;
+        };
+        if owed != generation {
+            self.hole_owed = None;
+            return false;
+        }
+        if !self.hole_due() {
+            return false;
+        }
+        let conn = &mut self.conns[Side::Publisher.index()];
+        let candidate = format!("{:016x}", self.rng.next_u64());
+        conn.out
+            .push(&script::hole(&self.channel, &candidate, origin));
+        conn.unanswered.push_back(Unanswered {
+            since: None,
+            hole: Some(owed),
+        });
+        self.hole_owed = None;
+        true
+    }
+
+    /// Broadcasts sent this turn start their wait for Redis at the next
+    /// one (`turn_began`): a worker with nothing else to do must have that
+    /// turn soon, or it would neither start the wait nor ever see a stall.
+    pub fn wants_next_turn(&self) -> bool {
+        self.returns.unstarted()
     }
 
     /// A loop turn began at `now`. What earlier turns queued was written
     /// at their end (or waits for a socket that does not take it): the wait
-    /// for its reply counts from now. Timed from when it was queued, a turn
-    /// that spent longer than the limit writing to its clients would leave
-    /// its own publications overdue before they were even sent.
+    /// for its reply, and for its return on the subscription, counts from
+    /// now. Timed from when it was queued, a turn that spent longer than
+    /// the limit writing to its clients would leave its own publications
+    /// overdue before they were even sent.
     pub fn turn_began(&mut self, now: Instant) {
-        for at in &mut self.conns[Side::Publisher.index()].unanswered {
-            at.get_or_insert(now);
+        for unanswered in &mut self.conns[Side::Publisher.index()].unanswered {
+            unanswered.since.get_or_insert(now);
         }
+        self.returns.turn_began(now);
+    }
+
+    /// When Redis counts as stalled if nothing comes before: the oldest
+    /// reply or return due `STALLED_AFTER` after its wait began.
+    fn stall_at(&self) -> Option<Instant> {
+        let reply = self.conns[Side::Publisher.index()]
+            .unanswered
+            .front()
+            .and_then(|u| u.since)
+            .map(|since| since + STALLED_AFTER);
+        let back = self.returns.overdue_at(STALLED_AFTER);
+        reply.into_iter().chain(back).min()
     }
 
     /// Redis can number a broadcast now: both connections are up (what it
@@ -250,12 +378,7 @@ impl RedisLink {
     /// broadcasts around the sequencer, ahead of numbered ones still on
     /// their way back.
     pub fn sequencing(&self, now: Instant) -> bool {
-        let overdue = self.conns[Side::Publisher.index()]
-            .unanswered
-            .front()
-            .copied()
-            .flatten()
-            .is_some_and(|at| now.saturating_duration_since(at) >= STALLED_AFTER);
+        let overdue = self.stall_at().is_some_and(|at| now >= at);
         self.conns.iter().all(Connection::is_ready) && !overdue
     }
 
@@ -305,6 +428,10 @@ impl RedisLink {
             }
         }
         let was_ready = conn.is_ready();
+        // A hole that may never have reached Redis is owed again.
+        if let Some(hole) = conn.unanswered.iter().find_map(|u| u.hole) {
+            self.hole_owed = self.hole_owed.or(Some(hole));
+        }
         let delay = backoff(conn.attempt, failure.credentials, jitter);
         conn.attempt = conn.attempt.saturating_add(1);
         let unsent = conn.reset(now + delay);

@@ -7,6 +7,7 @@
 mod handshake;
 mod link;
 mod queue;
+mod returns;
 pub mod script;
 mod side;
 

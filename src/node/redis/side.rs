@@ -94,12 +94,20 @@ pub(super) struct Connection {
     pub(super) attempt: u32,
     /// The handshake commands whose replies are still to come, in order.
     awaiting: VecDeque<&'static str>,
-    /// When the wait for each unanswered publication's reply began: the
-    /// oldest tells a Redis that stopped answering from one that is busy.
-    /// `None` until the start of the loop turn after the one that queued
-    /// it, the first moment it was surely written (see
-    /// `RedisLink::turn_began`).
-    pub(super) unanswered: VecDeque<Option<Instant>>,
+    /// The publications whose reply is still to come, in order.
+    pub(super) unanswered: VecDeque<Unanswered>,
+}
+
+/// A publication whose reply is still to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Unanswered {
+    /// When the wait for its reply began: the oldest tells a Redis that
+    /// stopped answering from one that is busy. `None` until the start of
+    /// the loop turn after the one that queued it, the first moment it was
+    /// surely written (see `RedisLink::turn_began`).
+    pub(super) since: Option<Instant>,
+    /// A hole, owed for the history of that generation (see `script`).
+    pub(super) hole: Option<u64>,
 }
 
 impl Connection {

@@ -49,6 +49,11 @@ fn receive(link: &mut RedisLink, side: Side, bytes: &[u8], now: Instant) {
     link.handle(LinkInput::Received { side, bytes }, now);
 }
 
+/// Publishes `json` through the numbering, its envelope the text itself.
+fn numbered(link: &mut RedisLink, json: &str, now: Instant) -> bool {
+    link.publish_numbered(json, |seq| format!("{seq} {json}").into_bytes(), now)
+}
+
 fn retry_at(link: &RedisLink, side: Side) -> Instant {
     match link.conns[side.index()].state {
         State::Down { retry_at } => retry_at,
@@ -329,9 +334,9 @@ fn a_position_reply_that_makes_no_sense_fails_the_publisher() {
 fn nothing_is_published_while_the_publisher_is_not_ready() {
     let now = base();
     let mut link = link("redis://127.0.0.1:6379", 1024, now);
-    assert!(!link.publish(b"hi", false, now));
+    assert!(!link.publish(b"hi", now));
     connect_both(&mut link, now);
-    assert!(!link.publish(b"hi", true, now), "still in its handshake");
+    assert!(!numbered(&mut link, "hi", now), "still in its handshake");
     let handshake = link.unsent(Side::Publisher).len();
     assert!(!link.sequencing(now));
     assert_eq!(link.unsent(Side::Publisher).len(), handshake);
@@ -342,29 +347,26 @@ fn publications_over_the_cap_are_dropped_until_half_of_it_is_written() {
     let now = base();
     let mut link = ready_link(200, now);
     let payload = [b'x'; 60];
-    assert!(link.publish(&payload, false, now));
+    assert!(link.publish(&payload, now));
     let one = link.unsent(Side::Publisher).len();
-    assert!(link.publish(&payload, false, now));
-    assert!(
-        !link.publish(&payload, false, now),
-        "three would exceed 200"
-    );
+    assert!(link.publish(&payload, now));
+    assert!(!link.publish(&payload, now), "three would exceed 200");
     assert!(link.overflow.is_active());
-    assert!(!link.publish(&payload, false, now + ms(1)));
+    assert!(!link.publish(&payload, now + ms(1)));
 
     // Relieved once no more than half of the cap waits.
     link.written(Side::Publisher, 2 * one - 101);
     assert!(link.overflow.is_active(), "101 bytes still wait");
     link.written(Side::Publisher, 1);
     assert!(!link.overflow.is_active(), "100 bytes wait");
-    assert!(link.publish(&payload, false, now + ms(2)));
+    assert!(link.publish(&payload, now + ms(2)));
 }
 
 #[test]
 fn a_busy_worker_does_not_take_its_own_delay_for_a_stalled_redis() {
     let now = base();
     let mut link = ready_link(1 << 20, now);
-    assert!(link.publish(b"hi", true, now));
+    assert!(numbered(&mut link, "hi", now));
     write_all(&mut link, Side::Publisher);
     // Redis answered at once, but the worker was busy writing to its
     // clients: its next turn reads the reply before anything asks.
@@ -379,7 +381,7 @@ fn a_busy_worker_does_not_take_its_own_delay_for_a_stalled_redis() {
 fn a_redis_that_stops_answering_is_stalled_after_the_limit() {
     let now = base();
     let mut link = ready_link(1 << 20, now);
-    assert!(link.publish(b"hi", true, now));
+    assert!(numbered(&mut link, "hi", now));
     write_all(&mut link, Side::Publisher);
     link.turn_began(now + ms(1));
     assert!(link.sequencing(now + ms(1)));
@@ -393,7 +395,7 @@ fn a_long_turn_does_not_make_its_own_publications_overdue() {
     let mut link = ready_link(1 << 20, now);
     // Queued at the start of a turn that then wrote to its clients for
     // longer than the limit: it went out at that turn's end.
-    assert!(link.publish(b"hi", true, now));
+    assert!(numbered(&mut link, "hi", now));
     write_all(&mut link, Side::Publisher);
     let next = now + STALLED_AFTER + ms(300);
     link.turn_began(next);
@@ -405,7 +407,7 @@ fn a_long_turn_does_not_make_its_own_publications_overdue() {
 fn a_failure_drops_what_was_unsent_and_reports_the_loss() {
     let now = base();
     let mut link = ready_link(1 << 20, now);
-    assert!(link.publish(b"hi", true, now));
+    assert!(numbered(&mut link, "hi", now));
     assert!(!link.unsent(Side::Publisher).is_empty());
     let side = Side::Publisher;
     let why = "read failed: Connection reset by peer".to_string();
@@ -424,8 +426,8 @@ fn a_failure_drops_what_was_unsent_and_reports_the_loss() {
 fn written_consumes_the_unsent_bytes_in_order() {
     let now = base();
     let mut link = ready_link(1 << 20, now);
-    assert!(link.publish(b"one", false, now));
-    assert!(link.publish(b"two", false, now));
+    assert!(link.publish(b"one", now));
+    assert!(link.publish(b"two", now));
     let all = [
         resp::command(&[b"PUBLISH", b"ch", b"one"]),
         resp::command(&[b"PUBLISH", b"ch", b"two"]),
@@ -464,4 +466,103 @@ fn a_side_that_becomes_ready_forgets_the_failure_it_had_logged() {
     assert!(link.last_failure.is_some());
     receive(&mut link, Side::Publisher, POSITION, now);
     assert_eq!(link.last_failure, None, "the next failure is news again");
+}
+
+#[test]
+fn broadcasts_not_back_in_time_are_released_in_order_and_timed_by_the_link() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(numbered(&mut link, "one", now) && numbered(&mut link, "two", now));
+    let sent = String::from_utf8(write_all(&mut link, Side::Publisher)).unwrap();
+    assert!(sent.contains("1 one") && sent.contains("2 two"), "{sent}");
+    assert_eq!(link.next_deadline(), None, "their wait has not begun");
+    let turn = now + ms(1);
+    link.turn_began(turn);
+    assert_eq!(link.next_deadline(), Some(turn + STALLED_AFTER));
+    // Redis answered and published the first; its copy came back.
+    receive(&mut link, Side::Publisher, b":1\r\n", turn);
+    link.returned(1);
+    assert!(!link.stalled(turn + STALLED_AFTER - ms(1)));
+    assert!(link.stalled(turn + STALLED_AFTER));
+    assert_eq!(link.release(), [(2, "two".into())]);
+    assert!(!link.stalled(turn + STALLED_AFTER), "nothing waits");
+    assert_eq!(link.next_deadline(), None);
+}
+
+#[test]
+fn a_broadcast_answered_but_not_back_on_the_subscription_is_a_stall() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(numbered(&mut link, "one", now));
+    write_all(&mut link, Side::Publisher);
+    link.turn_began(now);
+    receive(&mut link, Side::Publisher, b":1\r\n", now);
+    assert!(link.sequencing(now + STALLED_AFTER - ms(1)));
+    assert!(!link.sequencing(now + STALLED_AFTER));
+    link.returned(1);
+    assert!(link.sequencing(now + STALLED_AFTER));
+}
+
+#[test]
+fn what_waits_to_come_back_counts_against_the_cap() {
+    let now = base();
+    let mut link = ready_link(1000, now);
+    let json = "x".repeat(400);
+    assert!(numbered(&mut link, &json, now));
+    write_all(&mut link, Side::Publisher);
+    // Written, but kept until it comes back: 400 bytes and more.
+    assert!(
+        !numbered(&mut link, &json, now),
+        "over 1000 with the command"
+    );
+    link.returned(1);
+    assert!(numbered(&mut link, &json, now));
+}
+
+#[test]
+fn losing_a_side_releases_nothing_by_itself_but_stops_the_numbering() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(numbered(&mut link, "one", now));
+    let why = "read failed".to_string();
+    let side = Side::Subscriber;
+    link.handle(LinkInput::Failed { side, why }, now);
+    assert_eq!(events(&mut link), [Event::Ready(false)]);
+    assert!(link.stalled(now), "the worker releases it on that event");
+    assert_eq!(link.release(), [(1, "one".into())]);
+}
+
+#[test]
+fn a_hole_is_sent_once_at_a_time_after_what_it_covers_and_owed_again_if_lost() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    let hole = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .matches("hole origin")
+            .count()
+    };
+    link.send_hole(0, "origin");
+    assert_eq!(hole(link.unsent(Side::Publisher)), 0, "none owed");
+    link.owe_hole(0);
+    assert!(link.publish(b"unnumbered", now));
+    link.send_hole(0, "origin");
+    let sent = write_all(&mut link, Side::Publisher);
+    assert_eq!(hole(&sent), 1);
+    let at = |needle: &str| String::from_utf8_lossy(&sent).find(needle).unwrap();
+    assert!(at("unnumbered") < at("hole origin"), "after what it covers");
+    // Owed again while the first waits for its reply: sent after it.
+    link.owe_hole(0);
+    link.send_hole(0, "origin");
+    assert!(link.unsent(Side::Publisher).is_empty());
+    receive(&mut link, Side::Publisher, b":1\r\n:2\r\n", now);
+    link.send_hole(0, "origin");
+    assert_eq!(hole(&write_all(&mut link, Side::Publisher)), 1);
+    // Lost with the connection before its reply: owed again.
+    let why = "reset".to_string();
+    let side = Side::Publisher;
+    link.handle(LinkInput::Failed { side, why }, now);
+    assert!(link.hole_owed.is_some());
+    // A new epoch makes it moot.
+    link.send_hole(1, "origin");
+    assert!(link.hole_owed.is_none());
 }
