@@ -398,11 +398,20 @@ class ReplayReader:
 
     def __init__(self, sock, since):
         self.sock, self.next, self.buf = sock, since + 1, bytearray()
+        self.upgraded = False
         self.replayed = None
         self.broken = None
 
     def feed(self, data):
         self.buf += data
+        if not self.upgraded:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.buf.startswith(b"HTTP/1.1 101"):
+                self.broken = bytes(self.buf[:40]).decode(errors="replace")
+            del self.buf[:end + 4]
+            self.upgraded = True
         at = 0
         while len(self.buf) - at >= 2:
             n, start = self.buf[at + 1] & 0x7F, at + 2
@@ -460,33 +469,42 @@ def attack_resume_storm(server, seconds):
     probe = multiprocessing.Process(target=health_probe, args=(server.port, seconds, there))
     probe.start()
     time.sleep(0.2)  # the probe's first answers show the server at rest
-    for s in socks:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws?since=0&epoch={epoch} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    readers = {}
+    # The readers read from the moment their upgrade is sent, as a client
+    # that wants its replay does.
+    readers = {s: ReplayReader(s, 0) for s in socks[:10]}
     sel = selectors.DefaultSelector()
-    for s in socks[:10]:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(4096)
-        head, _, rest = head.partition(b"\r\n\r\n")
-        readers[s] = ReplayReader(s, 0)
-        readers[s].feed(rest)
+    for s in readers:
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
     end = time.monotonic() + seconds
-    while time.monotonic() < end and not all(r.complete(last) or r.broken for r in readers.values()):
-        for key, _ in sel.select(timeout=0.1):
-            try:
-                data = key.fileobj.recv(1 << 20)
-            except OSError:
-                continue
-            if data:
-                readers[key.fileobj].feed(data)
-            else:
-                sel.unregister(key.fileobj)
+
+    def read():
+        while time.monotonic() < end and not all(r.complete(last) or r.broken for r in readers.values()):
+            for key, _ in sel.select(timeout=0.1):
+                try:
+                    data = key.fileobj.recv(1 << 20)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    readers[key.fileobj].feed(data)
+                else:
+                    sel.unregister(key.fileobj)
+    reading = threading.Thread(target=read, daemon=True)
+    reading.start()
+    for s in socks:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET /ws?since=0&epoch={epoch} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        if s in readers:
+            s.setblocking(True)
+            s.sendall(request)
+            s.setblocking(False)
+        else:
+            s.sendall(request)
+    reading.join()
     latencies = here.recv()
     probe.join()
     sel.close()
