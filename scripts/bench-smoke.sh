@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A few seconds of every wsload mode against a fresh wsnotify, so CI proves
 # the load generator builds, speaks to the server and gets valid runs (0
-# missing, 0 duplicate deliveries, every frame valid). drain-resume needs
+# missing, 0 duplicate deliveries, every frame valid), and that every
+# memory attack stays within the memory formula. drain-resume needs
 # redis-server, and so do scale.sh and the --redis upgrade. Not a benchmark: the
 # figures live in BENCHMARKS.md (scripts/compare.sh).
 set -euo pipefail
@@ -34,4 +35,8 @@ check scripts/drain-bench.sh --conns 200 --rate 20 --no-build
 # every broadcast reaches every client once, in offset order.
 check scripts/upgrade-bench.sh --clients 50 --rate 20 --reconnect now --before 1
 check scripts/upgrade-bench.sh --clients 50 --rate 20 --reconnect now --before 1 --redis
+# Every memory attack against a fresh server with small bounds: each peak
+# RSS must stay within the memory formula (exit 1 otherwise; about 40 s).
+echo "bench-smoke: scripts/memory-attacks.py --small --seconds 3" >&2
+python3 scripts/memory-attacks.py --small --seconds 3
 echo "bench-smoke: OK" >&2

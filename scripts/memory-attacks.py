@@ -68,7 +68,9 @@ def bound(args, defaults):
     if "--redis" in args:
         total += option(args, "redis-max-queue-bytes", defaults["redis_max_queue_bytes"])
     if "--handover" in args:
+        # The link, and once a copy of the history while it is passed.
         total += HANDOVER_LINK
+        total += option(args, "max-history-bytes", defaults["max_history_bytes"])
     return total
 
 
