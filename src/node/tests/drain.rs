@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::harness::{config, upgrade, Harness};
+use super::harness::{config, upgrade, Harness, Peer};
 use crate::config::Config;
 use crate::node::listener_state::Origin;
 
@@ -157,7 +157,7 @@ fn with_shared_sockets_it_stops_accepting_and_serves_who_was_on_the_way() {
 }
 
 /// A publisher on a keep-alive connection, answered once before the drain.
-fn keep_alive_publisher(h: &mut Harness) -> super::harness::Peer {
+fn keep_alive_publisher(h: &mut Harness) -> Peer {
     let (publisher, answer) = h.post(0, "/broadcast", r#"{"message":"before"}"#);
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("connection"), None, "kept alive");
@@ -172,23 +172,25 @@ fn post_request(body: &str) -> String {
     )
 }
 
-/// The drain of a process whose sockets another process serves, with one
-/// `/ws` client staying.
-fn shared_drain() -> (Harness, super::harness::Peer) {
+/// A drain begun with one `/ws` client staying and a keep-alive publisher,
+/// in a process whose sockets another process serves (`shared`) or not.
+fn draining_with_publisher(shared: bool) -> (Harness, Peer, Peer) {
     let mut h = Harness::new(Config {
         drain_timeout: 60 * S,
         ..config()
     });
-    h.process.listener.handed_over_to(4242);
-    let staying = h.client(0);
-    (h, staying)
+    if shared {
+        h.process.listener.handed_over_to(4242);
+    }
+    let client = h.client(0);
+    let publisher = keep_alive_publisher(&mut h);
+    h.drain(60 * S);
+    (h, client, publisher)
 }
 
 #[test]
 fn with_shared_sockets_every_answer_of_the_drain_closes_its_connection() {
-    let (mut h, _staying) = shared_drain();
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, _staying, publisher) = draining_with_publisher(true);
     h.send(
         publisher,
         post_request(r#"{"message":"during"}"#).as_bytes(),
@@ -210,9 +212,7 @@ fn with_shared_sockets_every_answer_of_the_drain_closes_its_connection() {
 
 #[test]
 fn with_shared_sockets_requests_read_behind_one_are_answered_before_the_close() {
-    let (mut h, _staying) = shared_drain();
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, _staying, publisher) = draining_with_publisher(true);
     let pipelined = post_request(r#"{"message":"one"}"#) + &post_request(r#"{"message":"two"}"#);
     h.send(publisher, pipelined.as_bytes());
     h.run();
@@ -225,13 +225,7 @@ fn with_shared_sockets_requests_read_behind_one_are_answered_before_the_close() 
 
 #[test]
 fn a_socket_of_its_own_keeps_its_keep_alive_connections_while_draining() {
-    let mut h = Harness::new(Config {
-        drain_timeout: 60 * S,
-        ..config()
-    });
-    let _staying = h.client(0);
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, _staying, publisher) = draining_with_publisher(false);
     h.send(
         publisher,
         post_request(r#"{"message":"during"}"#).as_bytes(),
@@ -246,16 +240,7 @@ fn a_socket_of_its_own_keeps_its_keep_alive_connections_while_draining() {
 #[test]
 fn a_request_read_as_the_last_client_leaves_is_answered_before_the_exit() {
     for shared in [true, false] {
-        let mut h = Harness::new(Config {
-            drain_timeout: 60 * S,
-            ..config()
-        });
-        if shared {
-            h.process.listener.handed_over_to(4242);
-        }
-        let last = h.client(0);
-        let publisher = keep_alive_publisher(&mut h);
-        h.drain(60 * S);
+        let (mut h, last, publisher) = draining_with_publisher(shared);
         // The publisher does not read for now: its answer waits in the
         // queue, and with it the exit.
         h.socket(publisher).room = 0;
@@ -274,9 +259,7 @@ fn a_request_read_as_the_last_client_leaves_is_answered_before_the_exit() {
 
 #[test]
 fn a_request_half_read_as_the_last_client_leaves_is_answered_before_the_exit() {
-    let (mut h, last) = shared_drain();
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, last, publisher) = draining_with_publisher(true);
     let request = post_request(r#"{"message":"late"}"#);
     let (head, rest) = request.split_at(20);
     h.send(publisher, head.as_bytes());
@@ -295,9 +278,7 @@ fn a_request_half_read_as_the_last_client_leaves_is_answered_before_the_exit() {
 
 #[test]
 fn an_answer_that_is_never_read_holds_the_exit_no_longer_than_the_linger() {
-    let (mut h, last) = shared_drain();
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, last, publisher) = draining_with_publisher(true);
     h.socket(publisher).room = 0;
     h.send(publisher, post_request(r#"{"message":"late"}"#).as_bytes());
     h.fin(last);
@@ -309,9 +290,7 @@ fn an_answer_that_is_never_read_holds_the_exit_no_longer_than_the_linger() {
 
 #[test]
 fn with_shared_sockets_an_idle_keep_alive_connection_gets_its_last_answer_before_the_exit() {
-    let (mut h, last) = shared_drain();
-    let publisher = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, last, publisher) = draining_with_publisher(true);
     h.fin(last);
     h.run();
     assert!(
@@ -327,9 +306,7 @@ fn with_shared_sockets_an_idle_keep_alive_connection_gets_its_last_answer_before
 
 #[test]
 fn with_shared_sockets_an_idle_keep_alive_connection_holds_the_exit_until_its_timeout() {
-    let (mut h, last) = shared_drain();
-    let _idle = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, last, _idle) = draining_with_publisher(true);
     h.fin(last);
     h.run();
     h.advance(h.process.config.header_timeout - S);
@@ -340,13 +317,7 @@ fn with_shared_sockets_an_idle_keep_alive_connection_holds_the_exit_until_its_ti
 
 #[test]
 fn a_socket_of_its_own_does_not_wait_for_idle_keep_alive_connections() {
-    let mut h = Harness::new(Config {
-        drain_timeout: 60 * S,
-        ..config()
-    });
-    let last = h.client(0);
-    let idle = keep_alive_publisher(&mut h);
-    h.drain(60 * S);
+    let (mut h, last, idle) = draining_with_publisher(false);
     h.fin(last);
     h.run();
     assert!(h.exited[0]);
