@@ -410,13 +410,13 @@ impl ChannelStreams {
     }
 
     /// The channels as another process continues them: each one's
-    /// numbering and what is kept of it, with each entry's age; only the
-    /// channels that have either.
+    /// numbering and what is kept of it, with each entry's age. Every
+    /// channel known goes, one only joined too: its clients were told
+    /// where it stands, which may be below the floor by now.
     pub fn export(&self, now: Instant) -> ChannelsState {
         let mut channels: Vec<ChannelState> = self
             .channels
             .iter()
-            .filter(|(_, c)| c.followed || !c.entries.is_empty())
             .map(|(name, c)| ChannelState {
                 name: Arc::clone(name),
                 last: c.last,

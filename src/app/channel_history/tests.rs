@@ -358,6 +358,7 @@ fn a_new_epoch_starts_every_channel_again() {
 fn a_hand_over_continues_every_channel() {
     let t0 = Instant::now();
     let mut old = history(10);
+    old.channel_joined("early");
     for _ in 0..3 {
         publish(&mut old, "busy", t0);
     }
@@ -370,7 +371,7 @@ fn a_hand_over_continues_every_channel() {
     let state = old.export(t0 + TTL);
     assert_eq!(state.channels.floor, 3);
     let names: Vec<_> = state.channels.channels.iter().map(|c| &*c.name).collect();
-    assert_eq!(names, ["late", "quiet"]);
+    assert_eq!(names, ["early", "late", "quiet"]);
 
     let now = Instant::now();
     let mut new = History::new("fresh".into(), 10, TTL);
@@ -382,8 +383,11 @@ fn a_hand_over_continues_every_channel() {
     assert_eq!(new.channel_last("busy"), 3, "forgotten there: the floor");
     assert_eq!(replay(&new, "late", 0), ["late#1"]);
     assert_eq!(new.next_expiry(), Some(now + TTL / 2), "late's age crossed");
-    // The old process's clients of quiet come over and resume it.
+    // The old process's clients of quiet come over and resume it; those
+    // of early were told it stood at 0, below the floor since.
     assert_eq!(new.channel_resume("quiet", 1, "e"), recovered(2, 0));
+    assert_eq!(new.channel_resume("early", 0, "e"), recovered(1, 0));
+    assert_eq!(new.channel_resume("busy", 0, "e"), ChannelResume::TooOld);
     assert_eq!((new.channel_count(), new.subscription_count()), (1, 1));
     assert_eq!(publish(&mut new, "quiet", now), 2);
     assert_eq!(publish(&mut new, "busy", now), 4, "above the old floor");
