@@ -117,6 +117,7 @@ impl Node {
             return;
         }
         self.hub.leave(client.seq);
+        self.users.leave(key);
         self.process.notify_client_left();
         log!(
             Info,

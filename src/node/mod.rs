@@ -10,11 +10,12 @@
 //! Inside, components own their data and keep their own counts: the
 //! connections table (`conns`), the turn's broadcasts (`fanout`), the place
 //! in the stream (`stream`), the replays of resuming clients (`replays`),
-//! the drain (`drain`), the per-address slots
-//! (`per_ip`), the periodic timer (`periodic`), the mail (`mail_room`) and
-//! the Redis link (`redis`, held in `remote`). The files without a
-//! component (`clients`, `requests`, `delivery`, `writing`, `lifecycle`,
-//! `instances`) are the node's own steps between them.
+//! the drain (`drain`), the per-address slots (`per_ip`), the
+//! authenticated clients (`users`), the periodic timer (`periodic`), the
+//! mail (`mail_room`) and the Redis link (`redis`, held in `remote`). The
+//! files without a component (`clients`, `requests`, `delivery`,
+//! `writing`, `lifecycle`, `instances`) are the node's own steps between
+//! them.
 
 mod clients;
 mod clock;
@@ -45,6 +46,7 @@ mod requests;
 mod stream;
 mod timer_wheel;
 mod transmit;
+mod users;
 mod writing;
 
 #[cfg(test)]
@@ -82,6 +84,7 @@ use remote::Remote;
 use replay::Replays;
 use stream::StreamCursor;
 use timer_wheel::{Entry, Tick};
+use users::Users;
 
 /// How long a closing connection may take to read our last bytes and close.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -95,6 +98,8 @@ pub struct Node {
     conns: Conns,
     /// The `/ws` clients by id.
     hub: Hub,
+    /// The identities of the clients that joined with a token.
+    users: Users,
     fanout: Fanout,
     stream: StreamCursor,
     replays: Replays,
@@ -137,6 +142,7 @@ impl Node {
             id,
             conns: Conns::new(settings, 0).share_receiving(Arc::clone(&process.receiving)),
             hub: Hub::default(),
+            users: Users::default(),
             fanout: Fanout::default(),
             stream: StreamCursor::default(),
             replays: Replays::default(),
