@@ -16,3 +16,4 @@ pub mod publish;
 pub mod routes;
 pub mod snapshot;
 pub mod status;
+pub mod token;
