@@ -196,7 +196,7 @@ pub struct TokenSecret {
 }
 
 impl TokenSecret {
-    fn new(key: &[u8], from_file: bool) -> Result<TokenSecret, String> {
+    pub(crate) fn new(key: &[u8], from_file: bool) -> Result<TokenSecret, String> {
         if key.len() < MIN_TOKEN_SECRET_BYTES {
             return Err(format!(
                 "expected a secret of at least {MIN_TOKEN_SECRET_BYTES} bytes"

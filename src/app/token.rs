@@ -12,6 +12,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use crate::proto::http::Request;
+
 /// The longest `sub` accepted, in bytes: it becomes the user id and the
 /// channel `user:ID`.
 pub const MAX_SUBJECT_BYTES: usize = 128;
@@ -77,6 +79,48 @@ impl fmt::Display for TokenError {
 }
 
 impl std::error::Error for TokenError {}
+
+/// Who connects to `/ws`: `Ok(None)` for an anonymous client (no token,
+/// and none required), the claims of a valid token, or why the upgrade is
+/// refused. The token comes from `?token=` (browsers cannot set headers
+/// on a WebSocket) or `Authorization: Bearer`; given more than once, it
+/// is refused rather than one of them picked. Another `Authorization`
+/// scheme (a proxy's Basic) is not a token.
+pub fn authenticate(
+    request: &Request,
+    secret: Option<&[u8]>,
+    required: bool,
+    now_ms: u64,
+) -> Result<Option<Claims>, TokenError> {
+    let from_query = request
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("token="));
+    let from_header = request
+        .header_all("authorization")
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .filter_map(bearer);
+    let mut given = from_query.chain(from_header);
+    let token = match (given.next(), given.next()) {
+        (None, _) if required => return Err(TokenError::Missing),
+        (None, _) => return Ok(None),
+        (Some(_), Some(_)) => return Err(TokenError::Ambiguous),
+        (Some(token), None) => token,
+    };
+    let secret = secret.ok_or(TokenError::NoSecret)?;
+    verify(token, secret, now_ms).map(Some)
+}
+
+/// The credentials of an `Authorization: Bearer` value (the scheme is
+/// case-insensitive, RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
 
 /// Checks `token` against `secret` at `now_ms` (ms since the Unix epoch).
 /// The signature is checked before any claim is read, so nothing the
@@ -417,6 +461,75 @@ pub mod tests {
             ))
         );
         assert_eq!(claim(json!([])).unwrap().channels.len(), 0);
+    }
+
+    fn request(target: &str, headers: &str) -> Request {
+        let head = format!("GET {target} HTTP/1.1\r\n{headers}\r\n");
+        match crate::proto::http::parse_head(head.as_bytes()) {
+            crate::proto::http::Head::Complete { request, .. } => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_comes_from_the_query_or_a_bearer_header_once() {
+        let token = mint(&json!({"sub": "alice"}));
+        let who = |target: &str, headers: &str, required| {
+            authenticate(&request(target, headers), Some(SECRET), required, NOW_MS)
+                .map(|claims| claims.map(|c| c.sub))
+        };
+        let alice = Ok(Some("alice".to_string()));
+        assert_eq!(who(&format!("/ws?token={token}"), "", false), alice);
+        assert_eq!(
+            who(&format!("/ws?since=1&token={token}&epoch=e"), "", false),
+            alice
+        );
+        assert_eq!(
+            who("/ws", &format!("Authorization: Bearer {token}\r\n"), false),
+            alice
+        );
+        assert_eq!(
+            who(
+                "/ws",
+                &format!("authorization: bearer  {token} \r\n"),
+                false
+            ),
+            alice
+        );
+        assert_eq!(who("/ws", "", false), Ok(None), "anonymous");
+        assert_eq!(
+            who("/ws?x=token=1", "", false),
+            Ok(None),
+            "not the parameter"
+        );
+        assert_eq!(who("/ws", "Authorization: Basic dTpw\r\n", false), Ok(None));
+        assert_eq!(who("/ws", "", true), Err(TokenError::Missing));
+        assert_eq!(
+            who("/ws", "Authorization: Basic dTpw\r\n", true),
+            Err(TokenError::Missing)
+        );
+        let both = format!("Authorization: Bearer {token}\r\n");
+        assert_eq!(
+            who(&format!("/ws?token={token}"), &both, false),
+            Err(TokenError::Ambiguous)
+        );
+        assert_eq!(
+            who(&format!("/ws?token={token}&token={token}"), "", false),
+            Err(TokenError::Ambiguous)
+        );
+        assert!(matches!(
+            who("/ws?token=", "", false),
+            Err(TokenError::Malformed(_))
+        ));
+        let anonymous = authenticate(&request("/ws", ""), None, false, NOW_MS);
+        assert_eq!(anonymous, Ok(None));
+        let unchecked = authenticate(
+            &request(&format!("/ws?token={token}"), ""),
+            None,
+            false,
+            NOW_MS,
+        );
+        assert_eq!(unchecked, Err(TokenError::NoSecret));
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl Node {
         {
             self.process.stream().expire(self.clock.at());
         }
+        self.close_expired();
         let (mut entries, mut due) = (Vec::<Entry>::new(), Vec::new());
         self.conns.due(self.clock.tick(), &mut entries, &mut due);
         for key in due {
@@ -297,6 +298,7 @@ impl Node {
                 .as_ref()
                 .and_then(|remote| remote.next_deadline(self.clock.at())),
             self.history_expiry(),
+            self.token_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -310,6 +312,17 @@ impl Node {
         (self.id == 0)
             .then(|| self.process.stream().next_expiry())
             .flatten()
+    }
+
+    /// When the next client's token expires. `exp` is wall-clock time, and
+    /// deadlines are monotonic: the wait is measured from this turn's wall
+    /// clock, and taken again at every turn, so a wall clock that moved
+    /// meanwhile only moves the deadline, and `close_expired` decides by
+    /// the wall clock, never before `exp`.
+    fn token_expiry(&self) -> Option<Instant> {
+        let exp_ms = self.users.next_expiry()?.saturating_mul(1000);
+        let wait = exp_ms.saturating_sub(self.clock.wall_ms());
+        Some(self.clock.at() + Duration::from_millis(wait))
     }
 
     /// The phase a connection is in, if it is open.
