@@ -113,7 +113,13 @@ impl Node {
         let identity = Identity {
             expires: claims.expires_s(),
             user: claims.sub.into(),
-            private: claims.channels.into_iter().map(Into::into).collect(),
+            // Only `private:` names are ever looked up in it.
+            private: claims
+                .channels
+                .into_iter()
+                .filter(|name| name.starts_with("private:"))
+                .map(Into::into)
+                .collect(),
         };
         self.users.join(key, identity);
         metrics::add(&self.process.stats.authenticated_clients, 1);

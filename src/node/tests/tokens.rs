@@ -181,3 +181,28 @@ fn clients_that_left_leave_no_identity_and_no_timer_behind() {
     h.advance(Duration::from_secs(120));
     assert_eq!(metrics::get(&h.process.stats.tokens_expired), 0);
 }
+
+#[test]
+fn identities_are_bounded_by_the_connections() {
+    let mut h = Harness::new(Config {
+        max_connections: 3,
+        ..with_secret()
+    });
+    let exp = now_s(&h) + 60;
+    let mut refused = 0;
+    for i in 0..5 {
+        let token =
+            mint(&json!({"sub": format!("u{i}"), "exp": exp, "channels": ["private:a", "b"]}));
+        let (_, response) = h.http(0, &upgrade(&format!("/ws?token={token}")));
+        if response.status == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2);
+    let users = &h.nodes[0].users;
+    assert_eq!((users.len(), users.expiring()), (3, 3));
+    assert_eq!(metrics::get(&h.process.stats.authenticated_clients), 3);
+    let key = crate::ids::ConnKey(0);
+    let private = users.get(key).map(|identity| identity.private.len());
+    assert_eq!(private, Some(1), "only private: names are kept");
+}
