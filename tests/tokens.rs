@@ -317,11 +317,14 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run wsnotify")
 }
 
+/// Arguments, variables, and the option or variable the error names.
+type Refusal<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn secret_options_exit_2_naming_the_option_and_never_showing_the_secret() {
     let short = "short-secret-31-bytes-long-1234";
     let long = "a-secret-of-at-least-32-bytes-long-0123";
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [Refusal; 5] = [
         (&["--token-secret", short], &[], "--token-secret"),
         (
             &[],
