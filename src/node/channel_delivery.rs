@@ -23,16 +23,16 @@ impl Node {
     pub(super) fn publish_channel(&mut self, channel: &str, json: &str) -> usize {
         let (id, now) = (self.id, self.clock.at());
         let outputs = &mut self.outputs;
-        let wake_link = channel_sequencing::sequence(&self.process, id, channel, json, now, |w| {
+        let sent = channel_sequencing::sequence(&self.process, id, channel, json, now, |w| {
             outputs.push_back(Output::Wake(w));
         });
-        if wake_link {
+        if sent.wake_link {
             self.outputs.push_back(Output::WakeLink);
         }
         // This worker's own mail is read at once, so the message keeps its
         // place among the sender's own.
         self.read_mail();
-        self.process.stream().channel_subscribers(channel)
+        sent.recipients
     }
 
     /// A message of `channel` for this worker's subscribers of it, each

@@ -15,15 +15,42 @@ use super::peer::state::{Role, TooSlow};
 use super::peer::wire::Message;
 use super::process::Process;
 use super::stream::StreamCursor;
+use crate::app::history::History;
 use crate::app::protocol;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
 
+/// What became of a message sent to a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The channel's subscribers in this process.
+    pub recipients: usize,
+    /// The link to the other process of a hand-over needs its shell woken.
+    pub wake_link: bool,
+}
+
 /// Numbers `json` in `channel` (or sends it to the process that numbers)
 /// and mails it to every worker; `wake` is called for each worker other
-/// than `me` that must be woken to read it. Returns whether the link to
-/// the other process of a hand-over needs its shell woken.
+/// than `me` that must be woken to read it.
 pub fn sequence(
+    process: &Process,
+    me: usize,
+    channel: &str,
+    json: &str,
+    now: Instant,
+    wake: impl FnMut(usize),
+) -> Sent {
+    let mut stream = process.stream();
+    let recipients = stream.channel_subscribers(channel);
+    let wake_link = sequence_locked(&mut stream, process, me, channel, json, now, wake);
+    Sent {
+        recipients,
+        wake_link,
+    }
+}
+
+fn sequence_locked(
+    stream: &mut History,
     process: &Process,
     me: usize,
     channel: &str,
@@ -31,7 +58,6 @@ pub fn sequence(
     now: Instant,
     mut wake: impl FnMut(usize),
 ) -> bool {
-    let mut stream = process.stream();
     let mut peer = process.peer();
     match peer.role() {
         Role::Follower => {
@@ -45,7 +71,7 @@ pub fn sequence(
                     return wake_link;
                 }
                 Err(TooSlow) => {
-                    StreamCursor::unlink(&mut stream, &mut peer, process, &[], 0, &mut wake);
+                    StreamCursor::unlink(stream, &mut peer, process, &[], 0, &mut wake);
                     unnumbered(process, me, channel, json, &mut wake);
                     return true;
                 }
@@ -80,7 +106,7 @@ pub fn sequence(
             wake_link
         }
         Err(TooSlow) => {
-            StreamCursor::unlink(&mut stream, &mut peer, process, &[], 0, &mut wake);
+            StreamCursor::unlink(stream, &mut peer, process, &[], 0, &mut wake);
             true
         }
     }

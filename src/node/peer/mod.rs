@@ -258,6 +258,7 @@ pub fn receive(
         Message::ChannelPublish { channel, json } => {
             // Numbered here and, through the queue, there.
             channel_sequencing::sequence(process, usize::MAX, &channel, &json, now, &mut wake)
+                .wake_link
         }
         Message::ChannelNumbered {
             channel,
