@@ -479,6 +479,10 @@ mod tests {
         left.sort();
         assert_eq!(left, ["c3", "c4", "c5"]);
         assert_eq!((channels.len(), channels.subscriptions()), (1, 1));
-        assert_eq!(channels.joined.few.len(), TABLE_STEP, "grown a step at a time");
+        assert_eq!(
+            channels.joined.few.len(),
+            TABLE_STEP,
+            "grown a step at a time"
+        );
     }
 }
