@@ -16,6 +16,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::shared_frame::SharedFrame;
+
 /// What a resume of one channel gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelResume {
@@ -43,7 +45,7 @@ impl ChannelResume {
 /// Where one offset of a channel stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelFrame {
-    Kept(Arc<[u8]>),
+    Kept(SharedFrame),
     /// Not numbered yet.
     NotYet,
     /// It left the history (or was never kept here).
@@ -53,7 +55,7 @@ pub enum ChannelFrame {
 #[derive(Debug)]
 struct Entry {
     at: Instant,
-    frame: Arc<[u8]>,
+    frame: SharedFrame,
 }
 
 #[derive(Debug)]
@@ -182,10 +184,10 @@ impl ChannelStreams {
     pub fn sequence(
         &mut self,
         channel: &str,
-        frame: impl FnOnce(u64) -> Arc<[u8]>,
+        frame: impl FnOnce(u64) -> SharedFrame,
         now: Instant,
         capacity: usize,
-    ) -> (u64, Arc<[u8]>) {
+    ) -> (u64, SharedFrame) {
         let name = self.name_of(channel);
         let ch = self.channels.get_mut(&name).expect("just made");
         let offset = ch.last + 1;
@@ -204,7 +206,7 @@ impl ChannelStreams {
         &mut self,
         channel: &str,
         offset: u64,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
         now: Instant,
         capacity: usize,
     ) -> bool {
@@ -276,7 +278,7 @@ impl ChannelStreams {
             return ChannelFrame::Gone;
         }
         let entry = &c.entries[(offset - first_since - 1) as usize];
-        ChannelFrame::Kept(Arc::clone(&entry.frame))
+        ChannelFrame::Kept(entry.frame.clone())
     }
 
     pub fn joined(&mut self, channel: &str) {
@@ -426,7 +428,7 @@ impl ChannelStreams {
                 entries: c
                     .entries
                     .iter()
-                    .map(|e| (now.saturating_duration_since(e.at), Arc::clone(&e.frame)))
+                    .map(|e| (now.saturating_duration_since(e.at), Arc::clone(e.frame.plain())))
                     .collect(),
             })
             .collect();
@@ -463,6 +465,7 @@ impl ChannelStreams {
             let first = adopted.last - (adopted.entries.len() - skip) as u64;
             for (i, (age, frame)) in adopted.entries.into_iter().enumerate().skip(skip) {
                 let at = now.checked_sub(age).unwrap_or(now);
+                let frame = SharedFrame::from(frame);
                 self.bytes += entry_cost(&frame);
                 self.entries += 1;
                 ch.entries.push_back(Entry { at, frame });
@@ -503,7 +506,7 @@ impl ChannelStreams {
         &mut self,
         name: &Arc<str>,
         offset: u64,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
         now: Instant,
         capacity: usize,
     ) {
@@ -511,7 +514,7 @@ impl ChannelStreams {
         if capacity > 0 {
             ch.entries.push_back(Entry {
                 at: now,
-                frame: Arc::clone(frame),
+                frame: frame.clone(),
             });
             self.entries += 1;
             self.bytes += entry_cost(frame);
@@ -590,8 +593,8 @@ fn is_live(channels: &HashMap<Arc<str>, Channel>, placed: &Placed) -> bool {
         .is_some_and(|c| placed.offset > c.first_since() && placed.offset <= c.last)
 }
 
-fn entry_cost(frame: &[u8]) -> usize {
-    frame.len() + CHANNEL_ENTRY_COST
+fn entry_cost(frame: &SharedFrame) -> usize {
+    frame.bytes() + CHANNEL_ENTRY_COST
 }
 
 fn record_cost(name: &str) -> usize {

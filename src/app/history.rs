@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::channel_history::{ChannelFrame, ChannelResume, ChannelStreams, ChannelsState};
+use crate::proto::shared_frame::SharedFrame;
 
 /// One kept broadcast.
 #[derive(Debug)]
 struct Entry {
     at: Instant,
-    frame: Arc<[u8]>,
+    frame: SharedFrame,
 }
 
 /// What a resume gets.
@@ -166,7 +167,7 @@ impl History {
     }
 
     /// Numbers a broadcast sequenced here (no Redis) and keeps it.
-    pub fn append(&mut self, frame: &Arc<[u8]>, now: Instant) -> Position {
+    pub fn append(&mut self, frame: &SharedFrame, now: Instant) -> Position {
         let offset = self.last + 1;
         self.keep(offset, frame, now);
         self.position(offset)
@@ -181,7 +182,7 @@ impl History {
         &mut self,
         epoch: &str,
         offset: u64,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
         now: Instant,
     ) -> Position {
         if epoch != self.epoch {
@@ -196,13 +197,13 @@ impl History {
     }
 
     /// The frame kept for `offset` of `epoch`, if it is here.
-    pub fn frame(&self, epoch: &str, offset: u64) -> Option<(Arc<[u8]>, Position)> {
+    pub fn frame(&self, epoch: &str, offset: u64) -> Option<(SharedFrame, Position)> {
         if epoch != self.epoch || offset > self.last {
             return None;
         }
         let first = self.last + 1 - self.entries.len() as u64;
         let entry = self.entries.get(offset.checked_sub(first)? as usize)?;
-        Some((Arc::clone(&entry.frame), self.position(offset)))
+        Some((entry.frame.clone(), self.position(offset)))
     }
 
     fn position(&self, offset: u64) -> Position {
@@ -212,13 +213,13 @@ impl History {
         }
     }
 
-    fn keep(&mut self, offset: u64, frame: &Arc<[u8]>, now: Instant) {
+    fn keep(&mut self, offset: u64, frame: &SharedFrame, now: Instant) {
         self.last = offset;
         if self.capacity > 0 {
-            self.bytes += frame.len() + ENTRY_COST;
+            self.bytes += frame.bytes() + ENTRY_COST;
             self.entries.push_back(Entry {
                 at: now,
-                frame: Arc::clone(frame),
+                frame: frame.clone(),
             });
         } else {
             self.first_since = offset;
@@ -296,7 +297,7 @@ impl History {
         at: Position,
         max_bytes: usize,
         max_frames: usize,
-        out: &mut Vec<Arc<[u8]>>,
+        out: &mut Vec<SharedFrame>,
     ) -> Result<u64, Lost> {
         if cursor.generation == at.generation && cursor.next > at.offset {
             return Ok(at.offset);
@@ -315,11 +316,12 @@ impl History {
         let range = (cursor.next - first) as usize..=(through - first) as usize;
         let mut bytes = 0;
         for entry in self.entries.range(range).take(max_frames) {
-            if bytes > 0 && bytes + entry.frame.len() > max_bytes {
+            let len = entry.frame.plain().len();
+            if bytes > 0 && bytes + len > max_bytes {
                 break;
             }
-            bytes += entry.frame.len();
-            out.push(Arc::clone(&entry.frame));
+            bytes += len;
+            out.push(entry.frame.clone());
             cursor.next += 1;
         }
         Ok(through)
@@ -359,7 +361,7 @@ impl History {
             let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.frame.len() + ENTRY_COST;
+            self.bytes -= oldest.frame.bytes() + ENTRY_COST;
         }
     }
 
@@ -381,7 +383,7 @@ impl History {
             entries: self
                 .entries
                 .iter()
-                .map(|e| (now.saturating_duration_since(e.at), Arc::clone(&e.frame)))
+                .map(|e| (now.saturating_duration_since(e.at), Arc::clone(e.frame.plain())))
                 .collect(),
             channels: self.channels.export(now),
         }
@@ -409,7 +411,8 @@ impl History {
             self.first_since = state.last;
         } else {
             for (age, frame) in state.entries {
-                self.bytes += frame.len() + ENTRY_COST;
+                let frame = SharedFrame::from(frame);
+                self.bytes += frame.bytes() + ENTRY_COST;
                 let at = now.checked_sub(age).unwrap_or(now);
                 self.entries.push_back(Entry { at, frame });
             }
@@ -472,7 +475,7 @@ impl History {
         let Some(oldest) = self.entries.pop_front() else {
             return;
         };
-        self.bytes -= oldest.frame.len() + ENTRY_COST;
+        self.bytes -= oldest.frame.bytes() + ENTRY_COST;
         let offset = self.last - self.entries.len() as u64;
         self.first_since = self.first_since.max(offset);
     }
@@ -482,9 +485,9 @@ impl History {
     pub fn channel_sequence(
         &mut self,
         channel: &str,
-        frame: impl FnOnce(u64) -> Arc<[u8]>,
+        frame: impl FnOnce(u64) -> SharedFrame,
         now: Instant,
-    ) -> (u64, Arc<[u8]>) {
+    ) -> (u64, SharedFrame) {
         let numbered = self.channels.sequence(channel, frame, now, self.capacity);
         self.expire(now);
         numbered
@@ -498,7 +501,7 @@ impl History {
         &mut self,
         channel: &str,
         offset: u64,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
         now: Instant,
     ) -> bool {
         let kept = self
@@ -529,7 +532,7 @@ impl History {
 
     /// The frame of `offset` of `channel`: `Ok(Some)` kept, `Ok(None)` not
     /// numbered yet, `Err(Lost)` it left the history.
-    pub fn channel_frame(&self, channel: &str, offset: u64) -> Result<Option<Arc<[u8]>>, Lost> {
+    pub fn channel_frame(&self, channel: &str, offset: u64) -> Result<Option<SharedFrame>, Lost> {
         match self.channels.frame(channel, offset) {
             ChannelFrame::Kept(frame) => Ok(Some(frame)),
             ChannelFrame::NotYet => Ok(None),
@@ -582,8 +585,8 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
-    fn frame(n: u64) -> Arc<[u8]> {
-        Arc::from(n.to_string().into_bytes())
+    fn frame(n: u64) -> SharedFrame {
+        Arc::<[u8]>::from(n.to_string().into_bytes()).into()
     }
 
     /// What a resume after `since` from a worker at `at` is replayed,
@@ -608,7 +611,7 @@ mod tests {
         assert_eq!(frames.len() as u64, replayed);
         frames
             .iter()
-            .map(|f| String::from_utf8(f.to_vec()).unwrap())
+            .map(|f| String::from_utf8(f.plain().to_vec()).unwrap())
             .collect()
     }
 
@@ -731,7 +734,7 @@ mod tests {
         assert_eq!(cursor.next, 4, "no more frames than asked");
         h.replay(&mut cursor, at(4), 100, 10, &mut out).unwrap();
         assert_eq!(cursor.next, 5);
-        assert_eq!(&out[3][..], b"4444");
+        assert_eq!(&out[3].plain()[..], b"4444");
     }
 
     #[test]
@@ -791,7 +794,7 @@ mod tests {
         assert_eq!(replay_of(&mut h, 5, "e", at(8), now), ["6", "7", "8"]);
         // A frame larger than the whole bound is not kept at all, and no
         // resume claims to cover it.
-        let big: Arc<[u8]> = vec![b'x'; 4 * cost].into();
+        let big = SharedFrame::from(vec![b'x'; 4 * cost]);
         h.append(&big, now);
         assert_eq!((h.len(), h.bytes()), (0, 0));
         assert_eq!(h.resume(8, "e", at(9), now), Resume::TooOld);
@@ -875,7 +878,7 @@ mod tests {
         let now = Instant::now();
         let mut h = filled(10, 4, now);
         let (kept, here) = h.frame("e", 3).unwrap();
-        assert_eq!((&kept[..], here), (&b"3"[..], at(3)));
+        assert_eq!((&kept.plain()[..], here), (&b"3"[..], at(3)));
         assert!(h.frame("e", 5).is_none() && h.frame("f", 3).is_none());
         assert_eq!(h.record("e", 3, &frame(3), now), at(3));
         assert_eq!(h.record("e", 4, &frame(4), now), at(4));

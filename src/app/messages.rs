@@ -165,6 +165,7 @@ mod tests {
 
     const ME: Client = Client {
         endpoint: Endpoint::Notify,
+        deflate: false,
         seq: 4,
     };
 
@@ -183,6 +184,7 @@ mod tests {
         let here = fixtures::here(&hub);
         let echo = Client {
             endpoint: Endpoint::Echo,
+            deflate: false,
             seq: 0,
         };
         let action = on_message(Message::Binary(vec![1, 2]), echo, &here, || {
@@ -259,6 +261,7 @@ mod channel_tests {
 
     const ME: Client = Client {
         endpoint: Endpoint::Notify,
+        deflate: false,
         seq: 4,
     };
 

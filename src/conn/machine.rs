@@ -166,6 +166,12 @@ impl<C: Copy> Connection<C> {
         self.stage() == Stage::Ws
     }
 
+    /// Whether the client negotiated permessage-deflate (placeholder until
+    /// the negotiation lands: none does).
+    pub fn deflate(&self) -> bool {
+        false
+    }
+
     /// The one place the phase changes; returns the phase left.
     pub(super) fn enter(&mut self, next: Phase<C>) -> Phase<C> {
         std::mem::replace(&mut self.phase, next)

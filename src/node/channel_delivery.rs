@@ -8,6 +8,7 @@ use super::channel_sequencing;
 use super::{Node, Output};
 use crate::conn::Chunk;
 use crate::obs::metrics;
+use crate::proto::shared_frame::SharedFrame;
 
 impl Node {
     /// Sends `json` to the subscribers of `channel` in the process:
@@ -22,8 +23,9 @@ impl Node {
     /// process's subscribers only.
     pub(super) fn publish_channel(&mut self, channel: &str, json: &str) -> usize {
         let (id, now) = (self.id, self.clock.at());
-        let outputs = &mut self.outputs;
-        let sent = channel_sequencing::sequence(&self.process, id, channel, json, now, |w| {
+        let (outputs, compressor) = (&mut self.outputs, Some(&mut self.compressor));
+        let message = (channel, json);
+        let sent = channel_sequencing::sequence(&self.process, id, message, now, compressor, |w| {
             outputs.push_back(Output::Wake(w));
         });
         if sent.wake_link {
@@ -43,7 +45,7 @@ impl Node {
         &mut self,
         channel: &str,
         offset: Option<u64>,
-        frame: &Arc<[u8]>,
+        frame: &SharedFrame,
     ) {
         let Some(recipients) = self.channels.deliver(channel, offset) else {
             return;
@@ -51,9 +53,10 @@ impl Node {
         let mut sent = 0;
         for key in recipients {
             self.fanout.prime(key, &mut self.conns);
-            let queued = self
-                .conns
-                .queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
+            let queued = self.conns.queue(key, |conn| {
+                let variant = frame.for_client(conn.deflate());
+                conn.send(Chunk::Shared(Arc::clone(variant)))
+            });
             if let Some(Ok(())) = queued {
                 sent += 1;
             }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::compressor::Compressor;
 use super::mailbox::Mail;
 use super::peer::state::{Role, TooSlow};
 use super::peer::wire::Message;
@@ -18,7 +19,7 @@ use super::stream::StreamCursor;
 use crate::app::history::History;
 use crate::app::protocol;
 use crate::obs::metrics;
-use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::shared_frame::SharedFrame;
 
 /// What became of a message sent to a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +36,15 @@ pub struct Sent {
 pub fn sequence(
     process: &Process,
     me: usize,
-    channel: &str,
-    json: &str,
+    (channel, json): (&str, &str),
     now: Instant,
+    compressor: Option<&mut Compressor>,
     wake: impl FnMut(usize),
 ) -> Sent {
     let mut stream = process.stream();
     let recipients = stream.channel_subscribers(channel);
-    let wake_link = sequence_locked(&mut stream, process, me, channel, json, now, wake);
+    let message = (channel, json);
+    let wake_link = sequence_locked(&mut stream, process, me, message, now, compressor, wake);
     Sent {
         recipients,
         wake_link,
@@ -53,9 +55,9 @@ fn sequence_locked(
     stream: &mut History,
     process: &Process,
     me: usize,
-    channel: &str,
-    json: &str,
+    (channel, json): (&str, &str),
     now: Instant,
+    compressor: Option<&mut Compressor>,
     mut wake: impl FnMut(usize),
 ) -> bool {
     let mut peer = process.peer();
@@ -87,7 +89,8 @@ fn sequence_locked(
         channel,
         |offset| {
             let json = protocol::with_offset(json, offset);
-            encode_frame(Opcode::Text, json.as_bytes()).into()
+            // Compressed here, once for the whole process.
+            Compressor::frame_with(compressor, process, &json)
         },
         now,
     );
@@ -98,7 +101,7 @@ fn sequence_locked(
     let message = Message::ChannelNumbered {
         channel: channel.to_owned(),
         offset,
-        frame,
+        frame: Arc::clone(frame.plain()),
     };
     match peer.push(&message) {
         Ok(wake_link) => {
@@ -118,7 +121,7 @@ pub fn numbered(
     process: &Process,
     channel: &str,
     offset: u64,
-    frame: &Arc<[u8]>,
+    frame: &SharedFrame,
     now: Instant,
     mut wake: impl FnMut(usize),
 ) {
@@ -137,7 +140,7 @@ pub fn unnumbered(
     json: &str,
     wake: &mut impl FnMut(usize),
 ) {
-    let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+    let frame = SharedFrame::text(json, None);
     post(process, me, channel, None, &frame, wake);
 }
 
@@ -146,7 +149,7 @@ fn post(
     me: usize,
     channel: &str,
     offset: Option<u64>,
-    frame: &Arc<[u8]>,
+    frame: &SharedFrame,
     wake: &mut impl FnMut(usize),
 ) {
     let channel: Arc<str> = channel.into();
@@ -154,7 +157,7 @@ fn post(
         let mail = Mail::Channel {
             channel: Arc::clone(&channel),
             offset,
-            frame: Arc::clone(frame),
+            frame: frame.clone(),
         };
         if process.post(worker, mail) && worker != me {
             wake(worker);

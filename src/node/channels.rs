@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crate::app::channel_name::USER_PREFIX;
 use crate::app::history::{Cursor, History, Lost};
 use crate::ids::ConnKey;
+use crate::proto::shared_frame::SharedFrame;
 
 /// A channel with subscribers on this worker: its place in the index,
 /// valid while it has one.
@@ -281,7 +282,7 @@ impl Channels {
         id: ChannelId,
         cursor: &mut Cursor,
         (max_bytes, max_frames): (usize, usize),
-        out: &mut Vec<Arc<[u8]>>,
+        out: &mut Vec<SharedFrame>,
     ) -> Result<u64, Lost> {
         let Some((slot, name)) = self.slot(id).and_then(|s| Some((s, s.name.as_ref()?))) else {
             // Nobody here follows the channel any more: nothing to send.
@@ -293,10 +294,11 @@ impl Channels {
             let Some(frame) = history.channel_frame(name, cursor.next)? else {
                 break;
             };
-            if bytes > 0 && bytes + frame.len() > max_bytes {
+            let len = frame.plain().len();
+            if bytes > 0 && bytes + len > max_bytes {
                 break;
             }
-            bytes += frame.len();
+            bytes += len;
             out.push(frame);
             cursor.next += 1;
         }

@@ -425,6 +425,7 @@ mod tests {
 
     const CLIENT: Client = Client {
         endpoint: Endpoint::Notify,
+        deflate: false,
         seq: 1,
     };
 
@@ -538,6 +539,7 @@ mod tests {
                 "x",
                 Client {
                     endpoint: Endpoint::Notify,
+                    deflate: false,
                     seq: 0,
                 },
                 now,

@@ -2,8 +2,6 @@
 //! to every client of the process (numbered in the stream, or not), and
 //! the mail that carries them between workers.
 
-use std::sync::Arc;
-
 use super::mailbox::{Mail, Report};
 use super::peer::Sequenced;
 use super::stream::StreamCursor;
@@ -12,7 +10,8 @@ use crate::app::publish::published;
 use crate::conn::Chunk;
 use crate::ids::ConnKey;
 use crate::obs::metrics;
-use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::frame::Opcode;
+use crate::proto::shared_frame::SharedFrame;
 
 impl Node {
     /// Queues one data frame for a client of this worker (counted in
@@ -46,10 +45,10 @@ impl Node {
     /// encoded once, taken here, and the same bytes mailed to every other
     /// worker. Returns how many clients of the process it goes to.
     pub(super) fn broadcast(&mut self, json: &str) -> usize {
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        let frame = self.compressor.frame(&self.process, json);
         let me = self.id;
         for worker in (0..self.process.config.workers).filter(|w| *w != me) {
-            self.post(worker, Mail::Broadcast(Arc::clone(&frame)));
+            self.post(worker, Mail::Broadcast(frame.clone()));
         }
         let local = self.broadcast_local(&frame, None);
         (self.process.notify_clients() as usize).max(local)
@@ -59,7 +58,7 @@ impl Node {
     /// end of the turn (see `Fanout`). `offset`: its place in the stream.
     /// Clients being replayed get a numbered one from their replay, where
     /// it is counted.
-    pub(super) fn broadcast_local(&mut self, frame: &Arc<[u8]>, offset: Option<u64>) -> usize {
+    pub(super) fn broadcast_local(&mut self, frame: &SharedFrame, offset: Option<u64>) -> usize {
         let fed = self.fanout.push(frame, offset, &mut self.conns);
         let recipients = self.hub.len();
         let from_batch = recipients.saturating_sub(self.fanout.apart()) as u64;
@@ -79,9 +78,9 @@ impl Node {
     pub(super) fn broadcast_stream(&mut self, json: &str) -> usize {
         let Some(remote) = &self.remote else {
             let (id, now) = (self.id, self.clock.at());
-            let outputs = &mut self.outputs;
+            let (outputs, compressor) = (&mut self.outputs, &mut self.compressor);
             let (sequenced, wake_link) =
-                StreamCursor::sequence(&self.process, id, json, now, |worker| {
+                StreamCursor::sequence(&self.process, id, json, now, Some(compressor), |worker| {
                     outputs.push_back(Output::Wake(worker));
                 });
             if wake_link {
@@ -110,9 +109,9 @@ impl Node {
             self.publish_remote(None, json);
         }
         metrics::add(&self.process.stats.redis_unnumbered, 1);
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        let frame = self.compressor.frame(&self.process, json);
         for worker in 0..self.process.config.workers {
-            let frame = Arc::clone(&frame);
+            let frame = frame.clone();
             self.post(worker, Mail::Unsequenced { frame, tag: None });
         }
         self.read_mail();

@@ -10,6 +10,11 @@
 //! client whose resume is being replayed from the history stands apart: it
 //! takes the numbered messages from there (`Replays`), and only those
 //! without an offset as they come.
+//!
+//! Each frame comes in two variants (`SharedFrame`): plain, and compressed
+//! for the clients that negotiated permessage-deflate when the message is
+//! long enough. The pass cuts each variant of the batch into its segments
+//! once, and writes every client the one it takes.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -22,6 +27,7 @@ use crate::app::hub::Client;
 use crate::conn::write_queue::ENTRY_BYTES;
 use crate::conn::{Batch, Chunk};
 use crate::ids::ConnKey;
+use crate::proto::shared_frame::SharedFrame;
 use crate::rand::Rng;
 
 /// Past this many bytes of broadcasts in a turn's batch, the worker reads
@@ -33,7 +39,9 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct Fanout {
     /// This turn's frames for everyone, not yet written.
-    batch: Vec<Arc<[u8]>>,
+    batch: Vec<SharedFrame>,
+    /// Whether one of them has a compressed variant.
+    compressed: bool,
     /// Their bytes, with an entry each.
     held: usize,
     /// Clients that already have the first N frames of the batch queued, or
@@ -58,18 +66,22 @@ impl Fanout {
     /// stream, if it has one). A frame without an offset goes at once to
     /// the clients apart, between the messages of their replay; returns
     /// how many it went to that way.
-    pub fn push(&mut self, frame: &Arc<[u8]>, offset: Option<u64>, conns: &mut Conns) -> u64 {
+    pub fn push(&mut self, frame: &SharedFrame, offset: Option<u64>, conns: &mut Conns) -> u64 {
         let mut fed = 0;
         if offset.is_none() {
             for &key in &self.apart {
-                let sent = conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
+                let sent = conns.queue(key, |conn| {
+                    let variant = frame.for_client(conn.deflate());
+                    conn.send(Chunk::Shared(Arc::clone(variant)))
+                });
                 if matches!(sent, Some(Ok(()))) {
                     fed += 1;
                 }
             }
         }
-        self.batch.push(Arc::clone(frame));
-        self.held += frame.len() + ENTRY_BYTES;
+        self.compressed |= frame.is_compressed();
+        self.batch.push(frame.clone());
+        self.held += frame.bytes() + ENTRY_BYTES;
         fed
     }
 
@@ -94,7 +106,10 @@ impl Fanout {
         }
         let has = self.primed.entry(key).or_insert(0);
         for frame in &self.batch[*has..] {
-            conns.queue(key, |conn| conn.send(Chunk::Shared(Arc::clone(frame))));
+            conns.queue(key, |conn| {
+                let variant = frame.for_client(conn.deflate());
+                conn.send(Chunk::Shared(Arc::clone(variant)))
+            });
         }
         *has = self.batch.len();
     }
@@ -145,18 +160,24 @@ impl Fanout {
         if self.batch.is_empty() && notices.is_none() {
             return Pass::default();
         }
-        let mut frames = std::mem::take(&mut self.batch);
+        let mut taken = std::mem::take(&mut self.batch);
         self.held = 0;
-        let batch = Batch::new(&frames);
+        let plain: Vec<Arc<[u8]>> = taken.iter().map(|f| Arc::clone(f.plain())).collect();
+        // The compressed variant of the batch, where a frame has one (the
+        // plain frame where it has not), cut once for every client that
+        // takes it.
+        let deflated: Vec<Arc<[u8]>> = match std::mem::take(&mut self.compressed) {
+            true => taken.iter().map(|f| Arc::clone(f.for_client(true))).collect(),
+            false => Vec::new(),
+        };
+        taken.clear();
+        self.batch = taken;
+        let batches = [Batch::new(&plain), Batch::new(&deflated)];
         let mut primed: Vec<(ConnKey, usize)> = self.primed.drain().collect();
         primed.sort_unstable();
         let mut primed = primed.into_iter().peekable();
-        let (shared, count) = batch.slices(0);
-        // With notices, each client's own frames: the batch and its notice.
-        let mut own: Vec<Arc<[u8]>> = match notices {
-            Some(_) => frames.clone(),
-            None => Vec::new(),
-        };
+        let shared = [batches[0].slices(0), batches[1].slices(0)];
+        let mut own: Vec<Arc<[u8]>> = Vec::new();
         let (apart, failed) = (&self.apart, &mut self.failed);
         let mut pass = Pass::default();
         conns.for_each_recipient(|key, conn| {
@@ -173,21 +194,25 @@ impl Fanout {
                 primed.next();
             }
             if !apart.is_empty() && apart.contains(&key) {
-                from = batch.len();
+                from = plain.len();
             }
+            let variant = usize::from(!deflated.is_empty() && conn.deflate());
+            let (batch, (shared, count)) = (&batches[variant], &shared[variant]);
             let written = match notices.as_mut() {
                 None if from == batch.len() => return,
-                None if from == 0 => conn.send_shared(&batch, 0, || {
-                    would_block_is_nothing(io.send(key, &shared[..count]))
+                None if from == 0 => conn.send_shared(batch, 0, || {
+                    would_block_is_nothing(io.send(key, &shared[..*count]))
                 }),
                 None => {
                     let (slices, n) = batch.slices(from);
-                    conn.send_shared(&batch, from, || {
+                    conn.send_shared(batch, from, || {
                         would_block_is_nothing(io.send(key, &slices[..n]))
                     })
                 }
                 Some((notices, rng)) => {
-                    own.truncate(frames.len());
+                    // Each client's own frames: the batch and its notice.
+                    own.clear();
+                    own.extend_from_slice([&plain, &deflated][variant]);
                     own.push(notices.draw(rng));
                     let mine = Batch::new(&own[from..]);
                     let (slices, n) = mine.slices(0);
@@ -203,8 +228,6 @@ impl Fanout {
                 Err(_) => {}
             }
         });
-        frames.clear();
-        self.batch = frames;
         pass
     }
 
@@ -240,8 +263,8 @@ mod tests {
         joined(settings(1 << 20), n, usize::MAX)
     }
 
-    fn frame(text: &str) -> Arc<[u8]> {
-        Arc::from(text.as_bytes())
+    fn frame(text: &str) -> SharedFrame {
+        Arc::<[u8]>::from(text.as_bytes()).into()
     }
 
     /// Writes what the pass left queued, and what each client has.

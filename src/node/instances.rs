@@ -20,6 +20,7 @@ use crate::ids::ClientId;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::shared_frame::SharedFrame;
 
 impl Node {
     pub(super) fn on_redis(&mut self, input: LinkInput<'_>) {
@@ -70,13 +71,13 @@ impl Node {
         );
         metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
         for (seq, json) in released {
-            let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+            let frame = self.compressor.frame(&self.process, &json);
             let tag = Some(Tag {
                 worker: self.id,
                 seq,
             });
             for worker in 0..self.process.config.workers {
-                let frame = Arc::clone(&frame);
+                let frame = frame.clone();
                 self.post(worker, Mail::Unsequenced { frame, tag });
             }
         }
@@ -86,7 +87,7 @@ impl Node {
     /// A message of the stream goes to this worker's clients without an
     /// offset: no resume here from before it is recovered, and a hole is
     /// owed so that no instance recovers one across it either.
-    pub(super) fn unsequenced_local(&mut self, frame: &Arc<[u8]>) {
+    pub(super) fn unsequenced_local(&mut self, frame: &SharedFrame) {
         self.broadcast_local(frame, None);
         let generation = {
             let mut stream = self.process.stream();
@@ -260,9 +261,13 @@ impl Node {
                     }
                 }
                 let now = self.clock.at();
-                let frame = self
-                    .stream
-                    .numbered(&self.process, epoch, offset, message.json, now);
+                let frame = self.stream.numbered(
+                    &self.process,
+                    (epoch, offset),
+                    message.json,
+                    now,
+                    &mut self.compressor,
+                );
                 self.renumbered_since(before);
                 let at = self.stream.position();
                 if self.stream.tell(at.generation) && !self.hub.is_empty() {
@@ -270,8 +275,7 @@ impl Node {
                     // nothing of the new numbering looks already seen.
                     let json =
                         protocol::epoch(epoch, offset.saturating_sub(1), self.clock.wall_ms());
-                    let frame = encode_frame(Opcode::Text, json.as_bytes()).into();
-                    self.broadcast_local(&frame, None);
+                    self.broadcast_local(&SharedFrame::text(&json, None), None);
                 }
                 self.broadcast_local(&frame, Some(offset));
             }
@@ -317,7 +321,8 @@ impl Node {
             // publisher owes the hole, numbered after it; until that comes
             // no resume here is recovered across it.
             Recipient::Everyone => {
-                self.broadcast_local(&frame(), None);
+                let frame = self.compressor.frame(&self.process, message.json);
+                self.broadcast_local(&frame, None);
                 self.process.stream().gap();
             }
             Recipient::Client(key) => self.send_frame(key, Chunk::Shared(frame())),

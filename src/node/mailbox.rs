@@ -14,20 +14,21 @@ use std::sync::{Arc, Mutex};
 use crate::app::envelope::Tag;
 use crate::app::history::Position;
 use crate::ids::ConnKey;
+use crate::proto::shared_frame::SharedFrame;
 
 #[derive(Debug)]
 pub enum Mail {
     /// A frame for every `/ws` client of the receiving worker.
-    Broadcast(Arc<[u8]>),
+    Broadcast(SharedFrame),
     /// A message of the broadcast stream that goes to every `/ws` client
     /// of the receiving worker without an offset (Redis could not number
     /// it). `tag`: the publication it is, when it was sent for numbering
     /// and may also come back numbered; a worker that has already
     /// delivered it numbered skips it.
-    Unsequenced { frame: Arc<[u8]>, tag: Option<Tag> },
+    Unsequenced { frame: SharedFrame, tag: Option<Tag> },
     /// A frame for every `/ws` client of the receiving worker, with its
     /// place in the broadcast stream.
-    Stream { frame: Arc<[u8]>, at: Position },
+    Stream { frame: SharedFrame, at: Position },
     /// A message of `channel` for the receiving worker's subscribers of it
     /// (`offset`: its number in the channel, if it has one). Mailed to
     /// every worker under the stream's lock, so each sees a channel's
@@ -35,7 +36,7 @@ pub enum Mail {
     Channel {
         channel: Arc<str>,
         offset: Option<u64>,
-        frame: Arc<[u8]>,
+        frame: SharedFrame,
     },
     /// A frame for one client of the receiving worker, and whom to tell
     /// whether it was there.
@@ -82,7 +83,7 @@ impl Mail {
             Mail::Broadcast(frame)
             | Mail::Unsequenced { frame, .. }
             | Mail::Stream { frame, .. }
-            | Mail::Channel { frame, .. } => frame.len(),
+            | Mail::Channel { frame, .. } => frame.bytes(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {
@@ -220,9 +221,9 @@ mod tests {
     #[test]
     fn wakes_once_per_batch() {
         let mailbox = Mailbox::new(1 << 20);
-        let frame: Arc<[u8]> = Arc::from(&b"x"[..]);
-        assert!(mailbox.post(Mail::Broadcast(Arc::clone(&frame))).wake);
-        assert!(!mailbox.post(Mail::Broadcast(Arc::clone(&frame))).wake);
+        let frame = SharedFrame::from(Arc::<[u8]>::from(&b"x"[..]));
+        assert!(mailbox.post(Mail::Broadcast(frame.clone())).wake);
+        assert!(!mailbox.post(Mail::Broadcast(frame.clone())).wake);
         assert_eq!(mailbox.take().mail.len(), 2);
         assert!(mailbox.post(Mail::Broadcast(frame)).wake);
     }
@@ -230,9 +231,9 @@ mod tests {
     #[test]
     fn past_its_bytes_a_mailbox_is_full_once_and_keeps_every_mail() {
         let mailbox = Mailbox::new(3 * (300 + ENTRY_BYTES));
-        let frame: Arc<[u8]> = Arc::from(vec![0; 300]);
+        let frame = SharedFrame::from(Arc::<[u8]>::from(vec![0; 300]));
         let filled: Vec<bool> = (0..6)
-            .map(|_| mailbox.post(Mail::Broadcast(Arc::clone(&frame))).filled)
+            .map(|_| mailbox.post(Mail::Broadcast(frame.clone())).filled)
             .collect();
         // 300 bytes and an entry each: three fit, the fourth is past.
         assert_eq!(filled, [false, false, false, true, false, false]);
@@ -246,8 +247,8 @@ mod tests {
     #[test]
     fn a_closed_mailbox_keeps_nothing() {
         let mailbox = Mailbox::new(1 << 20);
-        let frame: Arc<[u8]> = Arc::from(&b"x"[..]);
-        mailbox.post(Mail::Broadcast(Arc::clone(&frame)));
+        let frame = SharedFrame::from(Arc::<[u8]>::from(&b"x"[..]));
+        mailbox.post(Mail::Broadcast(frame.clone()));
         assert_eq!(mailbox.close().mail.len(), 1);
         let posted = mailbox.post(Mail::Broadcast(frame));
         assert_eq!((posted.wake, posted.bytes), (false, 0));

@@ -23,6 +23,7 @@ mod channel_sequencing;
 mod channels;
 mod clients;
 mod clock;
+mod compressor;
 mod conns;
 mod delivery;
 mod drain;
@@ -79,6 +80,7 @@ use crate::proto::close::CloseCode;
 use crate::rand::Rng;
 use channels::Channels;
 use clock::{ticks, Clock};
+use compressor::Compressor;
 use conns::{Conn, Conns};
 use drain::Drain;
 use fanout::Fanout;
@@ -107,6 +109,7 @@ pub struct Node {
     /// The identities of the clients that joined with a token.
     users: Users,
     fanout: Fanout,
+    compressor: Compressor,
     /// Each channel's subscribers among this worker's clients.
     channels: Channels,
     stream: StreamCursor,
@@ -152,6 +155,7 @@ impl Node {
             hub: Hub::default(),
             users: Users::default(),
             fanout: Fanout::default(),
+            compressor: Compressor::default(),
             channels: Channels::default(),
             stream: StreamCursor::default(),
             replays: Replays::default(),

@@ -36,6 +36,7 @@ use crate::app::history::{Cursor, Lost, Position};
 use crate::conn::batch::MAX_IOVECS;
 use crate::conn::Chunk;
 use crate::ids::ConnKey;
+use crate::proto::shared_frame::SharedFrame;
 
 /// Replay bytes one loop turn queues at most, for all clients together
 /// (a message larger than a step is sent whole, as a step of its own).
@@ -96,7 +97,7 @@ pub struct Replays {
     /// queue empty), but the turn's budget was spent: the next turn should
     /// come at once.
     more: bool,
-    frames: Vec<Arc<[u8]>>,
+    frames: Vec<SharedFrame>,
 }
 
 #[derive(Debug)]
@@ -228,7 +229,7 @@ impl Replays {
         conns: &mut Conns,
         bounds: Bounds,
         budget: &mut usize,
-        mut fetch: impl FnMut(Replayed, &mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
+        mut fetch: impl FnMut(Replayed, &mut Cursor, Step, &mut Vec<SharedFrame>) -> Result<u64, Lost>,
     ) -> Pass {
         let mut pass = Pass::default();
         let step_bytes = (bounds.max_queue / 2)
@@ -280,7 +281,11 @@ impl Replays {
                 }
                 continue;
             }
+            // Each frame in the variant this client takes: kept compressed
+            // in the history, never compressed again.
+            let deflate = conns.get(key.conn).is_some_and(|conn| conn.deflate());
             for frame in self.frames.drain(..) {
+                let frame = Arc::clone(frame.for_client(deflate));
                 let bytes = frame.len();
                 if let Some(Ok(())) = conns.queue(key.conn, |conn| conn.send(Chunk::Shared(frame)))
                 {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::compressor::Compressor;
 use super::mailbox::Mail;
 use super::peer::state::{Peer, Role, Sequenced, TooSlow};
 use super::peer::wire::{Decoder, Message};
@@ -17,7 +18,7 @@ use crate::app::history::{History, Position, Resume};
 use crate::app::protocol;
 use crate::app::routes::ResumeFrom;
 use crate::obs::metrics;
-use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::shared_frame::SharedFrame;
 
 #[derive(Debug, Default)]
 pub struct StreamCursor {
@@ -73,6 +74,7 @@ impl StreamCursor {
         me: usize,
         json: &str,
         now: Instant,
+        compressor: Option<&mut Compressor>,
         mut wake: impl FnMut(usize),
     ) -> (Sequenced, bool) {
         let mut stream = process.stream();
@@ -97,11 +99,12 @@ impl StreamCursor {
         }
         let offset = stream.next_offset();
         let json = protocol::with_offset(json, offset);
-        let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        // Compressed here, once for the whole process.
+        let frame = Compressor::frame_with(compressor, process, &json);
         let at = stream.append(&frame, now);
         for worker in 0..process.config.workers {
             let mail = Mail::Stream {
-                frame: Arc::clone(&frame),
+                frame: frame.clone(),
                 at,
             };
             if process.post(worker, mail) && worker != me {
@@ -111,6 +114,7 @@ impl StreamCursor {
         if peer.role() != Role::Sequencer {
             return (Sequenced::Here, false);
         }
+        let frame = Arc::clone(frame.plain());
         match peer.push(&Message::Numbered { offset, frame }) {
             Ok(wake_link) => {
                 metrics::add(&process.stats.handover_sent, 1);
@@ -153,16 +157,16 @@ impl StreamCursor {
                 Message::ChannelPublish { channel, json } => (Some(channel), json),
                 _ => continue,
             };
-            let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+            let frame = SharedFrame::text(&json, None);
             let channel: Option<Arc<str>> = channel.map(Into::into);
             gap |= channel.is_none();
             for worker in 0..process.config.workers {
                 let mail = match &channel {
-                    None => Mail::Broadcast(Arc::clone(&frame)),
+                    None => Mail::Broadcast(frame.clone()),
                     Some(channel) => Mail::Channel {
                         channel: Arc::clone(channel),
                         offset: None,
-                        frame: Arc::clone(&frame),
+                        frame: frame.clone(),
                     },
                 };
                 if process.post(worker, mail) {
@@ -219,22 +223,22 @@ impl StreamCursor {
     }
 
     /// A message Redis numbered, as it came back on the subscription. The
-    /// first worker of the process to receive it frames and keeps it; the
-    /// others share that frame.
+    /// first worker of the process to receive it frames (and compresses)
+    /// and keeps it; the others share that frame.
     pub fn numbered(
         &mut self,
         process: &Process,
-        epoch: &str,
-        offset: u64,
+        (epoch, offset): (&str, u64),
         json: &str,
         now: Instant,
-    ) -> Arc<[u8]> {
+        compressor: &mut Compressor,
+    ) -> SharedFrame {
         let mut stream = process.stream();
         let (frame, at) = match stream.frame(epoch, offset) {
             Some(kept) => kept,
             None => {
                 let json = protocol::with_offset(json, offset);
-                let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+                let frame = compressor.frame(process, &json);
                 let at = stream.record(epoch, offset, &frame, now);
                 (frame, at)
             }
@@ -285,8 +289,8 @@ mod tests {
         let process = process(3);
         let now = Instant::now();
         let mut woken = Vec::new();
-        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, |w| woken.push(w));
-        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, |w| woken.push(w));
+        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, Some(&mut Compressor::default()), |w| woken.push(w));
+        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, Some(&mut Compressor::default()), |w| woken.push(w));
         assert_eq!(woken, [0, 2], "woken once per batch, the sender never");
         for worker in 0..3 {
             let mail = process.take_mail(worker);
@@ -306,8 +310,8 @@ mod tests {
         let process = process(1);
         let now = Instant::now();
         let mut cursor = StreamCursor::default();
-        StreamCursor::sequence(&process, 0, "{}", now, |_| {});
-        StreamCursor::sequence(&process, 0, "{}", now, |_| {});
+        StreamCursor::sequence(&process, 0, "{}", now, Some(&mut Compressor::default()), |_| {});
+        StreamCursor::sequence(&process, 0, "{}", now, Some(&mut Compressor::default()), |_| {});
         let mail = process.take_mail(0);
         let Mail::Stream { at, .. } = &mail[0] else {
             panic!()
@@ -361,10 +365,10 @@ mod tests {
         let process = process(2);
         let now = Instant::now();
         let (mut a, mut b) = (StreamCursor::default(), StreamCursor::default());
-        let first = a.numbered(&process, "e1", 1, r#"{"type":"chat"}"#, now);
-        let second = b.numbered(&process, "e1", 1, r#"{"type":"chat"}"#, now);
-        assert!(Arc::ptr_eq(&first, &second));
+        let first = a.numbered(&process, ("e1", 1), r#"{"type":"chat"}"#, now, &mut Compressor::default());
+        let second = b.numbered(&process, ("e1", 1), r#"{"type":"chat"}"#, now, &mut Compressor::default());
+        assert!(Arc::ptr_eq(first.plain(), second.plain()));
         assert_eq!(a.position(), b.position());
-        assert!(String::from_utf8_lossy(&first).ends_with(r#""offset":1}"#));
+        assert!(String::from_utf8_lossy(first.plain()).ends_with(r#""offset":1}"#));
     }
 }

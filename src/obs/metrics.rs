@@ -168,6 +168,13 @@ pub struct Stats {
     /// Messages of channels queued for their subscribers, one per
     /// recipient.
     pub channel_deliveries: AtomicU64,
+    /// `/ws` clients that negotiated permessage-deflate (a gauge): while
+    /// there is none, nothing is compressed.
+    pub deflate_clients: AtomicU64,
+    /// Messages compressed for every client that negotiated: once per
+    /// message for everyone or a channel, once per recipient for a
+    /// message to one client.
+    pub messages_compressed: AtomicU64,
     /// `/ws` clients that connected with a valid token (a gauge): the
     /// entries of every worker's `Users`, identities and expiry timers.
     pub authenticated_clients: AtomicU64,
@@ -453,6 +460,18 @@ impl Stats {
             "counter",
             "Messages of channels queued for their subscribers, one per recipient.",
             &one(&self.channel_deliveries),
+        );
+        metric(
+            "deflate_clients",
+            "gauge",
+            "WebSocket clients that negotiated permessage-deflate.",
+            &one(&self.deflate_clients),
+        );
+        metric(
+            "messages_compressed_total",
+            "counter",
+            "Messages compressed: once per message for everyone or a channel, shared by every client that negotiated.",
+            &one(&self.messages_compressed),
         );
         metric(
             "queued_bytes",

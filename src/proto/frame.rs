@@ -182,6 +182,14 @@ pub fn encode_frame_into(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) -> u
     head_len + payload.len()
 }
 
+/// A complete unmasked server frame with RSV1 set: a message compressed
+/// with permessage-deflate (RFC 7692), sent whole in one frame.
+pub fn encode_frame_rsv1(opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+    let mut frame = encode_frame(opcode, payload);
+    frame[0] |= 0x40;
+    frame
+}
+
 /// A Close frame carrying `code` and a reason cut to fit a control frame.
 pub fn encode_close(code: CloseCode, reason: &str) -> Vec<u8> {
     let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
@@ -315,6 +323,7 @@ mod tests {
     #[test]
     fn encodes_every_length_form() {
         assert_eq!(encode_frame(Opcode::Text, b"hi"), vec![0x81, 2, b'h', b'i']);
+        assert_eq!(encode_frame_rsv1(Opcode::Text, b"hi"), vec![0xc1, 2, b'h', b'i']);
         let f = encode_frame(Opcode::Binary, &[0u8; 126]);
         assert_eq!(&f[..4], &[0x82, 126, 0, 126]);
         let f = encode_frame(Opcode::Binary, &[0u8; 65_536]);

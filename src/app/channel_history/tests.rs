@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{ChannelResume, CHANNEL_COST, CHANNEL_ENTRY_COST};
 use crate::app::history::{History, Lost, ENTRY_COST};
+use crate::proto::shared_frame::SharedFrame;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -14,16 +15,16 @@ fn history(capacity: usize) -> History {
 }
 
 /// A frame that names its channel and offset.
-fn framed(channel: &str) -> impl FnOnce(u64) -> Arc<[u8]> + '_ {
-    move |offset| Arc::from(format!("{channel}#{offset}").into_bytes())
+fn framed(channel: &str) -> impl FnOnce(u64) -> SharedFrame + '_ {
+    move |offset| Arc::<[u8]>::from(format!("{channel}#{offset}").into_bytes()).into()
 }
 
 fn publish(h: &mut History, channel: &str, now: Instant) -> u64 {
     h.channel_sequence(channel, framed(channel), now).0
 }
 
-fn text(frame: &Arc<[u8]>) -> String {
-    String::from_utf8(frame.to_vec()).unwrap()
+fn text(frame: &SharedFrame) -> String {
+    String::from_utf8(frame.plain().to_vec()).unwrap()
 }
 
 /// What a recovered resume of `channel` after `since` replays, checked
@@ -57,7 +58,7 @@ fn each_channel_numbers_its_own_messages_from_one() {
     assert_eq!((offset, text(&frame)), (1, "a#1".to_owned()));
     assert_eq!(publish(&mut h, "a", now), 2);
     assert_eq!(publish(&mut h, "b", now), 1);
-    h.append(&Arc::from(&b"everyone"[..]), now);
+    h.append(&Arc::<[u8]>::from(&b"everyone"[..]).into(), now);
     assert_eq!(publish(&mut h, "a", now), 3);
     assert_eq!(
         (h.last(), h.channel_last("a"), h.channel_last("b")),
@@ -123,19 +124,19 @@ fn a_message_numbered_elsewhere_is_kept_and_a_jump_is_a_gap() {
     let mut h = history(10);
     let frame = |n: u64| -> Arc<[u8]> { Arc::from(format!("r#{n}").into_bytes()) };
     // The first this process sees of it: nothing before it is known.
-    assert!(h.channel_record("r", 5, &frame(5), now));
+    assert!(h.channel_record("r", 5, &frame(5).into(), now));
     assert_eq!(h.channel_resume("r", 3, "e"), ChannelResume::TooOld);
     assert_eq!(replay(&h, "r", 4), ["r#5"]);
-    assert!(h.channel_record("r", 6, &frame(6), now));
-    assert!(!h.channel_record("r", 6, &frame(6), now), "seen already");
-    assert!(!h.channel_record("r", 2, &frame(2), now), "passed already");
+    assert!(h.channel_record("r", 6, &frame(6).into(), now));
+    assert!(!h.channel_record("r", 6, &frame(6).into(), now), "seen already");
+    assert!(!h.channel_record("r", 2, &frame(2).into(), now), "passed already");
     assert!(
-        !h.channel_record("zero", 0, &frame(0), now),
+        !h.channel_record("zero", 0, &frame(0).into(), now),
         "numbers nothing"
     );
     assert_eq!(h.channel_streams().known(), 1);
     assert_eq!(replay(&h, "r", 4), ["r#5", "r#6"]);
-    assert!(h.channel_record("r", 9, &frame(9), now));
+    assert!(h.channel_record("r", 9, &frame(9).into(), now));
     assert_eq!(h.channel_resume("r", 6, "e"), ChannelResume::TooOld);
     assert_eq!(h.channel_resume("r", 7, "e"), ChannelResume::TooOld);
     assert_eq!(replay(&h, "r", 8), ["r#9"]);
@@ -145,7 +146,7 @@ fn a_message_numbered_elsewhere_is_kept_and_a_jump_is_a_gap() {
     assert_eq!(h.channel_resume("r", 12, "e"), recovered(13, 0));
     // A channel only joined takes whatever the sequencer numbered next.
     h.channel_joined("j");
-    assert!(h.channel_record("j", 1, &frame(1), now));
+    assert!(h.channel_record("j", 1, &frame(1).into(), now));
     assert_eq!(replay(&h, "j", 0), ["r#1"]);
 }
 
@@ -194,7 +195,7 @@ fn the_byte_bound_takes_the_oldest_entries_of_everyone_and_every_channel() {
     let bound = 2 * cost + everyone + 2 * (1 + CHANNEL_COST);
     let mut h = history(100).with_max_bytes(bound);
     publish(&mut h, "a", at(0));
-    h.append(&Arc::from(vec![b'e'; 200]), at(1));
+    h.append(&SharedFrame::from(vec![b'e'; 200]), at(1));
     publish(&mut h, "b", at(2));
     assert_eq!(h.bytes(), bound);
     publish(&mut h, "a", at(3));
@@ -327,9 +328,9 @@ fn no_traffic_grows_the_history_past_its_bounds() {
         } else {
             100 + (i % 900) as usize
         };
-        h.channel_sequence(&channel, |n| vec![n as u8; size].into(), now);
+        h.channel_sequence(&channel, |n| SharedFrame::from(vec![n as u8; size]), now);
         if i % 3 == 0 {
-            h.append(&Arc::from(vec![0u8; size]), now);
+            h.append(&SharedFrame::from(vec![0u8; size]), now);
         }
         let streams = h.channel_streams();
         assert!(h.bytes() <= bound, "{} bytes after {i}", h.bytes());
@@ -438,7 +439,7 @@ fn a_crowd_of_quiet_channels_taken_over_does_not_push_out_the_messages() {
         old.channel_joined(&format!("quiet{i:04}"));
     }
     publish(&mut old, "room", t0);
-    old.append(&Arc::from(&b"e#1"[..]), t0);
+    old.append(&SharedFrame::from(&b"e#1"[..]), t0);
     let state = old.export(t0);
     assert_eq!(state.channels.channels.len(), 1001);
 

@@ -30,6 +30,7 @@ use crate::ids::ClientId;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
+use crate::proto::shared_frame::SharedFrame;
 
 /// The old process, handing over: from now on its messages for everyone are
 /// numbered by the new one (`instance`). Returns the stream the new one
@@ -238,15 +239,16 @@ pub fn receive(
     match message {
         Message::Publish(json) => {
             // Numbered for everyone here and, through the queue, there.
-            StreamCursor::sequence(process, usize::MAX, &json, now, &mut wake).1
+            StreamCursor::sequence(process, usize::MAX, &json, now, None, &mut wake).1
         }
         Message::Numbered { offset, frame } => {
             let mut stream = process.stream();
             let epoch = stream.epoch().to_owned();
+            let frame = SharedFrame::from(frame);
             let at = stream.record(&epoch, offset, &frame, now);
             for worker in 0..process.config.workers {
                 let mail = Mail::Stream {
-                    frame: Arc::clone(&frame),
+                    frame: frame.clone(),
                     at,
                 };
                 if process.post(worker, mail) {
@@ -257,14 +259,15 @@ pub fn receive(
         }
         Message::ChannelPublish { channel, json } => {
             // Numbered here and, through the queue, there.
-            channel_sequencing::sequence(process, usize::MAX, &channel, &json, now, &mut wake)
-                .wake_link
+            let (me, json) = (usize::MAX, (channel.as_str(), json.as_str()));
+            channel_sequencing::sequence(process, me, json, now, None, &mut wake).wake_link
         }
         Message::ChannelNumbered {
             channel,
             offset,
             frame,
         } => {
+            let frame = SharedFrame::from(frame);
             channel_sequencing::numbered(process, &channel, offset, &frame, now, &mut wake);
             false
         }

@@ -1,13 +1,13 @@
 //! The stream's state on the link: every channel crosses to a reader of
 //! this release, none to one of the release before, whatever the cut.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::wire::{Decoder, Message};
 use super::{state_messages, StateError, StateReader};
 use crate::app::channel_history::ChannelResume;
 use crate::app::history::{History, StreamState};
+use crate::proto::shared_frame::SharedFrame;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -16,7 +16,7 @@ const TTL: Duration = Duration::from_secs(60);
 fn exported() -> StreamState {
     let t0 = Instant::now();
     let mut h = History::new("e".into(), 10, TTL);
-    let frame = |n: u64| -> Arc<[u8]> { Arc::from(n.to_string().into_bytes()) };
+    let frame = |n: u64| SharedFrame::from(n.to_string().into_bytes());
     h.append(&frame(1), t0);
     h.channel_joined("quiet");
     h.channel_sequence("quiet", frame, t0);
@@ -72,15 +72,15 @@ fn the_new_process_resumes_every_channel_where_the_old_one_stood() {
     assert_eq!(new.channel_resume("quiet", 1, "e"), recovered(2, 0));
     assert_eq!(new.channel_resume("gone", 0, "e"), ChannelResume::TooOld);
     assert_eq!(
-        new.channel_frame("room", 4).unwrap().as_deref(),
+        new.channel_frame("room", 4).unwrap().as_ref().map(|f| &f.plain()[..]),
         Some(&b"4"[..])
     );
     let room = new.channel_frame("room", 5).unwrap();
     assert_eq!(room, None);
-    let numbered = new.channel_sequence("room", |n| Arc::from(n.to_string().into_bytes()), now);
+    let numbered = new.channel_sequence("room", |n| n.to_string().into_bytes().into(), now);
     assert_eq!(numbered.0, 5);
     assert_eq!(
-        new.channel_sequence("new", |_| Arc::from(&b""[..]), now).0,
+        new.channel_sequence("new", |_| SharedFrame::from(&b""[..]), now).0,
         2
     );
 }

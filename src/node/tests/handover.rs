@@ -12,6 +12,7 @@ use super::harness::{config, Harness, Peer};
 use crate::config::Config;
 use crate::node::peer::wire::Decoder;
 use crate::node::peer::{self, Role, StateReader};
+use crate::proto::shared_frame::SharedFrame;
 
 const S: Duration = Duration::from_secs(1);
 
@@ -345,7 +346,7 @@ fn every_channel_crosses_with_its_offsets_and_history() {
 
     let old = Pair::old();
     let at = old.now.at;
-    let frame = |n: u64| -> Arc<[u8]> { Arc::from(format!("room#{n}").into_bytes()) };
+    let frame = |n: u64| SharedFrame::from(format!("room#{n}").into_bytes());
     let epoch = {
         let mut stream = old.process.stream();
         stream.channel_joined("room");
@@ -368,7 +369,7 @@ fn every_channel_crosses_with_its_offsets_and_history() {
         }
     );
     assert_eq!(
-        new.channel_frame("room", 3).unwrap().as_deref(),
+        new.channel_frame("room", 3).unwrap().as_ref().map(|f| &f.plain()[..]),
         Some(&b"room#3"[..])
     );
     assert_eq!(new.channel_last("gone"), 1);

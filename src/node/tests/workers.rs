@@ -192,7 +192,7 @@ fn the_mail_a_busy_worker_has_not_taken_is_weighed_by_its_mailbox() {
         .take_mail(1)
         .iter()
         .map(|mail| match mail {
-            Mail::Stream { frame, .. } | Mail::Broadcast(frame) => frame.len(),
+            Mail::Stream { frame, .. } | Mail::Broadcast(frame) => frame.bytes(),
             _ => 0,
         })
         .sum();

@@ -1,0 +1,121 @@
+//! A message framed once for everyone it goes to: the plain frame, and
+//! the same message compressed (permessage-deflate, RSV1 set) when that
+//! pays. A client that negotiated the extension takes the compressed one,
+//! every other client the plain one; both are shared, never copied.
+
+use std::sync::Arc;
+
+use super::deflate::Deflater;
+use super::frame::{encode_frame, encode_frame_rsv1, Opcode};
+
+/// Below this many bytes of payload a message goes plain to everyone:
+/// deflate's block header and Huffman tables cost more than such a message
+/// saves, and its compression costs more CPU than writing it
+/// (measurements in BENCHMARKS.md).
+pub const COMPRESS_FROM: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFrame {
+    plain: Arc<[u8]>,
+    deflated: Option<Arc<[u8]>>,
+}
+
+impl From<Arc<[u8]>> for SharedFrame {
+    fn from(plain: Arc<[u8]>) -> SharedFrame {
+        SharedFrame {
+            plain,
+            deflated: None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for SharedFrame {
+    fn from(plain: Vec<u8>) -> SharedFrame {
+        SharedFrame::from(Arc::<[u8]>::from(plain))
+    }
+}
+
+impl From<&[u8]> for SharedFrame {
+    fn from(plain: &[u8]) -> SharedFrame {
+        SharedFrame::from(Arc::<[u8]>::from(plain))
+    }
+}
+
+impl SharedFrame {
+    /// A text message framed plain, and compressed with `deflater` too
+    /// when one is given and the message is long enough for it to pay.
+    pub fn text(json: &str, deflater: Option<&mut Deflater>) -> SharedFrame {
+        let plain: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+        let deflated = deflater
+            .filter(|_| json.len() >= COMPRESS_FROM)
+            .map(|deflater| deflater.compress(json.as_bytes()))
+            .filter(|compressed| compressed.len() < json.len())
+            .map(|compressed| encode_frame_rsv1(Opcode::Text, &compressed).into());
+        SharedFrame { plain, deflated }
+    }
+
+    /// The frame for a client that negotiated permessage-deflate
+    /// (`deflate`) or not.
+    pub fn for_client(&self, deflate: bool) -> &Arc<[u8]> {
+        match &self.deflated {
+            Some(deflated) if deflate => deflated,
+            _ => &self.plain,
+        }
+    }
+
+    pub fn plain(&self) -> &Arc<[u8]> {
+        &self.plain
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.deflated.is_some()
+    }
+
+    /// The bytes both variants hold: what keeping this frame costs.
+    pub fn bytes(&self) -> usize {
+        self.plain.len() + self.deflated.as_ref().map_or(0, |d| d.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Decompress, FlushDecompress};
+
+    fn inflate(frame: &[u8]) -> Vec<u8> {
+        assert_eq!(frame[0], 0xc1, "FIN, RSV1, text");
+        let (len, head) = match frame[1] {
+            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+            n => (n as usize, 2),
+        };
+        let mut payload = frame[head..head + len].to_vec();
+        payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::with_capacity(1 << 16);
+        Decompress::new(false)
+            .decompress_vec(&payload, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_long_message_has_both_variants_and_each_client_its_own() {
+        let json = format!(r#"{{"type":"notification","message":"{}"}}"#, "abc ".repeat(80));
+        let frame = SharedFrame::text(&json, Some(&mut Deflater::default()));
+        assert!(frame.is_compressed());
+        assert_eq!(&frame.for_client(false)[2..], json.as_bytes());
+        let deflated = frame.for_client(true);
+        assert!(deflated.len() < json.len() / 4);
+        assert_eq!(inflate(deflated), json.as_bytes());
+        assert_eq!(frame.bytes(), frame.plain().len() + deflated.len());
+    }
+
+    #[test]
+    fn short_messages_and_no_deflater_go_plain_to_everyone() {
+        let short = r#"{"type":"chat","message":"hi"}"#;
+        let frame = SharedFrame::text(short, Some(&mut Deflater::default()));
+        assert!(!frame.is_compressed());
+        assert!(Arc::ptr_eq(frame.for_client(true), frame.plain()));
+        let long = "x".repeat(1000);
+        assert!(!SharedFrame::text(&long, None).is_compressed());
+    }
+}
