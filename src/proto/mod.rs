@@ -2,6 +2,7 @@
 //! sockets and no clock, so every rule can be unit-tested.
 
 pub mod close;
+pub mod deflate;
 pub mod fault;
 pub mod frame;
 pub mod handshake;
