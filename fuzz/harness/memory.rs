@@ -447,11 +447,7 @@ impl Sim {
     }
 
     fn upgrade(&mut self, endpoint: Endpoint, accept: &str) {
-        let client = Client {
-            endpoint,
-            deflate: false,
-            seq: 0,
-        };
+        let client = Client { endpoint, seq: 0 };
         let early = self.conn.upgrade(accept, client, self.now, &SETTINGS);
         self.step();
         self.upgraded = true;

@@ -428,7 +428,12 @@ impl ChannelStreams {
                 entries: c
                     .entries
                     .iter()
-                    .map(|e| (now.saturating_duration_since(e.at), Arc::clone(e.frame.plain())))
+                    .map(|e| {
+                        (
+                            now.saturating_duration_since(e.at),
+                            Arc::clone(e.frame.plain()),
+                        )
+                    })
                     .collect(),
             })
             .collect();

@@ -383,7 +383,12 @@ impl History {
             entries: self
                 .entries
                 .iter()
-                .map(|e| (now.saturating_duration_since(e.at), Arc::clone(e.frame.plain())))
+                .map(|e| {
+                    (
+                        now.saturating_duration_since(e.at),
+                        Arc::clone(e.frame.plain()),
+                    )
+                })
                 .collect(),
             channels: self.channels.export(now),
         }

@@ -17,13 +17,11 @@ pub enum Endpoint {
 }
 
 /// What the application attaches to a WebSocket connection: which protocol
-/// it speaks, on `/ws` its sequence number in the hub (0 until it has
-/// joined), and whether it was counted among the clients that negotiated
-/// permessage-deflate when it joined (so its leaving is counted too).
+/// it speaks, and on `/ws` its sequence number in the hub (0 until it has
+/// joined).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     pub endpoint: Endpoint,
-    pub deflate: bool,
     pub seq: u64,
 }
 

@@ -165,7 +165,6 @@ mod tests {
 
     const ME: Client = Client {
         endpoint: Endpoint::Notify,
-        deflate: false,
         seq: 4,
     };
 
@@ -184,7 +183,6 @@ mod tests {
         let here = fixtures::here(&hub);
         let echo = Client {
             endpoint: Endpoint::Echo,
-            deflate: false,
             seq: 0,
         };
         let action = on_message(Message::Binary(vec![1, 2]), echo, &here, || {
@@ -261,7 +259,6 @@ mod channel_tests {
 
     const ME: Client = Client {
         endpoint: Endpoint::Notify,
-        deflate: false,
         seq: 4,
     };
 

@@ -44,14 +44,13 @@ impl Node {
         self.fanout.joined(key);
         let seq = self.hub.join(key);
         self.process.notify_client_joined();
-        let deflate = self.conns.get(key).is_some_and(|conn| conn.deflate());
-        if deflate {
-            metrics::add(&self.process.stats.deflate_clients, 1);
+        if self.conns.get(key).is_some_and(|conn| conn.deflate()) {
+            self.fanout
+                .deflate_joined(&self.process.stats.deflate_clients);
         }
         self.drive(key, |conn, _, _| {
             if let Some(client) = conn.client_mut() {
                 client.seq = seq;
-                client.deflate = deflate;
             }
         });
         let id = self.here().id_of(seq);
@@ -169,9 +168,6 @@ impl Node {
             return;
         }
         self.hub.leave(client.seq);
-        if client.deflate {
-            metrics::sub(&self.process.stats.deflate_clients, 1);
-        }
         if self.users.leave(key).is_some() {
             metrics::sub(&self.process.stats.authenticated_clients, 1);
         }

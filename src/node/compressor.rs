@@ -12,9 +12,17 @@ use crate::proto::shared_frame::SharedFrame;
 
 /// The deflate state (a few hundred KiB) is made at the first message
 /// compressed, so a worker whose clients never negotiated has none.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Compressor {
     deflater: Option<Box<Deflater>>,
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressor")
+            .field("ready", &self.deflater.is_some())
+            .finish()
+    }
 }
 
 impl Compressor {

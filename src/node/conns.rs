@@ -425,7 +425,6 @@ mod tests {
 
     const CLIENT: Client = Client {
         endpoint: Endpoint::Notify,
-        deflate: false,
         seq: 1,
     };
 
@@ -539,7 +538,6 @@ mod tests {
                 "x",
                 Client {
                     endpoint: Endpoint::Notify,
-                    deflate: false,
                     seq: 0,
                 },
                 now,

@@ -16,8 +16,10 @@
 //! long enough. The pass cuts each variant of the batch into its segments
 //! once, and writes every client the one it takes.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::conns::Conns;
@@ -27,6 +29,7 @@ use crate::app::hub::Client;
 use crate::conn::write_queue::ENTRY_BYTES;
 use crate::conn::{Batch, Chunk};
 use crate::ids::ConnKey;
+use crate::obs::metrics;
 use crate::proto::shared_frame::SharedFrame;
 use crate::rand::Rng;
 
@@ -52,6 +55,11 @@ pub struct Fanout {
     apart: HashSet<ConnKey>,
     /// Clients whose socket failed during the last pass.
     failed: Vec<ConnKey>,
+    /// This worker's clients that negotiated permessage-deflate, as the
+    /// last pass counted them (and those that joined since): its share of
+    /// the process's `deflate_clients`. A connection keeps no bit for it
+    /// beside its own: leaving clients are counted at the next pass.
+    deflate: u64,
 }
 
 /// What one pass wrote.
@@ -59,6 +67,8 @@ pub struct Fanout {
 pub struct Pass {
     pub recipients: u64,
     pub sent: usize,
+    /// Recipients that negotiated permessage-deflate.
+    pub deflate: u64,
 }
 
 impl Fanout {
@@ -83,6 +93,24 @@ impl Fanout {
         self.batch.push(frame.clone());
         self.held += frame.bytes() + ENTRY_BYTES;
         fed
+    }
+
+    /// A client that negotiated permessage-deflate joined: counted in
+    /// `gauge` at once, so the next message is compressed for it.
+    pub fn deflate_joined(&mut self, gauge: &AtomicU64) {
+        self.deflate += 1;
+        metrics::add(gauge, 1);
+    }
+
+    /// The last pass counted `counted` clients that negotiated: the
+    /// worker's share of `gauge` moves to it.
+    pub fn deflate_counted(&mut self, counted: u64, gauge: &AtomicU64) {
+        match counted.cmp(&self.deflate) {
+            Ordering::Greater => metrics::add(gauge, counted - self.deflate),
+            Ordering::Less => metrics::sub(gauge, self.deflate - counted),
+            Ordering::Equal => {}
+        }
+        self.deflate = counted;
     }
 
     /// How many clients take no numbered message from the batch.
@@ -167,7 +195,10 @@ impl Fanout {
         // plain frame where it has not), cut once for every client that
         // takes it.
         let deflated: Vec<Arc<[u8]>> = match std::mem::take(&mut self.compressed) {
-            true => taken.iter().map(|f| Arc::clone(f.for_client(true))).collect(),
+            true => taken
+                .iter()
+                .map(|f| Arc::clone(f.for_client(true)))
+                .collect(),
             false => Vec::new(),
         };
         taken.clear();
@@ -182,6 +213,8 @@ impl Fanout {
         let mut pass = Pass::default();
         conns.for_each_recipient(|key, conn| {
             pass.recipients += 1;
+            let deflate = conn.deflate();
+            pass.deflate += u64::from(deflate);
             // Keys come in ascending order, and so do the primed ones.
             let mut from = 0;
             while let Some(&(primed_key, has)) = primed.peek() {
@@ -196,7 +229,7 @@ impl Fanout {
             if !apart.is_empty() && apart.contains(&key) {
                 from = plain.len();
             }
-            let variant = usize::from(!deflated.is_empty() && conn.deflate());
+            let variant = usize::from(deflate && !deflated.is_empty());
             let (batch, (shared, count)) = (&batches[variant], &shared[variant]);
             let written = match notices.as_mut() {
                 None if from == batch.len() => return,
@@ -284,7 +317,8 @@ mod tests {
             pass,
             Pass {
                 recipients: 3,
-                sent: 6
+                sent: 6,
+                deflate: 0
             }
         );
         assert_eq!(sockets.sends.len(), 3, "one write per client");

@@ -25,7 +25,10 @@ pub enum Mail {
     /// it). `tag`: the publication it is, when it was sent for numbering
     /// and may also come back numbered; a worker that has already
     /// delivered it numbered skips it.
-    Unsequenced { frame: SharedFrame, tag: Option<Tag> },
+    Unsequenced {
+        frame: SharedFrame,
+        tag: Option<Tag>,
+    },
     /// A frame for every `/ws` client of the receiving worker, with its
     /// place in the broadcast stream.
     Stream { frame: SharedFrame, at: Position },

@@ -121,11 +121,7 @@ impl Node {
         accept: &str,
         (resume, claims): (Option<ResumeFrom>, Option<Claims>),
     ) {
-        let client = Client {
-            endpoint,
-            deflate: false,
-            seq: 0,
-        };
+        let client = Client { endpoint, seq: 0 };
         let Some(early_frames) =
             self.drive(key, |conn, now, s| conn.upgrade(accept, client, now, s))
         else {

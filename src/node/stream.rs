@@ -289,8 +289,22 @@ mod tests {
         let process = process(3);
         let now = Instant::now();
         let mut woken = Vec::new();
-        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, Some(&mut Compressor::default()), |w| woken.push(w));
-        StreamCursor::sequence(&process, 1, r#"{"type":"chat"}"#, now, Some(&mut Compressor::default()), |w| woken.push(w));
+        StreamCursor::sequence(
+            &process,
+            1,
+            r#"{"type":"chat"}"#,
+            now,
+            Some(&mut Compressor::default()),
+            |w| woken.push(w),
+        );
+        StreamCursor::sequence(
+            &process,
+            1,
+            r#"{"type":"chat"}"#,
+            now,
+            Some(&mut Compressor::default()),
+            |w| woken.push(w),
+        );
         assert_eq!(woken, [0, 2], "woken once per batch, the sender never");
         for worker in 0..3 {
             let mail = process.take_mail(worker);
@@ -310,8 +324,22 @@ mod tests {
         let process = process(1);
         let now = Instant::now();
         let mut cursor = StreamCursor::default();
-        StreamCursor::sequence(&process, 0, "{}", now, Some(&mut Compressor::default()), |_| {});
-        StreamCursor::sequence(&process, 0, "{}", now, Some(&mut Compressor::default()), |_| {});
+        StreamCursor::sequence(
+            &process,
+            0,
+            "{}",
+            now,
+            Some(&mut Compressor::default()),
+            |_| {},
+        );
+        StreamCursor::sequence(
+            &process,
+            0,
+            "{}",
+            now,
+            Some(&mut Compressor::default()),
+            |_| {},
+        );
         let mail = process.take_mail(0);
         let Mail::Stream { at, .. } = &mail[0] else {
             panic!()
@@ -365,8 +393,20 @@ mod tests {
         let process = process(2);
         let now = Instant::now();
         let (mut a, mut b) = (StreamCursor::default(), StreamCursor::default());
-        let first = a.numbered(&process, ("e1", 1), r#"{"type":"chat"}"#, now, &mut Compressor::default());
-        let second = b.numbered(&process, ("e1", 1), r#"{"type":"chat"}"#, now, &mut Compressor::default());
+        let first = a.numbered(
+            &process,
+            ("e1", 1),
+            r#"{"type":"chat"}"#,
+            now,
+            &mut Compressor::default(),
+        );
+        let second = b.numbered(
+            &process,
+            ("e1", 1),
+            r#"{"type":"chat"}"#,
+            now,
+            &mut Compressor::default(),
+        );
         assert!(Arc::ptr_eq(first.plain(), second.plain()));
         assert_eq!(a.position(), b.position());
         assert!(String::from_utf8_lossy(first.plain()).ends_with(r#""offset":1}"#));

@@ -168,8 +168,9 @@ pub struct Stats {
     /// Messages of channels queued for their subscribers, one per
     /// recipient.
     pub channel_deliveries: AtomicU64,
-    /// `/ws` clients that negotiated permessage-deflate (a gauge): while
-    /// there is none, nothing is compressed.
+    /// `/ws` clients that negotiated permessage-deflate (a gauge, each
+    /// worker's share counted at its joins and at every pass of its
+    /// broadcasts): while there is none, nothing is compressed.
     pub deflate_clients: AtomicU64,
     /// Messages compressed for every client that negotiated: once per
     /// message for everyone or a channel, once per recipient for a

@@ -323,7 +323,10 @@ mod tests {
     #[test]
     fn encodes_every_length_form() {
         assert_eq!(encode_frame(Opcode::Text, b"hi"), vec![0x81, 2, b'h', b'i']);
-        assert_eq!(encode_frame_rsv1(Opcode::Text, b"hi"), vec![0xc1, 2, b'h', b'i']);
+        assert_eq!(
+            encode_frame_rsv1(Opcode::Text, b"hi"),
+            vec![0xc1, 2, b'h', b'i']
+        );
         let f = encode_frame(Opcode::Binary, &[0u8; 126]);
         assert_eq!(&f[..4], &[0x82, 126, 0, 126]);
         let f = encode_frame(Opcode::Binary, &[0u8; 65_536]);

@@ -128,8 +128,14 @@ fn a_message_numbered_elsewhere_is_kept_and_a_jump_is_a_gap() {
     assert_eq!(h.channel_resume("r", 3, "e"), ChannelResume::TooOld);
     assert_eq!(replay(&h, "r", 4), ["r#5"]);
     assert!(h.channel_record("r", 6, &frame(6).into(), now));
-    assert!(!h.channel_record("r", 6, &frame(6).into(), now), "seen already");
-    assert!(!h.channel_record("r", 2, &frame(2).into(), now), "passed already");
+    assert!(
+        !h.channel_record("r", 6, &frame(6).into(), now),
+        "seen already"
+    );
+    assert!(
+        !h.channel_record("r", 2, &frame(2).into(), now),
+        "passed already"
+    );
     assert!(
         !h.channel_record("zero", 0, &frame(0).into(), now),
         "numbers nothing"

@@ -72,7 +72,10 @@ fn the_new_process_resumes_every_channel_where_the_old_one_stood() {
     assert_eq!(new.channel_resume("quiet", 1, "e"), recovered(2, 0));
     assert_eq!(new.channel_resume("gone", 0, "e"), ChannelResume::TooOld);
     assert_eq!(
-        new.channel_frame("room", 4).unwrap().as_ref().map(|f| &f.plain()[..]),
+        new.channel_frame("room", 4)
+            .unwrap()
+            .as_ref()
+            .map(|f| &f.plain()[..]),
         Some(&b"4"[..])
     );
     let room = new.channel_frame("room", 5).unwrap();
@@ -80,7 +83,8 @@ fn the_new_process_resumes_every_channel_where_the_old_one_stood() {
     let numbered = new.channel_sequence("room", |n| n.to_string().into_bytes().into(), now);
     assert_eq!(numbered.0, 5);
     assert_eq!(
-        new.channel_sequence("new", |_| SharedFrame::from(&b""[..]), now).0,
+        new.channel_sequence("new", |_| SharedFrame::from(&b""[..]), now)
+            .0,
         2
     );
 }

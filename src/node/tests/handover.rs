@@ -369,7 +369,10 @@ fn every_channel_crosses_with_its_offsets_and_history() {
         }
     );
     assert_eq!(
-        new.channel_frame("room", 3).unwrap().as_ref().map(|f| &f.plain()[..]),
+        new.channel_frame("room", 3)
+            .unwrap()
+            .as_ref()
+            .map(|f| &f.plain()[..]),
         Some(&b"room#3"[..])
     );
     assert_eq!(new.channel_last("gone"), 1);

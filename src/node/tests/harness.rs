@@ -567,7 +567,6 @@ pub fn joined(settings: Settings, n: u64, room: usize) -> (Conns, Sockets, Vec<C
         let key = conns.open(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0);
         let client = Client {
             endpoint: Endpoint::Notify,
-            deflate: false,
             seq,
         };
         conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
