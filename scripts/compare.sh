@@ -3,7 +3,7 @@
 #
 #   scripts/compare.sh [--rounds N] [--subs N] [--duration S] [--idle-secs S]
 #                      [--servers wsnotify,uws,ws] [--baseline BIN] [--quick]
-#                      [--no-build] [--out FILE]
+#                      [--no-build] [--out FILE] [--tests LIST]
 #
 # --baseline BIN adds the server wsnotify-base: another wsnotify binary (say,
 # one built from an earlier commit) run exactly like this checkout's, so a
@@ -27,6 +27,16 @@
 #      cmp_test and cmp_exit added), prints its path, and prints the Markdown
 #      summary of bench/peers/summarize.py (also saved beside it as .md).
 #
+# --tests LIST picks the tests (default idle,fanout_ws,fanout_http,echo); the
+# permessage-deflate ones (issue 24) are
+#   idle_deflate        wsload idle --deflate on (handshakes/s and memory with an offer)
+#   fanout_deflate_300  wsload fanout --deflate on --text words --size 150 --publish http
+#   fanout_deflate_3k   wsload fanout --deflate on --text words --size 2900 --publish http
+# (every client offers as a browser does; 150 and 2900 bytes of words and
+# numbers make notifications of about 300 bytes and 3 KB with their JSON).
+# With any of them, uws.js runs with --compression shared (SHARED_COMPRESSOR,
+# broadcasts published compressed).
+#
 # --quick is a smoke run: 1 round, 1000 subscribers, 2 s per test.
 # Progress goes to stderr; every child is killed by PID on exit.
 # Do not run it while someone else measures on the same machine.
@@ -46,6 +56,7 @@ SERVERS=wsnotify,uws,ws
 BUILD=1
 OUT=
 BASELINE=
+TESTS_ARG=idle,fanout_ws,fanout_http,echo
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 need_value() { [[ $# -ge 2 && -n $2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }; }
@@ -58,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
         --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
+        --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -66,6 +78,15 @@ while [[ $# -gt 0 ]]; do
 done
 for n in "$ROUNDS" "$SUBS" "$DURATION" "$IDLE_SECS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$n' is not a positive whole number" >&2; exit 2; }
+done
+IFS=, read -r -a TESTS <<<"$TESTS_ARG"
+UWS_ARGS=()
+for t in "${TESTS[@]}"; do
+    case $t in
+        idle|fanout_ws|fanout_http|echo) ;;
+        idle_deflate|fanout_deflate_300|fanout_deflate_3k) UWS_ARGS=(--compression shared) ;;
+        *) echo "compare.sh: unknown test '$t'" >&2; exit 2 ;;
+    esac
 done
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 NEED_NODE=0
@@ -159,7 +180,7 @@ CMP_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) CMP_NPROC=$(nproc) CMP_KERNEL=$(uname -r
 CMP_NODE=$(node --version 2>/dev/null || echo none) CMP_UWS=$(pkg_version @trufflesuite/uws-js-unofficial) \
 CMP_WS=$(pkg_version ws) CMP_BUFFERUTIL=$(pkg_version bufferutil) CMP_WSNOTIFY=$WSNOTIFY_REV \
 CMP_PINNING=$PINNING CMP_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg) \
-CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS${BASELINE:+ baseline=$BASELINE}" \
+CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS tests=$TESTS_ARG${BASELINE:+ baseline=$BASELINE}" \
 python3 - >>"$RESULTS" <<'EOF'
 import json, os
 cpu = ""
@@ -187,7 +208,7 @@ start_server() { # NAME ROUND
             cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
                  --notify-interval 0 --log-level warn)
             [[ $name == wsnotify ]] || cmd[0]=$BASELINE ;;
-        uws) cmd=(node "$PEERS/uws.js" --port 0) ;;
+        uws) cmd=(node "$PEERS/uws.js" --port 0 "${UWS_ARGS[@]}") ;;
         ws) cmd=(node "$PEERS/ws.js" --port 0) ;;
     esac
     : >"$log"
@@ -238,7 +259,6 @@ run_load() {
 }
 
 N=${#SERVER_LIST[@]}
-TESTS=(idle fanout_ws fanout_http echo)
 for ((round = 1; round <= ROUNDS; round++)); do
     for ((i = 0; i < N; i++)); do
         name=${SERVER_LIST[$(((i + round - 1) % N))]}
@@ -261,6 +281,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
                              limit=$((DURATION + 90)) ;;
                 echo) args=(echo --conns 64 --depth 8 --size 100 --duration "$DURATION")
                       limit=$((DURATION + 60)) ;;
+                idle_deflate) args=(idle --conns "$SUBS" --server-pid "$SERVER_PID" --idle-secs "$IDLE_SECS"
+                                    --deflate on)
+                              limit=$((IDLE_SECS + 90)) ;;
+                fanout_deflate_300) args=(fanout --subs "$SUBS" --size 150 --text words --deflate on
+                                          --publish http --duration "$DURATION" --server-pid "$SERVER_PID")
+                                    limit=$((DURATION + 90)) ;;
+                fanout_deflate_3k) args=(fanout --subs "$SUBS" --size 2900 --text words --deflate on
+                                         --publish http --duration "$DURATION" --server-pid "$SERVER_PID")
+                                   limit=$((DURATION + 90)) ;;
             esac
             run_load "$name" "$round" "$test" "$limit" "${args[@]}" || alive=0
         done

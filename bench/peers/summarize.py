@@ -7,7 +7,8 @@ The file holds one JSON object per line: first a meta line
 ({"cmp_meta": true, ...}: machine, versions, settings), then one line per
 wsload run: wsload's own JSON object with four fields added by compare.sh,
 cmp_server (wsnotify, wsnotify-base for a --baseline binary, uws, ws),
-cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo) and cmp_exit
+cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo, and with --tests
+idle_deflate, fanout_deflate_300, fanout_deflate_3k) and cmp_exit
 (wsload's exit status). A run is invalid when wsload exited non-zero,
 printed no JSON, or said "valid": false; invalid runs are listed and left out
 of the medians. Standard library only.
@@ -40,6 +41,15 @@ FIGURES = [
     ("Fanout, published over HTTP (POST /broadcast): delivery latency p99", "fanout_http", ("lat_us", "p99"), "µs", "lower"),
     ("Echo (/echo, 64 connections × 8 in flight): messages per second", "echo", ("msgs_per_sec",), "/s", "higher"),
     ("Echo (/echo, 64 connections × 8 in flight): round trip p99", "echo", ("rtt_us", "p99"), "µs", "lower"),
+    ("Handshakes per second offering permessage-deflate (idle test, connecting)", "idle_deflate", ("handshakes_per_sec",), "/s", "higher"),
+    ("Server RSS per idle connection, permessage-deflate negotiated", "idle_deflate", ("rss_per_conn_bytes",), "bytes", "lower"),
+    ("Server anonymous memory per idle connection, permessage-deflate negotiated", "idle_deflate", ("anon_per_conn_bytes",), "bytes", "lower"),
+    ("Compressed fanout, ~300-byte JSON notifications (POST /broadcast): deliveries per second", "fanout_deflate_300", ("deliveries_per_sec",), "/s", "higher"),
+    ("Compressed fanout, ~300-byte JSON notifications: bytes on the wire per delivery", "fanout_deflate_300", ("wire_bytes_per_delivery",), "bytes", "lower"),
+    ("Compressed fanout, ~300-byte JSON notifications: delivery latency p99", "fanout_deflate_300", ("lat_us", "p99"), "µs", "lower"),
+    ("Compressed fanout, ~3 KB JSON notifications (POST /broadcast): deliveries per second", "fanout_deflate_3k", ("deliveries_per_sec",), "/s", "higher"),
+    ("Compressed fanout, ~3 KB JSON notifications: bytes on the wire per delivery", "fanout_deflate_3k", ("wire_bytes_per_delivery",), "bytes", "lower"),
+    ("Compressed fanout, ~3 KB JSON notifications: delivery latency p99", "fanout_deflate_3k", ("lat_us", "p99"), "µs", "lower"),
 ]
 
 

@@ -6,6 +6,11 @@
 // best case.
 //
 //   node uws.js --port 0      # prints "listening on http://127.0.0.1:PORT" to stderr
+//   node uws.js --port 0 --compression shared
+//                             # /ws negotiates permessage-deflate with uWS's
+//                             # SHARED_COMPRESSOR (one deflate state per loop, no
+//                             # context takeover) and broadcasts ask to be
+//                             # compressed; without it, compression is off
 'use strict';
 
 const uWS = require('@trufflesuite/uws-js-unofficial');
@@ -27,6 +32,8 @@ function option(name, fallback) {
 }
 const host = option('--host', '127.0.0.1');
 const port = Number(option('--port', '0'));
+const sharedCompressor = option('--compression', 'off') === 'shared';
+const wsCompression = sharedCompressor ? uWS.SHARED_COMPRESSOR : uWS.DISABLED;
 
 let nextClient = 0;
 let nextNotification = 0;
@@ -46,7 +53,7 @@ function chatText(text) {
 const app = uWS.App();
 
 app.ws('/ws', {
-  compression: uWS.DISABLED,
+  compression: wsCompression,
   maxPayloadLength: MAX_MESSAGE,
   maxBackpressure: MAX_QUEUE,
   closeOnBackpressureLimit: true,
@@ -64,7 +71,7 @@ app.ws('/ws', {
     }
     const text = chatText(decoder.decode(message));
     const out = JSON.stringify({ type: 'chat', time: new Date().toISOString(), from: ws.getUserData().id, message: text });
-    app.publish('all', out, false, false);
+    app.publish('all', out, false, sharedCompressor);
   },
 });
 
@@ -118,7 +125,7 @@ app.post('/broadcast', (res) => {
       category, source: 'api', scope: 'broadcast', instance: 'peer',
     });
     const recipients = app.numSubscribers('all');
-    app.publish('all', out, false, false);
+    app.publish('all', out, false, sharedCompressor);
     respond(res, '200 OK', JSON.stringify({ status: 'sent', id, recipients }));
   });
 });

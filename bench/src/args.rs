@@ -23,6 +23,9 @@ usage:
                 [--before S (2)] [--after S (1)] [--size 100] [--duration S, upgrade limit (60)]
 common: --sources LIST (127.0.0.1,127.0.0.2; default automatic), --concurrency K (256),
         --duration S (10), --label TEXT
+idle and fanout: --deflate on|off (off): offer permessage-deflate as a browser does, inflate
+        what comes compressed; fanout: --text x|words (x): the message after its marker is
+        x padding, or words and numbers as in a notification's fields (compresses like JSON)
 One JSON line on stdout; exit 0 valid run, 1 invalid run, 2 bad arguments.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,18 @@ pub struct Args {
     pub ready_file: Option<String>,
     /// upgrade: the settings of the servers it starts.
     pub upgrade: UpgradeArgs,
+    pub deflate: bool,
+    pub text: Text,
+}
+
+/// fanout: what fills a message after its marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Text {
+    /// `x` repeated: compresses to almost nothing.
+    #[default]
+    Padding,
+    /// Words and numbers, as a notification's fields.
+    Words,
 }
 
 /// What `upgrade` alone takes.
@@ -191,6 +206,8 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             drain_timeout: "20s".into(),
             ..UpgradeArgs::default()
         },
+        deflate: false,
+        text: Text::Padding,
     };
     let mut seen = std::collections::HashSet::new();
     while let Some(arg) = it.next() {
@@ -205,8 +222,10 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             return Err(format!("unexpected argument {arg:?}"));
         }
         let allowed: &[&str] = match mode {
-            Mode::Idle => &["--conns", "--server-pid", "--idle-secs"],
+            Mode::Idle => &["--conns", "--server-pid", "--idle-secs", "--deflate"],
             Mode::Fanout => &[
+                "--deflate",
+                "--text",
                 "--subs",
                 "--size",
                 "--publish",
@@ -307,6 +326,20 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 a.size = num(&flag, &v)?;
                 if a.size == 0 || a.size > MAX_SIZE {
                     return Err(format!("--size must be 1 to {MAX_SIZE}"));
+                }
+            }
+            "--deflate" => {
+                a.deflate = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("invalid value {v:?} for --deflate (on, off)")),
+                }
+            }
+            "--text" => {
+                a.text = match v.as_str() {
+                    "x" => Text::Padding,
+                    "words" => Text::Words,
+                    _ => return Err(format!("invalid value {v:?} for --text (x, words)")),
                 }
             }
             "--publish" => {

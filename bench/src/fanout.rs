@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::Token;
 
-use crate::args::Publish;
+use crate::args::{Publish, Text};
 use crate::net::{Handler, Net, ReadyOn, Tx};
 use crate::publish_http::{self, HttpPublisher};
 use crate::report::{latency, opt_round, rate_value, Line};
 use crate::stats::Histogram;
 use crate::sys::CpuSample;
-use crate::{Outcome, Run, CLOSE_GRACE, STRAGGLERS};
+use crate::{wire, Outcome, Run, CLOSE_GRACE, STRAGGLERS};
 
 const MARKER: &[u8] = b"wsl ";
 /// Longest poll wait while publishing; events wake the loop sooner.
@@ -57,6 +57,60 @@ pub fn message_text(out: &mut Vec<u8>, seq: u32, stamp: Option<u64>, size: usize
     }
     debug_assert!(out.len() - start <= size);
     out.resize(start + size, b'x');
+}
+
+/// Field names and values of a typical notification: what `--text words`
+/// draws from, so a message compresses as such JSON does, not as padding.
+const WORDS: &[&str] = &[
+    "order", "status", "shipped", "delivered", "pending", "user", "account", "amount",
+    "currency", "EUR", "USD", "items", "sku", "qty", "price", "name", "email", "city",
+    "Berlin", "Lisbon", "Osaka", "Toronto", "created_at", "updated_at", "priority", "high",
+    "low", "channel", "mobile", "web", "title", "body", "your", "package", "is", "on", "its",
+    "way", "invoice", "paid", "refund", "requested", "comment", "reply", "mention", "team",
+];
+
+/// Like `message_text`, but filled with words and numbers (`key=value`
+/// pairs drawn from `WORDS`, seeded by `seq`) instead of `x`.
+pub fn message_words(out: &mut Vec<u8>, seq: u32, size: usize) {
+    let start = out.len();
+    let _ = write!(out, "wsl {seq} ");
+    let mut state = u64::from(seq).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    while out.len() - start < size {
+        let r = next();
+        let key = WORDS[(r % WORDS.len() as u64) as usize];
+        let value = WORDS[((r >> 16) % WORDS.len() as u64) as usize];
+        let _ = match (r >> 32) % 3 {
+            0 => write!(out, "{key}={value}, "),
+            1 => write!(out, "{key}={}, ", (r >> 40) % 100_000),
+            _ => write!(out, "{key}={}.{:02}, ", (r >> 40) % 1000, (r >> 50) % 100),
+        };
+    }
+    out.truncate(start + size);
+}
+
+/// `{"message":"<text>"}` with `--text`'s filling: the body of `POST
+/// /broadcast`, or with `ws`, the WebSocket publisher's chat.
+fn body(out: &mut Vec<u8>, seq: u32, size: usize, text: Text, ws: bool) {
+    match (text, ws) {
+        (Text::Padding, true) => ws_payload(out, seq, size),
+        (Text::Padding, false) => http_body(out, seq, None, size),
+        (Text::Words, ws) => {
+            let open: &[u8] = if ws {
+                b"{\"type\":\"chat\",\"message\":\""
+            } else {
+                b"{\"message\":\""
+            };
+            out.extend_from_slice(open);
+            message_words(out, seq, size);
+            out.extend_from_slice(b"\"}");
+        }
+    }
 }
 
 /// `{"type":"chat","message":"<text>"}`, the WebSocket publisher's frame.
@@ -199,6 +253,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     }
 
     let mut sent: u32 = 0;
+    let mut read_during = 0;
     let mut secs = None;
     let mut server_cpu = None;
     let mut gen_cpu = None;
@@ -207,6 +262,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         let expected_per_msg = n as u32;
         let mut payload = Vec::with_capacity(a.size + 64);
         let server_sample = a.server_pid.map(|p| CpuSample::take(Some(p)));
+        let read_before = wire::bytes_read();
         let gen_sample = CpuSample::take(None);
         let start = Instant::now();
         let end = start + Duration::from_secs_f64(a.duration);
@@ -249,7 +305,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 let sent_at = &mut h.sent_at;
                 if let Err(e) = http.send_again(
                     &mut payload,
-                    |buf, seq| http_body(buf, seq, None, a.size),
+                    |buf, seq| body(buf, seq, a.size, a.text, false),
                     |seq| sent_at[seq as usize] = now_us,
                 ) {
                     count_error(&mut h.errors, "http publisher", &e);
@@ -280,7 +336,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     payload.clear();
                     match a.publish {
                         Publish::Ws => {
-                            ws_payload(&mut payload, seq, a.size);
+                            body(&mut payload, seq, a.size, a.text, true);
                             h.sent_at.push(net.now_us());
                             h.remaining.push(expected_per_msg);
                             if !net.send_text(publisher, &payload, &mut h) {
@@ -289,7 +345,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                         }
                         Publish::Http => {
                             let http = h.http.as_mut().expect("http publisher");
-                            http_body(&mut payload, seq, None, a.size);
+                            body(&mut payload, seq, a.size, a.text, false);
                             h.sent_at.push(net.now_us());
                             h.remaining.push(expected_per_msg);
                             if let Err(e) = http.send(seq, &payload) {
@@ -308,6 +364,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             }
             net.poll_once(Some(wait), &mut h);
         }
+        read_during = wire::bytes_read() - read_before;
         server_cpu = server_sample.and_then(|s| s.percent_since());
         gen_cpu = gen_sample.percent_since();
         if sent > 0 {
@@ -347,6 +404,9 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             },
         )
         .field("rate", rate_value(a.rate))
+        .field("text", if a.text == Text::Words { "words" } else { "x" })
+        .field("deflate_offered", a.deflate)
+        .field("deflate_negotiated", wire::negotiated_count())
         .field("messages", sent)
         .field("deliveries", h.deliveries)
         .field("expected", expected)
@@ -356,6 +416,13 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             "deliveries_per_sec",
             opt_round(
                 secs.filter(|s| *s > 0.0).map(|s| h.deliveries as f64 / s),
+                1,
+            ),
+        )
+        .field(
+            "wire_bytes_per_delivery",
+            opt_round(
+                (h.deliveries > 0).then(|| read_during as f64 / h.deliveries as f64),
                 1,
             ),
         )
@@ -380,6 +447,17 @@ mod tests {
             assert!(out[format!("wsl {seq} ").len()..]
                 .iter()
                 .all(|&b| b == b'x'));
+        }
+    }
+
+    #[test]
+    fn words_fill_exactly_size_bytes_of_plain_text() {
+        for (seq, size) in [(1, 15), (77, 300), (12_345, 3000)] {
+            let mut out = Vec::new();
+            message_words(&mut out, seq, size);
+            assert_eq!(out.len(), size);
+            assert_eq!(find_seq(&out), Some(Some(seq)));
+            assert!(out.iter().all(|b| b.is_ascii() && *b != b'"' && *b != b'\\'));
         }
     }
 

@@ -149,6 +149,9 @@ pub enum Msg<'a> {
     Ping(&'a [u8]),
     Pong(&'a [u8]),
     Close(Option<u16>, &'a [u8]),
+    /// A text message compressed with permessage-deflate (RSV1), whole in
+    /// one frame: its raw-deflate payload.
+    Deflated(&'a [u8]),
 }
 
 /// What one decoding step found at the start of the buffer.
@@ -166,6 +169,9 @@ pub enum Step<'a> {
 /// Per-connection decoder state: only a fragmented message in progress.
 #[derive(Default)]
 pub struct Decoder {
+    /// permessage-deflate was negotiated: RSV1 may mark a compressed
+    /// message (sent whole in one frame by the servers measured).
+    pub deflate: bool,
     /// Opcode of the fragmented message in progress, 0 when none.
     frag_op: u8,
     /// Its payload so far; allocated only if the server ever fragments.
@@ -193,7 +199,8 @@ impl Decoder {
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0F;
-        if b0 & 0x70 != 0 {
+        let deflated = self.deflate && b0 & 0x40 != 0 && fin && opcode == OP_TEXT;
+        if b0 & 0x70 != 0 && !deflated {
             return Err(ProtoError::ReservedBits);
         }
         if b1 & 0x80 != 0 {
@@ -282,7 +289,9 @@ impl Decoder {
                     self.frag.extend_from_slice(payload);
                     return Ok(Step::Fragment { consumed });
                 }
-                if opcode == OP_TEXT {
+                if deflated {
+                    Msg::Deflated(payload)
+                } else if opcode == OP_TEXT {
                     if std::str::from_utf8(payload).is_err() {
                         return Err(ProtoError::InvalidUtf8);
                     }

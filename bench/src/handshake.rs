@@ -35,8 +35,12 @@ pub fn accept_for(key: &str) -> [u8; 28] {
     out
 }
 
-/// Appends the upgrade request.
-pub fn write_request(out: &mut Vec<u8>, host_header: &str, path: &str, key: &str) {
+/// What a browser offers: permessage-deflate, any window size.
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// Appends the upgrade request (with `deflate`, offering permessage-deflate
+/// as a browser does).
+pub fn write_request(out: &mut Vec<u8>, host_header: &str, path: &str, key: &str, deflate: bool) {
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
@@ -45,6 +49,10 @@ pub fn write_request(out: &mut Vec<u8>, host_header: &str, path: &str, key: &str
         b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ",
     );
     out.extend_from_slice(key.as_bytes());
+    if deflate {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(DEFLATE_OFFER.as_bytes());
+    }
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -58,6 +66,19 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// head is incomplete, `Ok(Some(head_len))` for a valid 101 (frames may
 /// follow the head in the same buffer), `Err` for anything else.
 pub fn check_response(buf: &[u8], accept: &[u8; 28]) -> Result<Option<usize>, String> {
+    Ok(check_response_offered(buf, accept, false)?.map(|(head, _)| head))
+}
+
+/// `check_response` after an offer of permessage-deflate (`offered`):
+/// also whether the server accepted it (an answer without the
+/// `no_context_takeover` parameters is accepted too; anything else in
+/// the header, or an extension not offered, is an error).
+pub fn check_response_offered(
+    buf: &[u8],
+    accept: &[u8; 28],
+    offered: bool,
+) -> Result<Option<(usize, bool)>, String> {
+    let mut deflate = false;
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -96,6 +117,31 @@ pub fn check_response(buf: &[u8], accept: &[u8; 28]) -> Result<Option<usize>, St
                 ));
             }
             accepted = true;
+        } else if offered && name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            let value = String::from_utf8_lossy(h.value);
+            let mut params = value.split(';').map(str::trim);
+            if deflate || params.next() != Some("permessage-deflate") {
+                return Err(format!("unexpected extension answer {value:?}"));
+            }
+            let mut fresh = false;
+            for param in params {
+                let name = param.split('=').next().unwrap_or("").trim();
+                fresh |= name == "server_no_context_takeover";
+                if !matches!(
+                    name,
+                    "server_no_context_takeover"
+                        | "client_no_context_takeover"
+                        | "server_max_window_bits"
+                        | "client_max_window_bits"
+                ) {
+                    return Err(format!("unexpected permessage-deflate parameter {param:?}"));
+                }
+            }
+            // Each message is inflated alone: no window kept per connection.
+            if !fresh {
+                return Err(format!("permessage-deflate without server_no_context_takeover: {value:?}"));
+            }
+            deflate = true;
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions")
             || name.eq_ignore_ascii_case("sec-websocket-protocol")
         {
@@ -111,7 +157,7 @@ pub fn check_response(buf: &[u8], accept: &[u8; 28]) -> Result<Option<usize>, St
     if !accepted {
         return Err("101 without Sec-WebSocket-Accept".into());
     }
-    Ok(Some(head_len))
+    Ok(Some((head_len, deflate)))
 }
 
 #[cfg(test)]
@@ -129,11 +175,31 @@ mod tests {
     #[test]
     fn request_has_the_upgrade_headers() {
         let mut out = Vec::new();
-        write_request(&mut out, "127.0.0.1:80", "/ws", "abc");
+        write_request(&mut out, "127.0.0.1:80", "/ws", "abc", false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:80\r\n"));
         assert!(text.contains("Sec-WebSocket-Key: abc\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+        let mut out = Vec::new();
+        write_request(&mut out, "h", "/ws", "abc", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"));
+    }
+
+    #[test]
+    fn an_accepted_offer_is_reported() {
+        let accept = accept_for("k");
+        let ok = answer(&format!(
+            "Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+            std::str::from_utf8(&accept).unwrap()
+        ));
+        assert_eq!(check_response_offered(ok.as_bytes(), &accept, true), Ok(Some((ok.len(), true))));
+        assert!(check_response(ok.as_bytes(), &accept).is_err(), "not offered");
+        let keeps = answer(&format!(
+            "Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+            std::str::from_utf8(&accept).unwrap()
+        ));
+        assert!(check_response_offered(keeps.as_bytes(), &accept, true).is_err());
     }
 
     fn answer(extra: &str) -> String {

@@ -75,6 +75,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     };
     let mut line = Line::new("idle", a.label.as_deref());
     line.field("conns", a.conns)
+        .field("deflate_offered", a.deflate)
+        .field("deflate_negotiated", crate::wire::negotiated_count())
         .field(
             "handshakes_per_sec",
             opt_round(handshake_secs.map(|s| n / s), 1),

@@ -20,6 +20,7 @@ mod subscribe;
 mod sys;
 mod upgrade;
 mod upgrade_clients;
+mod wire;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

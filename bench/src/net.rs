@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::args::Sources;
 use crate::frame::{self, Decoder, Msg, Rng, Step};
+use crate::wire;
 use crate::handshake;
 
 const SCRATCH: usize = 256 * 1024;
@@ -74,6 +75,8 @@ pub struct Conn {
     /// Bytes the socket has not taken yet.
     out: Vec<u8>,
     dec: Decoder,
+    /// It offered permessage-deflate.
+    offered: bool,
 }
 
 /// Sends on one connection from inside a handler callback.
@@ -139,16 +142,20 @@ impl Conn {
     ) -> Result<Progress, String> {
         let mut pos = 0;
         if self.phase == Phase::Handshaking {
-            match handshake::check_response(buf, &self.accept)? {
+            match handshake::check_response_offered(buf, &self.accept, self.offered)? {
                 None => {
                     return Ok(Progress {
                         consumed: 0,
                         need: buf.len() + 1,
                     })
                 }
-                Some(head) => {
+                Some((head, deflate)) => {
                     pos = head;
                     self.phase = Phase::Open;
+                    self.dec.deflate = deflate;
+                    if deflate {
+                        wire::negotiated();
+                    }
                     if ready_on == ReadyOn::Open {
                         self.ready = true;
                         h.on_ready(
@@ -169,6 +176,20 @@ impl Conn {
                 .dec
                 .step(&buf[pos..])
                 .map_err(|e| format!("protocol violation: {e}"))?;
+            let inflated;
+            let step = match step {
+                Step::Msg {
+                    consumed,
+                    msg: Msg::Deflated(payload),
+                } => {
+                    inflated = wire::inflate(payload)?;
+                    Step::Msg {
+                        consumed,
+                        msg: Msg::Text(&inflated),
+                    }
+                }
+                other => other,
+            };
             match step {
                 Step::Incomplete { need: n } => {
                     need = n;
@@ -205,6 +226,7 @@ impl Conn {
                         Msg::Binary(b) => {
                             return Err(format!("unexpected binary message of {} bytes", b.len()))
                         }
+                        Msg::Deflated(_) => unreachable!("inflated above"),
                         Msg::Ping(p) if !closing => {
                             frame::encode(&mut self.out, frame::OP_PONG, p, rng.mask());
                         }
@@ -287,13 +309,17 @@ pub struct Net {
     pub closing: usize,
     /// When the last connection became ready (µs on this clock).
     pub last_ready_us: u64,
+    /// New connections offer permessage-deflate.
+    pub deflate: bool,
 }
 
 impl Net {
     /// The clients of one run: its server, path and source addresses.
     pub fn for_run(run: &crate::Run, ready_on: ReadyOn) -> io::Result<Net> {
         let a = &run.args;
-        Net::new(a.host, a.port, &a.path, a.sources.clone(), ready_on, run.t0)
+        let mut net = Net::new(a.host, a.port, &a.path, a.sources.clone(), ready_on, run.t0)?;
+        net.deflate = a.deflate;
+        Ok(net)
     }
 
     pub fn new(
@@ -321,6 +347,7 @@ impl Net {
             ready: 0,
             closing: 0,
             last_ready_us: 0,
+            deflate: false,
         })
     }
 
@@ -401,6 +428,7 @@ impl Net {
                     pending: Vec::new(),
                     out: Vec::new(),
                     dec: Decoder::default(),
+                    offered: self.deflate,
                 }));
                 self.in_flight += 1;
             }
@@ -756,7 +784,7 @@ fn drive<H: Handler>(
                     Some(r) => (r.host_header.as_str(), r.path.as_str()),
                     None => (host_header, path),
                 };
-                handshake::write_request(&mut conn.out, host_header, path, &key);
+                handshake::write_request(&mut conn.out, host_header, path, &key, conn.offered);
                 conn.phase = Phase::Handshaking;
             }
             Ok(false) => return Outcome::Alive,
@@ -788,6 +816,7 @@ fn drive<H: Handler>(
                     break;
                 }
                 Ok(n) => {
+                    wire::read(n);
                     filled += n;
                     let now_us = t0.elapsed().as_micros() as u64;
                     let p = match conn.process(id, &scratch[..filled], rng, ready_on, h, now_us) {
