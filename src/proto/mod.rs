@@ -8,5 +8,6 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod message;
+pub mod negotiate;
 pub mod resp;
 pub mod status;
