@@ -16,6 +16,7 @@ const FLUSH_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const INFLATE_STEP: usize = 16 * 1024;
 
 /// Compresses whole messages, one at a time, each on its own.
+#[derive(Debug)]
 pub struct Deflater {
     state: Compress,
 }
@@ -69,6 +70,7 @@ pub enum InflateError {
 }
 
 /// Inflates whole messages, one at a time, each on its own.
+#[derive(Debug)]
 pub struct Inflater {
     state: Decompress,
 }

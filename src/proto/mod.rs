@@ -8,6 +8,7 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod message;
+pub mod negotiate;
 pub mod resp;
 pub mod shared_frame;
 pub mod status;

@@ -569,7 +569,7 @@ pub fn joined(settings: Settings, n: u64, room: usize) -> (Conns, Sockets, Vec<C
             endpoint: Endpoint::Notify,
             seq,
         };
-        conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
+        conns.drive(key, 0, |c, now, s| c.upgrade("x", None, client, now, s));
         sockets.open(key, usize::MAX);
         conns.flush(key, 0, &mut sockets);
         sockets.take(key);
