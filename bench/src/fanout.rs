@@ -62,11 +62,52 @@ pub fn message_text(out: &mut Vec<u8>, seq: u32, stamp: Option<u64>, size: usize
 /// Field names and values of a typical notification: what `--text words`
 /// draws from, so a message compresses as such JSON does, not as padding.
 const WORDS: &[&str] = &[
-    "order", "status", "shipped", "delivered", "pending", "user", "account", "amount",
-    "currency", "EUR", "USD", "items", "sku", "qty", "price", "name", "email", "city",
-    "Berlin", "Lisbon", "Osaka", "Toronto", "created_at", "updated_at", "priority", "high",
-    "low", "channel", "mobile", "web", "title", "body", "your", "package", "is", "on", "its",
-    "way", "invoice", "paid", "refund", "requested", "comment", "reply", "mention", "team",
+    "order",
+    "status",
+    "shipped",
+    "delivered",
+    "pending",
+    "user",
+    "account",
+    "amount",
+    "currency",
+    "EUR",
+    "USD",
+    "items",
+    "sku",
+    "qty",
+    "price",
+    "name",
+    "email",
+    "city",
+    "Berlin",
+    "Lisbon",
+    "Osaka",
+    "Toronto",
+    "created_at",
+    "updated_at",
+    "priority",
+    "high",
+    "low",
+    "channel",
+    "mobile",
+    "web",
+    "title",
+    "body",
+    "your",
+    "package",
+    "is",
+    "on",
+    "its",
+    "way",
+    "invoice",
+    "paid",
+    "refund",
+    "requested",
+    "comment",
+    "reply",
+    "mention",
+    "team",
 ];
 
 /// Like `message_text`, but filled with words and numbers (`key=value`
@@ -457,7 +498,9 @@ mod tests {
             message_words(&mut out, seq, size);
             assert_eq!(out.len(), size);
             assert_eq!(find_seq(&out), Some(Some(seq)));
-            assert!(out.iter().all(|b| b.is_ascii() && *b != b'"' && *b != b'\\'));
+            assert!(out
+                .iter()
+                .all(|b| b.is_ascii() && *b != b'"' && *b != b'\\'));
         }
     }
 

@@ -139,7 +139,9 @@ pub fn check_response_offered(
             }
             // Each message is inflated alone: no window kept per connection.
             if !fresh {
-                return Err(format!("permessage-deflate without server_no_context_takeover: {value:?}"));
+                return Err(format!(
+                    "permessage-deflate without server_no_context_takeover: {value:?}"
+                ));
             }
             deflate = true;
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions")
@@ -183,7 +185,9 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, "h", "/ws", "abc", true);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"));
+        assert!(text.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -193,8 +197,14 @@ mod tests {
             "Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
             std::str::from_utf8(&accept).unwrap()
         ));
-        assert_eq!(check_response_offered(ok.as_bytes(), &accept, true), Ok(Some((ok.len(), true))));
-        assert!(check_response(ok.as_bytes(), &accept).is_err(), "not offered");
+        assert_eq!(
+            check_response_offered(ok.as_bytes(), &accept, true),
+            Ok(Some((ok.len(), true)))
+        );
+        assert!(
+            check_response(ok.as_bytes(), &accept).is_err(),
+            "not offered"
+        );
         let keeps = answer(&format!(
             "Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
             std::str::from_utf8(&accept).unwrap()

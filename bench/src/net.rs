@@ -19,8 +19,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::args::Sources;
 use crate::frame::{self, Decoder, Msg, Rng, Step};
-use crate::wire;
 use crate::handshake;
+use crate::wire;
 
 const SCRATCH: usize = 256 * 1024;
 /// Room kept free in the scratch buffer for one read.

@@ -22,6 +22,7 @@ use crate::ids::ConnKey;
 use crate::node::conns::Conns;
 use crate::node::redis::Side;
 use crate::node::{Input, MayRead, Node, Now, Output, Process, Transmit};
+use crate::proto::deflate::Inflater;
 use crate::proto::frame::masked;
 use crate::rand::Rng;
 
@@ -491,8 +492,13 @@ impl Harness {
     /// A WebSocket client of `path` on `node`, upgraded and welcomed (on
     /// `/ws`); returns it and its welcome.
     pub fn ws(&mut self, node: usize, path: &str) -> (Peer, Value) {
+        self.ws_with(node, &upgrade(path), path)
+    }
+
+    /// `ws` with the upgrade request `request` (of `path`).
+    pub fn ws_with(&mut self, node: usize, request: &str, path: &str) -> (Peer, Value) {
         let peer = self.accept(node);
-        self.send(peer, upgrade(path).as_bytes());
+        self.send(peer, request.as_bytes());
         self.run();
         let response = self.response(peer).expect("an answer to the upgrade");
         assert_eq!(response.status, 101, "{response:?}");
@@ -502,7 +508,7 @@ impl Harness {
         let outbox = &mut self.socket(peer).outbox;
         let (frame, used) = Frame::parse(outbox).expect("a welcome");
         outbox.drain(..used);
-        let welcome: Value = serde_json::from_slice(&frame.payload).expect("JSON");
+        let welcome: Value = serde_json::from_slice(&frame.text()).expect("JSON");
         assert_eq!(welcome["type"], "welcome");
         (peer, welcome)
     }
@@ -510,6 +516,16 @@ impl Harness {
     /// A `/ws` client of `node`.
     pub fn client(&mut self, node: usize) -> Peer {
         self.ws(node, "/ws").0
+    }
+
+    /// A `/ws` client of `node` (with `query`, "" or "?since=..") that
+    /// negotiated permessage-deflate, as a browser offers it.
+    pub fn deflate_client(&mut self, node: usize, query: &str) -> (Peer, Value) {
+        let path = format!("/ws{query}");
+        let request = upgrade_deflate(&path);
+        let (peer, welcome) = self.ws_with(node, &request, &path);
+        assert!(self.nodes[node].conns.get(peer.key).unwrap().deflate());
+        (peer, welcome)
     }
 
     /// Every whole frame the client has received, taken.
@@ -531,7 +547,7 @@ impl Harness {
         self.frames(peer)
             .into_iter()
             .filter(|f| f.opcode == 1)
-            .map(|f| serde_json::from_slice(&f.payload).expect("JSON text"))
+            .map(|f| serde_json::from_slice(&f.text()).expect("JSON text"))
             .collect()
     }
 
@@ -588,10 +604,20 @@ pub fn upgrade(path: &str) -> String {
     )
 }
 
+/// `upgrade` offering permessage-deflate as a browser does.
+pub fn upgrade_deflate(path: &str) -> String {
+    upgrade(path).replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    )
+}
+
 /// A server frame as the client reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// Compressed with permessage-deflate.
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -614,10 +640,21 @@ impl Frame {
         let payload = bytes.get(at..at + len)?.to_vec();
         let frame = Frame {
             fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
             opcode: first & 0x0F,
             payload,
         };
         Some((frame, at + len))
+    }
+
+    /// The message it carries, inflated if it came compressed.
+    pub fn text(&self) -> Vec<u8> {
+        match self.rsv1 {
+            true => Inflater::default()
+                .inflate(&self.payload, 1 << 24)
+                .expect("a whole compressed message"),
+            false => self.payload.clone(),
+        }
     }
 
     /// The code of a Close frame.

@@ -3,6 +3,7 @@
 
 mod channels;
 mod clients;
+mod deflate;
 mod drain;
 mod handover;
 pub mod harness;
