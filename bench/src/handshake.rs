@@ -65,6 +65,7 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// Checks the server's answer at the start of `buf`: `Ok(None)` while the
 /// head is incomplete, `Ok(Some(head_len))` for a valid 101 (frames may
 /// follow the head in the same buffer), `Err` for anything else.
+#[cfg(test)]
 pub fn check_response(buf: &[u8], accept: &[u8; 28]) -> Result<Option<usize>, String> {
     Ok(check_response_offered(buf, accept, false)?.map(|(head, _)| head))
 }

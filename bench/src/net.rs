@@ -182,7 +182,7 @@ impl Conn {
                     consumed,
                     msg: Msg::Deflated(payload),
                 } => {
-                    inflated = wire::inflate(payload)?;
+                    inflated = wire::inflate_seen(payload)?;
                     Step::Msg {
                         consumed,
                         msg: Msg::Text(&inflated),
