@@ -4,7 +4,9 @@
 # runs the client module's unit tests (tests/browser/client_module.test.mjs,
 # node only), tests/browser/web_client.test.mjs and
 # tests/browser/resume.test.mjs (a drain and a hand-over behind a real
-# redis-server, then without it). Needs node >= 20, Chromium
+# redis-server, then without it) and tests/browser/compression.test.mjs
+# (the browser negotiates permessage-deflate and reads compressed
+# broadcasts back intact). Needs node >= 20, Chromium
 # (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome) and
 # redis-server (apt-get install redis-server).
 # WSNOTIFY_BIN and TEST_TIMEOUT_MS are passed through to the test.
@@ -22,3 +24,4 @@ fi
 node --test tests/browser/client_module.test.mjs
 node tests/browser/web_client.test.mjs "$@"
 node tests/browser/resume.test.mjs "$@"
+node tests/browser/compression.test.mjs "$@"

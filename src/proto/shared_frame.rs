@@ -122,4 +122,45 @@ mod tests {
         let long = "x".repeat(1000);
         assert!(!SharedFrame::text(&long, None).is_compressed());
     }
+
+    /// What compressing costs and saves by size, for the threshold and the
+    /// choice for messages to one client (BENCHMARKS.md): run with
+    /// `cargo test --release --lib compress_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn compress_cost_by_size() {
+        let words = "order=48213 status=shipped city=Lisbon amount=129.95 currency=EUR user=ann ";
+        let mut deflater = Deflater::default();
+        for size in [32, 64, 96, 128, 160, 256, 300, 512, 1000, 3000] {
+            let head = r#"{"type":"notification","time":"2026-12-06T23:40:00.123Z","message":""#;
+            let mut json = head.to_owned();
+            let mut i = 0u64;
+            while json.len() < size.max(head.len() + 2) - 2 {
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let word = &words[(i >> 60) as usize * 4..][..5];
+                json.push_str(word);
+                json.push_str(&((i >> 40) % 1000).to_string());
+            }
+            json.truncate(size.max(head.len() + 2) - 2);
+            json.push_str(r#""}"#);
+            let rounds = 20_000;
+            let start = std::time::Instant::now();
+            let mut out = 0;
+            for _ in 0..rounds {
+                out = deflater
+                    .compress(std::hint::black_box(json.as_bytes()))
+                    .len();
+            }
+            let each = start.elapsed() / rounds;
+            println!(
+                "{:5} bytes -> {:5} ({:.2}x) in {:?}",
+                json.len(),
+                out,
+                json.len() as f64 / out as f64,
+                each
+            );
+        }
+    }
 }
