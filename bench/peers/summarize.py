@@ -155,6 +155,8 @@ def summarize(path):
             invalid[id(run)] = reason
 
     for title, test, path_, unit, better in FIGURES:
+        if not any(r.get("cmp_test") == test for r in runs):
+            continue  # a test this sitting did not run (see compare.sh --tests)
         out.append(f"## {title} ({unit}, {better} is better)")
         out.append("")
         out.append("| server | valid runs | median | range (min–max) | wsnotify/server (medians) |")
