@@ -102,9 +102,14 @@ impl Fanout {
         metrics::add(gauge, 1);
     }
 
-    /// The last pass counted `counted` clients that negotiated: the
-    /// worker's share of `gauge` moves to it.
-    pub fn deflate_counted(&mut self, counted: u64, gauge: &AtomicU64) {
+    /// The last pass counted its recipients that negotiated (when the
+    /// worker had any, or compressed frames to write): the worker's share
+    /// of `gauge` moves to that count.
+    pub fn deflate_counted(&mut self, pass: Pass, gauge: &AtomicU64) {
+        if self.deflate == 0 && pass.deflate == 0 {
+            return;
+        }
+        let counted = pass.deflate;
         match counted.cmp(&self.deflate) {
             Ordering::Greater => metrics::add(gauge, counted - self.deflate),
             Ordering::Less => metrics::sub(gauge, self.deflate - counted),
@@ -203,17 +208,21 @@ impl Fanout {
         };
         taken.clear();
         self.batch = taken;
-        let batches = [Batch::new(&plain), Batch::new(&deflated)];
+        let (plain_batch, deflated_batch) = (Batch::new(&plain), Batch::new(&deflated));
         let mut primed: Vec<(ConnKey, usize)> = self.primed.drain().collect();
         primed.sort_unstable();
         let mut primed = primed.into_iter().peekable();
-        let shared = [batches[0].slices(0), batches[1].slices(0)];
+        let (plain_shared, plain_count) = plain_batch.slices(0);
+        let (deflated_shared, deflated_count) = deflated_batch.slices(0);
+        // A worker with no client that negotiated looks at no connection's
+        // flag: its clients that negotiate are counted as they join.
+        let look = self.deflate > 0 || !deflated.is_empty();
         let mut own: Vec<Arc<[u8]>> = Vec::new();
         let (apart, failed) = (&self.apart, &mut self.failed);
         let mut pass = Pass::default();
         conns.for_each_recipient(|key, conn| {
             pass.recipients += 1;
-            let deflate = conn.deflate();
+            let deflate = look && conn.deflate();
             pass.deflate += u64::from(deflate);
             // Keys come in ascending order, and so do the primed ones.
             let mut from = 0;
@@ -229,12 +238,15 @@ impl Fanout {
             if !apart.is_empty() && apart.contains(&key) {
                 from = plain.len();
             }
-            let variant = usize::from(deflate && !deflated.is_empty());
-            let (batch, (shared, count)) = (&batches[variant], &shared[variant]);
+            let compressed = deflate && !deflated.is_empty();
+            let (batch, shared, count) = match compressed {
+                false => (&plain_batch, &plain_shared, plain_count),
+                true => (&deflated_batch, &deflated_shared, deflated_count),
+            };
             let written = match notices.as_mut() {
                 None if from == batch.len() => return,
                 None if from == 0 => conn.send_shared(batch, 0, || {
-                    would_block_is_nothing(io.send(key, &shared[..*count]))
+                    would_block_is_nothing(io.send(key, &shared[..count]))
                 }),
                 None => {
                     let (slices, n) = batch.slices(from);
@@ -245,7 +257,7 @@ impl Fanout {
                 Some((notices, rng)) => {
                     // Each client's own frames: the batch and its notice.
                     own.clear();
-                    own.extend_from_slice([&plain, &deflated][variant]);
+                    own.extend_from_slice(if compressed { &deflated } else { &plain });
                     own.push(notices.draw(rng));
                     let mine = Batch::new(&own[from..]);
                     let (slices, n) = mine.slices(0);

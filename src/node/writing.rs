@@ -66,8 +66,7 @@ impl Node {
         }
         metrics::add(&stats.bytes_sent, pass.sent as u64);
         if pass.recipients > 0 || self.hub.is_empty() {
-            self.fanout
-                .deflate_counted(pass.deflate, &stats.deflate_clients);
+            self.fanout.deflate_counted(pass, &stats.deflate_clients);
         }
         for key in self.fanout.take_failed() {
             self.remove(key, &"write error");

@@ -147,3 +147,19 @@ fn a_channel_message_is_compressed_once_for_its_subscribers() {
     assert!(!got[0].0);
     assert_eq!(got[0].1["message"], long_message(7));
 }
+
+#[test]
+fn the_count_of_clients_that_negotiated_follows_them_out() {
+    let mut h = Harness::new(config());
+    let gauge = |h: &Harness| metrics::get(&h.process.stats.deflate_clients);
+    let (zipped, _) = h.deflate_client(0, "");
+    let plain = h.client(0);
+    assert_eq!(gauge(&h), 1, "counted as it joined");
+    h.fin(zipped);
+    h.run();
+    broadcast(&mut h, 0, &long_message(1));
+    assert_eq!(gauge(&h), 0, "the pass after it left no longer counts it");
+    broadcast(&mut h, 0, &long_message(2));
+    assert_eq!(compressed(&h), 1, "nothing compressed once it is gone");
+    assert_eq!(received(&mut h, plain).len(), 2);
+}
