@@ -6,9 +6,10 @@
 //
 // Checks `ws.extensions` in the page, the server's own count of clients
 // that negotiated (`wsnotify_deflate_clients` on /metrics) and of
-// compressions (`wsnotify_messages_compressed_total`: one per broadcast),
-// and that a long notification, a short one (sent plain) and a channel's
-// message arrive intact. Environment as web_client.test.mjs.
+// compressions (`wsnotify_messages_compressed_total`: one per message,
+// however many clients negotiated: the page's own client and this socket),
+// and that a long notification, a short one and a channel's message
+// arrive intact. Environment as web_client.test.mjs.
 
 import { randomBytes } from 'node:crypto';
 import { STEP_MS, assert, launchBrowser, log, publish, runTest, startServer, waitFor } from './support.mjs';
@@ -68,9 +69,11 @@ async function main() {
   assert(got[0].message === long, 'the long broadcast arrived changed');
   assert(got[1].message === short, 'the short broadcast arrived changed');
   assert(got[2].message === onChannel && got[2].channel === 'news', 'the channel message arrived changed');
+  const clients = await metric(base, 'wsnotify_deflate_clients');
+  assert(clients === 2, `${clients} clients negotiated, not 2 (the page's and this socket)`);
   const compressed = (await metric(base, 'wsnotify_messages_compressed_total')) - before;
-  assert(compressed === 2, `the server compressed ${compressed} messages, not 2 (the long ones, once each)`);
-  log('a long broadcast and a channel message came compressed, once each, and read back intact; the short one plain');
+  assert(compressed === 3, `the server compressed ${compressed} times for 3 messages, not once each`);
+  log('3 notifications compressed once each for 2 clients that negotiated, and read back intact');
   await context.close();
 }
 
