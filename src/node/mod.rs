@@ -331,7 +331,8 @@ impl Node {
     fn token_expiry(&self) -> Option<Instant> {
         let exp_ms = self.users.next_expiry()?.saturating_mul(1000);
         let wait = exp_ms.saturating_sub(self.clock.wall_ms());
-        Some(self.clock.at() + Duration::from_millis(wait))
+        // An `exp` past what an instant can hold is never.
+        self.clock.at().checked_add(Duration::from_millis(wait))
     }
 
     /// The phase a connection is in, if it is open.
