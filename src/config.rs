@@ -1052,7 +1052,10 @@ mod tests {
         let config = ok(&["--token-secret", long]);
         assert!(!format!("{config:?}").contains(long), "no dump shows it");
         assert!(!help_text().contains(long));
-        let strict = run(&["--token-secret", long], &[("WSNOTIFY_REQUIRE_TOKEN", "yes")]);
+        let strict = run(
+            &["--token-secret", long],
+            &[("WSNOTIFY_REQUIRE_TOKEN", "yes")],
+        );
         assert!(strict.unwrap().require_token);
         assert!(!var("WSNOTIFY_REQUIRE_TOKEN", "0").unwrap().require_token);
         assert_eq!(
