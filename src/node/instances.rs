@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::mailbox::Mail;
 use super::peer::wire::Message;
-use super::redis::{script, Event, LinkInput, Side};
+use super::redis::{script, Event, LinkInput, Released, Side};
 use super::transmit::Transmit;
 use super::{Node, Output};
 use crate::app::envelope::{self, Recipient, Tag};
@@ -69,12 +69,16 @@ impl Node {
             worker = self.id
         );
         metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
-        for (seq, json) in released {
+        for Released { seq, channel, json } in released {
             let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
             let tag = Some(Tag {
                 worker: self.id,
                 seq,
             });
+            if channel.is_some() {
+                // No channel message is published before channels exist.
+                continue;
+            }
             for worker in 0..self.process.config.workers {
                 let frame = Arc::clone(&frame);
                 self.post(worker, Mail::Unsequenced { frame, tag });
@@ -120,6 +124,10 @@ impl Node {
                 }
                 Event::Message(bytes) => self.on_channel_message(&bytes),
                 Event::Position { epoch, offset } => self.process.stream().sync(&epoch, offset),
+                // No worker follows a channel before channels exist.
+                Event::ChannelMessage { .. }
+                | Event::Following(_)
+                | Event::ChannelPosition { .. } => {}
             }
         }
     }

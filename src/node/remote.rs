@@ -11,6 +11,17 @@ use crate::rand::Rng;
 /// what it sent to Redis (a poll's timeout is counted in milliseconds).
 const NEXT_TURN: Duration = Duration::from_millis(1);
 
+/// The channels one worker's subscription may follow: as many as its
+/// clients can join (each its own `user:` channel besides the others).
+fn max_channels(config: &Config) -> usize {
+    config
+        .max_connections
+        .saturating_mul(CHANNELS_PER_CLIENT + 1)
+}
+
+/// `--max-channels-per-client`'s default.
+const CHANNELS_PER_CLIENT: usize = 100;
+
 #[derive(Debug)]
 pub struct Remote {
     pub link: RedisLink,
@@ -20,8 +31,9 @@ impl Remote {
     pub fn new(url: RedisUrl, config: &Config, rng: Rng, now: Instant) -> Remote {
         // The process-wide cap, shared evenly by the workers' links.
         let max_queue = (config.redis_max_queue_bytes / config.workers).max(1);
+        let channel = config.redis_channel.clone();
         Remote {
-            link: RedisLink::new(url, config.redis_channel.clone(), max_queue, rng, now),
+            link: RedisLink::new(url, channel, max_queue, max_channels(config), rng, now),
         }
     }
 
