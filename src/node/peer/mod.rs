@@ -105,6 +105,7 @@ impl StateReader {
                         last,
                         first_since,
                         entries: Vec::with_capacity(entries.min(1 << 16) as usize),
+                        channels: Default::default(),
                     };
                     self.partial = Some((state, entries));
                 }
