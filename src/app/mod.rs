@@ -6,6 +6,8 @@
 pub mod bad_request;
 pub mod channel_following;
 pub mod channel_history;
+pub mod channel_name;
+pub mod channel_protocol;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;
