@@ -71,16 +71,17 @@ impl Node {
         metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
         for Released { seq, channel, json } in released {
             let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
-            let tag = Some(Tag {
+            let tag = Tag {
                 worker: self.id,
                 seq,
-            });
-            if channel.is_some() {
-                // No channel message is published before channels exist.
+            };
+            if let Some(channel) = channel {
+                self.release_channel(channel, frame, tag);
                 continue;
             }
             for worker in 0..self.process.config.workers {
                 let frame = Arc::clone(&frame);
+                let tag = Some(tag);
                 self.post(worker, Mail::Unsequenced { frame, tag });
             }
         }
@@ -124,10 +125,15 @@ impl Node {
                 }
                 Event::Message(bytes) => self.on_channel_message(&bytes),
                 Event::Position { epoch, offset } => self.process.stream().sync(&epoch, offset),
-                // No worker follows a channel before channels exist.
-                Event::ChannelMessage { .. }
-                | Event::Following(_)
-                | Event::ChannelPosition { .. } => {}
+                Event::ChannelMessage { channel, payload } => {
+                    self.on_channel_topic(channel, &payload)
+                }
+                Event::Following(following) => self.on_following(following),
+                Event::ChannelPosition {
+                    channel,
+                    epoch,
+                    offset,
+                } => self.on_channel_position(&channel, &epoch, offset),
             }
         }
     }
@@ -141,6 +147,13 @@ impl Node {
                 if remote.link.send_hole(generation, &self.process.instance) {
                     metrics::add(&self.process.stats.redis_holes, 1);
                 }
+            }
+            if remote.link.channel_holes_due() {
+                let generation = self.process.stream().generation();
+                let sent = remote
+                    .link
+                    .send_channel_holes(generation, &self.process.instance);
+                metrics::add(&self.process.stats.redis_holes, sent as u64);
             }
         }
         for side in Side::BOTH {
@@ -204,7 +217,7 @@ impl Node {
         queued
     }
 
-    fn count_published(&mut self, queued: bool) {
+    pub(super) fn count_published(&mut self, queued: bool) {
         let stats = &self.process.stats;
         metrics::add(
             if queued {

@@ -19,6 +19,7 @@
 //! own steps between them.
 
 mod channel_delivery;
+mod channel_instances;
 mod channels;
 mod clients;
 mod clock;

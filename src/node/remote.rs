@@ -16,11 +16,8 @@ const NEXT_TURN: Duration = Duration::from_millis(1);
 fn max_channels(config: &Config) -> usize {
     config
         .max_connections
-        .saturating_mul(CHANNELS_PER_CLIENT + 1)
+        .saturating_mul(config.max_channels_per_client.saturating_add(1))
 }
-
-/// `--max-channels-per-client`'s default.
-const CHANNELS_PER_CLIENT: usize = 100;
 
 #[derive(Debug)]
 pub struct Remote {

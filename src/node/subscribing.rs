@@ -44,7 +44,12 @@ impl Node {
             None => {
                 let last = history.channel_last(&channel);
                 history.channel_joined(&channel);
-                self.channels.join(key, &channel, last)
+                let first_here = self.channels.id(&channel).is_none();
+                let id = self.channels.join(key, &channel, last);
+                if first_here {
+                    self.follow_channel(&channel);
+                }
+                id
             }
         };
         let outcome = resume.map(|r| history.channel_resume(&channel, r.since, &r.epoch));
@@ -107,6 +112,9 @@ impl Node {
             }
             self.channels.leave(key, id);
             self.process.stream().channel_left(&channel);
+            if self.channels.id(&channel).is_none() {
+                self.unfollow_channel(&channel);
+            }
         }
         let answer = channel_protocol::unsubscribed(&channel, self.clock.wall_ms());
         self.send_json(key, &answer);
@@ -125,11 +133,22 @@ impl Node {
     pub(super) fn leave_channels(&mut self, key: ConnKey) {
         let process = &self.process;
         let mut history = None;
+        let mut left = Vec::new();
+        let across = self.remote.is_some();
         self.channels.leave_all(key, |name| {
             history
                 .get_or_insert_with(|| process.stream())
                 .channel_left(name);
+            if across {
+                left.push(Box::<str>::from(name));
+            }
         });
+        drop(history);
+        for name in left {
+            if self.channels.id(&name).is_none() {
+                self.unfollow_channel(&name);
+            }
+        }
     }
 
     /// Whether client `key` may join the `private:` channel `channel`:
