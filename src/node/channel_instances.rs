@@ -7,11 +7,15 @@
 
 use std::sync::Arc;
 
+use super::awaiting_follow::Waiting;
+use super::channels::ChannelId;
 use super::mailbox::Mail;
-use super::redis::{script, Following};
+use super::redis::{script, Following, Side, STALLED_AFTER};
 use super::Node;
 use crate::app::envelope::{self, Tag};
 use crate::app::protocol;
+use crate::app::routes::ResumeFrom;
+use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics;
 use crate::proto::frame::{encode_frame, Opcode};
@@ -35,10 +39,75 @@ impl Node {
         }
     }
 
-    /// This worker's last subscriber of `channel` left.
-    pub(super) fn unfollow_channel(&mut self, channel: &str) {
+    /// Client `key` left `channel`: no answer held for it is sent, and
+    /// if it was this worker's last subscriber of the channel, the
+    /// subscription stops following it.
+    pub(super) fn left_channel(&mut self, key: ConnKey, channel: &str) {
+        let last = self.channels.id(channel).is_none();
         if let Some(remote) = &mut self.remote {
-            remote.link.unsubscribe_channel(channel);
+            remote.awaiting.forget(key, channel);
+            if last {
+                remote.link.unsubscribe_channel(channel);
+            }
+        }
+    }
+
+    /// With Redis, holds client `key`'s answer for channel `id` while this
+    /// worker's subscription does not follow it yet (see
+    /// `awaiting_follow.rs`); live messages of the channel skip the client
+    /// meanwhile. Returns whether it is held. Not while Redis is out of
+    /// reach: nothing would come, the answer goes at once.
+    pub(super) fn hold_subscribe_answer(
+        &mut self,
+        key: ConnKey,
+        id: ChannelId,
+        resume: &Option<ResumeFrom>,
+    ) -> bool {
+        let Some(remote) = &mut self.remote else {
+            return false;
+        };
+        let Some(channel) = self.channels.name(id) else {
+            return false;
+        };
+        let followed = remote.link.follows(channel) && !remote.awaiting.is_waiting(channel);
+        if followed || !Side::BOTH.iter().all(|side| remote.link.is_ready(*side)) {
+            return false;
+        }
+        let deadline = self.clock.at() + STALLED_AFTER;
+        remote.awaiting.hold(channel, key, resume.clone(), deadline);
+        self.channels.set_replaying(key, id, true);
+        true
+    }
+
+    /// Sends the answers held for `channel`; `at`: where Redis said the
+    /// channel stood once this worker followed it (what was numbered up to
+    /// it is not for these subscribers), if it said.
+    pub(super) fn answer_held(&mut self, channel: &str, at: Option<u64>) {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        let waiting = remote.awaiting.take(channel);
+        let Some(id) = self.channels.id(channel).filter(|_| !waiting.is_empty()) else {
+            return;
+        };
+        if let Some(at) = at {
+            self.channels.skip_to(id, at);
+        }
+        for Waiting { key, resume } in waiting {
+            self.channels.set_replaying(key, id, false);
+            self.answer_subscribe(key, id, channel, resume);
+        }
+    }
+
+    /// The answers held longer than `STALLED_AFTER`: Redis did not confirm
+    /// in time; they go now, with what the history says.
+    pub(super) fn answer_overdue(&mut self) {
+        let now = self.clock.at();
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        for channel in remote.awaiting.overdue(now) {
+            self.answer_held(&channel, None);
         }
     }
 
@@ -139,15 +208,20 @@ impl Node {
             Following::Started(channel) => {
                 metrics::add(&stats.redis_channel_subscriptions, 1);
                 self.process.stream().channel_follow_started(&channel);
-                // From where: a resume of it can then be recovered here
-                // before its next message arrives.
-                if let Some(remote) = &mut self.remote {
-                    remote.link.ask_channel_position(&channel);
+                // From where: the answers held are sent then, and a resume
+                // of it can be recovered here before its next message.
+                let asked = self
+                    .remote
+                    .as_mut()
+                    .is_some_and(|remote| remote.link.ask_channel_position(&channel));
+                if !asked {
+                    self.answer_held(&channel, None);
                 }
             }
             Following::Stopped(channel) => {
                 metrics::sub(&stats.redis_channel_subscriptions, 1);
                 self.process.stream().channel_follow_stopped(&channel);
+                self.answer_held(&channel, None);
             }
         }
     }
@@ -155,9 +229,12 @@ impl Node {
     /// Where `channel` stood when Redis was asked after this worker's
     /// subscription of it was confirmed.
     pub(super) fn on_channel_position(&mut self, channel: &str, epoch: &str, offset: u64) {
-        self.process
-            .stream()
-            .channel_follow_from(channel, epoch, offset);
+        let same_epoch = {
+            let mut stream = self.process.stream();
+            stream.channel_follow_from(channel, epoch, offset);
+            stream.epoch() == epoch
+        };
+        self.answer_held(channel, same_epoch.then_some(offset));
     }
 
     /// A message of `channel` from this worker's subscription: numbered by

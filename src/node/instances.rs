@@ -29,8 +29,9 @@ impl Node {
         }
     }
 
-    /// A reconnect or a connect timeout that is due, or broadcasts that
-    /// have waited too long for Redis to number them.
+    /// A reconnect or a connect timeout that is due, broadcasts that have
+    /// waited too long for Redis to number them, or `subscribe` answers
+    /// that waited too long for Redis to confirm their channel.
     pub(super) fn redis_timers(&mut self) {
         let now = self.clock.at();
         if let Some(remote) = &mut self.remote {
@@ -46,6 +47,7 @@ impl Node {
         {
             self.release_waiting();
         }
+        self.answer_overdue();
     }
 
     /// Delivers this worker's broadcasts that wait for Redis's numbering

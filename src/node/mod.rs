@@ -18,6 +18,7 @@
 //! `channel_delivery`, `writing`, `lifecycle`, `instances`) are the node's
 //! own steps between them.
 
+mod awaiting_follow;
 mod channel_delivery;
 mod channel_instances;
 mod channels;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::awaiting_follow::AwaitingFollow;
 use super::redis::RedisLink;
 use crate::config::{Config, RedisUrl};
 use crate::rand::Rng;
@@ -22,6 +23,8 @@ fn max_channels(config: &Config) -> usize {
 #[derive(Debug)]
 pub struct Remote {
     pub link: RedisLink,
+    /// `subscribe` answers held until the link follows their channel.
+    pub awaiting: AwaitingFollow,
 }
 
 impl Remote {
@@ -31,6 +34,7 @@ impl Remote {
         let channel = config.redis_channel.clone();
         Remote {
             link: RedisLink::new(url, channel, max_queue, max_channels(config), rng, now),
+            awaiting: AwaitingFollow::default(),
         }
     }
 
@@ -40,7 +44,12 @@ impl Remote {
     /// `RedisLink::wants_next_turn`).
     pub fn next_deadline(&self, turn: Instant) -> Option<Instant> {
         let next_turn = self.link.wants_next_turn().then(|| turn + NEXT_TURN);
-        self.link.next_deadline().into_iter().chain(next_turn).min()
+        self.link
+            .next_deadline()
+            .into_iter()
+            .chain(next_turn)
+            .chain(self.awaiting.next_deadline())
+            .min()
     }
 
     /// Whether Redis numbers broadcasts now (see `RedisLink::sequencing`).

@@ -37,13 +37,14 @@ impl Node {
         if joined.is_none() && self.channels.counted(key) >= limit {
             return self.refuse_channel(key, channel, ChannelRefusal::TooMany(limit));
         }
-        let process = Arc::clone(&self.process);
-        let mut history = process.stream();
         let id = match joined {
             Some(id) => id,
             None => {
-                let last = history.channel_last(&channel);
-                history.channel_joined(&channel);
+                let last = {
+                    let mut history = self.process.stream();
+                    history.channel_joined(&channel);
+                    history.channel_last(&channel)
+                };
                 let first_here = self.channels.id(&channel).is_none();
                 let id = self.channels.join(key, &channel, last);
                 if first_here {
@@ -52,7 +53,24 @@ impl Node {
                 id
             }
         };
-        let outcome = resume.map(|r| history.channel_resume(&channel, r.since, &r.epoch));
+        if self.hold_subscribe_answer(key, id, &resume) {
+            return;
+        }
+        self.answer_subscribe(key, id, &channel, resume);
+    }
+
+    /// The `subscribed` answer to client `key`, which joined channel `id`,
+    /// and the replay its resume asks for.
+    pub(super) fn answer_subscribe(
+        &mut self,
+        key: ConnKey,
+        id: ChannelId,
+        channel: &str,
+        resume: Option<ResumeFrom>,
+    ) {
+        let process = Arc::clone(&self.process);
+        let history = process.stream();
+        let outcome = resume.map(|r| history.channel_resume(channel, r.since, &r.epoch));
         let epoch = history.epoch().to_owned();
         drop(history);
         let delivered = self.channels.delivered(id);
@@ -73,7 +91,7 @@ impl Node {
             Some(failed) => (delivered, Some(Resumed::Failed(failed.label())), None),
         };
         let now = self.clock.wall_ms();
-        let answer = channel_protocol::subscribed(&channel, &epoch, offset, resumed, now);
+        let answer = channel_protocol::subscribed(channel, &epoch, offset, resumed, now);
         self.send_json(key, &answer);
         if let Some(next) = replay_from {
             self.replay_channel(key, id, next);
@@ -112,9 +130,7 @@ impl Node {
             }
             self.channels.leave(key, id);
             self.process.stream().channel_left(&channel);
-            if self.channels.id(&channel).is_none() {
-                self.unfollow_channel(&channel);
-            }
+            self.left_channel(key, &channel);
         }
         let answer = channel_protocol::unsubscribed(&channel, self.clock.wall_ms());
         self.send_json(key, &answer);
@@ -145,9 +161,7 @@ impl Node {
         });
         drop(history);
         for name in left {
-            if self.channels.id(&name).is_none() {
-                self.unfollow_channel(&name);
-            }
+            self.left_channel(key, &name);
         }
     }
 

@@ -18,10 +18,24 @@ fn subscribe_json(channel: &str) -> String {
     format!(r#"{{"type":"subscribe","channel":"{channel}"}}"#)
 }
 
-/// Subscribes `peer`; returns the `subscribed` answer.
+/// Subscribes `peer`; returns the `subscribed` answer, which must have
+/// come at once.
 fn subscribe(h: &mut Harness, peer: Peer, json: &str) -> Value {
     h.text(peer, json);
     h.run();
+    answer(h, peer)
+}
+
+/// Subscribes `peer` to a channel its worker does not follow yet: the
+/// answer waits.
+fn subscribe_held(h: &mut Harness, peer: Peer, json: &str) {
+    h.text(peer, json);
+    h.run();
+    assert!(h.json(peer).is_empty(), "held until the worker follows");
+}
+
+/// The `subscribed` answer `peer` got, and nothing else.
+fn answer(h: &mut Harness, peer: Peer) -> Value {
     let got = h.json(peer);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "subscribed", "{got:?}");
@@ -154,8 +168,8 @@ fn sent_for_numbering(h: &mut Harness, node: usize, channel: &str) -> String {
 fn a_worker_follows_a_channel_from_its_first_subscriber_to_its_last() {
     let mut h = connected_workers(EPOCH, 2);
     let (a, b, c) = (h.client(0), h.client(0), h.client(1));
-    subscribe(&mut h, a, &subscribe_json("news"));
-    subscribe(&mut h, b, &subscribe_json("news"));
+    subscribe_held(&mut h, a, &subscribe_json("news"));
+    subscribe_held(&mut h, b, &subscribe_json("news"));
     assert_eq!(
         subscription_commands(&mut h, 0),
         [("SUBSCRIBE".into(), vec!["wsnotify:ch:news".to_owned()])],
@@ -165,7 +179,7 @@ fn a_worker_follows_a_channel_from_its_first_subscriber_to_its_last() {
         subscription_commands(&mut h, 1).is_empty(),
         "worker 1 has none"
     );
-    subscribe(&mut h, c, &subscribe_json("news"));
+    subscribe_held(&mut h, c, &subscribe_json("news"));
     assert_eq!(subscription_commands(&mut h, 1).len(), 1);
     h.text(a, r#"{"type":"unsubscribe","channel":"news"}"#);
     h.run();
@@ -184,12 +198,13 @@ fn each_channel_is_numbered_by_redis_and_reaches_each_subscriber_once_in_order()
     let mut h = connected_workers(EPOCH, 2);
     let (a, b, outsider) = (h.client(0), h.client(1), h.client(0));
     for peer in [a, b] {
-        subscribe(&mut h, peer, &subscribe_json("room"));
-        subscribe(&mut h, peer, &subscribe_json("lobby"));
+        subscribe_held(&mut h, peer, &subscribe_json("room"));
+        subscribe_held(&mut h, peer, &subscribe_json("lobby"));
     }
-    for node in [0, 1] {
+    for (node, peer) in [(0, a), (1, b)] {
         follow(&mut h, node, "room", 0);
         follow(&mut h, node, "lobby", 0);
+        assert_eq!(h.types(peer), ["subscribed", "subscribed"]);
     }
     publish(&mut h, 0, "room", "mine");
     let mine = sent_for_numbering(&mut h, 0, "room");
@@ -247,9 +262,14 @@ fn a_resume_where_the_channel_was_not_followed_is_too_old_and_recovered_once_it_
     let resume = |since: u64| {
         format!(r#"{{"type":"subscribe","channel":"room","since":{since},"epoch":"{EPOCH}"}}"#)
     };
-    let answer = subscribe(&mut h, a, &resume(5));
-    assert_eq!(answer["reason"], "too_old", "not followed: {answer}");
+    subscribe_held(&mut h, a, &resume(5));
     follow(&mut h, 0, "room", 7);
+    let answered = answer(&mut h, a);
+    assert_eq!(
+        (&answered["reason"], &answered["offset"]),
+        (&"too_old".into(), &7.into()),
+        "5 to 7 were numbered before the worker followed: {answered}"
+    );
     let b = h.client(0);
     assert_eq!(subscribe(&mut h, b, &resume(6))["reason"], "too_old");
     let c = h.client(0);
@@ -279,10 +299,12 @@ fn a_stalled_redis_delivers_a_channel_message_once_without_an_offset_and_a_hole_
     let mut h = connected_workers(EPOCH, 2);
     let (a, b) = (h.client(0), h.client(1));
     let instance = h.process.instance.clone();
-    subscribe(&mut h, a, &subscribe_json("room"));
-    subscribe(&mut h, b, &subscribe_json("room"));
+    subscribe_held(&mut h, a, &subscribe_json("room"));
+    subscribe_held(&mut h, b, &subscribe_json("room"));
     follow(&mut h, 0, "room", 0);
     follow(&mut h, 1, "room", 0);
+    answer(&mut h, a);
+    answer(&mut h, b);
     publish(&mut h, 0, "room", "held");
     let held = sent_for_numbering(&mut h, 0, "room");
     h.advance(Duration::from_millis(1));
@@ -332,8 +354,9 @@ fn while_redis_is_away_a_channel_message_goes_to_local_subscribers_at_once() {
 fn an_unnumbered_message_of_another_instance_is_delivered_and_stops_recovery() {
     let mut h = connected_workers(EPOCH, 1);
     let a = h.client(0);
-    subscribe(&mut h, a, &subscribe_json("room"));
+    subscribe_held(&mut h, a, &subscribe_json("room"));
     follow(&mut h, 0, "room", 0);
+    answer(&mut h, a);
     numbered(&mut h, 0, "room", 1, &envelope("other:0:1", "room", "m1"));
     on_topic(&mut h, 0, "room", &envelope("other", "room", "plain"));
     assert_eq!(
@@ -347,4 +370,51 @@ fn an_unnumbered_message_of_another_instance_is_delivered_and_stops_recovery() {
         &format!(r#"{{"type":"subscribe","channel":"room","since":1,"epoch":"{EPOCH}"}}"#),
     );
     assert_eq!(answer["reason"], "too_old");
+}
+
+#[test]
+fn a_subscribe_answer_waits_for_the_worker_to_follow_its_channel_at_most_the_stall_limit() {
+    let mut h = connected_workers(EPOCH, 1);
+    let (a, b) = (h.client(0), h.client(0));
+    let resume = format!(r#"{{"type":"subscribe","channel":"room","since":3,"epoch":"{EPOCH}"}}"#);
+    subscribe_held(&mut h, a, &resume);
+    h.advance(STALLED_AFTER - Duration::from_millis(1));
+    assert!(h.json(a).is_empty(), "not before the limit");
+    h.advance(Duration::from_millis(1));
+    let answered = answer(&mut h, a);
+    assert_eq!(
+        answered["reason"], "too_old",
+        "Redis did not say: {answered}"
+    );
+    // Confirmed later: the worker follows, and says so to the next one.
+    follow(&mut h, 0, "room", 3);
+    assert!(h.json(a).is_empty(), "answered once");
+    let answered = subscribe(&mut h, b, &resume);
+    assert_eq!(
+        (&answered["recovered"], &answered["offset"]),
+        (&true.into(), &3.into()),
+        "{answered}"
+    );
+    numbered(&mut h, 0, "room", 3, &envelope("other:0:1", "room", "old"));
+    numbered(&mut h, 0, "room", 4, &envelope("other:0:2", "room", "new"));
+    assert_eq!(
+        of(&mut h, a, "room"),
+        [(Some(3), "old".to_owned()), (Some(4), "new".to_owned())],
+        "told it stood at 0: a jump, nothing lost in silence"
+    );
+    assert_eq!(of(&mut h, b, "room"), [(Some(4), "new".to_owned())]);
+}
+
+#[test]
+fn a_client_that_leaves_while_its_answer_waits_is_answered_nothing() {
+    let mut h = connected_workers(EPOCH, 1);
+    let (a, b) = (h.client(0), h.client(0));
+    subscribe_held(&mut h, a, &subscribe_json("room"));
+    subscribe_held(&mut h, b, &subscribe_json("room"));
+    h.text(a, r#"{"type":"unsubscribe","channel":"room"}"#);
+    h.run();
+    assert_eq!(h.types(a), ["unsubscribed"]);
+    follow(&mut h, 0, "room", 0);
+    assert!(h.json(a).is_empty(), "no answer after unsubscribed");
+    assert_eq!(answer(&mut h, b)["offset"], 0);
 }
