@@ -86,8 +86,11 @@ pub struct RedisLink {
     /// The channels the subscription connection follows or should.
     subscriptions: Subscriptions,
     /// Channel messages kept on a publishing connection that was lost
-    /// before Redis answered: released with the rest (`release`).
+    /// before Redis answered, or that Redis refused: released with the
+    /// rest (`release`), at once.
     orphans: Vec<Held>,
+    /// When the first of `orphans` was left.
+    orphaned_at: Option<Instant>,
     /// The last failure logged, so a failure that repeats (Redis down for
     /// an hour, a wrong password) is logged once, not at every retry.
     last_failure: Option<String>,
@@ -111,6 +114,7 @@ impl RedisLink {
             subscriptions: Subscriptions::new(channel.clone(), max_channels),
             channel_holes_owed: BTreeMap::new(),
             orphans: Vec::new(),
+            orphaned_at: None,
             channel,
             conns: Side::BOTH.map(|side| Connection::new(side, now)),
             rng,
@@ -157,6 +161,11 @@ impl RedisLink {
                     }
                 }
                 self.take_pushed(side);
+                let refused = std::mem::take(&mut self.conns[side.index()].refused);
+                if !refused.is_empty() {
+                    self.orphans.extend(refused);
+                    self.orphaned_at.get_or_insert(now);
+                }
                 if let Err(failure) = result {
                     self.fail(side, failure, now);
                 }
@@ -199,6 +208,7 @@ impl RedisLink {
     /// sides serve with nothing waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
         let stall = self.waits().then(|| self.stall_at()).flatten();
+        let stall = stall.into_iter().chain(self.orphaned_at).min();
         self.conns
             .iter()
             .filter_map(|c| match c.state {
@@ -306,7 +316,7 @@ impl RedisLink {
     /// Whether broadcasts wait for their numbering while Redis no longer
     /// numbers them (see `sequencing`): time to `release` them.
     pub fn stalled(&self, now: Instant) -> bool {
-        self.waits() && !self.sequencing(now)
+        !self.orphans.is_empty() || (self.waits() && !self.sequencing(now))
     }
 
     /// Whether messages of this worker wait for Redis's numbering: broadcasts
@@ -323,6 +333,7 @@ impl RedisLink {
     pub fn release(&mut self) -> Vec<Released> {
         let conn = &mut self.conns[Side::Publisher.index()];
         let mut held = std::mem::take(&mut self.orphans);
+        self.orphaned_at = None;
         for unanswered in &mut conn.unanswered {
             if let Awaited::Channel(_) = unanswered.what {
                 if let Awaited::Channel(h) =
@@ -663,7 +674,10 @@ impl RedisLink {
                 Awaited::ChannelHole(name, generation) => {
                     self.channel_holes_owed.entry(name).or_insert(generation);
                 }
-                Awaited::Channel(held) => self.orphans.push(held),
+                Awaited::Channel(held) => {
+                    self.orphans.push(held);
+                    self.orphaned_at.get_or_insert(now);
+                }
                 Awaited::Publication | Awaited::ChannelPosition(_) => {}
             }
         }

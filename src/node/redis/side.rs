@@ -114,6 +114,9 @@ pub(super) struct Connection {
     /// What the subscription pushed (messages, confirmations), for the
     /// link to read after `received`.
     pub(super) pushed: VecDeque<Pushed>,
+    /// Channel messages Redis refused to number (an error reply, such as
+    /// `NOPERM`), for the link to release after `received`.
+    pub(super) refused: Vec<Held>,
 }
 
 /// What Redis pushed on a subscription connection.
@@ -192,6 +195,7 @@ impl Connection {
             unanswered: VecDeque::new(),
             held_bytes: 0,
             pushed: VecDeque::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -316,7 +320,12 @@ impl Connection {
                     log!(Warn, "redis error reply", error = e);
                 }
                 match what {
-                    Some(Awaited::Channel(held)) => self.held_bytes -= held.cost(),
+                    Some(Awaited::Channel(held)) => {
+                        self.held_bytes -= held.cost();
+                        if matches!(reply, Reply::Error(_)) {
+                            self.refused.push(held);
+                        }
+                    }
                     Some(Awaited::ChannelPosition(channel)) => {
                         if let Some((epoch, offset)) = parse_position(&reply) {
                             events.push_back(Event::ChannelPosition {

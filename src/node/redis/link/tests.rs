@@ -804,3 +804,23 @@ fn where_a_channel_stands_is_asked_of_the_publishing_side() {
         }]
     );
 }
+
+#[test]
+fn a_channel_message_redis_refuses_to_number_is_released_at_once() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(channel_numbered(&mut link, "room", "one", now));
+    write_all(&mut link, Side::Publisher);
+    let later = now + ms(3);
+    receive(
+        &mut link,
+        Side::Publisher,
+        b"-NOPERM no permissions\r\n",
+        later,
+    );
+    assert_eq!(link.next_deadline(), Some(later));
+    assert!(link.stalled(later) && link.sequencing(later));
+    let released = link.release();
+    assert_eq!(released.len(), 1);
+    assert!(!link.stalled(later) && link.next_deadline().is_none());
+}
