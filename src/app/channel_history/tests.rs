@@ -129,6 +129,11 @@ fn a_message_numbered_elsewhere_is_kept_and_a_jump_is_a_gap() {
     assert!(h.channel_record("r", 6, &frame(6), now));
     assert!(!h.channel_record("r", 6, &frame(6), now), "seen already");
     assert!(!h.channel_record("r", 2, &frame(2), now), "passed already");
+    assert!(
+        !h.channel_record("zero", 0, &frame(0), now),
+        "numbers nothing"
+    );
+    assert_eq!(h.channel_streams().known(), 1);
     assert_eq!(replay(&h, "r", 4), ["r#5", "r#6"]);
     assert!(h.channel_record("r", 9, &frame(9), now));
     assert_eq!(h.channel_resume("r", 6, "e"), ChannelResume::TooOld);
@@ -358,6 +363,7 @@ fn a_new_epoch_starts_every_channel_again() {
 fn a_hand_over_continues_every_channel() {
     let t0 = Instant::now();
     let mut old = history(10);
+    old.channel_joined("early");
     for _ in 0..3 {
         publish(&mut old, "busy", t0);
     }
@@ -370,7 +376,7 @@ fn a_hand_over_continues_every_channel() {
     let state = old.export(t0 + TTL);
     assert_eq!(state.channels.floor, 3);
     let names: Vec<_> = state.channels.channels.iter().map(|c| &*c.name).collect();
-    assert_eq!(names, ["late", "quiet"]);
+    assert_eq!(names, ["early", "late", "quiet"]);
 
     let now = Instant::now();
     let mut new = History::new("fresh".into(), 10, TTL);
@@ -382,8 +388,11 @@ fn a_hand_over_continues_every_channel() {
     assert_eq!(new.channel_last("busy"), 3, "forgotten there: the floor");
     assert_eq!(replay(&new, "late", 0), ["late#1"]);
     assert_eq!(new.next_expiry(), Some(now + TTL / 2), "late's age crossed");
-    // The old process's clients of quiet come over and resume it.
+    // The old process's clients of quiet come over and resume it; those
+    // of early were told it stood at 0, below the floor since.
     assert_eq!(new.channel_resume("quiet", 1, "e"), recovered(2, 0));
+    assert_eq!(new.channel_resume("early", 0, "e"), recovered(1, 0));
+    assert_eq!(new.channel_resume("busy", 0, "e"), ChannelResume::TooOld);
     assert_eq!((new.channel_count(), new.subscription_count()), (1, 1));
     assert_eq!(publish(&mut new, "quiet", now), 2);
     assert_eq!(publish(&mut new, "busy", now), 4, "above the old floor");
@@ -504,4 +513,27 @@ fn with_redis_a_gap_in_a_channel_stops_recovery_across_it() {
         3,
         "another epoch's position is no news"
     );
+
+/// A hand-over from a process with far more quiet channels than the new
+/// one's bytes allow: the positions go first, the messages stay.
+#[test]
+fn a_crowd_of_quiet_channels_taken_over_does_not_push_out_the_messages() {
+    let t0 = Instant::now();
+    let mut old = history(10);
+    for i in 0..1000 {
+        old.channel_joined(&format!("quiet{i:04}"));
+    }
+    publish(&mut old, "room", t0);
+    old.append(&Arc::from(&b"e#1"[..]), t0);
+    let state = old.export(t0);
+    assert_eq!(state.channels.channels.len(), 1001);
+
+    let bound = 100 * (CHANNEL_COST + 8) + 2 * (3 + CHANNEL_ENTRY_COST + 4 + CHANNEL_COST);
+    let mut new = history(10).with_max_bytes(bound);
+    new.adopt(state, t0);
+    assert!(new.bytes() <= bound, "{} of {bound}", new.bytes());
+    assert_eq!(replay(&new, "room", 0), ["room#1"]);
+    assert!(new.frame("e", 1).is_some());
+    let known = new.channel_streams().known();
+    assert!((50..=101).contains(&known), "{known} channels kept");
 }
