@@ -8,6 +8,7 @@ pub mod channel_following;
 pub mod channel_history;
 pub mod channel_name;
 pub mod channel_protocol;
+pub mod channel_refusal;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;
@@ -20,3 +21,4 @@ pub mod publish;
 pub mod routes;
 pub mod snapshot;
 pub mod status;
+pub mod token;

@@ -11,4 +11,5 @@ mod redis;
 mod redis_channels;
 mod resume;
 mod timers;
+mod tokens;
 mod workers;
