@@ -513,6 +513,7 @@ fn with_redis_a_gap_in_a_channel_stops_recovery_across_it() {
         3,
         "another epoch's position is no news"
     );
+}
 
 /// A hand-over from a process with far more quiet channels than the new
 /// one's bytes allow: the positions go first, the messages stay.
