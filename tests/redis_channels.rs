@@ -4,6 +4,12 @@
 mod support;
 
 use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -21,6 +27,19 @@ fn instance(redis: &Redis, extra: &[&str]) -> Server {
     let server = Server::start(&args);
     wait_redis(&server, "connected");
     server
+}
+
+const SECRET: &str = "redis channels e2e secret, 32 bytes at least";
+
+/// An HS256 connection token for user `sub` under `SECRET`.
+fn token(sub: &str) -> String {
+    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let signed = format!("{}.{}", encode(&header), encode(&json!({ "sub": sub })));
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signed}.{signature}")
 }
 
 fn metric_of(server: &Server, sample: &str) -> u64 {
@@ -214,6 +233,40 @@ fn channel_messages_reach_every_instance_s_subscribers_once_in_offset_order() {
         .map(|(_, o, _)| *o)
         .collect();
     assert_eq!(replayed, (41..=50).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_user_message_reaches_the_user_s_connections_on_every_instance_once() {
+    let redis = Redis::start(None);
+    let secret = ["--token-secret", SECRET];
+    let a = instance(&redis, &secret);
+    let b = instance(&redis, &secret);
+    let path = format!("/ws?token={}", token("ann"));
+    let mut tabs = Vec::new();
+    for server in [&a, &b, &b] {
+        let mut tab = connect(server, &path);
+        assert_eq!(next_of_type(&mut tab, "welcome")["user"], "ann");
+        tabs.push(tab);
+    }
+    let mut bob = connect(&b, &format!("/ws?token={}", token("bob")));
+    next_of_type(&mut bob, "welcome");
+    // The user's channel is joined at connect, unanswered: wait until both
+    // instances follow it on Redis (see docs/scaling.md).
+    wait_following(&a, 1);
+    wait_following(&b, 2);
+    for k in 1..=3 {
+        let answer = publish(&a, &format!(r#"{{"message":"hi {k}","user":"ann"}}"#));
+        assert_eq!(answer["recipients"], 1, "A's own: {answer}");
+    }
+    for (i, tab) in tabs.iter_mut().enumerate() {
+        let got = channel_messages(tab, 3);
+        let expected: Vec<(String, u64, String)> = (1..=3)
+            .map(|k| ("user:ann".to_owned(), k, format!("hi {k}")))
+            .collect();
+        assert_eq!(got, expected, "tab {i}");
+        assert!(quiet(tab), "tab {i}: once");
+    }
+    assert!(quiet(&mut bob), "another user: nothing");
 }
 
 /// A raw Redis subscription, as another program would hold one.

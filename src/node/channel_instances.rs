@@ -268,32 +268,58 @@ impl Node {
                 return;
             }
         }
+        let new_epoch = {
+            let mut stream = self.process.stream();
+            // Redis lost its data: everyone and every channel start again
+            // under the epoch its scripts chose.
+            let new_epoch = epoch != stream.epoch();
+            if new_epoch {
+                stream.sync(epoch, 0);
+            }
+            new_epoch.then(|| stream.generation())
+        };
+        if let Some(generation) = new_epoch {
+            self.check_channel_generation();
+            if self.stream.tell(generation) && !self.hub.is_empty() {
+                let json = protocol::epoch(epoch, 0, self.clock.wall_ms());
+                let frame = encode_frame(Opcode::Text, json.as_bytes()).into();
+                self.broadcast_local(&frame, None);
+            }
+        }
         let frame = {
             let mut stream = self.process.stream();
             let build = || -> Arc<[u8]> {
                 let json = protocol::with_offset(message.json, offset);
                 encode_frame(Opcode::Text, json.as_bytes()).into()
             };
-            if epoch != stream.epoch() {
-                // Numbered in an epoch this process has not taken up yet
-                // (Redis lost its data): delivered, not kept.
-                stream.channel_gap(&channel);
-                build()
-            } else {
-                match stream.channel_frame(&channel, offset) {
-                    Ok(Some(kept)) => kept,
-                    Ok(None) => {
-                        let frame = build();
-                        stream.channel_record(&channel, offset, &frame, self.clock.at());
-                        frame
-                    }
-                    // Before what this process follows, or gone: delivered
-                    // to whoever here has not had it, not kept.
-                    Err(_) => build(),
+            match stream.channel_frame(&channel, offset) {
+                Ok(Some(kept)) => kept,
+                Ok(None) => {
+                    let frame = build();
+                    stream.channel_record(&channel, offset, &frame, self.clock.at());
+                    frame
                 }
+                // Before what this process follows, or gone: delivered to
+                // whoever here has not had it, not kept.
+                Err(_) => build(),
             }
         };
         self.deliver_channel(&channel, Some(offset), &frame);
+    }
+
+    /// With Redis: if the history took up a new epoch since this worker's
+    /// channels last handed out an offset (Redis lost its data, and every
+    /// channel counts from 1 again), those offsets are forgotten, so the new
+    /// numbering is not taken for messages already delivered.
+    pub(super) fn check_channel_generation(&mut self) {
+        let generation = self.process.stream().generation();
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        if remote.channel_generation != generation {
+            remote.channel_generation = generation;
+            self.channels.renumbered();
+        }
     }
 
     /// An unnumbered message of `channel` from another instance (it could

@@ -192,6 +192,14 @@ impl Channels {
         })
     }
 
+    /// Every channel is numbered from 1 again (Redis lost its data: a new
+    /// epoch): the offsets handed out here before mean nothing now.
+    pub fn renumbered(&mut self) {
+        for slot in &mut self.slots {
+            slot.delivered = 0;
+        }
+    }
+
     /// Messages of channel `id` up to `offset` are not for its subscribers
     /// here: they were numbered before this worker followed the channel
     /// on Redis, and its subscribers are told they stand at `offset`.

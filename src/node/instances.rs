@@ -126,7 +126,10 @@ impl Node {
                     }
                 }
                 Event::Message(bytes) => self.on_channel_message(&bytes),
-                Event::Position { epoch, offset } => self.process.stream().sync(&epoch, offset),
+                Event::Position { epoch, offset } => {
+                    self.process.stream().sync(&epoch, offset);
+                    self.check_channel_generation();
+                }
                 Event::ChannelMessage { channel, payload } => {
                     self.on_channel_topic(channel, &payload)
                 }
@@ -309,6 +312,7 @@ impl Node {
     /// The worker's place moved from `before`: if that was another epoch,
     /// the replays of the old one end (see `replays_renumbered`).
     fn renumbered_since(&mut self, before: Position) {
+        self.check_channel_generation();
         if self.stream.position().generation != before.generation {
             self.replays_renumbered(before);
         }

@@ -25,6 +25,9 @@ pub struct Remote {
     pub link: RedisLink,
     /// `subscribe` answers held until the link follows their channel.
     pub awaiting: AwaitingFollow,
+    /// The history's generation the worker's channel offsets belong to
+    /// (see `Node::check_channel_generation`).
+    pub channel_generation: u64,
 }
 
 impl Remote {
@@ -35,6 +38,7 @@ impl Remote {
         Remote {
             link: RedisLink::new(url, channel, max_queue, max_channels(config), rng, now),
             awaiting: AwaitingFollow::default(),
+            channel_generation: 0,
         }
     }
 

@@ -418,3 +418,33 @@ fn a_client_that_leaves_while_its_answer_waits_is_answered_nothing() {
     assert!(h.json(a).is_empty(), "no answer after unsubscribed");
     assert_eq!(answer(&mut h, b)["offset"], 0);
 }
+
+#[test]
+fn after_redis_lost_its_data_a_channel_numbered_from_one_again_is_delivered() {
+    let mut h = connected_workers(EPOCH, 1);
+    let a = h.client(0);
+    subscribe_held(&mut h, a, &subscribe_json("room"));
+    follow(&mut h, 0, "room", 0);
+    answer(&mut h, a);
+    numbered(&mut h, 0, "room", 1, &envelope("other:0:1", "room", "m1"));
+    numbered(&mut h, 0, "room", 2, &envelope("other:0:2", "room", "m2"));
+    assert_eq!(of(&mut h, a, "room").len(), 2);
+    // Flushed: the scripts start epoch e2, every counter from 1.
+    on_topic(
+        &mut h,
+        0,
+        "room",
+        &format!("e2 1 {}", envelope("other:0:3", "room", "new")),
+    );
+    let got = h.json(a);
+    assert_eq!(
+        (&got[0]["type"], &got[0]["epoch"]),
+        (&"epoch".into(), &"e2".into()),
+        "{got:?}"
+    );
+    assert_eq!(
+        (&got[1]["message"], &got[1]["offset"]),
+        (&"new".into(), &1.into())
+    );
+    assert_eq!(h.process.stream().epoch(), "e2");
+}
