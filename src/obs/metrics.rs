@@ -355,7 +355,7 @@ impl Stats {
         metric(
             "redis_unnumbered_total",
             "counter",
-            "Broadcasts delivered here without an offset because Redis could not number them in time (away, stalled, or over --redis-max-queue-bytes); no resume is recovered across them.",
+            "Broadcasts and channel messages delivered here without an offset because Redis could not number them in time (away, stalled, or over --redis-max-queue-bytes); no resume is recovered across them.",
             &one(&self.redis_unnumbered),
         );
         metric(
