@@ -59,7 +59,7 @@ fn wait_following(server: &Server, count: u64) {
 fn subscribe(client: &mut Client, channels: &[String]) {
     for channel in channels {
         let json = format!(r#"{{"type":"subscribe","channel":"{channel}"}}"#);
-        client.send(Message::Text(json.into())).unwrap();
+        client.send(Message::Text(json)).unwrap();
         let answer = next_json(client);
         assert_eq!(answer["type"], "subscribed", "{answer}");
     }
@@ -193,7 +193,7 @@ fn channel_messages_reach_every_instance_s_subscribers_once_in_offset_order() {
     for k in 0..EACH {
         publish(&a, &format!(r#"{{"message":"p{k}","channel":"room"}}"#));
         let chat = format!(r#"{{"type":"chat","channel":"room","message":"c{k}"}}"#);
-        chatter.send(Message::Text(chat.into())).unwrap();
+        chatter.send(Message::Text(chat)).unwrap();
     }
     subscribers.push(chatter);
     for (i, client) in subscribers.iter_mut().enumerate() {
@@ -220,8 +220,7 @@ fn channel_messages_reach_every_instance_s_subscribers_once_in_offset_order() {
         .as_str()
         .unwrap()
         .to_owned();
-    late.send(Message::Text(json.replace('E', &epoch).into()))
-        .unwrap();
+    late.send(Message::Text(json.replace('E', &epoch))).unwrap();
     let answer = next_of_type(&mut late, "subscribed");
     assert_eq!(
         (&answer["recovered"], &answer["replayed"]),

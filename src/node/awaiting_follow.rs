@@ -116,7 +116,7 @@ mod tests {
         assert!(!held.is_waiting("a"));
         assert_eq!(held.next_deadline(), Some(later + Duration::from_millis(9)));
         assert!(held.overdue(later).is_empty());
-        assert_eq!(held.overdue(later + Duration::from_millis(9)), [b.clone()]);
+        assert_eq!(held.overdue(later + Duration::from_millis(9)), [b]);
         assert_eq!(held.take("b").len(), 1);
         assert!(!held.is_waiting("b") && held.next_deadline().is_none());
         held.forget(ConnKey(7), "none");
