@@ -21,6 +21,7 @@
 mod awaiting_follow;
 mod channel_delivery;
 mod channel_instances;
+mod channel_sequencing;
 mod channels;
 mod clients;
 mod clock;
