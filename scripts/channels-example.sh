@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The worked example of docs/client.md ("From the shell"), run and checked:
+# a token minted with openssl, a websocat client connected with ?token=
+# that joins channels, curl publishing to a channel and to the user.
+#
+#   scripts/channels-example.sh
+#
+# Starts WSNOTIFY_BIN (default target/release/wsnotify; built if missing)
+# on a free loopback port with --token-secret-file. Needs openssl, curl and
+# websocat. EXAMPLE_TIMEOUT: seconds each step may take (default 5).
+# Prints `channels-example: OK` and exits 0, or `channels-example: FAIL:
+# ...` and exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/processes.sh
+
+TIMEOUT=${EXAMPLE_TIMEOUT:-5}
+fail() {
+    echo "channels-example: FAIL: $*" >&2
+    exit 1
+}
+say() { echo "channels-example: $*"; }
+
+for tool in openssl curl websocat; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
+done
+bin=${WSNOTIFY_BIN:-target/release/wsnotify}
+if [[ ! -x $bin ]]; then
+    cargo build --release >&2 || fail "cargo build --release failed"
+fi
+bin=$(realpath "$bin")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/wsnotify-channels-example.XXXXXX")
+pids=()
+cleanup() {
+    local status=$?
+    exec 3>&- || true
+    stop_all "${pids[@]}"
+    if [[ $status -ne 0 && -s $work/server.log ]]; then
+        echo "channels-example: server log:" >&2
+        sed 's/^/  /' "$work/server.log" >&2
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$work"
+
+now_ms() { date +%s%3N; }
+# wait_for WHAT ERE...: until one line websocat received matches every ERE.
+wait_for() {
+    local what=$1 deadline=$(($(now_ms) + TIMEOUT * 1000)) lines pattern
+    shift
+    for (( ; ; )); do
+        lines=$(cat out)
+        for pattern in "$@"; do
+            lines=$(grep -E -- "$pattern" <<<"$lines") || break
+        done
+        [[ -n $lines ]] && return 0
+        kill -0 "$ws_pid" 2>/dev/null || fail "websocat exited waiting for $what: $(cat ws.err)"
+        (($(now_ms) <= deadline)) || fail "no $what within ${TIMEOUT}s; received: $(cat out)"
+        sleep 0.05
+    done
+}
+# field NAME VALUE: an ERE for `"NAME":VALUE` (VALUE as JSON: "x", 1, true).
+field() { printf '"%s"[[:space:]]*:[[:space:]]*%s' "$1" "$2"; }
+
+# ---- as in docs/client.md, from here to the next marker -------------------
+openssl rand -hex 32 > secret
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+claims=$(printf '{"sub":"alice","exp":%d,"channels":["private:team"]}' $(($(date +%s) + 3600)) | b64url)
+signature=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -hmac "$(cat secret)" -binary | b64url)
+token="$header.$claims.$signature"
+# ---- end of the documentation's lines -------------------------------------
+
+"$bin" --host 127.0.0.1 --port 0 --notify-interval 0 --token-secret-file secret 2>server.log &
+pids+=($!)
+port=$(listening_port server.log "${pids[0]}") || fail "the server did not start"
+base=http://127.0.0.1:$port
+forged=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -hmac "not-the-secret" -binary | b64url)
+say "server at $base"
+grep -qF "$token" server.log && fail "the token appears in the server log"
+
+code=$(curl -sS --max-time "$TIMEOUT" -o /dev/null -w '%{http_code}' \
+    -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
+    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$base/ws?token=$header.$claims.$forged") ||
+    fail "curl of a bad token failed"
+[[ $code == 401 ]] || fail "a token with a bad signature was answered $code, not 401"
+say "a bad signature: 401 before the upgrade"
+
+mkfifo in
+: >out
+websocat --text "ws://127.0.0.1:$port/ws?token=$token" <in >out 2>ws.err &
+ws_pid=$!
+pids+=("$ws_pid")
+exec 3>in
+wait_for "a welcome naming alice" "$(field type '"welcome"')" "$(field user '"alice"')"
+say "connected as alice"
+
+echo '{"type":"subscribe","channel":"news"}' >&3
+echo '{"type":"subscribe","channel":"private:team"}' >&3
+echo '{"type":"subscribe","channel":"private:boss"}' >&3
+wait_for "news joined" "$(field type '"subscribed"')" "$(field channel '"news"')" "$(field offset 0)"
+wait_for "private:team joined" "$(field type '"subscribed"')" "$(field channel '"private:team"')"
+wait_for "private:boss refused" "$(field type '"error"')" "$(field channel '"private:boss"')"
+say "joined news and private:team; private:boss refused"
+
+publish() {
+    curl -sS --max-time "$TIMEOUT" -o answer -w '%{http_code}' -X POST "$@" ||
+        fail "curl $* failed"
+}
+code=$(publish "$base/broadcast" -d '{"channel":"news","message":"hello news"}')
+if [[ $code != 200 ]] || ! grep -Eq "$(field recipients 1)" answer; then
+    fail "publish to news answered $code $(cat answer)"
+fi
+wait_for "the message of news" "$(field channel '"news"')" "$(field offset 1)" \
+    "$(field message '"hello news"')" "$(field scope '"channel"')"
+code=$(publish "$base/broadcast?user=alice&message=hi+alice")
+if [[ $code != 200 ]] || ! grep -Eq "$(field recipients 1)" answer; then
+    fail "publish to alice answered $code $(cat answer)"
+fi
+wait_for "the message to alice" "$(field channel '"user:alice"')" "$(field message '"hi alice"')" \
+    "$(field scope '"user"')"
+say "published to channel news and to user alice with curl; both arrived"
+
+echo '{"type":"chat","channel":"news","message":"hi from the shell"}' >&3
+wait_for "chat on news" "$(field type '"chat"')" "$(field channel '"news"')" "$(field offset 2)"
+echo '{"type":"unsubscribe","channel":"news"}' >&3
+wait_for "news left" "$(field type '"unsubscribed"')" "$(field channel '"news"')"
+say "chatted on news and left it"
+grep -qF "$token" server.log && fail "the token appears in the server log"
+say OK
