@@ -1,13 +1,34 @@
 //! Channels with the real binary: subscribe and unsubscribe, chat on a
 //! channel, the errors that keep a connection open, publishing to a
 //! channel or a user, `GET /channels`, the `/status` counts and the
-//! metrics, and the resume of a channel on subscribe whose replay is
-//! larger than `--max-queue-bytes`.
+//! metrics, the channels of users and private channels (tokens minted
+//! here with hmac + sha2), and the resume of a channel on subscribe whose
+//! replay is larger than `--max-queue-bytes`.
 
 mod support;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 use support::*;
+
+const SECRET: &str = "channels e2e test secret, 32 bytes at least";
+
+/// An HS256 token with these claims under `SECRET`.
+fn token(claims: &Value) -> String {
+    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let signed = format!(
+        "{}.{}",
+        encode(&json!({"alg": "HS256", "typ": "JWT"})),
+        encode(claims)
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(signed.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signed}.{signature}")
+}
 
 fn send(client: &mut Client, value: Value) {
     client
@@ -303,4 +324,71 @@ fn a_channel_resume_larger_than_the_queue_bound_arrives_whole_and_in_order() {
         (&resumed["recovered"], &resumed["reason"]),
         (&json!(false), &json!("unknown_epoch"))
     );
+}
+
+#[test]
+fn a_user_gets_its_messages_on_every_connection_and_private_channels_need_the_claim() {
+    let server = Server::start_with_env(
+        &["--notify-interval", "0", "--workers", "2"],
+        &[("WSNOTIFY_TOKEN_SECRET", SECRET)],
+    );
+    let ann = token(&json!({"sub": "ann", "channels": ["private:team"]}));
+    let mut tabs: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut tab = connect(&server, &format!("/ws?token={ann}"));
+            assert_eq!(next_json(&mut tab)["user"], "ann");
+            tab
+        })
+        .collect();
+    let mut bob = connect(
+        &server,
+        &format!("/ws?token={}", token(&json!({"sub": "bob"}))),
+    );
+    next_json(&mut bob);
+    // Published right after the welcomes: both tabs get it.
+    let (status, answer) = publish(&server, json!({"message": "hi ann", "user": "ann"}));
+    assert_eq!(
+        (status, &answer["recipients"]),
+        (200, &json!(2)),
+        "{answer}"
+    );
+    for tab in &mut tabs {
+        let note = next_json(tab);
+        assert_eq!(
+            (
+                &note["scope"],
+                &note["channel"],
+                &note["offset"],
+                &note["message"]
+            ),
+            (
+                &json!("user"),
+                &json!("user:ann"),
+                &json!(1),
+                &json!("hi ann")
+            )
+        );
+    }
+    let team = subscribe(&mut tabs[0], "private:team");
+    assert_eq!(team["channel"], "private:team");
+    let refused = ask(
+        &mut bob,
+        json!({"type": "subscribe", "channel": "private:team"}),
+    );
+    assert_eq!(
+        (&refused["type"], &refused["channel"]),
+        (&json!("error"), &json!("private:team"))
+    );
+    let refused = ask(
+        &mut bob,
+        json!({"type": "subscribe", "channel": "user:ann"}),
+    );
+    assert_eq!(refused["type"], "error");
+    let status = get_json(&server, "/status");
+    assert_eq!(
+        (&status["channels"], &status["subscriptions"]),
+        (&json!(3), &json!(4))
+    );
+    publish(&server, json!({"message": "to bob", "user": "bob"}));
+    assert_eq!(next_json(&mut bob)["message"], "to bob");
 }
