@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The worked example of docs/client.md ("From the shell"), run and checked:
+# The worked example of docs/client.md ("From the shell") and the token
+# lines of docs/protocol.md ("A token from the shell"), run and checked:
 # a token minted with openssl, a websocat client connected with ?token=
 # that joins channels, curl publishing to a channel and to the user.
 #
@@ -66,33 +67,38 @@ wait_for() {
 # field NAME VALUE: an ERE for `"NAME":VALUE` (VALUE as JSON: "x", 1, true).
 field() { printf '"%s"[[:space:]]*:[[:space:]]*%s' "$1" "$2"; }
 
-# ---- as in docs/client.md, from here to the next marker -------------------
-openssl rand -hex 32 > secret
+# ---- as in docs/protocol.md ("A token from the shell"), with the secret
+# ---- in this directory rather than /etc/wsnotify ----------------------------
+openssl rand -base64 32 > token-secret
+chmod 600 token-secret
+SECRET=$(cat token-secret)
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-claims=$(printf '{"sub":"alice","exp":%d,"channels":["private:team"]}' $(($(date +%s) + 3600)) | b64url)
-signature=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -hmac "$(cat secret)" -binary | b64url)
-token="$header.$claims.$signature"
+payload=$(printf '{"sub":"alice","exp":%d,"channels":["private:team"]}' \
+  "$(( $(date +%s) + 3600 ))" | b64url)
+signature=$(printf '%s.%s' "$header" "$payload" \
+  | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
+TOKEN="$header.$payload.$signature"
 # ---- end of the documentation's lines -------------------------------------
 
-"$bin" --host 127.0.0.1 --port 0 --notify-interval 0 --token-secret-file secret 2>server.log &
+"$bin" --host 127.0.0.1 --port 0 --notify-interval 0 --token-secret-file token-secret 2>server.log &
 pids+=($!)
 port=$(listening_port server.log "${pids[0]}") || fail "the server did not start"
 base=http://127.0.0.1:$port
-forged=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -hmac "not-the-secret" -binary | b64url)
+forged=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -hmac "not-the-secret" -binary | b64url)
 say "server at $base"
-grep -qF "$token" server.log && fail "the token appears in the server log"
+grep -qF "$TOKEN" server.log && fail "the token appears in the server log"
 
 code=$(curl -sS --max-time "$TIMEOUT" -o /dev/null -w '%{http_code}' \
     -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
-    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$base/ws?token=$header.$claims.$forged") ||
+    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$base/ws?token=$header.$payload.$forged") ||
     fail "curl of a bad token failed"
 [[ $code == 401 ]] || fail "a token with a bad signature was answered $code, not 401"
 say "a bad signature: 401 before the upgrade"
 
 mkfifo in
 : >out
-websocat --text "ws://127.0.0.1:$port/ws?token=$token" <in >out 2>ws.err &
+websocat --text "ws://127.0.0.1:$port/ws?token=$TOKEN" <in >out 2>ws.err &
 ws_pid=$!
 pids+=("$ws_pid")
 exec 3>in
@@ -130,5 +136,5 @@ wait_for "chat on news" "$(field type '"chat"')" "$(field channel '"news"')" "$(
 echo '{"type":"unsubscribe","channel":"news"}' >&3
 wait_for "news left" "$(field type '"unsubscribed"')" "$(field channel '"news"')"
 say "chatted on news and left it"
-grep -qF "$token" server.log && fail "the token appears in the server log"
+grep -qF "$TOKEN" server.log && fail "the token appears in the server log"
 say OK
