@@ -32,7 +32,7 @@ fn token(claims: &Value) -> String {
 
 fn send(client: &mut Client, value: Value) {
     client
-        .send(tungstenite::Message::Text(value.to_string().into()))
+        .send(tungstenite::Message::Text(value.to_string()))
         .expect("send");
 }
 

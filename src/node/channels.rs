@@ -20,7 +20,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::replay::Step;
 use crate::app::channel_name::USER_PREFIX;
 use crate::app::history::{Cursor, History, Lost};
 use crate::ids::ConnKey;
@@ -205,15 +204,15 @@ impl Channels {
 
     /// The next step of a replay of channel `id` standing at `cursor`:
     /// its frames from the history, oldest first, up to what this worker
-    /// handed out of the channel, within `step` (one frame at least); the
-    /// cursor moves past them. Returns the last offset the worker handed
-    /// out.
+    /// handed out of the channel, at most `max_frames` of them and
+    /// `max_bytes` (one frame at least); the cursor moves past them.
+    /// Returns the last offset the worker handed out.
     pub fn replay(
         &self,
         history: &History,
         id: ChannelId,
         cursor: &mut Cursor,
-        step: Step,
+        (max_bytes, max_frames): (usize, usize),
         out: &mut Vec<Arc<[u8]>>,
     ) -> Result<u64, Lost> {
         let Some((slot, name)) = self.slot(id).and_then(|s| Some((s, s.name.as_ref()?))) else {
@@ -222,11 +221,11 @@ impl Channels {
         };
         let through = slot.delivered;
         let mut bytes = 0;
-        while cursor.next <= through && out.len() < step.max_frames {
+        while cursor.next <= through && out.len() < max_frames {
             let Some(frame) = history.channel_frame(name, cursor.next)? else {
                 break;
             };
-            if bytes > 0 && bytes + frame.len() > step.max_bytes {
+            if bytes > 0 && bytes + frame.len() > max_bytes {
                 break;
             }
             bytes += frame.len();
