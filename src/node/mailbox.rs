@@ -41,6 +41,14 @@ pub enum Mail {
         offset: Option<u64>,
         frame: SharedFrame,
     },
+    /// A message of `channel` that goes to the receiving worker's
+    /// subscribers of it without an offset (Redis could not number it);
+    /// `tag` as for `Unsequenced`.
+    ChannelUnsequenced {
+        channel: Arc<str>,
+        frame: SharedFrame,
+        tag: Option<Tag>,
+    },
     /// A frame for one client of the receiving worker, and whom to tell
     /// whether it was there.
     Deliver {
@@ -86,7 +94,8 @@ impl Mail {
             Mail::Broadcast(frame)
             | Mail::Unsequenced { frame, .. }
             | Mail::Stream { frame, .. }
-            | Mail::Channel { frame, .. } => frame.bytes(),
+            | Mail::Channel { frame, .. }
+            | Mail::ChannelUnsequenced { frame, .. } => frame.bytes(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {

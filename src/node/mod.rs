@@ -15,10 +15,13 @@
 //! authenticated clients (`users`), the periodic timer (`periodic`), the
 //! mail (`mail_room`) and the Redis link (`redis`, held in `remote`). The
 //! files without a component (`clients`, `subscribing`, `requests`,
-//! `delivery`, `channel_delivery`, `writing`, `lifecycle`, `instances`)
+//! `delivery`, `channel_delivery`, `channel_sequencing`, `writing`,
+//! `lifecycle`, `instances`)
 //! are the node's own steps between them.
 
+mod awaiting_follow;
 mod channel_delivery;
+mod channel_instances;
 mod channel_sequencing;
 mod channels;
 mod clients;
