@@ -592,6 +592,8 @@ pub fn upgrade(path: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, a compressed message.
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -614,6 +616,7 @@ impl Frame {
         let payload = bytes.get(at..at + len)?.to_vec();
         let frame = Frame {
             fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
             opcode: first & 0x0F,
             payload,
         };
