@@ -637,6 +637,12 @@ where
     for (opt, value) in &given {
         apply(opt, value, &format!("--{}", opt.name))?;
     }
+    // Every /ws client would be refused: a setup mistake, not a policy.
+    if config.require_token && config.token_secret.is_none() {
+        return Err(ConfigError(
+            "--require-token needs --token-secret or --token-secret-file".into(),
+        ));
+    }
     Ok(Command::Run(Box::new(config)))
 }
 
@@ -811,6 +817,12 @@ mod tests {
     fn every_option_by_flag_by_equals_and_by_variable() {
         assert_eq!(EVERY_OPTION.len(), OPTIONS.len());
         for &(name, value, check) in EVERY_OPTION {
+            // --require-token is refused without a secret to check tokens with.
+            let secret: &[(&str, &str)] = match name {
+                "require-token" => &[("WSNOTIFY_TOKEN_SECRET_FILE", SECRET_FILE)],
+                _ => &[],
+            };
+            let ok = |args: &[&str]| run(args, secret).unwrap();
             let flag = format!("--{name}");
             if matches!(name, "enable-echo" | "require-token") {
                 assert!(check(&ok(&[&flag])));
@@ -819,7 +831,8 @@ mod tests {
                 assert!(check(&ok(&[&format!("{flag}={value}")])), "{flag}={value}");
             }
             let name = format!("WSNOTIFY_{}", name.to_uppercase().replace('-', "_"));
-            assert!(check(&var(&name, value).unwrap()), "{name}={value}");
+            let vars = [&[(name.as_str(), value)], secret].concat();
+            assert!(check(&run(&[], &vars).unwrap()), "{name}={value}");
         }
     }
 
@@ -1046,8 +1059,17 @@ mod tests {
         let config = ok(&["--token-secret", long]);
         assert!(!format!("{config:?}").contains(long), "no dump shows it");
         assert!(!help_text().contains(long));
-        assert!(var("WSNOTIFY_REQUIRE_TOKEN", "yes").unwrap().require_token);
+        let strict = run(
+            &["--token-secret", long],
+            &[("WSNOTIFY_REQUIRE_TOKEN", "yes")],
+        );
+        assert!(strict.unwrap().require_token);
         assert!(!var("WSNOTIFY_REQUIRE_TOKEN", "0").unwrap().require_token);
+        assert_eq!(
+            var("WSNOTIFY_REQUIRE_TOKEN", "yes").unwrap_err(),
+            "--require-token needs --token-secret or --token-secret-file",
+            "every client would be refused"
+        );
         assert!(var("WSNOTIFY_REQUIRE_TOKEN", "maybe").is_err());
     }
 

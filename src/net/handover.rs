@@ -122,6 +122,8 @@ pub struct Taken {
     pub fds: Vec<OwnedFd>,
     pub previous_pid: u32,
     previous: Counterpart,
+    /// The previous server speaks version 3: channels cross the link.
+    channels: bool,
 }
 
 /// What the new server goes on with once the previous one drains.
@@ -141,6 +143,9 @@ pub struct Continued {
     /// What was read past the stream's state.
     pub decoder: Decoder,
     pub previous_instance: String,
+    /// The previous server takes channels' messages over the link
+    /// (version 3).
+    pub channels: bool,
 }
 
 /// The server that took the sockets, as the old server's hand-over thread
@@ -244,6 +249,7 @@ fn take_over_within(path: &Path, timeout: Duration) -> Result<Option<Taken>, Str
         fds,
         previous_pid: offer.pid,
         previous: offer.from,
+        channels: asked >= Version::V3,
     }))
 }
 
@@ -345,6 +351,7 @@ impl Taken {
             stream: self.stream,
             decoder,
             previous_instance,
+            channels: self.channels,
         }))
     }
 }

@@ -178,7 +178,9 @@ impl Link {
             stream,
             decoder,
             previous_instance,
+            channels,
         } = continued;
+        process.peer().set_channels(channels);
         peer::lead(process, &previous_instance, state, now);
         self.attach(PeerIo::new(stream, decoder, Vec::new()), process, registry);
     }
@@ -202,6 +204,7 @@ impl Link {
             log!(Warn, "handing over before the previous server finished its drain: it no longer receives the stream");
             self.end(older, process, wakeups, registry);
         }
+        process.peer().set_channels(handed.channels);
         let state = peer::follow(process, &handed.instance, now);
         if !handed.channels && !state.channels.channels.is_empty() {
             log!(

@@ -60,6 +60,9 @@ fn sequence_locked(
 ) -> bool {
     let mut peer = process.peer();
     match peer.role() {
+        // A new server of the release before channels knows none: this
+        // process numbers its channels alone.
+        Role::Follower if !peer.carries_channels() => {}
         Role::Follower => {
             let message = Message::ChannelPublish {
                 channel: channel.to_owned(),
@@ -92,7 +95,7 @@ fn sequence_locked(
         now,
     );
     post(process, me, channel, Some(offset), &frame, &mut wake);
-    if peer.role() != Role::Sequencer {
+    if peer.role() != Role::Sequencer || !peer.carries_channels() {
         return false;
     }
     let message = Message::ChannelNumbered {

@@ -132,12 +132,14 @@ impl Node {
     /// at its next message.
     pub(super) fn close_expired(&mut self) {
         for key in self.users.take_expired(self.clock.wall_ms()) {
+            let Some(client) = self.conns.get(key).and_then(|conn| conn.client().copied()) else {
+                continue;
+            };
             metrics::add(&self.process.stats.tokens_expired, 1);
             log!(
                 Info,
                 "closing a client: its token expired",
-                conn = key,
-                worker = self.id
+                client = self.label(key, &client)
             );
             // What went to everyone before goes first.
             self.fanout.prime(key, &mut self.conns);

@@ -15,10 +15,13 @@
 //! authenticated clients (`users`), the periodic timer (`periodic`), the
 //! mail (`mail_room`) and the Redis link (`redis`, held in `remote`). The
 //! files without a component (`clients`, `subscribing`, `requests`,
-//! `delivery`, `channel_delivery`, `writing`, `lifecycle`, `instances`)
+//! `delivery`, `channel_delivery`, `channel_sequencing`, `writing`,
+//! `lifecycle`, `instances`)
 //! are the node's own steps between them.
 
+mod awaiting_follow;
 mod channel_delivery;
+mod channel_instances;
 mod channel_sequencing;
 mod channels;
 mod clients;
@@ -339,7 +342,8 @@ impl Node {
     fn token_expiry(&self) -> Option<Instant> {
         let exp_ms = self.users.next_expiry()?.saturating_mul(1000);
         let wait = exp_ms.saturating_sub(self.clock.wall_ms());
-        Some(self.clock.at() + Duration::from_millis(wait))
+        // An `exp` past what an instant can hold is never.
+        self.clock.at().checked_add(Duration::from_millis(wait))
     }
 
     /// The phase a connection is in, if it is open.

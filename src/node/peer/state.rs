@@ -29,6 +29,9 @@ pub enum Role {
 pub struct Peer {
     role: Role,
     unsent: Vec<u8>,
+    /// The peer takes channels' messages over the link (hand-over version
+    /// 3); one of the release before (version 2) knows no channel.
+    channels: bool,
 }
 
 impl Default for Peer {
@@ -36,6 +39,7 @@ impl Default for Peer {
         Peer {
             role: Role::Alone,
             unsent: Vec::new(),
+            channels: true,
         }
     }
 }
@@ -59,6 +63,17 @@ impl Peer {
     /// The hand-over is made: this process now takes `role` in it.
     pub fn link(&mut self, role: Role) {
         self.role = role;
+    }
+
+    /// Whether the peer takes channels' messages (see `channels`).
+    pub fn set_channels(&mut self, channels: bool) {
+        self.channels = channels;
+    }
+
+    /// Whether channels' messages cross the link: while linked to a peer
+    /// that takes them.
+    pub fn carries_channels(&self) -> bool {
+        self.channels && self.linked()
     }
 
     /// Queues a message for the peer. Returns whether the shell must be

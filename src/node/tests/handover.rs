@@ -467,3 +467,30 @@ fn when_the_link_breaks_the_old_process_delivers_a_channels_message_unnumbered()
         vec![(None, "after".to_owned())]
     );
 }
+
+#[test]
+fn with_a_peer_of_the_release_before_channels_nothing_of_a_channel_crosses() {
+    let mut old = Pair::old();
+    let on_old = old.client(0);
+    subscribe(&mut old, on_old, "room");
+    let mut pair = Pair::hand_over(old);
+    // Hand-over version 2 on either side: the peer knows no channel.
+    pair.old.process.peer().set_channels(false);
+    pair.new.process.peer().set_channels(false);
+    let on_new = pair.new.client(0);
+    subscribe(&mut pair.new, on_new, "room");
+    publish_channel(&mut pair.old, "room", "old's own");
+    publish_channel(&mut pair.new, "room", "new's own");
+    pair.old.run();
+    pair.new.run();
+    assert!(pair.old.process.peer().take_unsent().is_empty());
+    assert!(pair.new.process.peer().take_unsent().is_empty());
+    assert_eq!(
+        of_channel(&mut pair.old, on_old, "room"),
+        numbered(&[(1, "old's own")])
+    );
+    assert_eq!(
+        of_channel(&mut pair.new, on_new, "room"),
+        numbered(&[(1, "new's own")])
+    );
+}

@@ -206,3 +206,13 @@ fn identities_are_bounded_by_the_connections() {
     let private = users.get(key).map(|identity| identity.private.len());
     assert_eq!(private, Some(1), "only private: names are kept");
 }
+
+#[test]
+fn an_exp_ages_away_is_a_timer_that_never_comes() {
+    let mut h = Harness::new(with_secret());
+    let (peer, welcome) = client_with(&mut h, &mint(&json!({"sub": "a", "exp": 1e300})));
+    assert_eq!(welcome["user"], "a");
+    assert!(h.nodes[0].token_expiry().is_some_and(|at| at > h.now.at));
+    h.advance(Duration::from_secs(24 * 3600));
+    assert!(h.frames(peer).is_empty());
+}
