@@ -104,7 +104,11 @@ fn a_message_that_inflates_past_the_bound_closes_1009() {
     let (echo, _) = offering(&mut h, "/echo");
     h.frame(echo, 0xC2, &compressed(&[0; 1000]));
     h.run();
-    assert_eq!(h.frames(echo)[0].payload.len() < 100, true);
+    let echo_frame = &h.frames(echo)[0];
+    assert!(
+        echo_frame.rsv1 && echo_frame.payload.len() < 100,
+        "{echo_frame:?}"
+    );
     h.frame(echo, 0xC2, &compressed(&[0; 1001]));
     h.run();
     assert_eq!(h.frames(echo)[0].close_code(), Some(1009));
