@@ -616,7 +616,7 @@ pub fn upgrade_deflate(path: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
-    /// Compressed with permessage-deflate.
+    /// RSV1: with permessage-deflate, a compressed message.
     pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,

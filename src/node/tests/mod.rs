@@ -3,6 +3,7 @@
 
 mod channels;
 mod clients;
+mod compression;
 mod deflate;
 mod drain;
 mod handover;
