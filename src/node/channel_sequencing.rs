@@ -17,7 +17,7 @@ use super::process::Process;
 use super::stream::StreamCursor;
 use crate::app::history::History;
 use crate::app::protocol;
-use crate::obs::metrics;
+use crate::obs::metrics::{self, Limit};
 use crate::proto::frame::{encode_frame, Opcode};
 
 /// What became of a message sent to a channel.
@@ -41,6 +41,15 @@ pub fn sequence(
     wake: impl FnMut(usize),
 ) -> Sent {
     let mut stream = process.stream();
+    if !stream.channel_make_room(channel) {
+        // Every channel held has a subscriber and this one has none: it
+        // reaches nobody, and is not kept.
+        process.stats.limit_hit(Limit::MaxChannels);
+        return Sent {
+            recipients: 0,
+            wake_link: false,
+        };
+    }
     let recipients = stream.channel_subscribers(channel);
     let wake_link = sequence_locked(&mut stream, process, me, channel, json, now, wake);
     Sent {
