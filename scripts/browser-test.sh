@@ -4,7 +4,9 @@
 # runs the client module's unit tests (tests/browser/client_module.test.mjs,
 # node only), tests/browser/web_client.test.mjs and
 # tests/browser/resume.test.mjs (a drain and a hand-over behind a real
-# redis-server, then without it). Needs node >= 20, Chromium
+# redis-server, then without it) and tests/browser/channels.test.mjs
+# (channels joined, left and resumed across a hand-over through the page;
+# connection tokens). Needs node >= 20, Chromium
 # (Debian: apt-get install chromium; or set CHROMIUM=/path/to/chrome) and
 # redis-server (apt-get install redis-server).
 # WSNOTIFY_BIN and TEST_TIMEOUT_MS are passed through to the test.
@@ -22,3 +24,4 @@ fi
 node --test tests/browser/client_module.test.mjs
 node tests/browser/web_client.test.mjs "$@"
 node tests/browser/resume.test.mjs "$@"
+node tests/browser/channels.test.mjs "$@"

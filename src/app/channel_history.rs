@@ -168,6 +168,10 @@ pub struct ChannelStreams {
     /// The channels the map may hold (`--max-channels`): past it a new one
     /// takes the place of a vacant one, or is refused.
     max: Option<usize>,
+    /// Redis numbers the channels (`--redis`): a channel this process does
+    /// not follow may have had messages it never saw, so no resume of it
+    /// is recovered, not even at its last offset.
+    numbered_elsewhere: bool,
 }
 
 impl ChannelStreams {
@@ -337,7 +341,7 @@ impl ChannelStreams {
             Some(c) => (c.last, c.first_since(), c.followed),
             None => (self.floor, self.floor, false),
         };
-        if since < first_since || (since > last && !followed) {
+        if since < first_since || (!followed && (since > last || self.numbered_elsewhere)) {
             return ChannelResume::TooOld;
         }
         ChannelResume::Recovered {
@@ -582,6 +586,41 @@ impl ChannelStreams {
 
     /// The map's own name for `channel`, made (standing at the floor,
     /// nobody following it) if it is not there.
+    /// Redis numbers the channels from now on (see `numbered_elsewhere`).
+    pub fn numbered_elsewhere(&mut self) {
+        self.numbered_elsewhere = true;
+    }
+
+    /// Messages of `channel` may be missed from now on (no subscription of
+    /// the process follows it, or one went to its clients without an
+    /// offset): no resume of it is recovered until it is followed again,
+    /// and then only from there (`record`, `follow_from`).
+    pub fn unfollow(&mut self, channel: &str) {
+        if let Some(ch) = self.channels.get_mut(channel) {
+            ch.followed = false;
+        }
+    }
+
+    /// Every message of `channel` after `last` reaches this process (Redis
+    /// said where the channel stood after a subscription of it was
+    /// confirmed): a channel not followed until now is recovered from
+    /// `last` on, and not before. Only for a channel with a subscriber (or
+    /// an entry) here; one followed already is left alone, what it has not
+    /// received yet is on its way.
+    pub fn follow_from(&mut self, channel: &str, last: u64) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if ch.followed || last < ch.last {
+            return;
+        }
+        let dropped = ch.entries.len();
+        let freed: usize = ch.entries.drain(..).map(|e| entry_cost(&e.frame)).sum();
+        ch.last = last;
+        ch.followed = true;
+        self.left_otherwise(dropped, freed);
+    }
+
     fn name_of(&mut self, channel: &str) -> Arc<str> {
         if let Some((name, _)) = self.channels.get_key_value(channel) {
             return Arc::clone(name);

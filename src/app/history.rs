@@ -11,6 +11,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::channel_following::ChannelFollowing;
 use super::channel_history::{ChannelFrame, ChannelResume, ChannelStreams, ChannelsState};
 
 /// One kept broadcast.
@@ -89,6 +90,8 @@ pub struct History {
     max_bytes: usize,
     ttl: Duration,
     channels: ChannelStreams,
+    /// With Redis: the channels a subscription of the process follows.
+    following: ChannelFollowing,
 }
 
 /// A history as it crosses a hand-over: see `History::export`.
@@ -123,6 +126,7 @@ impl History {
             max_bytes: usize::MAX,
             ttl,
             channels: ChannelStreams::default(),
+            following: ChannelFollowing::default(),
         }
     }
 
@@ -542,6 +546,50 @@ impl History {
             ChannelFrame::NotYet => Ok(None),
             ChannelFrame::Gone => Err(Lost),
         }
+    }
+
+    /// Redis numbers the channels (see `ChannelStreams::numbered_elsewhere`).
+    pub fn with_channels_numbered_elsewhere(mut self) -> History {
+        self.channels.numbered_elsewhere();
+        self
+    }
+
+    /// A worker's subscription follows `channel` now (Redis confirmed it).
+    pub fn channel_follow_started(&mut self, channel: &Arc<str>) {
+        self.following.started(channel);
+    }
+
+    /// A worker's subscription stopped following `channel`: when it was
+    /// the last, messages of it may be missed from now on.
+    pub fn channel_follow_stopped(&mut self, channel: &str) {
+        if self.following.stopped(channel) {
+            self.channels.unfollow(channel);
+        }
+    }
+
+    /// Whether a worker's subscription follows `channel`.
+    pub fn channel_followed(&self, channel: &str) -> bool {
+        self.following.follows(channel)
+    }
+
+    /// Channels a subscription of the process follows.
+    pub fn channels_followed(&self) -> usize {
+        self.following.len()
+    }
+
+    /// Redis says `channel` stood at `last` of `epoch` after a
+    /// subscription of it was confirmed: if it is still followed, every
+    /// message after `last` reaches the process.
+    pub fn channel_follow_from(&mut self, channel: &str, epoch: &str, last: u64) {
+        if epoch == self.epoch && self.following.follows(channel) {
+            self.channels.follow_from(channel, last);
+        }
+    }
+
+    /// A message of `channel` went to clients here without an offset, or an
+    /// offset of it went to none (a hole): no resume is recovered across it.
+    pub fn channel_gap(&mut self, channel: &str) {
+        self.channels.unfollow(channel);
     }
 
     /// A client of any worker joined `channel`.

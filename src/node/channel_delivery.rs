@@ -18,9 +18,12 @@ impl Node {
     /// process has.
     ///
     /// The one way a channel's message is sent, chat or published. With
-    /// Redis the process numbers it too, for now: it reaches this
-    /// process's subscribers only.
+    /// Redis, Redis numbers it instead and every instance's workers that
+    /// follow the channel deliver it (`publish_channel_across`).
     pub(super) fn publish_channel(&mut self, channel: &str, json: &str) -> usize {
+        if self.remote.is_some() {
+            return self.publish_channel_across(channel, json);
+        }
         let (id, now) = (self.id, self.clock.at());
         let outputs = &mut self.outputs;
         let sent = channel_sequencing::sequence(&self.process, id, channel, json, now, |w| {

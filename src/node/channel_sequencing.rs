@@ -135,7 +135,8 @@ pub fn numbered(
     mut wake: impl FnMut(usize),
 ) {
     let mut stream = process.stream();
-    if stream.channel_record(channel, offset, frame, now) {
+    // No room under --max-channels: no subscriber here, nothing to keep.
+    if stream.channel_make_room(channel) && stream.channel_record(channel, offset, frame, now) {
         post(process, usize::MAX, channel, Some(offset), frame, &mut wake);
     }
 }

@@ -260,6 +260,23 @@ impl Channels {
         })
     }
 
+    /// Every channel is numbered from 1 again (Redis lost its data: a new
+    /// epoch): the offsets handed out here before mean nothing now.
+    pub fn renumbered(&mut self) {
+        for slot in &mut self.slots {
+            slot.delivered = 0;
+        }
+    }
+
+    /// Messages of channel `id` up to `offset` are not for its subscribers
+    /// here: they were numbered before this worker followed the channel
+    /// on Redis, and its subscribers are told they stand at `offset`.
+    pub fn skip_to(&mut self, id: ChannelId, offset: u64) {
+        if let Some(slot) = self.slots.get_mut(id.0 as usize) {
+            slot.delivered = slot.delivered.max(offset);
+        }
+    }
+
     /// Whether `key`'s subscription to `id` is being replayed (live
     /// messages of the channel skip it meanwhile).
     pub fn set_replaying(&mut self, key: ConnKey, id: ChannelId, replaying: bool) {

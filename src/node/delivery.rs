@@ -144,6 +144,19 @@ impl Node {
                     offset,
                     frame,
                 } => self.deliver_channel(&channel, offset, &frame),
+                Mail::ChannelUnsequenced {
+                    channel,
+                    frame,
+                    tag,
+                } => {
+                    let fresh = match tag {
+                        Some(tag) => self.stream.release(tag),
+                        None => true,
+                    };
+                    if fresh {
+                        self.channel_unsequenced_local(&channel, &frame);
+                    }
+                }
                 Mail::Deliver { seq, frame, report } => {
                     let target = self.hub.key(seq);
                     if let Some(key) = target {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::mailbox::Mail;
 use super::peer::wire::Message;
-use super::redis::{script, Event, LinkInput, Side};
+use super::redis::{script, Event, LinkInput, Released, Side};
 use super::transmit::Transmit;
 use super::{Node, Output};
 use crate::app::envelope::{self, Recipient, Tag};
@@ -29,8 +29,9 @@ impl Node {
         }
     }
 
-    /// A reconnect or a connect timeout that is due, or broadcasts that
-    /// have waited too long for Redis to number them.
+    /// A reconnect or a connect timeout that is due, broadcasts that have
+    /// waited too long for Redis to number them, or `subscribe` answers
+    /// that waited too long for Redis to confirm their channel.
     pub(super) fn redis_timers(&mut self) {
         let now = self.clock.at();
         if let Some(remote) = &mut self.remote {
@@ -46,6 +47,7 @@ impl Node {
         {
             self.release_waiting();
         }
+        self.answer_overdue();
     }
 
     /// Delivers this worker's broadcasts that wait for Redis's numbering
@@ -69,14 +71,19 @@ impl Node {
             worker = self.id
         );
         metrics::add(&self.process.stats.redis_unnumbered, released.len() as u64);
-        for (seq, json) in released {
+        for Released { seq, channel, json } in released {
             let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
-            let tag = Some(Tag {
+            let tag = Tag {
                 worker: self.id,
                 seq,
-            });
+            };
+            if let Some(channel) = channel {
+                self.release_channel(channel, frame, tag);
+                continue;
+            }
             for worker in 0..self.process.config.workers {
                 let frame = Arc::clone(&frame);
+                let tag = Some(tag);
                 self.post(worker, Mail::Unsequenced { frame, tag });
             }
         }
@@ -119,7 +126,19 @@ impl Node {
                     }
                 }
                 Event::Message(bytes) => self.on_channel_message(&bytes),
-                Event::Position { epoch, offset } => self.process.stream().sync(&epoch, offset),
+                Event::Position { epoch, offset } => {
+                    self.process.stream().sync(&epoch, offset);
+                    self.check_channel_generation();
+                }
+                Event::ChannelMessage { channel, payload } => {
+                    self.on_channel_topic(channel, &payload)
+                }
+                Event::Following(following) => self.on_following(following),
+                Event::ChannelPosition {
+                    channel,
+                    epoch,
+                    offset,
+                } => self.on_channel_position(&channel, &epoch, offset),
             }
         }
     }
@@ -133,6 +152,13 @@ impl Node {
                 if remote.link.send_hole(generation, &self.process.instance) {
                     metrics::add(&self.process.stats.redis_holes, 1);
                 }
+            }
+            if remote.link.channel_holes_due() {
+                let generation = self.process.stream().generation();
+                let sent = remote
+                    .link
+                    .send_channel_holes(generation, &self.process.instance);
+                metrics::add(&self.process.stats.redis_holes, sent as u64);
             }
         }
         for side in Side::BOTH {
@@ -196,7 +222,7 @@ impl Node {
         queued
     }
 
-    fn count_published(&mut self, queued: bool) {
+    pub(super) fn count_published(&mut self, queued: bool) {
         let stats = &self.process.stats;
         metrics::add(
             if queued {
@@ -286,6 +312,7 @@ impl Node {
     /// The worker's place moved from `before`: if that was another epoch,
     /// the replays of the old one end (see `replays_renumbered`).
     fn renumbered_since(&mut self, before: Position) {
+        self.check_channel_generation();
         if self.stream.position().generation != before.generation {
             self.replays_renumbered(before);
         }

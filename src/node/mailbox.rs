@@ -37,6 +37,14 @@ pub enum Mail {
         offset: Option<u64>,
         frame: Arc<[u8]>,
     },
+    /// A message of `channel` that goes to the receiving worker's
+    /// subscribers of it without an offset (Redis could not number it);
+    /// `tag` as for `Unsequenced`.
+    ChannelUnsequenced {
+        channel: Arc<str>,
+        frame: Arc<[u8]>,
+        tag: Option<Tag>,
+    },
     /// A frame for one client of the receiving worker, and whom to tell
     /// whether it was there.
     Deliver {
@@ -82,7 +90,8 @@ impl Mail {
             Mail::Broadcast(frame)
             | Mail::Unsequenced { frame, .. }
             | Mail::Stream { frame, .. }
-            | Mail::Channel { frame, .. } => frame.len(),
+            | Mail::Channel { frame, .. }
+            | Mail::ChannelUnsequenced { frame, .. } => frame.len(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {

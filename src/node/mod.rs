@@ -19,7 +19,9 @@
 //! `lifecycle`, `instances`)
 //! are the node's own steps between them.
 
+mod awaiting_follow;
 mod channel_delivery;
+mod channel_instances;
 mod channel_sequencing;
 mod channels;
 mod clients;

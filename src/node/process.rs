@@ -81,9 +81,12 @@ impl Process {
         let per_ip = PerIp::new(config.max_connections_per_ip);
         let mailbox_bytes =
             (config.max_total_queue_bytes / workers / MAILBOX_PART).clamp(1, mailbox::MAX_BYTES);
-        let stream = History::new(new_epoch(rng), config.history_size, config.history_ttl)
+        let mut stream = History::new(new_epoch(rng), config.history_size, config.history_ttl)
             .with_max_bytes(config.max_history_bytes)
             .with_max_channels(config.max_channels);
+        if config.redis.is_some() {
+            stream = stream.with_channels_numbered_elsewhere();
+        }
         Process {
             instance,
             started,

@@ -39,18 +39,37 @@ impl Node {
         if joined.is_none() && self.channels.counted(key) >= limit {
             return self.refuse_channel(key, channel, ChannelRefusal::TooMany(limit));
         }
-        let process = Arc::clone(&self.process);
-        let mut history = process.stream();
         let id = match joined {
             Some(id) => id,
-            None if !history.channel_make_room(&channel) => {
-                drop(history);
-                self.process.stats.limit_hit(Limit::MaxChannels);
-                return self.refuse_channel(key, channel, ChannelRefusal::ServerFull);
+            None => {
+                let process = Arc::clone(&self.process);
+                let mut history = process.stream();
+                if !history.channel_make_room(&channel) {
+                    drop(history);
+                    self.process.stats.limit_hit(Limit::MaxChannels);
+                    return self.refuse_channel(key, channel, ChannelRefusal::ServerFull);
+                }
+                self.open_subscription(&mut history, key, &channel)
             }
-            None => self.open_subscription(&mut history, key, &channel),
         };
-        let outcome = resume.map(|r| history.channel_resume(&channel, r.since, &r.epoch));
+        if self.hold_subscribe_answer(key, id, &resume) {
+            return;
+        }
+        self.answer_subscribe(key, id, &channel, resume);
+    }
+
+    /// The `subscribed` answer to client `key`, which joined channel `id`,
+    /// and the replay its resume asks for.
+    pub(super) fn answer_subscribe(
+        &mut self,
+        key: ConnKey,
+        id: ChannelId,
+        channel: &str,
+        resume: Option<ResumeFrom>,
+    ) {
+        let process = Arc::clone(&self.process);
+        let history = process.stream();
+        let outcome = resume.map(|r| history.channel_resume(channel, r.since, &r.epoch));
         let epoch = history.epoch().to_owned();
         drop(history);
         let delivered = self.channels.delivered(id);
@@ -71,7 +90,7 @@ impl Node {
             Some(failed) => (delivered, Some(Resumed::Failed(failed.label())), None),
         };
         let now = self.clock.wall_ms();
-        let answer = channel_protocol::subscribed(&channel, &epoch, offset, resumed, now);
+        let answer = channel_protocol::subscribed(channel, &epoch, offset, resumed, now);
         self.send_json(key, &answer);
         if let Some(next) = replay_from {
             self.replay_channel(key, id, next);
@@ -121,7 +140,9 @@ impl Node {
 
     /// Client `key` joins `channel`, which it had not joined, under the
     /// stream's lock (`history`): counted in the process, and delivered
-    /// every message numbered from now on.
+    /// every message numbered from now on (with Redis, once this worker's
+    /// subscription follows the channel, which its first subscriber here
+    /// starts).
     fn open_subscription(
         &mut self,
         history: &mut History,
@@ -130,7 +151,12 @@ impl Node {
     ) -> ChannelId {
         let last = history.channel_last(channel);
         history.channel_joined(channel);
-        self.channels.join(key, channel, last)
+        let first_here = self.channels.id(channel).is_none();
+        let id = self.channels.join(key, channel, last);
+        if first_here {
+            self.follow_channel(channel);
+        }
+        id
     }
 
     /// Client `key` is to be replayed channel `id` from offset `next` on;
@@ -165,6 +191,7 @@ impl Node {
             }
             self.channels.leave(key, id);
             self.process.stream().channel_left(&channel);
+            self.left_channel(key, &channel);
         }
         let answer = channel_protocol::unsubscribed(&channel, self.clock.wall_ms());
         self.send_json(key, &answer);
@@ -183,11 +210,20 @@ impl Node {
     pub(super) fn leave_channels(&mut self, key: ConnKey) {
         let process = &self.process;
         let mut history = None;
+        let mut left = Vec::new();
+        let across = self.remote.is_some();
         self.channels.leave_all(key, |name| {
             history
                 .get_or_insert_with(|| process.stream())
                 .channel_left(name);
+            if across {
+                left.push(Box::<str>::from(name));
+            }
         });
+        drop(history);
+        for name in left {
+            self.left_channel(key, &name);
+        }
     }
 
     /// Whether client `key` may join the `private:` channel `channel`:

@@ -156,6 +156,11 @@ pub struct Stats {
     /// Redis could not number them, and the holes published for them.
     pub redis_unnumbered: AtomicU64,
     pub redis_holes: AtomicU64,
+    /// Messages of channels taken from the workers' Redis subscriptions.
+    pub redis_channel_received: AtomicU64,
+    /// Channels the workers' Redis subscriptions follow, one per channel
+    /// per worker with a subscriber of it.
+    pub redis_channel_subscriptions: AtomicU64,
     /// Messages queued for, and received from, the other process of a
     /// hand-over.
     pub handover_sent: AtomicU64,
@@ -356,7 +361,7 @@ impl Stats {
         metric(
             "redis_unnumbered_total",
             "counter",
-            "Broadcasts delivered here without an offset because Redis could not number them in time (away, stalled, or over --redis-max-queue-bytes); no resume is recovered across them.",
+            "Broadcasts and channel messages delivered here without an offset because Redis could not number them in time (away, stalled, or over --redis-max-queue-bytes); no resume is recovered across them.",
             &one(&self.redis_unnumbered),
         );
         metric(
@@ -364,6 +369,18 @@ impl Stats {
             "counter",
             "Holes published: offsets Redis numbered with no message, telling every instance that broadcasts went out here unnumbered.",
             &one(&self.redis_holes),
+        );
+        metric(
+            "redis_channel_received_total",
+            "counter",
+            "Messages of channels taken from the workers' Redis subscriptions (each worker subscribes to the channels its clients joined, and only to those).",
+            &one(&self.redis_channel_received),
+        );
+        metric(
+            "redis_channel_subscriptions",
+            "gauge",
+            "Channels the workers' Redis subscriptions follow now (one per channel and worker with a subscriber of it).",
+            &one(&self.redis_channel_subscriptions),
         );
         metric(
             "handover_messages_total",

@@ -1,28 +1,34 @@
 // wsnotify client: connect to /ws, reconnect after a drain or a drop, and
-// resume where the last connection stopped, so that no broadcast is lost or
-// shown twice. One ES module, no dependencies: copy it next to your page.
+// resume where the last connection stopped, so that no broadcast and no
+// message of a joined channel is lost or shown twice. One ES module, no
+// dependencies: copy it next to your page.
 //
 //   import { connect } from './client.js';
 //   const client = connect('wss://example.com/ws', {
+//     token: async () => (await fetch('/my-token')).text(),  // optional: before every connect
 //     onMessage(m) { ... },            // every message, welcome excluded, duplicates dropped
-//     onWelcome(m) { ... },            // each new connection's welcome
-//     onRecovered(count, welcome, detail) { },  // a resume replayed `count` missed broadcasts
-//     onGap(reason, detail) { ... },    // broadcasts were missed: refetch your state
+//     onWelcome(m) { ... },            // each new connection's welcome (m.user when a token named one)
+//     onSubscribed(channel, m, detail) { },      // each `subscribed` answer
+//     onRecovered(count, welcome, detail) { },  // a resume replayed `count` missed messages
+//     onGap(reason, detail) { ... },    // messages were missed: refetch your state
 //     onState(state, detail) { ... },   // 'connecting' | 'connected' | 'waiting' | 'disconnected'
 //   });
-//   client.send({ type: 'chat', message: 'hi' });
+//   client.subscribe('news', (m) => { ... });   // every message of the channel
+//   client.send({ type: 'chat', channel: 'news', message: 'hi' });
+//   client.unsubscribe('news');
 //   client.close();
 //
 // Reasons given to onGap: 'too_old' and 'unknown_epoch' (from the server's
-// welcome), 'jump' (an offset skipped ahead on a live connection;
-// detail.expected and detail.got) and 'epoch' (the server's numbering
-// restarted under a new epoch: detail.epoch and detail.offset). Why a
-// connection replaced the one before, in the details of 'connecting',
-// 'connected', onRecovered and onGap: detail.after is 'shutdown' (the
-// server said it was shutting down or being upgraded), 'drop' (the
-// connection ended without a word), or null (the first connection, or
-// reconnect()). describeReconnect() and describeGap() put both in plain
-// words. See docs/client.md.
+// welcome, or its `subscribed` answer for a channel: then detail.channel),
+// 'jump' (an offset skipped ahead on a live connection; detail.expected
+// and detail.got, and detail.channel for a channel) and 'epoch' (the
+// server's numbering restarted under a new epoch: detail.epoch and
+// detail.offset). Why a connection replaced the one before, in the details
+// of 'connecting', 'connected', onSubscribed, onRecovered and onGap:
+// detail.after is 'shutdown' (the server said it was shutting down or
+// being upgraded), 'drop' (the connection ended without a word), or null
+// (the first connection, or reconnect()). describeReconnect() and
+// describeGap() put both in plain words. See docs/client.md.
 
 const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
@@ -36,6 +42,14 @@ export function resumeUrl(url, epoch, offset) {
     u.searchParams.set('since', String(offset));
     u.searchParams.set('epoch', epoch);
   }
+  return u.toString();
+}
+
+/** `url` with `?token=` set to `token`, or as it is when there is none. */
+export function tokenUrl(url, token) {
+  if (typeof token !== 'string' || token === '') return url;
+  const u = new URL(url);
+  u.searchParams.set('token', token);
   return u.toString();
 }
 
@@ -89,16 +103,30 @@ export function connect(url, options = {}) {
   let epoch = null;
   let offset = null;
   let clientId = null;
+  let user = null;
   let state = 'disconnected';
   let dropped = 0;
   // Why the next connection replaces the last one that was welcomed
   // (see describeReconnect); kept through failed attempts.
   let after = null;
+  // Why the current connection replaced the one before, for the answers
+  // to the subscriptions it resumes.
+  let why = { after: null };
   // The current connection was welcomed, and got a shutdown notice.
   let welcomed = false;
   let noticed = false;
+  // Counts the attempts to connect, so that a token that arrives after
+  // close() or a newer attempt opens nothing.
+  let generation = 0;
+  // The joined channels, in the order they were joined: name ->
+  // { onMessage, offset, epoch, pending }. `offset` is the last one seen
+  // of the channel (its own numbering), `epoch` the one it counts in,
+  // `pending` whether this connection's `subscribed` answer is still due.
+  const channels = new Map();
+  // Channels left on this connection whose `unsubscribed` has not come:
+  // what the server sent before it is not for us any more.
+  const leaving = new Set();
 
-  // The current connection, if it was welcomed, is over: say why.
   function ended() {
     if (welcomed) after = noticed ? 'shutdown' : 'drop';
     welcomed = false;
@@ -132,6 +160,7 @@ export function connect(url, options = {}) {
     const sock = ws;
     ws = null;
     clientId = null;
+    leaving.clear();
     if (sock) {
       try {
         sock.close(1000);
@@ -145,10 +174,39 @@ export function connect(url, options = {}) {
     clearTimer();
     ended();
     detach();
+    const current = ++generation;
     setState('connecting', { after });
+    if (typeof options.token !== 'function') {
+      dial(options.token);
+      return;
+    }
+    // A fresh token for every connection; a synchronous one dials at once.
+    let token;
+    try {
+      token = options.token();
+    } catch (error) {
+      tokenFailed(error);
+      return;
+    }
+    if (!token || typeof token.then !== 'function') {
+      dial(token);
+      return;
+    }
+    token.then(
+      (t) => { if (current === generation) dial(t); },
+      (error) => { if (current === generation) tokenFailed(error); },
+    );
+  }
+
+  function tokenFailed(error) {
+    on('onError', { error: 'the token function failed', data: error });
+    schedule(backoffDelay(attempt++, random, base, cap));
+  }
+
+  function dial(token) {
     let sock;
     try {
-      sock = new Socket(resumeUrl(target, epoch, offset));
+      sock = new Socket(tokenUrl(resumeUrl(target, epoch, offset), token));
     } catch (e) {
       setState('disconnected', { error: e });
       return;
@@ -162,6 +220,7 @@ export function connect(url, options = {}) {
       ended();
       ws = null;
       clientId = null;
+      leaving.clear();
       on('onClose', { code: ev.code, reason: ev.reason });
       if (timer !== null) {
         // A shutdown notice already set when to come back.
@@ -172,10 +231,29 @@ export function connect(url, options = {}) {
     };
   }
 
+  function sendNow(obj) {
+    if (!ws || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  // Joins `name` on this connection, resuming after the last offset seen
+  // when there is one (and the epoch it counts in).
+  function sendSubscribe(name, ch) {
+    const m = { type: 'subscribe', channel: name };
+    const e = ch.epoch ?? epoch;
+    if (ch.offset !== null && typeof e === 'string' && e !== '') {
+      m.since = ch.offset;
+      m.epoch = e;
+    }
+    ch.pending = sendNow(m);
+  }
+
   function welcome(m) {
     clientId = m.client_id ?? null;
+    user = typeof m.user === 'string' ? m.user : null;
     attempt = 0;
-    const why = { after };
+    why = { after };
     after = null;
     welcomed = true;
     noticed = false;
@@ -189,13 +267,29 @@ export function connect(url, options = {}) {
     on('onWelcome', m);
     if (m.recovered === true) on('onRecovered', Number(m.replayed) || 0, m, why);
     else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { welcome: m, ...why });
+    // Every channel joined before comes back, each from where it stopped.
+    for (const [name, ch] of channels) sendSubscribe(name, ch);
+  }
+
+  // The answer to a subscribe: where the channel stands, and whether what
+  // was missed since our last offset of it follows.
+  function subscribed(m, ch) {
+    ch.pending = false;
+    const current = Number.isSafeInteger(m.offset) ? m.offset : null;
+    if (m.recovered !== true || ch.offset === null) ch.offset = current;
+    if (typeof m.epoch === 'string' && m.epoch !== '') ch.epoch = m.epoch;
+    const detail = { channel: m.channel, ...why };
+    on('onSubscribed', m.channel, m, detail);
+    if (m.recovered === true) on('onRecovered', Number(m.replayed) || 0, m, detail);
+    else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { subscribed: m, ...detail });
   }
 
   // The server's numbering restarted (its Redis lost it): offsets count
   // again from m.offset in m.epoch, so nothing of the new numbering looks
   // already seen. What the old numbering had not delivered yet is lost: a
   // gap. The same epoch again (a connection welcomed in it, whose worker
-  // starts it further back) only lowers the offset.
+  // starts it further back) only lowers the offset. Channels number anew
+  // in the new epoch too: the first message of each sets where it stands.
   function adoptEpoch(m) {
     if (typeof m.epoch !== 'string' || m.epoch === '' || !Number.isSafeInteger(m.offset)) {
       on('onError', { error: 'unexpected epoch message', data: m });
@@ -207,7 +301,53 @@ export function connect(url, options = {}) {
     }
     epoch = m.epoch;
     offset = m.offset;
+    for (const ch of channels.values()) {
+      ch.epoch = m.epoch;
+      ch.offset = null;
+    }
     on('onGap', 'epoch', { epoch: m.epoch, offset: m.offset });
+  }
+
+  // Whether a numbered message is new after `last`; reports a jump.
+  function fresh(last, m, channel) {
+    if (last !== null && m.offset <= last) {
+      dropped++;
+      return false;
+    }
+    if (last !== null && m.offset > last + 1) {
+      const detail = { expected: last + 1, got: m.offset };
+      on('onGap', 'jump', channel === undefined ? detail : { ...detail, channel });
+    }
+    return true;
+  }
+
+  // A message that names a channel: an answer about it, or one of its
+  // messages, numbered in the channel's own sequence.
+  function channelMessage(m) {
+    const name = m.channel;
+    const ch = channels.get(name);
+    if (m.type === 'subscribed') {
+      if (ch) subscribed(m, ch);
+      return;
+    }
+    if (m.type === 'unsubscribed') {
+      leaving.delete(name);
+      on('onMessage', m);
+      return;
+    }
+    if (m.type === 'error') {
+      // The first answer to a subscribe we sent: it was refused.
+      if (ch && ch.pending) channels.delete(name);
+      on('onMessage', m);
+      return;
+    }
+    if (leaving.has(name)) return;
+    if (ch && Number.isSafeInteger(m.offset)) {
+      if (!fresh(ch.offset, m, name)) return;
+      ch.offset = m.offset;
+    }
+    if (ch && typeof ch.onMessage === 'function') ch.onMessage(m);
+    else on('onMessage', m);
   }
 
   function receive(data) {
@@ -230,14 +370,12 @@ export function connect(url, options = {}) {
       adoptEpoch(m);
       return;
     }
+    if (typeof m.channel === 'string') {
+      channelMessage(m);
+      return;
+    }
     if (Number.isSafeInteger(m.offset)) {
-      if (offset !== null && m.offset <= offset) {
-        dropped++;
-        return;
-      }
-      if (offset !== null && m.offset > offset + 1) {
-        on('onGap', 'jump', { expected: offset + 1, got: m.offset });
-      }
+      if (!fresh(offset, m)) return;
       offset = m.offset;
     }
     on('onMessage', m);
@@ -253,17 +391,41 @@ export function connect(url, options = {}) {
   const client = {
     /** Sends a JSON message; false when not connected. */
     send(obj) {
-      if (!ws || ws.readyState !== 1) return false;
-      ws.send(JSON.stringify(obj));
-      return true;
+      return sendNow(obj);
+    },
+    /** Joins `channel` (now if connected, else at the next welcome) and
+     * keeps it joined across reconnects, resuming from its last offset.
+     * Its messages go to `onMessage` (to the client's when none is given).
+     * Joining a channel joined already only replaces the callback. */
+    subscribe(channel, onMessage) {
+      const name = String(channel);
+      const ch = channels.get(name);
+      if (ch) {
+        ch.onMessage = onMessage;
+        return;
+      }
+      const created = { onMessage, offset: null, epoch: null, pending: false };
+      channels.set(name, created);
+      leaving.delete(name);
+      if (welcomed) sendSubscribe(name, created);
+    },
+    /** Leaves `channel`; nothing of it reaches the page after this call. */
+    unsubscribe(channel) {
+      const name = String(channel);
+      if (!channels.delete(name)) return;
+      if (welcomed && sendNow({ type: 'unsubscribe', channel: name })) leaving.add(name);
     },
     /** Connects now (again), resuming if the position is known. A new
-     * URL starts a new position. */
+     * URL starts a new position, for every channel too. */
     reconnect(newUrl) {
       if (newUrl !== undefined && newUrl !== target) {
         target = newUrl;
         epoch = null;
         offset = null;
+        for (const ch of channels.values()) {
+          ch.epoch = null;
+          ch.offset = null;
+        }
       }
       attempt = 0;
       welcomed = false;
@@ -273,14 +435,25 @@ export function connect(url, options = {}) {
     /** Closes and stops reconnecting; the position is kept for reconnect(). */
     close() {
       clearTimer();
+      generation++;
       detach();
+      welcomed = false;
       setState('disconnected');
     },
     get state() { return state; },
     get clientId() { return clientId; },
+    /** The user the token named (the welcome's `user`), or null. */
+    get user() { return user; },
     get epoch() { return epoch; },
     get offset() { return offset; },
-    /** Broadcasts dropped because their offset was already seen. */
+    /** The joined channels, in the order they were joined. */
+    get channels() { return [...channels.keys()]; },
+    /** The last offset seen of a joined channel (null if none yet). */
+    channelOffset(channel) {
+      const ch = channels.get(String(channel));
+      return ch ? ch.offset : null;
+    },
+    /** Messages dropped because their offset was already seen. */
     get dropped() { return dropped; },
     get url() { return target; },
   };

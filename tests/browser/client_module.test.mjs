@@ -1,7 +1,9 @@
 // Unit tests of the resuming client module (src/web/client.js, served as
 // GET /client.js) against a scripted fake WebSocket: the resume URL, the
 // dropping of already-seen offsets, gap detection, a new epoch, the
-// reconnect hint, the jittered backoff and close(). The client's timers
+// reconnect hint, the jittered backoff and close(); channels (joined at
+// the welcome, their own offsets, resumed after a reconnect, left) and the
+// token function called before every connect. The client's timers
 // run on node:test's mocked clock, advanced by hand: each delay is checked to the millisecond
 // and nothing waits for real time.
 //
@@ -16,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const source = readFileSync(join(ROOT, 'src', 'web', 'client.js'));
 // The module is served without a package.json around it: load it as text.
-const { connect, resumeUrl, backoffDelay, describeGap, describeReconnect } = await import(
+const { connect, resumeUrl, tokenUrl, backoffDelay, describeGap, describeReconnect } = await import(
   'data:text/javascript;base64,' + source.toString('base64')
 );
 
@@ -292,4 +294,203 @@ test('reconnects and gaps in plain words', () => {
   assert.match(describeGap('too_old'), /no longer holds them/);
   assert.equal(describeGap('jump', { expected: 8, got: 9 }), 'offsets jumped from 7 to 9');
   assert.match(describeGap('epoch', { epoch: 'e2', offset: 0 }), /numbering the stream again/);
+});
+
+test('tokenUrl sets ?token= only for a non-empty string', () => {
+  assert.equal(tokenUrl('ws://h/ws?since=1&epoch=e', 'a.b.c'), 'ws://h/ws?since=1&epoch=e&token=a.b.c');
+  assert.equal(tokenUrl('ws://h/ws?token=old', 'new'), 'ws://h/ws?token=new');
+  assert.equal(tokenUrl('ws://h/ws', ''), 'ws://h/ws');
+  assert.equal(tokenUrl('ws://h/ws', null), 'ws://h/ws');
+});
+
+/** A client on a fake server whose channel messages are recorded per channel. */
+function startWithChannels(extra = {}) {
+  const got = {};
+  const subscribedSeen = [];
+  const run = start({
+    onSubscribed: (channel, m, detail) => subscribedSeen.push({ channel, offset: m.offset, after: detail.after }),
+    ...extra,
+  });
+  const handler = (name) => (m) => { (got[name] ||= []).push(m); };
+  return { ...run, got, handler, subscribedSeen };
+}
+
+const channelOffsets = (got, name) => (got[name] || []).map((m) => m.offset);
+
+test('a channel is joined at the welcome, or at once when connected; its offsets are its own', () => {
+  const { client, server, seen, got, handler, subscribedSeen } = startWithChannels();
+  client.subscribe('news', handler('news'));
+  const ws = server.last();
+  assert.deepEqual(ws.sent, [], 'nothing is sent before the welcome');
+  ws.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 50, user: 'alice' });
+  assert.equal(client.user, 'alice');
+  assert.deepEqual(ws.sent, [{ type: 'subscribe', channel: 'news' }]);
+  client.subscribe('sport', handler('sport'));
+  client.subscribe('sport', handler('sport'));
+  assert.deepEqual(ws.sent.slice(1), [{ type: 'subscribe', channel: 'sport' }], 'joined once');
+  ws.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 3 });
+  ws.deliver({ type: 'subscribed', channel: 'sport', epoch: 'e1', offset: 0 });
+  assert.deepEqual(subscribedSeen, [
+    { channel: 'news', offset: 3, after: null },
+    { channel: 'sport', offset: 0, after: null },
+  ]);
+  ws.deliver({ type: 'notification', channel: 'news', offset: 3 });
+  ws.deliver({ type: 'notification', channel: 'news', offset: 4 });
+  ws.deliver({ type: 'chat', channel: 'sport', offset: 1, message: 'goal' });
+  ws.deliver({ type: 'notification', offset: 51 });
+  ws.deliver({ type: 'chat', channel: 'news', offset: 4 });
+  ws.deliver({ type: 'chat', channel: 'news', offset: 6 });
+  // A message of the user's own channel, never subscribed to by message.
+  ws.deliver({ type: 'notification', channel: 'user:alice', offset: 1, scope: 'user' });
+  assert.deepEqual(channelOffsets(got, 'news'), [4, 6]);
+  assert.deepEqual(channelOffsets(got, 'sport'), [1]);
+  assert.deepEqual(seen.messages.map((m) => [m.channel, m.offset]), [[undefined, 51], ['user:alice', 1]],
+    'the client\'s onMessage gets everyone\'s and channels without a callback');
+  assert.equal(client.offset, 51, 'channel offsets leave everyone\'s alone');
+  assert.equal(client.channelOffset('news'), 6);
+  assert.equal(client.dropped, 2);
+  assert.deepEqual(seen.gaps, [{ reason: 'jump', expected: 5, got: 6, channel: 'news' }]);
+  assert.deepEqual(client.channels, ['news', 'sport']);
+  client.close();
+});
+
+test('after a reconnect every joined channel resumes from its last offset, duplicates dropped', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { client, server, seen, got, handler, subscribedSeen } = startWithChannels();
+  client.subscribe('news', handler('news'));
+  client.subscribe('old', handler('old'));
+  const first = server.last();
+  first.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 0 });
+  first.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 7 });
+  first.deliver({ type: 'subscribed', channel: 'old', epoch: 'e1', offset: 2 });
+  first.deliver({ type: 'notification', channel: 'news', offset: 8 });
+  first.deliver({ type: 'shutdown_notice', reconnect_after_ms: 5 });
+  t.mock.timers.tick(5);
+  const next = server.last();
+  assert.equal(server.sockets.length, 2);
+  next.deliver({ type: 'welcome', client_id: 'c2', epoch: 'e1', offset: 0, recovered: true, replayed: 0 });
+  assert.deepEqual(next.sent, [
+    { type: 'subscribe', channel: 'news', since: 8, epoch: 'e1' },
+    { type: 'subscribe', channel: 'old', since: 2, epoch: 'e1' },
+  ]);
+  next.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 10, recovered: true, replayed: 2 });
+  next.deliver({ type: 'notification', channel: 'news', offset: 8 });
+  next.deliver({ type: 'notification', channel: 'news', offset: 9 });
+  next.deliver({ type: 'notification', channel: 'news', offset: 10 });
+  next.deliver({ type: 'subscribed', channel: 'old', epoch: 'e1', offset: 40, recovered: false, reason: 'too_old' });
+  next.deliver({ type: 'notification', channel: 'old', offset: 41 });
+  assert.deepEqual(channelOffsets(got, 'news'), [8, 9, 10]);
+  assert.deepEqual(channelOffsets(got, 'old'), [41]);
+  assert.deepEqual(seen.recovered, [0, 2], 'everyone\'s recovery, then the channel\'s');
+  assert.equal(seen.gaps.length, 1);
+  assert.equal(seen.gaps[0].reason, 'too_old');
+  assert.equal(seen.gaps[0].channel, 'old');
+  assert.equal(seen.gaps[0].after, 'shutdown');
+  assert.deepEqual(subscribedSeen.map((s) => s.after), [null, null, 'shutdown', 'shutdown']);
+  client.close();
+});
+
+test('unsubscribe: nothing of the channel after it, not joined again after a reconnect', () => {
+  const { client, server, seen, got, handler } = startWithChannels();
+  client.subscribe('news', handler('news'));
+  client.subscribe('keep', handler('keep'));
+  const ws = server.last();
+  ws.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  ws.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 0 });
+  ws.deliver({ type: 'subscribed', channel: 'keep', epoch: 'e1', offset: 0 });
+  ws.deliver({ type: 'notification', channel: 'news', offset: 1 });
+  client.unsubscribe('news');
+  client.unsubscribe('never-joined');
+  assert.deepEqual(ws.sent.at(-1), { type: 'unsubscribe', channel: 'news' });
+  assert.equal(ws.sent.length, 3);
+  // Sent by the server before it read our unsubscribe.
+  ws.deliver({ type: 'notification', channel: 'news', offset: 2 });
+  ws.deliver({ type: 'unsubscribed', channel: 'news' });
+  assert.deepEqual(channelOffsets(got, 'news'), [1]);
+  assert.deepEqual(seen.messages.map((m) => m.type), ['unsubscribed']);
+  assert.deepEqual(client.channels, ['keep']);
+  client.reconnect();
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 0, recovered: true, replayed: 0 });
+  assert.deepEqual(server.last().sent, [{ type: 'subscribe', channel: 'keep', since: 0, epoch: 'e1' }]);
+  client.close();
+});
+
+test('a refused subscribe is forgotten; an error about a joined channel is not', () => {
+  const { client, server, seen, handler } = startWithChannels();
+  const ws = server.last();
+  ws.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  client.subscribe('private:boss', handler('private:boss'));
+  client.subscribe('news', handler('news'));
+  ws.deliver({ type: 'error', channel: 'private:boss', error: 'not allowed' });
+  ws.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 0 });
+  ws.deliver({ type: 'error', channel: 'news', error: 'message too long' });
+  assert.deepEqual(client.channels, ['news']);
+  assert.deepEqual(seen.messages.map((m) => m.channel), ['private:boss', 'news']);
+  client.close();
+});
+
+test('a new epoch restarts every channel\'s numbering too', () => {
+  const { client, server, got, handler } = startWithChannels();
+  client.subscribe('news', handler('news'));
+  const ws = server.last();
+  ws.deliver({ type: 'welcome', epoch: 'e1', offset: 0 });
+  ws.deliver({ type: 'subscribed', channel: 'news', epoch: 'e1', offset: 30 });
+  ws.deliver({ type: 'epoch', epoch: 'e2', offset: 0 });
+  ws.deliver({ type: 'notification', channel: 'news', offset: 1 });
+  assert.deepEqual(channelOffsets(got, 'news'), [1]);
+  client.reconnect();
+  server.last().deliver({ type: 'welcome', epoch: 'e2', offset: 0, recovered: true, replayed: 0 });
+  assert.deepEqual(server.last().sent, [{ type: 'subscribe', channel: 'news', since: 1, epoch: 'e2' }]);
+  client.close();
+});
+
+test('the token function is called before every connect; an async one is awaited', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let calls = 0;
+  const { client, server } = start({ token: () => { calls++; return `tok${calls}`; } });
+  assert.equal(server.last().url, 'ws://example.test/ws?token=tok1');
+  server.last().deliver({ type: 'welcome', epoch: 'e1', offset: 4 });
+  server.last().drop();
+  t.mock.timers.tick(5);
+  assert.equal(server.last().url, 'ws://example.test/ws?token=tok2&since=4&epoch=e1');
+  client.close();
+
+  let resolveToken;
+  const pending = start({ token: () => new Promise((r) => { resolveToken = r; }) });
+  assert.equal(pending.server.sockets.length, 0, 'no connection before the token');
+  assert.equal(pending.client.state, 'connecting');
+  resolveToken('fresh');
+  await Promise.resolve();
+  assert.equal(pending.server.last().url, 'ws://example.test/ws?token=fresh');
+  // A token that comes after close() opens nothing.
+  pending.client.reconnect();
+  pending.client.close();
+  resolveToken('late');
+  await Promise.resolve();
+  assert.equal(pending.server.sockets.length, 1);
+});
+
+test('a failing token function is reported and tried again after the backoff', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const errors = [];
+  let calls = 0;
+  const { client, server } = start({
+    onError: (e) => errors.push(e.error),
+    token: async () => {
+      calls++;
+      if (calls === 1) throw new Error('token service down');
+      return 'ok';
+    },
+  });
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.deepEqual(errors, ['the token function failed']);
+  assert.equal(client.state, 'waiting');
+  assert.equal(server.sockets.length, 0);
+  t.mock.timers.tick(5);
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(calls, 2);
+  assert.equal(server.last().url, 'ws://example.test/ws?token=ok');
+  client.close();
 });

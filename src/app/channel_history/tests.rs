@@ -428,6 +428,93 @@ fn an_adopted_history_keeps_the_new_bounds() {
     assert_eq!(publish(&mut off, "a", now), 9);
 }
 
+/// A history whose channels Redis numbers, with a subscriber of `channel`.
+fn shared(channel: &str) -> History {
+    let mut h = history(10).with_channels_numbered_elsewhere();
+    h.channel_joined(channel);
+    h
+}
+
+fn record(h: &mut History, channel: &str, offset: u64, now: Instant) -> bool {
+    let frame: Arc<[u8]> = Arc::from(format!("{channel}#{offset}").into_bytes());
+    h.channel_record(channel, offset, &frame, now)
+}
+
+#[test]
+fn with_redis_a_channel_not_followed_recovers_nothing_not_even_at_its_last_offset() {
+    let now = Instant::now();
+    let mut h = shared("c");
+    assert_eq!(h.channel_resume("c", 0, "e"), ChannelResume::TooOld);
+    assert_eq!(h.channel_resume("c", 5, "e"), ChannelResume::TooOld);
+    let a: Arc<str> = "c".into();
+    h.channel_follow_started(&a);
+    assert_eq!(
+        h.channel_resume("c", 0, "e"),
+        ChannelResume::TooOld,
+        "followed, but from where is not known yet"
+    );
+    h.channel_follow_from("c", "e", 7);
+    assert_eq!(h.channel_resume("c", 6, "e"), ChannelResume::TooOld);
+    assert_eq!(h.channel_resume("c", 7, "e"), recovered(8, 0));
+    assert_eq!(
+        h.channel_resume("c", 9, "e"),
+        recovered(10, 0),
+        "on its way"
+    );
+    assert!(!record(&mut h, "c", 7, now), "numbered before: not kept");
+    assert!(record(&mut h, "c", 8, now));
+    assert_eq!(replay(&h, "c", 7), ["c#8"]);
+}
+
+#[test]
+fn with_redis_a_channel_no_worker_follows_any_more_recovers_nothing_until_followed_again() {
+    let now = Instant::now();
+    let mut h = shared("c");
+    let c: Arc<str> = "c".into();
+    h.channel_follow_started(&c);
+    h.channel_follow_started(&c);
+    record(&mut h, "c", 1, now);
+    record(&mut h, "c", 2, now);
+    h.channel_follow_stopped("c");
+    assert_eq!(replay(&h, "c", 0).len(), 2, "another worker still follows");
+    h.channel_follow_stopped("c");
+    assert_eq!(h.channel_resume("c", 0, "e"), ChannelResume::TooOld);
+    assert_eq!(h.channel_resume("c", 2, "e"), ChannelResume::TooOld);
+    h.channel_follow_from("c", "e", 9);
+    assert_eq!(
+        h.channel_resume("c", 9, "e"),
+        ChannelResume::TooOld,
+        "not followed"
+    );
+    h.channel_follow_started(&c);
+    record(&mut h, "c", 5, now);
+    assert_eq!(
+        h.channel_resume("c", 3, "e"),
+        ChannelResume::TooOld,
+        "3 to 4 missed"
+    );
+    assert_eq!(h.channel_resume("c", 4, "e"), recovered(5, 1));
+}
+
+#[test]
+fn with_redis_a_gap_in_a_channel_stops_recovery_across_it() {
+    let now = Instant::now();
+    let mut h = shared("c");
+    h.channel_follow_started(&"c".into());
+    record(&mut h, "c", 1, now);
+    h.channel_gap("c");
+    assert_eq!(h.channel_resume("c", 1, "e"), ChannelResume::TooOld);
+    record(&mut h, "c", 3, now);
+    assert_eq!(h.channel_resume("c", 1, "e"), ChannelResume::TooOld);
+    assert_eq!(h.channel_resume("c", 2, "e"), recovered(3, 1));
+    h.channel_follow_from("c", "other", 9);
+    assert_eq!(
+        h.channel_last("c"),
+        3,
+        "another epoch's position is no news"
+    );
+}
+
 /// A hand-over from a process with far more quiet channels than the new
 /// one's bytes allow: the positions go first, the messages stay.
 #[test]

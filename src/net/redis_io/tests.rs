@@ -89,7 +89,7 @@ fn both_ready(seen: &[Event]) -> bool {
 
 fn link_to(host: &str, port: u16) -> RedisLink {
     let url = format!("redis://{host}:{port}").parse().unwrap();
-    RedisLink::new(url, "ch".into(), 1024, Rng::from_os(), Instant::now())
+    RedisLink::new(url, "ch".into(), 1024, 16, Rng::from_os(), Instant::now())
 }
 
 #[test]

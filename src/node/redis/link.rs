@@ -2,15 +2,17 @@
 //! leads to, and what may be published. The shell carries out its
 //! `LinkOutput`s and hands in `LinkInput`s; the worker takes its `Event`s.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handshake;
 use super::queue::Overflow;
 use super::returns::Returns;
 use super::script;
-use super::side::{Connection, Event, Failure, Side, State, Unanswered};
+use super::side::{Awaited, Connection, Event, Failure, Held, Pushed, Side, State, Unanswered};
+use super::subscriptions::{Full, Subscriptions};
 use crate::config::{LogLevel, RedisUrl};
 use crate::log;
 use crate::obs::log::{emit, enabled};
@@ -78,6 +80,17 @@ pub struct RedisLink {
     /// A hole to publish, for the history of that generation: this worker
     /// handed its clients a broadcast without an offset.
     hole_owed: Option<u64>,
+    /// The same for channels: each channel whose message this worker
+    /// handed out without an offset, and that generation.
+    channel_holes_owed: BTreeMap<Arc<str>, u64>,
+    /// The channels the subscription connection follows or should.
+    subscriptions: Subscriptions,
+    /// Channel messages kept on a publishing connection that was lost
+    /// before Redis answered, or that Redis refused: released with the
+    /// rest (`release`), at once.
+    orphans: Vec<Held>,
+    /// When the first of `orphans` was left.
+    orphaned_at: Option<Instant>,
     /// The last failure logged, so a failure that repeats (Redis down for
     /// an hour, a wrong password) is logged once, not at every retry.
     last_failure: Option<String>,
@@ -86,10 +99,22 @@ pub struct RedisLink {
 }
 
 impl RedisLink {
-    /// A link whose first lookups are due at `now`.
-    pub fn new(url: RedisUrl, channel: String, max_queue: usize, rng: Rng, now: Instant) -> Self {
+    /// A link whose first lookups are due at `now`, whose subscription
+    /// follows at most `max_channels` channels.
+    pub fn new(
+        url: RedisUrl,
+        channel: String,
+        max_queue: usize,
+        max_channels: usize,
+        rng: Rng,
+        now: Instant,
+    ) -> Self {
         RedisLink {
             url,
+            subscriptions: Subscriptions::new(channel.clone(), max_channels),
+            channel_holes_owed: BTreeMap::new(),
+            orphans: Vec::new(),
+            orphaned_at: None,
             channel,
             conns: Side::BOTH.map(|side| Connection::new(side, now)),
             rng,
@@ -129,6 +154,17 @@ impl RedisLink {
                 let result = conn.received(bytes, &mut self.events);
                 if !was_ready && conn.is_ready() {
                     self.last_failure = None;
+                    if side == Side::Subscriber {
+                        for command in self.subscriptions.resubscribe() {
+                            self.conns[side.index()].out.push(&command);
+                        }
+                    }
+                }
+                self.take_pushed(side);
+                let refused = std::mem::take(&mut self.conns[side.index()].refused);
+                if !refused.is_empty() {
+                    self.orphans.extend(refused);
+                    self.orphaned_at.get_or_insert(now);
                 }
                 if let Err(failure) = result {
                     self.fail(side, failure, now);
@@ -171,9 +207,8 @@ impl RedisLink {
     /// lookup is under way (the shell says when it ends) or while both
     /// sides serve with nothing waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let stall = (!self.returns.is_empty())
-            .then(|| self.stall_at())
-            .flatten();
+        let stall = self.waits().then(|| self.stall_at()).flatten();
+        let stall = stall.into_iter().chain(self.orphaned_at).min();
         self.conns
             .iter()
             .filter_map(|c| match c.state {
@@ -252,20 +287,23 @@ impl RedisLink {
     }
 
     fn queue(&mut self, command: Vec<u8>, now: Instant) -> bool {
+        self.queue_as(command, Awaited::Publication, 0, now)
+    }
+
+    /// Queues `command` unless more than the cap would wait for Redis;
+    /// `kept`: what the publication keeps besides the command's bytes.
+    fn queue_as(&mut self, command: Vec<u8>, what: Awaited, kept: usize, now: Instant) -> bool {
         let conn = &mut self.conns[Side::Publisher.index()];
         if !conn.is_ready() {
             return false;
         }
-        let waiting = conn.out.pending() + self.returns.bytes();
-        if waiting > 0 && waiting + command.len() > self.max_queue {
+        let waiting = conn.out.pending() + self.returns.bytes() + conn.held_bytes;
+        if waiting > 0 && waiting + command.len() + kept > self.max_queue {
             self.overflow.dropped_one(now, waiting, self.max_queue);
             return false;
         }
         conn.out.push(&command);
-        conn.unanswered.push_back(Unanswered {
-            since: None,
-            hole: None,
-        });
+        conn.unanswered.push_back(Unanswered::new(what));
         true
     }
 
@@ -278,13 +316,215 @@ impl RedisLink {
     /// Whether broadcasts wait for their numbering while Redis no longer
     /// numbers them (see `sequencing`): time to `release` them.
     pub fn stalled(&self, now: Instant) -> bool {
-        !self.returns.is_empty() && !self.sequencing(now)
+        !self.orphans.is_empty() || (self.waits() && !self.sequencing(now))
     }
 
-    /// Every broadcast still waiting to come back, oldest first, with its
-    /// `seq`: the worker delivers them itself, without an offset.
-    pub fn release(&mut self) -> Vec<(u64, Box<str>)> {
-        self.returns.release()
+    /// Whether messages of this worker wait for Redis's numbering: broadcasts
+    /// to come back, channel messages to be answered.
+    fn waits(&self) -> bool {
+        !self.returns.is_empty()
+            || !self.orphans.is_empty()
+            || self.conns[Side::Publisher.index()].held_bytes > 0
+    }
+
+    /// Every message still waiting for its numbering, oldest first, with
+    /// its `seq` (and its channel, for a channel's): the worker delivers
+    /// them itself, without an offset.
+    pub fn release(&mut self) -> Vec<Released> {
+        let conn = &mut self.conns[Side::Publisher.index()];
+        let mut held = std::mem::take(&mut self.orphans);
+        self.orphaned_at = None;
+        for unanswered in &mut conn.unanswered {
+            if let Awaited::Channel(_) = unanswered.what {
+                if let Awaited::Channel(h) =
+                    std::mem::replace(&mut unanswered.what, Awaited::Publication)
+                {
+                    held.push(h);
+                }
+            }
+        }
+        conn.held_bytes = 0;
+        let mut released: Vec<Released> = self
+            .returns
+            .release()
+            .into_iter()
+            .map(|(seq, json)| Released {
+                seq,
+                channel: None,
+                json,
+            })
+            .chain(held.into_iter().map(|h| Released {
+                seq: h.seq,
+                channel: Some(h.channel),
+                json: h.json,
+            }))
+            .collect();
+        released.sort_by_key(|r| r.seq);
+        released
+    }
+
+    /// The worker's first subscriber of channel `name` joined: its
+    /// subscription follows the channel (once Redis confirms, see
+    /// `Event::Following`). Refused past the bound.
+    pub fn subscribe_channel(&mut self, name: &str) -> Result<(), Full> {
+        let conn = &mut self.conns[Side::Subscriber.index()];
+        if let Some(command) = self.subscriptions.want(name, conn.is_ready())? {
+            conn.out.push(&command);
+        }
+        Ok(())
+    }
+
+    /// The worker's last subscriber of channel `name` left.
+    pub fn unsubscribe_channel(&mut self, name: &str) {
+        let conn = &mut self.conns[Side::Subscriber.index()];
+        if let Some(command) = self.subscriptions.unwant(name, conn.is_ready()) {
+            conn.out.push(&command);
+        }
+    }
+
+    /// Whether this worker's subscription follows channel `name` now.
+    pub fn follows(&self, name: &str) -> bool {
+        self.subscriptions.follows(name)
+    }
+
+    /// How many channels the subscription follows or is to follow.
+    pub fn channels_wanted(&self) -> usize {
+        self.subscriptions.wanted()
+    }
+
+    /// Queues channel message `json` for Redis to number in channel `name`
+    /// and publish to every worker that follows it, in the envelope
+    /// `envelope(seq)` makes. Kept until Redis answers (its subscription
+    /// brings it to this worker's own subscribers, if any); returns false
+    /// when it is dropped, as `publish`.
+    pub fn publish_channel_numbered(
+        &mut self,
+        name: &Arc<str>,
+        json: &str,
+        envelope: impl FnOnce(u64) -> Vec<u8>,
+        now: Instant,
+    ) -> bool {
+        if !self.is_ready(Side::Publisher) {
+            return false;
+        }
+        let seq = self.returns.next_seq();
+        let candidate = format!("{:016x}", self.rng.next_u64());
+        let command = script::publish_channel(&self.channel, &candidate, name, &envelope(seq));
+        let held = Held {
+            seq,
+            channel: Arc::clone(name),
+            json: json.into(),
+        };
+        let cost = held.cost();
+        if !self.queue_as(command, Awaited::Channel(held), cost, now) {
+            return false;
+        }
+        self.conns[Side::Publisher.index()].held_bytes += cost;
+        true
+    }
+
+    /// Queues a plain PUBLISH of `payload` on channel `name`'s topic (a
+    /// channel message that goes out unnumbered); false when dropped.
+    pub fn publish_channel(&mut self, name: &str, payload: &[u8], now: Instant) -> bool {
+        let topic = script::channel_topic(&self.channel, name);
+        let command = resp::command(&[b"PUBLISH", topic.as_bytes(), payload]);
+        self.queue(command, now)
+    }
+
+    /// Asks Redis where channel `name` stands (answered by
+    /// `Event::ChannelPosition`); false if the publishing side is not up.
+    pub fn ask_channel_position(&mut self, name: &Arc<str>) -> bool {
+        let conn = &mut self.conns[Side::Publisher.index()];
+        if !conn.is_ready() {
+            return false;
+        }
+        let candidate = format!("{:016x}", self.rng.next_u64());
+        conn.out
+            .push(&script::channel_position(&self.channel, &candidate, name));
+        conn.unanswered
+            .push_back(Unanswered::new(Awaited::ChannelPosition(Arc::clone(name))));
+        true
+    }
+
+    /// This worker handed its subscribers of channel `name` a message
+    /// without an offset while the history was at `generation`: a hole of
+    /// that channel is to be numbered after it (`send_holes`). Bounded by
+    /// the channels whose messages this worker published.
+    pub fn owe_channel_hole(&mut self, name: &Arc<str>, generation: u64) {
+        self.channel_holes_owed.insert(Arc::clone(name), generation);
+    }
+
+    /// Queues the channel holes owed (one per channel, if none of that
+    /// channel waits for its reply), dropping those owed for an older
+    /// generation than `generation`. Returns how many were queued.
+    pub fn send_channel_holes(&mut self, generation: u64, origin: &str) -> usize {
+        let conn = &mut self.conns[Side::Publisher.index()];
+        if self.channel_holes_owed.is_empty() || !conn.is_ready() {
+            return 0;
+        }
+        let waiting: Vec<Arc<str>> = conn
+            .unanswered
+            .iter()
+            .filter_map(|u| match &u.what {
+                Awaited::ChannelHole(name, _) => Some(Arc::clone(name)),
+                _ => None,
+            })
+            .collect();
+        let mut sent = 0;
+        let owed = std::mem::take(&mut self.channel_holes_owed);
+        for (name, owed_for) in owed {
+            if owed_for != generation {
+                continue;
+            }
+            if waiting.contains(&name) {
+                self.channel_holes_owed.insert(name, owed_for);
+                continue;
+            }
+            let candidate = format!("{:016x}", self.rng.next_u64());
+            conn.out.push(&script::channel_hole(
+                &self.channel,
+                &candidate,
+                &name,
+                origin,
+            ));
+            conn.unanswered
+                .push_back(Unanswered::new(Awaited::ChannelHole(name, owed_for)));
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Whether channel holes are owed.
+    pub fn channel_holes_due(&self) -> bool {
+        !self.channel_holes_owed.is_empty() && self.is_ready(Side::Publisher)
+    }
+
+    /// Turns what the subscription pushed into events: the stream's own
+    /// messages, channels' messages, and the channels followed.
+    fn take_pushed(&mut self, side: Side) {
+        while let Some(pushed) = self.conns[side.index()].pushed.pop_front() {
+            match pushed {
+                Pushed::Message { topic, payload } if topic == self.channel.as_bytes() => {
+                    self.events.push_back(Event::Message(payload));
+                }
+                Pushed::Message { topic, payload } => {
+                    if let Some(name) = script::channel_of(&self.channel, &topic) {
+                        // Only while followed: a message that was on its
+                        // way when the channel was left belongs to no one.
+                        if self.subscriptions.follows(name) {
+                            let channel = name.into();
+                            self.events
+                                .push_back(Event::ChannelMessage { channel, payload });
+                        }
+                    }
+                }
+                Pushed::Confirmed { topic, subscribed } => {
+                    if let Some(following) = self.subscriptions.confirmed(&topic, subscribed) {
+                        self.events.push_back(Event::Following(following));
+                    }
+                }
+            }
+        }
     }
 
     /// This worker handed its clients a broadcast without an offset while
@@ -299,7 +539,7 @@ impl RedisLink {
         let conn = &self.conns[Side::Publisher.index()];
         self.hole_owed.is_some()
             && conn.is_ready()
-            && !conn.unanswered.iter().any(|u| u.hole.is_some())
+            && !conn.unanswered.iter().any(|u| u.hole().is_some())
     }
 
     /// Queues the hole owed, if the history is still at the generation it
@@ -324,10 +564,8 @@ impl RedisLink {
         let candidate = format!("{:016x}", self.rng.next_u64());
         conn.out
             .push(&script::hole(&self.channel, &candidate, origin));
-        conn.unanswered.push_back(Unanswered {
-            since: None,
-            hole: Some(owed),
-        });
+        conn.unanswered
+            .push_back(Unanswered::new(Awaited::Hole(owed)));
         self.hole_owed = None;
         true
     }
@@ -428,9 +666,25 @@ impl RedisLink {
             }
         }
         let was_ready = conn.is_ready();
-        // A hole that may never have reached Redis is owed again.
-        if let Some(hole) = conn.unanswered.iter().find_map(|u| u.hole) {
-            self.hole_owed = self.hole_owed.or(Some(hole));
+        // A hole that may never have reached Redis is owed again; a
+        // channel message that may never have is released.
+        for unanswered in conn.unanswered.drain(..) {
+            match unanswered.what {
+                Awaited::Hole(hole) => self.hole_owed = self.hole_owed.or(Some(hole)),
+                Awaited::ChannelHole(name, generation) => {
+                    self.channel_holes_owed.entry(name).or_insert(generation);
+                }
+                Awaited::Channel(held) => {
+                    self.orphans.push(held);
+                    self.orphaned_at.get_or_insert(now);
+                }
+                Awaited::Publication | Awaited::ChannelPosition(_) => {}
+            }
+        }
+        if side == Side::Subscriber {
+            for stopped in self.subscriptions.lost() {
+                self.events.push_back(Event::Following(stopped));
+            }
         }
         let delay = backoff(conn.attempt, failure.credentials, jitter);
         conn.attempt = conn.attempt.saturating_add(1);
@@ -460,6 +714,15 @@ impl RedisLink {
         }
         self.last_failure = Some(failure.why);
     }
+}
+
+/// A message released unnumbered (see `RedisLink::release`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    pub seq: u64,
+    /// The channel it was for; None: for everyone.
+    pub channel: Option<Arc<str>>,
+    pub json: Box<str>,
 }
 
 /// The wait before the next attempt after `attempt` failures in a row:

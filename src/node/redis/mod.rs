@@ -10,6 +10,8 @@ mod queue;
 mod returns;
 pub mod script;
 mod side;
+mod subscriptions;
 
-pub use link::{LinkInput, LinkOutput, RedisLink, STALLED_AFTER};
+pub use link::{LinkInput, LinkOutput, RedisLink, Released, STALLED_AFTER};
 pub use side::{Event, Side};
+pub use subscriptions::{Following, Full};

@@ -12,6 +12,13 @@
 //! carries no message, telling every instance that the publisher handed
 //! its clients broadcasts that Redis never numbered, so no resume from
 //! before it may be recovered.
+//!
+//! A wsnotify channel C is numbered in the same hash, field `ch:C` (one
+//! epoch for everyone and every channel), and published on a Redis channel
+//! of its own, `<channel>:ch:C`, which only the workers with a subscriber
+//! of C subscribe to. The hash goes as a whole (a restart without
+//! persistence, a flush, an eviction), so a new epoch finds every channel's
+//! counter gone too and numbers each from 1 again.
 
 use crate::app::envelope::MAGIC;
 use crate::proto::resp;
@@ -19,6 +26,11 @@ use crate::proto::resp;
 const START: &str = "local e = redis.call('HGET', KEYS[1], 'epoch') \
      if not e or not redis.call('HGET', KEYS[1], 'offset') then \
      e = ARGV[1] redis.call('HSET', KEYS[1], 'epoch', e, 'offset', 0) end ";
+
+/// Where a wsnotify channel's messages go, after the `--redis-channel`.
+const CHANNEL_INFIX: &str = ":ch:";
+/// The hash field of a wsnotify channel's counter, before its name.
+const FIELD_PREFIX: &str = "ch:";
 
 /// What a hole carries after its epoch and offset, then the origin.
 const HOLE: &[u8] = b"hole ";
@@ -32,6 +44,71 @@ fn publish_script() -> String {
 
 fn position_script() -> String {
     format!("{START}return {{e, tonumber(redis.call('HGET', KEYS[1], 'offset'))}}")
+}
+
+/// `ARGV[4]`: the channel's field. The everyone counter is left alone.
+fn publish_channel_script() -> String {
+    format!(
+        "{START}local n = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) \
+         redis.call('PUBLISH', ARGV[2], e .. ' ' .. n .. ' ' .. ARGV[3]) return n"
+    )
+}
+
+/// A channel never published to stands at 0; asking creates no field.
+fn channel_position_script() -> String {
+    format!("{START}return {{e, tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')}}")
+}
+
+/// The Redis channel of wsnotify channel `name`.
+pub fn channel_topic(channel: &str, name: &str) -> String {
+    format!("{channel}{CHANNEL_INFIX}{name}")
+}
+
+/// The wsnotify channel a Redis channel carries, if it is one of ours.
+pub fn channel_of<'a>(channel: &str, topic: &'a [u8]) -> Option<&'a str> {
+    let rest = topic.strip_prefix(channel.as_bytes())?;
+    let name = rest.strip_prefix(CHANNEL_INFIX.as_bytes())?;
+    std::str::from_utf8(name).ok().filter(|n| !n.is_empty())
+}
+
+fn field(name: &str) -> String {
+    format!("{FIELD_PREFIX}{name}")
+}
+
+/// The command that numbers `payload` in wsnotify channel `name` and
+/// publishes it on that channel's Redis channel.
+pub fn publish_channel(channel: &str, candidate: &str, name: &str, payload: &[u8]) -> Vec<u8> {
+    resp::command(&[
+        b"EVAL",
+        publish_channel_script().as_bytes(),
+        b"1",
+        key(channel).as_bytes(),
+        candidate.as_bytes(),
+        channel_topic(channel, name).as_bytes(),
+        payload,
+        field(name).as_bytes(),
+    ])
+}
+
+/// The command that takes the next offset of channel `name` for a hole
+/// left by `origin`.
+pub fn channel_hole(channel: &str, candidate: &str, name: &str, origin: &str) -> Vec<u8> {
+    let mut payload = HOLE.to_vec();
+    payload.extend_from_slice(origin.as_bytes());
+    publish_channel(channel, candidate, name, &payload)
+}
+
+/// The command whose reply is the epoch and channel `name`'s last offset,
+/// read as `parse_position` reads the stream's.
+pub fn channel_position(channel: &str, candidate: &str, name: &str) -> Vec<u8> {
+    resp::command(&[
+        b"EVAL",
+        channel_position_script().as_bytes(),
+        b"1",
+        key(channel).as_bytes(),
+        candidate.as_bytes(),
+        field(name).as_bytes(),
+    ])
 }
 
 fn key(channel: &str) -> String {
@@ -137,6 +214,28 @@ mod tests {
         ]));
         assert_eq!(parse_position(&reply), Some(("e1".into(), 7)));
         assert_eq!(parse_position(&Reply::Integer(7)), None);
+    }
+
+    #[test]
+    fn a_channel_is_numbered_in_a_field_of_its_own_and_published_on_its_topic() {
+        let cmd = String::from_utf8(publish_channel("ws", "e1", "room.1", b"p")).unwrap();
+        assert!(cmd.contains("ws:stream") && cmd.contains("ws:ch:room.1"));
+        assert!(cmd.contains("\r\nch:room.1\r\n") && cmd.contains("ARGV[4]"));
+        assert!(!cmd.contains("'offset', 1"), "the everyone counter stays");
+        let cmd = String::from_utf8(channel_hole("ws", "e1", "user:7", "me")).unwrap();
+        assert!(cmd.contains("hole me") && cmd.contains("ws:ch:user:7"));
+        let cmd = String::from_utf8(channel_position("ws", "e1", "a")).unwrap();
+        assert!(cmd.contains("\r\nch:a\r\n") && !cmd.contains("HINCRBY"));
+    }
+
+    #[test]
+    fn a_topic_names_its_channel_and_nothing_else_does() {
+        assert_eq!(channel_topic("ws", "user:a b"), "ws:ch:user:a b");
+        assert_eq!(channel_of("ws", b"ws:ch:user:a b"), Some("user:a b"));
+        assert_eq!(channel_of("ws", b"ws:ch:"), None);
+        assert_eq!(channel_of("ws", b"ws"), None);
+        assert_eq!(channel_of("ws", b"wsx:ch:a"), None);
+        assert_eq!(channel_of("ws", b"other:ch:a"), None);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::queue::OutQueue;
 use super::script::parse_position;
+use super::subscriptions::Following;
 use crate::log;
 use crate::proto::resp::{self, Reply};
 
@@ -40,6 +42,17 @@ impl Side {
 pub enum Event {
     /// A message from the channel.
     Message(Vec<u8>),
+    /// A message from the Redis channel of wsnotify channel `channel`.
+    ChannelMessage { channel: Arc<str>, payload: Vec<u8> },
+    /// The subscription began or stopped following a wsnotify channel.
+    Following(Following),
+    /// Where channel `channel` stands, as Redis says when asked
+    /// (`RedisLink::ask_channel_position`).
+    ChannelPosition {
+        channel: Arc<str>,
+        epoch: String,
+        offset: u64,
+    },
     /// A side became ready (true) or was lost (false).
     Ready(bool),
     /// Where the broadcast stream stands, as Redis (its sequencer) says
@@ -96,18 +109,78 @@ pub(super) struct Connection {
     awaiting: VecDeque<&'static str>,
     /// The publications whose reply is still to come, in order.
     pub(super) unanswered: VecDeque<Unanswered>,
+    /// Bytes of the channel messages kept in `unanswered`.
+    pub(super) held_bytes: usize,
+    /// What the subscription pushed (messages, confirmations), for the
+    /// link to read after `received`.
+    pub(super) pushed: VecDeque<Pushed>,
+    /// Channel messages Redis refused to number (an error reply, such as
+    /// `NOPERM`), for the link to release after `received`.
+    pub(super) refused: Vec<Held>,
+}
+
+/// What Redis pushed on a subscription connection.
+#[derive(Debug)]
+pub(super) enum Pushed {
+    Message { topic: Vec<u8>, payload: Vec<u8> },
+    Confirmed { topic: Vec<u8>, subscribed: bool },
 }
 
 /// A publication whose reply is still to come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Unanswered {
     /// When the wait for its reply began: the oldest tells a Redis that
     /// stopped answering from one that is busy. `None` until the start of
     /// the loop turn after the one that queued it, the first moment it was
     /// surely written (see `RedisLink::turn_began`).
     pub(super) since: Option<Instant>,
-    /// A hole, owed for the history of that generation (see `script`).
-    pub(super) hole: Option<u64>,
+    pub(super) what: Awaited,
+}
+
+/// What a publication was, for what its reply (or its loss) leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Awaited {
+    /// A plain publication, or a broadcast kept in `Returns`.
+    Publication,
+    /// A hole of the broadcast stream, owed for the history of that
+    /// generation (see `script`).
+    Hole(u64),
+    /// A hole of a channel, owed for the history of that generation.
+    ChannelHole(Arc<str>, u64),
+    /// A channel message sent for numbering: kept until Redis answers,
+    /// delivered without an offset if it does not in time.
+    Channel(Held),
+    /// A question for where a channel stands.
+    ChannelPosition(Arc<str>),
+}
+
+/// A channel message of this worker sent for numbering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub seq: u64,
+    pub channel: Arc<str>,
+    pub json: Box<str>,
+}
+
+impl Held {
+    /// What it costs while kept, counted against the link's cap.
+    pub(super) fn cost(&self) -> usize {
+        self.channel.len() + self.json.len() + 48
+    }
+}
+
+impl Unanswered {
+    pub(super) fn new(what: Awaited) -> Unanswered {
+        Unanswered { since: None, what }
+    }
+
+    /// The generation of the stream's hole it is, if one.
+    pub(super) fn hole(&self) -> Option<u64> {
+        match self.what {
+            Awaited::Hole(generation) => Some(generation),
+            _ => None,
+        }
+    }
 }
 
 impl Connection {
@@ -120,6 +193,9 @@ impl Connection {
             attempt: 0,
             awaiting: VecDeque::new(),
             unanswered: VecDeque::new(),
+            held_bytes: 0,
+            pushed: VecDeque::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -155,6 +231,8 @@ impl Connection {
         self.inbuf = Vec::new();
         self.awaiting.clear();
         self.unanswered.clear();
+        self.held_bytes = 0;
+        self.pushed.clear();
         // A command cut by the failure cannot be finished on a new
         // connection, and Pub/Sub keeps nothing for later anyway.
         self.out.clear()
@@ -215,17 +293,49 @@ impl Connection {
                 Ok(())
             }
             (State::Ready, Reply::Array(Some(items))) if self.side == Side::Subscriber => {
-                if let [Reply::Bulk(Some(kind)), _, Reply::Bulk(Some(payload))] = items.as_slice() {
-                    if kind == b"message" {
-                        events.push_back(Event::Message(payload.clone()));
-                    }
-                }
+                let mut items = items.into_iter();
+                let (Some(Reply::Bulk(Some(kind))), Some(Reply::Bulk(Some(topic))), Some(third)) =
+                    (items.next(), items.next(), items.next())
+                else {
+                    return Ok(());
+                };
+                let pushed = match (kind.as_slice(), third) {
+                    (b"message", Reply::Bulk(Some(payload))) => Pushed::Message { topic, payload },
+                    (b"subscribe", _) => Pushed::Confirmed {
+                        topic,
+                        subscribed: true,
+                    },
+                    (b"unsubscribe", _) => Pushed::Confirmed {
+                        topic,
+                        subscribed: false,
+                    },
+                    _ => return Ok(()),
+                };
+                self.pushed.push_back(pushed);
                 Ok(())
             }
             (State::Ready, reply) if self.side == Side::Publisher => {
-                self.unanswered.pop_front();
-                if let Reply::Error(e) = reply {
+                let what = self.unanswered.pop_front().map(|u| u.what);
+                if let Reply::Error(e) = &reply {
                     log!(Warn, "redis error reply", error = e);
+                }
+                match what {
+                    Some(Awaited::Channel(held)) => {
+                        self.held_bytes -= held.cost();
+                        if matches!(reply, Reply::Error(_)) {
+                            self.refused.push(held);
+                        }
+                    }
+                    Some(Awaited::ChannelPosition(channel)) => {
+                        if let Some((epoch, offset)) = parse_position(&reply) {
+                            events.push_back(Event::ChannelPosition {
+                                channel,
+                                epoch,
+                                offset,
+                            });
+                        }
+                    }
+                    _ => {}
                 }
                 Ok(())
             }

@@ -8,6 +8,7 @@ mod handover;
 pub mod harness;
 mod http;
 mod redis;
+mod redis_channels;
 mod resume;
 mod timers;
 mod tokens;

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::node::redis::{LinkInput, LinkOutput, Side, STALLED_AFTER};
 use crate::proto::resp::{self, Reply};
 
-fn bulk(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn bulk(bytes: &[u8]) -> Vec<u8> {
     let mut out = format!("${}\r\n", bytes.len()).into_bytes();
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
@@ -21,7 +21,7 @@ fn bulk(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A channel message as Redis delivers it to a subscriber.
-fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
+pub(super) fn message(channel: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = b"*3\r\n".to_vec();
     out.extend(bulk(b"message"));
     out.extend(bulk(channel.as_bytes()));
@@ -35,7 +35,7 @@ fn connected(epoch: &str) -> Harness {
 }
 
 /// A process of `workers` workers, each with both Redis connections up.
-fn connected_workers(epoch: &str, workers: usize) -> Harness {
+pub(super) fn connected_workers(epoch: &str, workers: usize) -> Harness {
     let mut h = Harness::new(Config {
         redis: Some("redis://127.0.0.1:6390".parse().unwrap()),
         workers,
@@ -95,7 +95,7 @@ fn handshake(h: &mut Harness, node: usize, epoch: &str, offset: u64) {
 
 /// What worker `node` wrote on its publishing connection since the last
 /// call: each command's arguments.
-fn commands(h: &mut Harness, node: usize) -> Vec<Vec<Vec<u8>>> {
+pub(super) fn commands(h: &mut Harness, node: usize) -> Vec<Vec<Vec<u8>>> {
     let bytes = std::mem::take(&mut h.sockets[node].redis[1]);
     let mut at = 0;
     let mut commands = Vec::new();
@@ -149,7 +149,7 @@ fn back(h: &mut Harness, node: usize, epoch: &str, offset: u64, payload: &str) {
 }
 
 /// Replies on worker `node`'s publishing connection.
-fn replies(h: &mut Harness, node: usize, n: usize) {
+pub(super) fn replies(h: &mut Harness, node: usize, n: usize) {
     h.redis(
         node,
         LinkInput::Received {

@@ -2,8 +2,10 @@
 //! instant plus offsets; what Redis would answer is handed in as bytes.
 
 use super::*;
+use crate::node::redis::{Following, Full};
 
 const CH: &str = "ch";
+const MAX_CHANNELS: usize = 4;
 const SUBSCRIBED: &[u8] = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
 const POSITION: &[u8] = b"*2\r\n$2\r\ne1\r\n:7\r\n";
 
@@ -25,6 +27,7 @@ fn link(url: &str, max_queue: usize, now: Instant) -> RedisLink {
         url.parse().unwrap(),
         CH.into(),
         max_queue,
+        MAX_CHANNELS,
         Rng::from_os(),
         now,
     )
@@ -52,6 +55,14 @@ fn receive(link: &mut RedisLink, side: Side, bytes: &[u8], now: Instant) {
 /// Publishes `json` through the numbering, its envelope the text itself.
 fn numbered(link: &mut RedisLink, json: &str, now: Instant) -> bool {
     link.publish_numbered(json, |seq| format!("{seq} {json}").into_bytes(), now)
+}
+
+fn released(seq: u64, json: &str) -> Released {
+    Released {
+        seq,
+        channel: None,
+        json: json.into(),
+    }
 }
 
 fn retry_at(link: &RedisLink, side: Side) -> Instant {
@@ -484,7 +495,7 @@ fn broadcasts_not_back_in_time_are_released_in_order_and_timed_by_the_link() {
     link.returned(1);
     assert!(!link.stalled(turn + STALLED_AFTER - ms(1)));
     assert!(link.stalled(turn + STALLED_AFTER));
-    assert_eq!(link.release(), [(2, "two".into())]);
+    assert_eq!(link.release(), [released(2, "two")]);
     assert!(!link.stalled(turn + STALLED_AFTER), "nothing waits");
     assert_eq!(link.next_deadline(), None);
 }
@@ -529,7 +540,7 @@ fn losing_a_side_releases_nothing_by_itself_but_stops_the_numbering() {
     link.handle(LinkInput::Failed { side, why }, now);
     assert_eq!(events(&mut link), [Event::Ready(false)]);
     assert!(link.stalled(now), "the worker releases it on that event");
-    assert_eq!(link.release(), [(1, "one".into())]);
+    assert_eq!(link.release(), [released(1, "one")]);
 }
 
 #[test]
@@ -565,4 +576,251 @@ fn a_hole_is_sent_once_at_a_time_after_what_it_covers_and_owed_again_if_lost() {
     // A new epoch makes it moot.
     link.send_hole(1, "origin");
     assert!(link.hole_owed.is_none());
+}
+
+/// What Redis pushes on a subscription: `kind` of `topic`, then `last`.
+fn pushed(kind: &str, topic: &str, last: &[u8]) -> Vec<u8> {
+    let bulk = |b: &[u8]| {
+        let mut out = format!("${}\r\n", b.len()).into_bytes();
+        out.extend_from_slice(b);
+        out.extend_from_slice(b"\r\n");
+        out
+    };
+    let mut out = b"*3\r\n".to_vec();
+    out.extend(bulk(kind.as_bytes()));
+    out.extend(bulk(topic.as_bytes()));
+    out.extend_from_slice(last);
+    out
+}
+
+fn confirm(link: &mut RedisLink, kind: &str, topic: &str, now: Instant) {
+    receive(link, Side::Subscriber, &pushed(kind, topic, b":1\r\n"), now);
+}
+
+fn channel_message(link: &mut RedisLink, topic: &str, payload: &[u8], now: Instant) {
+    let mut bulk = format!("${}\r\n", payload.len()).into_bytes();
+    bulk.extend_from_slice(payload);
+    bulk.extend_from_slice(b"\r\n");
+    receive(
+        link,
+        Side::Subscriber,
+        &pushed("message", topic, &bulk),
+        now,
+    );
+}
+
+#[test]
+fn a_channel_is_followed_from_its_confirmation_until_it_is_left() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    link.subscribe_channel("news").unwrap();
+    link.subscribe_channel("news").unwrap();
+    assert_eq!(
+        write_all(&mut link, Side::Subscriber),
+        resp::command(&[b"SUBSCRIBE", b"ch:ch:news"]),
+        "once for the worker"
+    );
+    channel_message(&mut link, "ch:ch:news", b"early", now);
+    assert!(events(&mut link).is_empty(), "not followed yet");
+    confirm(&mut link, "subscribe", "ch:ch:news", now);
+    channel_message(&mut link, "ch:ch:news", b"e1 1 m", now);
+    channel_message(&mut link, "ch", b"for everyone", now);
+    assert_eq!(
+        events(&mut link),
+        [
+            Event::Following(Following::Started("news".into())),
+            Event::ChannelMessage {
+                channel: "news".into(),
+                payload: b"e1 1 m".to_vec()
+            },
+            Event::Message(b"for everyone".to_vec()),
+        ]
+    );
+    assert!(link.follows("news"));
+    link.unsubscribe_channel("news");
+    assert_eq!(
+        write_all(&mut link, Side::Subscriber),
+        resp::command(&[b"UNSUBSCRIBE", b"ch:ch:news"])
+    );
+    confirm(&mut link, "unsubscribe", "ch:ch:news", now);
+    channel_message(&mut link, "ch:ch:news", b"e1 2 late", now);
+    assert_eq!(
+        events(&mut link),
+        [Event::Following(Following::Stopped("news".into()))]
+    );
+    assert_eq!(link.channels_wanted(), 0);
+}
+
+#[test]
+fn after_a_reconnect_the_subscription_follows_its_channels_again() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    link.subscribe_channel("a").unwrap();
+    write_all(&mut link, Side::Subscriber);
+    confirm(&mut link, "subscribe", "ch:ch:a", now);
+    events(&mut link);
+    let why = "read failed".to_string();
+    let side = Side::Subscriber;
+    link.handle(LinkInput::Failed { side, why }, now);
+    assert_eq!(
+        events(&mut link),
+        [
+            Event::Following(Following::Stopped("a".into())),
+            Event::Ready(false)
+        ]
+    );
+    link.subscribe_channel("b").unwrap();
+    link.unsubscribe_channel("a");
+    link.subscribe_channel("a").unwrap();
+    assert!(link.unsent(side).is_empty(), "nothing while down");
+    link.on_timer(retry_at(&link, side));
+    outputs(&mut link);
+    let addrs = Ok(vec![addr(6379)]);
+    link.handle(LinkInput::Resolved { side, addrs }, now);
+    link.handle(LinkInput::Connected { side }, now);
+    write_all(&mut link, side);
+    receive(&mut link, side, SUBSCRIBED, now);
+    let again = String::from_utf8(write_all(&mut link, side)).unwrap();
+    assert!(
+        again.starts_with("*3\r\n$9\r\nSUBSCRIBE\r\n") && again.contains("ch:ch:a"),
+        "{again}"
+    );
+    assert!(again.contains("ch:ch:b"));
+}
+
+#[test]
+fn a_worker_follows_no_more_channels_than_its_clients_can_join() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    for n in 0..MAX_CHANNELS {
+        link.subscribe_channel(&format!("c{n}")).unwrap();
+    }
+    assert_eq!(link.subscribe_channel("one-more"), Err(Full));
+    assert_eq!(link.channels_wanted(), MAX_CHANNELS);
+}
+
+fn channel_numbered(link: &mut RedisLink, channel: &str, json: &str, now: Instant) -> bool {
+    let envelope = |seq| format!("{seq} {json}").into_bytes();
+    link.publish_channel_numbered(&channel.into(), json, envelope, now)
+}
+
+#[test]
+fn a_channel_message_is_numbered_in_its_channel_and_kept_until_answered() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(channel_numbered(&mut link, "room", "one", now));
+    assert!(numbered(&mut link, "all", now));
+    assert!(channel_numbered(&mut link, "room", "two", now));
+    let sent = String::from_utf8(write_all(&mut link, Side::Publisher)).unwrap();
+    assert!(sent.contains("ch:ch:room") && sent.contains("\r\nch:room\r\n"));
+    assert!(sent.contains("1 one") && sent.contains("2 all") && sent.contains("3 two"));
+    link.turn_began(now);
+    assert_eq!(link.next_deadline(), Some(now + STALLED_AFTER));
+    receive(&mut link, Side::Publisher, b":1\r\n", now);
+    assert!(link.stalled(now + STALLED_AFTER), "two more unanswered");
+    let released = link.release();
+    let order: Vec<(u64, Option<&str>)> = released
+        .iter()
+        .map(|r| (r.seq, r.channel.as_deref()))
+        .collect();
+    assert_eq!(order, [(2, None), (3, Some("room"))], "answered: not kept");
+    assert!(!link.stalled(now + STALLED_AFTER));
+}
+
+#[test]
+fn a_channel_message_answered_waits_no_more() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(channel_numbered(&mut link, "room", "one", now));
+    write_all(&mut link, Side::Publisher);
+    link.turn_began(now);
+    receive(&mut link, Side::Publisher, b":1\r\n", now);
+    assert!(!link.stalled(now + STALLED_AFTER * 2));
+    assert!(link.release().is_empty());
+}
+
+#[test]
+fn channel_messages_kept_count_against_the_cap_and_a_lost_side_releases_them() {
+    let now = base();
+    let mut link = ready_link(1000, now);
+    let json = "x".repeat(400);
+    assert!(channel_numbered(&mut link, "room", &json, now));
+    write_all(&mut link, Side::Publisher);
+    assert!(
+        !channel_numbered(&mut link, "room", &json, now),
+        "over the cap"
+    );
+    let why = "read failed".to_string();
+    let side = Side::Publisher;
+    link.handle(LinkInput::Failed { side, why }, now);
+    assert!(link.stalled(now));
+    let released = link.release();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].channel.as_deref(), Some("room"));
+}
+
+#[test]
+fn a_channel_hole_is_owed_per_channel_and_sent_once_at_a_time() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    link.owe_channel_hole(&"a".into(), 0);
+    link.owe_channel_hole(&"b".into(), 0);
+    link.owe_channel_hole(&"old".into(), 1);
+    assert!(link.channel_holes_due());
+    assert_eq!(
+        link.send_channel_holes(0, "me"),
+        2,
+        "not the old generation's"
+    );
+    let sent = String::from_utf8(write_all(&mut link, Side::Publisher)).unwrap();
+    assert!(sent.contains("ch:ch:a") && sent.contains("ch:ch:b") && sent.contains("hole me"));
+    link.owe_channel_hole(&"a".into(), 0);
+    assert_eq!(link.send_channel_holes(0, "me"), 0, "a's last one waits");
+    let why = "read failed".to_string();
+    link.handle(
+        LinkInput::Failed {
+            side: Side::Publisher,
+            why,
+        },
+        now,
+    );
+    assert_eq!(link.channel_holes_owed.len(), 2, "owed again");
+}
+
+#[test]
+fn where_a_channel_stands_is_asked_of_the_publishing_side() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(link.ask_channel_position(&"room".into()));
+    let sent = String::from_utf8(write_all(&mut link, Side::Publisher)).unwrap();
+    assert!(sent.contains("\r\nch:room\r\n"), "{sent}");
+    receive(&mut link, Side::Publisher, POSITION, now);
+    assert_eq!(
+        events(&mut link),
+        [Event::ChannelPosition {
+            channel: "room".into(),
+            epoch: "e1".into(),
+            offset: 7
+        }]
+    );
+}
+
+#[test]
+fn a_channel_message_redis_refuses_to_number_is_released_at_once() {
+    let now = base();
+    let mut link = ready_link(1 << 20, now);
+    assert!(channel_numbered(&mut link, "room", "one", now));
+    write_all(&mut link, Side::Publisher);
+    let later = now + ms(3);
+    receive(
+        &mut link,
+        Side::Publisher,
+        b"-NOPERM no permissions\r\n",
+        later,
+    );
+    assert_eq!(link.next_deadline(), Some(later));
+    assert!(link.stalled(later) && link.sequencing(later));
+    let released = link.release();
+    assert_eq!(released.len(), 1);
+    assert!(!link.stalled(later) && link.next_deadline().is_none());
 }
