@@ -32,12 +32,14 @@ PER_CONNECTION = 2048
 # Queued for the other process of a hand-over, what the shell took of it,
 # and one message being read (src/node/peer); none without a hand-over.
 HANDOVER_LINK = 8 * MIB + 8 * MIB + 1 * MIB
-# A channel held (names of 64 bytes: the worker's index and the process's
-# map, 573 bytes measured with its one subscription), up to --max-channels
-# plus one user channel per connection; a subscription to a channel shared
-# with others (12 bytes measured), up to --max-connections x
-# (--max-channels-per-client + 1).
+# A channel held, up to --max-channels (names of 64 bytes: the worker's
+# index and the process's map, 573 bytes measured with its one
+# subscription; 941 with --redis, each worker following it in Redis); a
+# user channel joined past the bound fits in PER_CONNECTION. A subscription
+# to a channel shared with others (12 bytes measured), up to
+# --max-connections x (--max-channels-per-client + 1).
 PER_CHANNEL = 640
+PER_CHANNEL_REDIS = 1024
 PER_SUBSCRIPTION = 16
 
 SMALL = [
@@ -79,7 +81,8 @@ def bound(args, defaults):
     total = BASE
     connections = option(args, "max-connections", defaults["max_connections"])
     total += PER_CONNECTION * connections
-    total += PER_CHANNEL * (option(args, "max-channels", defaults["max_channels"]) + connections)
+    per_channel = PER_CHANNEL_REDIS if "--redis" in args else PER_CHANNEL
+    total += per_channel * option(args, "max-channels", defaults["max_channels"])
     per_client = option(args, "max-channels-per-client", defaults["max_channels_per_client"])
     total += PER_SUBSCRIPTION * connections * (per_client + 1)
     total += option(args, "max-total-queue-bytes", defaults["max_total_queue_bytes"])
