@@ -399,6 +399,7 @@ impl Sim {
                         Action::Mail { .. }
                         | Action::Forward { .. }
                         | Action::Subscribe { .. }
+                        | Action::SubscribeUser { .. }
                         | Action::Unsubscribe { .. },
                     )
                     | None => {}
