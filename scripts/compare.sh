@@ -2,8 +2,8 @@
 # scripts/compare.sh: wsnotify side by side with uWebSockets.js and ws (issue 6).
 #
 #   scripts/compare.sh [--rounds N] [--subs N] [--duration S] [--idle-secs S]
-#                      [--servers wsnotify,uws,ws] [--baseline BIN] [--quick]
-#                      [--no-build] [--out FILE]
+#                      [--servers wsnotify,uws,ws] [--tests LIST] [--channels]
+#                      [--baseline BIN] [--quick] [--no-build] [--out FILE]
 #
 # --baseline BIN adds the server wsnotify-base: another wsnotify binary (say,
 # one built from an earlier commit) run exactly like this checkout's, so a
@@ -22,6 +22,18 @@
 #        wsload fanout --subs N --size 100 --publish http --duration 5
 #        wsload echo   --conns 64 --depth 8 --size 100 --duration 5
 #      (N = --subs, default 10000);
+#      --tests LIST picks among these (idle, fanout_ws, fanout_http, echo) and
+#      the channel tests, which run only when asked for:
+#        channels_idle: wsload channels --conns N --channels N/10 --per-conn 3
+#                       --rate 1000 --duration 1 --server-pid PID
+#                       (memory per connection with 3 channels each, read
+#                       before anything is published; run it first)
+#        channels:      wsload channels --conns N --channels N/10 --per-conn 1
+#                       --duration S --server-pid PID
+#                       (channels of 10; members chat on random channels,
+#                       closed loop with 1000 messages in flight)
+#      --channels is --servers wsnotify,uws --tests channels_idle,channels:
+#      wsnotify's channels against uWebSockets.js topics (about 2 minutes);
 #   3. writes the JSON lines to target/compare/results-TIMESTAMP.jsonl (a meta
 #      line first, then wsload's line for each run with cmp_server, cmp_round,
 #      cmp_test and cmp_exit added), prints its path, and prints the Markdown
@@ -43,6 +55,7 @@ SUBS=10000
 DURATION=5
 IDLE_SECS=5
 SERVERS=wsnotify,uws,ws
+TESTS_ARG=idle,fanout_ws,fanout_http,echo
 BUILD=1
 OUT=
 BASELINE=
@@ -56,6 +69,8 @@ while [[ $# -gt 0 ]]; do
         --duration) need_value "$@"; DURATION=$2; shift 2 ;;
         --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
+        --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
+        --channels) SERVERS=wsnotify,uws; TESTS_ARG=channels_idle,channels; shift ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
         --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
@@ -68,6 +83,15 @@ for n in "$ROUNDS" "$SUBS" "$DURATION" "$IDLE_SECS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$n' is not a positive whole number" >&2; exit 2; }
 done
 IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+IFS=, read -r -a TESTS <<<"$TESTS_ARG"
+for t in "${TESTS[@]}"; do
+    case $t in
+        idle|fanout_ws|fanout_http|echo|channels_idle|channels) ;;
+        *) echo "compare.sh: unknown test '$t' (idle, fanout_ws, fanout_http, echo, channels_idle, channels)" >&2; exit 2 ;;
+    esac
+done
+CHANNELS=$((SUBS / 10))
+[[ $CHANNELS -ge 1 ]] || { echo "compare.sh: --subs must be at least 10 for the channel tests" >&2; exit 2; }
 NEED_NODE=0
 for s in "${SERVER_LIST[@]}"; do
     case $s in
@@ -139,7 +163,7 @@ if [[ $BUILD == 1 ]]; then
 fi
 WSNOTIFY=$TARGET_DIR/release/wsnotify
 WSLOAD=$TARGET_DIR/release/wsload
-[[ -x $WSNOTIFY ]] || die "$WSNOTIFY is missing"
+[[ -x $WSNOTIFY || ,$SERVERS, != *,wsnotify,* ]] || die "$WSNOTIFY is missing"
 [[ -x $WSLOAD ]] || die "$WSLOAD is missing (cargo build --release -p wsnotify-bench)"
 
 mkdir -p "$TARGET_DIR/compare"
@@ -159,7 +183,7 @@ CMP_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) CMP_NPROC=$(nproc) CMP_KERNEL=$(uname -r
 CMP_NODE=$(node --version 2>/dev/null || echo none) CMP_UWS=$(pkg_version @trufflesuite/uws-js-unofficial) \
 CMP_WS=$(pkg_version ws) CMP_BUFFERUTIL=$(pkg_version bufferutil) CMP_WSNOTIFY=$WSNOTIFY_REV \
 CMP_PINNING=$PINNING CMP_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg) \
-CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS${BASELINE:+ baseline=$BASELINE}" \
+CMP_SETTINGS="rounds=$ROUNDS subs=$SUBS duration=${DURATION}s idle_secs=$IDLE_SECS servers=$SERVERS tests=$TESTS_ARG${BASELINE:+ baseline=$BASELINE}" \
 python3 - >>"$RESULTS" <<'EOF'
 import json, os
 cpu = ""
@@ -238,7 +262,6 @@ run_load() {
 }
 
 N=${#SERVER_LIST[@]}
-TESTS=(idle fanout_ws fanout_http echo)
 for ((round = 1; round <= ROUNDS; round++)); do
     for ((i = 0; i < N; i++)); do
         name=${SERVER_LIST[$(((i + round - 1) % N))]}
@@ -261,6 +284,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
                              limit=$((DURATION + 90)) ;;
                 echo) args=(echo --conns 64 --depth 8 --size 100 --duration "$DURATION")
                       limit=$((DURATION + 60)) ;;
+                channels_idle) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 3
+                                     --rate 1000 --duration 1 --server-pid "$SERVER_PID")
+                               limit=90 ;;
+                channels) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 1
+                                --duration "$DURATION" --server-pid "$SERVER_PID")
+                          limit=$((DURATION + 90)) ;;
             esac
             run_load "$name" "$round" "$test" "$limit" "${args[@]}" || alive=0
         done
