@@ -32,8 +32,10 @@
 #                       --duration S --server-pid PID
 #                       (channels of 10; members chat on random channels,
 #                       closed loop with 1000 messages in flight)
-#      --channels is --servers wsnotify,uws --tests channels_idle,channels:
-#      wsnotify's channels against uWebSockets.js topics (about 2 minutes);
+#        channels_http: the same with --publish http (POST /broadcast with
+#                       "channel", pipelined on one keep-alive connection)
+#      --channels is --servers wsnotify,uws --tests channels_idle,channels,channels_http:
+#      wsnotify's channels against uWebSockets.js topics (about 3 minutes);
 #   3. writes the JSON lines to target/compare/results-TIMESTAMP.jsonl (a meta
 #      line first, then wsload's line for each run with cmp_server, cmp_round,
 #      cmp_test and cmp_exit added), prints its path, and prints the Markdown
@@ -70,7 +72,7 @@ while [[ $# -gt 0 ]]; do
         --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
         --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
-        --channels) SERVERS=wsnotify,uws; TESTS_ARG=channels_idle,channels; shift ;;
+        --channels) SERVERS=wsnotify,uws; TESTS_ARG=channels_idle,channels,channels_http; shift ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
         --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
@@ -86,8 +88,8 @@ IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 IFS=, read -r -a TESTS <<<"$TESTS_ARG"
 for t in "${TESTS[@]}"; do
     case $t in
-        idle|fanout_ws|fanout_http|echo|channels_idle|channels) ;;
-        *) echo "compare.sh: unknown test '$t' (idle, fanout_ws, fanout_http, echo, channels_idle, channels)" >&2; exit 2 ;;
+        idle|fanout_ws|fanout_http|echo|channels_idle|channels|channels_http) ;;
+        *) echo "compare.sh: unknown test '$t' (idle, fanout_ws, fanout_http, echo, channels_idle, channels, channels_http)" >&2; exit 2 ;;
     esac
 done
 CHANNELS=$((SUBS / 10))
@@ -290,6 +292,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 channels) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 1
                                 --duration "$DURATION" --server-pid "$SERVER_PID")
                           limit=$((DURATION + 90)) ;;
+                channels_http) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 1
+                                     --publish http --duration "$DURATION" --server-pid "$SERVER_PID")
+                               limit=$((DURATION + 90)) ;;
             esac
             run_load "$name" "$round" "$test" "$limit" "${args[@]}" || alive=0
         done

@@ -8,7 +8,7 @@ The file holds one JSON object per line: first a meta line
 wsload run: wsload's own JSON object with four fields added by compare.sh,
 cmp_server (wsnotify, wsnotify-base for a --baseline binary, uws, ws),
 cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo, channels_idle,
-channels) and cmp_exit
+channels, channels_http) and cmp_exit
 (wsload's exit status). A run is invalid when wsload exited non-zero,
 printed no JSON, or said "valid": false; invalid runs are listed and left out
 of the medians. Standard library only.
@@ -45,6 +45,8 @@ FIGURES = [
     ("Channels, 3 per connection: server anonymous memory (RssAnon) per connection", "channels_idle", ("anon_per_conn_bytes",), "bytes", "lower"),
     ("Channels of 10, chat on random channels: deliveries per second", "channels", ("deliveries_per_sec",), "/s", "higher"),
     ("Channels of 10, chat on random channels: delivery latency p99", "channels", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second", "channels_http", ("deliveries_per_sec",), "/s", "higher"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): delivery latency p99", "channels_http", ("lat_us", "p99"), "µs", "lower"),
 ]
 
 
@@ -176,16 +178,18 @@ def summarize(path):
             out.append(f"| {SERVER_NAMES.get(server, server)} | {count} | {fmt(median, unit)} | {rng} | {ratio} |")
         out.append("")
 
-    if "channels" in tests_run:
-        out.append("## Channels of 10: expected deliveries missing, every run counted")
+    channel_tests = [t for t in ("channels_idle", "channels", "channels_http") if t in tests_run]
+    if channel_tests:
+        out.append("## Channels: expected deliveries missing, every run counted")
         out.append("")
-        out.append("| server | runs | expected | missing | duplicates |")
-        out.append("|---|---|---|---|---|")
+        out.append("| server | test | runs | expected | missing | duplicates |")
+        out.append("|---|---|---|---|---|---|")
         for server in servers:
-            mine = [r for r in runs if r.get("cmp_server") == server and r.get("cmp_test") == "channels"]
-            total = lambda key: sum(int(r.get(key) or 0) for r in mine)
-            out.append(f"| {SERVER_NAMES.get(server, server)} | {len(mine)} | {total('expected'):,} | "
-                       f"{total('missing'):,} | {total('duplicates'):,} |")
+            for test in channel_tests:
+                mine = [r for r in runs if r.get("cmp_server") == server and r.get("cmp_test") == test]
+                total = lambda key: sum(int(r.get(key) or 0) for r in mine)
+                out.append(f"| {SERVER_NAMES.get(server, server)} | {test} | {len(mine)} | {total('expected'):,} | "
+                           f"{total('missing'):,} | {total('duplicates'):,} |")
         out.append("")
 
     if invalid:

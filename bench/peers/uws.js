@@ -155,14 +155,20 @@ app.post('/broadcast', (res) => {
       respond(res, '400 Bad Request', '{"error":"missing \\"message\\""}');
       return;
     }
+    const channel = body.channel;
+    if (channel !== undefined && (typeof channel !== 'string' || !CHANNEL_NAME.test(channel))) {
+      respond(res, '400 Bad Request', '{"error":"bad channel name"}');
+      return;
+    }
     const id = ++nextNotification;
     const category = typeof body.type === 'string' ? body.type : typeof body.category === 'string' ? body.category : 'info';
     const out = JSON.stringify({
       type: 'notification', time: new Date().toISOString(), id, message: body.message,
-      category, source: 'api', scope: 'broadcast', instance: 'peer',
+      category, source: 'api', scope: channel === undefined ? 'broadcast' : 'channel', instance: 'peer', channel,
     });
-    const recipients = app.numSubscribers(ALL);
-    app.publish(ALL, out, false, false);
+    const topic = channel === undefined ? ALL : channel;
+    const recipients = app.numSubscribers(topic);
+    app.publish(topic, out, false, false);
     respond(res, '200 OK', JSON.stringify({ status: 'sent', id, recipients }));
   });
 });

@@ -169,12 +169,18 @@ const server = http.createServer((req, res) => {
       json(res, 400, { error: 'missing "message"' });
       return;
     }
+    const channel = body.channel;
+    if (channel !== undefined && !validName(channel)) {
+      json(res, 400, { error: 'bad channel name' });
+      return;
+    }
     const id = ++nextNotification;
     const category = typeof body.type === 'string' ? body.type : typeof body.category === 'string' ? body.category : 'info';
+    const to = channel === undefined ? clients : channels.get(channel) || [];
     const recipients = broadcast(JSON.stringify({
       type: 'notification', time: new Date().toISOString(), id, message: body.message,
-      category, source: 'api', scope: 'broadcast', instance: 'peer',
-    }));
+      category, source: 'api', scope: channel === undefined ? 'broadcast' : 'channel', instance: 'peer', channel,
+    }), to);
     json(res, 200, { status: 'sent', id, recipients });
   });
 });

@@ -19,7 +19,8 @@ usage:
                 [--size 100] [--duration S, the longest publishing may take (60)]
   wsload channels --port P [--host H] [--path /ws] [--conns N (10000)] [--channels C (1000)]
                 [--per-conn J channels each (1)] [--size 100] [--rate R msgs/s, 0 = closed loop (0)]
-                [--in-flight W, closed loop (1000)] [--messages M] [--duration S (10)] [--server-pid PID]
+                [--in-flight W, closed loop (1000)] [--publish ws|http (ws)] [--messages M]
+                [--duration S (10)] [--server-pid PID]
   wsload upgrade --handover PATH (--server BIN | --port P --server-pid PID --new-server BIN)
                 [--new-server BIN (--server)] [--conns N (50)] [--rate R (20)] [--reconnect hint|now (hint)]
                 [--redis URL] [--drain-timeout DUR (20s)] [--server-args 'ARGS'] [--log-dir DIR]
@@ -259,6 +260,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 "--in-flight",
                 "--messages",
                 "--server-pid",
+                "--publish",
             ],
             Mode::Upgrade => &[
                 "--conns",
@@ -622,7 +624,7 @@ mod tests {
             "channels --port 80 --per-conn 101",
             "channels --port 80 --in-flight 0",
             "channels --port 80 --size 14",
-            "channels --port 80 --publish http",
+            "channels --port 80 --publish smtp",
             "fanout --port 80 --subs 1 --channels 3",
         ] {
             assert!(p(bad).is_err(), "{bad:?}");

@@ -135,6 +135,17 @@ impl Ledger {
         self.published()
     }
 
+    /// The channel of message `seq` (published).
+    pub fn channel_of(&self, seq: u32) -> u32 {
+        self.channel[seq as usize]
+    }
+
+    /// Message `seq` was sent again (at `now_us`): its latency counts from
+    /// then.
+    pub fn restamp(&mut self, seq: u32, now_us: u64) {
+        self.sent_at_us[seq as usize] = now_us;
+    }
+
     /// Message `seq` reached connection `conn`.
     pub fn receive(&mut self, plan: &Plan, conn: usize, seq: u32) -> Result<Receipt, String> {
         let i = seq as usize;
@@ -234,6 +245,16 @@ mod tests {
         }
         assert_eq!(ledger.receive(&plan, 199, 1), Ok(Receipt::Duplicate));
         assert_eq!(ledger.open, 0);
+        let seq = ledger.publish(0, plan.members(0).len(), 8);
+        ledger.restamp(seq, 20);
+        assert_eq!(ledger.channel_of(seq), 0);
+        assert_eq!(
+            ledger.receive(&plan, 0, seq),
+            Ok(Receipt::New {
+                sent_at_us: 20,
+                done: false
+            })
+        );
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! `wsload channels`: N clients each join J of C channels; then members
-//! chat on random channels (`{"type":"chat","channel":..,"message":..}`,
-//! sent by a random member of the channel) and every delivery to every
-//! member is checked and timed. The server's memory per connection is read
+//! `wsload channels`: N clients each join J of C channels; then messages
+//! go to random channels, as chat from a random member of the channel
+//! (`{"type":"chat","channel":..,"message":..}`) or as `POST /broadcast`
+//! with `"channel"`, and every delivery to every member is checked and
+//! timed. The server's memory per connection is read
 //! once everyone has joined, before anything is published.
 
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
+use mio::Token;
+
+use crate::args::Publish;
 use crate::channel_plan::{channel_name, Ledger, Plan, Receipt};
 use crate::fanout::{find_seq, message_text};
 use crate::frame::Rng;
 use crate::net::{Handler, Net, ReadyOn, Tx};
+use crate::publish_http::{self, HttpPublisher};
 use crate::report::{latency, opt_round, rate_value, Line};
 use crate::stats::Histogram;
 use crate::sys::{self, CpuSample};
@@ -36,6 +42,16 @@ pub fn chat_payload(out: &mut Vec<u8>, channel: u32, seq: u32, size: usize) {
     out.extend_from_slice(b"\"}");
 }
 
+/// `{"channel":"bench.<k>","message":"wsl <seq> xxx…"}`, the body of
+/// `POST /broadcast`.
+pub fn http_body(out: &mut Vec<u8>, channel: u32, seq: u32, size: usize) {
+    out.extend_from_slice(b"{\"channel\":\"");
+    channel_name(out, channel);
+    out.extend_from_slice(b"\",\"message\":\"");
+    message_text(out, seq, None, size);
+    out.extend_from_slice(b"\"}");
+}
+
 fn contains(text: &[u8], needle: &[u8]) -> bool {
     text.windows(needle.len()).any(|w| w == needle)
 }
@@ -54,6 +70,22 @@ struct Channels<'p> {
     hist: Histogram,
     last_delivery_us: u64,
     scratch: Vec<u8>,
+    http: Option<HttpPublisher>,
+    /// The HTTP publisher's errors.
+    errors: u64,
+}
+
+impl Channels<'_> {
+    fn error(&mut self, msg: &str) {
+        count_error(&mut self.errors, msg);
+    }
+}
+
+fn count_error(errors: &mut u64, msg: &str) {
+    *errors += 1;
+    if *errors <= 20 {
+        eprintln!("wsload: http publisher: {msg}");
+    }
 }
 
 impl Handler for Channels<'_> {
@@ -96,6 +128,71 @@ impl Handler for Channels<'_> {
         }
         Ok(())
     }
+
+    fn on_foreign(&mut self, token: Token, event: &Event, _now_us: u64) {
+        if token != publish_http::TOKEN {
+            return;
+        }
+        if let Some(Err(e)) = self.http.as_mut().map(|p| p.on_event(event)) {
+            self.error(&e);
+        }
+    }
+}
+
+/// Connects the HTTP publisher and waits until it is connected (false:
+/// it failed or the deadline passed).
+fn connect_http(net: &mut Net, h: &mut Channels, n: usize, deadline: Instant) -> bool {
+    let (fewest, most) = h.plan.member_range();
+    let mut http = HttpPublisher::new(
+        net.target(),
+        net.source_for(n),
+        net.host_header(),
+        (fewest == most).then_some(most as u64),
+    );
+    if let Err(e) = http.ensure_connected(net.registry()) {
+        h.error(&e);
+    }
+    h.http = Some(http);
+    while h.errors == 0 && !h.http.as_ref().is_some_and(|p| p.connected()) {
+        let now = Instant::now();
+        if now >= deadline {
+            h.error("connect timed out");
+            break;
+        }
+        net.poll_once(Some((deadline - now).min(MAX_WAIT)), h);
+    }
+    h.errors == 0
+}
+
+/// HTTP: sends again what the server dropped unprocessed (newly timed),
+/// then tells whether a new request may go out.
+fn http_ready(net: &mut Net, h: &mut Channels, payload: &mut Vec<u8>, size: usize) -> bool {
+    let Channels {
+        http,
+        ledger,
+        errors,
+        ..
+    } = h;
+    let Some(http) = http.as_mut() else {
+        return true;
+    };
+    let result = http.ensure_connected(net.registry()).and_then(|()| {
+        let mut resent = Vec::new();
+        let sent = http.send_again(
+            payload,
+            |buf, seq| http_body(buf, ledger.channel_of(seq), seq, size),
+            |seq| resent.push(seq),
+        );
+        let now_us = net.now_us();
+        for seq in resent {
+            ledger.restamp(seq, now_us);
+        }
+        sent
+    });
+    if let Err(e) = result {
+        count_error(errors, &e);
+    }
+    http.resend.is_empty() && http.can_send()
 }
 
 pub fn run(run: &Run) -> std::io::Result<Outcome> {
@@ -115,6 +212,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         hist: Histogram::default(),
         last_delivery_us: 0,
         scratch: Vec::with_capacity(64),
+        http: None,
+        errors: 0,
     };
     let pid = a.server_pid;
     let rss_before = pid.and_then(sys::rss_kib);
@@ -153,6 +252,10 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         } else {
             timed_out = true;
         }
+        if a.publish == Publish::Http {
+            let deadline = run.setup_deadline.max(Instant::now() + SETTLE);
+            ok = connect_http(&mut net, &mut h, n, deadline);
+        }
     }
     if ok && !timed_out {
         let limit = a.messages.unwrap_or(u32::MAX - 1);
@@ -165,7 +268,12 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         let mut stopped_at: Option<Instant> = None;
         let mut first_sent_us = None;
         eprintln!(
-            "wsload: publishing to random channels ({})",
+            "wsload: publishing to random channels ({}, {})",
+            if a.publish == Publish::Ws {
+                "chat from a member"
+            } else {
+                "POST /broadcast"
+            },
             if a.rate > 0.0 {
                 format!("{} msgs/s", a.rate)
             } else {
@@ -178,7 +286,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                 timed_out = true;
                 break;
             }
-            if net.errors > 0 {
+            if net.errors + h.errors > 0 {
                 eprintln!("wsload: stopping early after an error");
                 break;
             }
@@ -186,6 +294,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             if stopped_at.is_none() && (sent >= limit || now >= end) {
                 stopped_at = Some(now);
             }
+            let mut blocked = !http_ready(&mut net, &mut h, &mut payload, a.size);
             let mut wait = MAX_WAIT;
             if let Some(stop) = stopped_at {
                 if h.ledger.open == 0 {
@@ -204,7 +313,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     let room = a.in_flight.saturating_sub(h.ledger.open) as u32;
                     sent.saturating_add(room).min(limit)
                 };
-                while h.ledger.published() < due {
+                while h.ledger.published() < due && !blocked {
                     let ch = (rng.next_u64() % u64::from(plan.channels())) as u32;
                     let members = plan.members(ch);
                     let sender = members[(rng.next_u64() % members.len() as u64) as usize] as usize;
@@ -212,13 +321,21 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
                     first_sent_us.get_or_insert(now_us);
                     let seq = h.ledger.publish(ch, members.len(), now_us);
                     payload.clear();
-                    chat_payload(&mut payload, ch, seq, a.size);
-                    if !net.send_text(sender, &payload, &mut h) {
-                        net.error("publisher", &format!("client {sender} is gone"));
-                        break;
+                    if let Some(http) = h.http.as_mut() {
+                        http_body(&mut payload, ch, seq, a.size);
+                        if let Err(e) = http.send(seq, &payload) {
+                            count_error(&mut h.errors, &e);
+                        }
+                        blocked = !http.can_send();
+                    } else {
+                        chat_payload(&mut payload, ch, seq, a.size);
+                        if !net.send_text(sender, &payload, &mut h) {
+                            net.error("publisher", &format!("client {sender} is gone"));
+                            break;
+                        }
                     }
                 }
-                if a.rate > 0.0 && h.ledger.published() < limit {
+                if a.rate > 0.0 && !blocked && h.ledger.published() < limit {
                     let next =
                         start + Duration::from_secs_f64(f64::from(h.ledger.published()) / a.rate);
                     wait = wait.min(next.saturating_duration_since(now));
@@ -237,6 +354,12 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             };
             secs = Some(last.saturating_sub(first) as f64 / 1e6);
         }
+        if let Some(http) = &h.http {
+            eprintln!(
+                "wsload: http publisher: {} answers over {} connections",
+                http.responses, http.connections
+            );
+        }
     }
     net.close_all(CLOSE_GRACE, &mut h);
     if timed_out {
@@ -246,7 +369,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let messages = h.ledger.published();
     let expected = h.ledger.expected(&plan);
     let missing = expected.saturating_sub(h.deliveries);
-    let errors = net.errors;
+    let errors = net.errors + h.errors;
     let valid =
         ok && !timed_out && messages > 0 && errors == 0 && missing == 0 && h.duplicates == 0;
     let per_conn_bytes = |before: Option<u64>, after: Option<u64>| match (before, after) {
@@ -273,6 +396,14 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             opt_round(per_conn_bytes(anon_before, anon_after), 1),
         )
         .field("size", a.size)
+        .field(
+            "publish",
+            if a.publish == Publish::Ws {
+                "ws"
+            } else {
+                "http"
+            },
+        )
         .field("rate", rate_value(a.rate))
         .field("in_flight", a.in_flight)
         .field("messages", messages)
@@ -308,6 +439,9 @@ mod tests {
             br#"{"type":"chat","channel":"bench.12","message":"wsl 3 xxxxxxxxx"}"#
         );
         assert_eq!(find_seq(&out), Some(Some(3)));
+        out.clear();
+        http_body(&mut out, 4, 9, 15);
+        assert_eq!(out, br#"{"channel":"bench.4","message":"wsl 9 xxxxxxxxx"}"#);
     }
 
     #[test]
@@ -325,6 +459,8 @@ mod tests {
             hist: Histogram::default(),
             last_delivery_us: 0,
             scratch: Vec::new(),
+            http: None,
+            errors: 0,
         };
         let mut out = Vec::new();
         let mut rng = Rng::new(1);
