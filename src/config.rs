@@ -174,6 +174,8 @@ pub struct Config {
     /// workers; past its share a worker closes the connection holding the
     /// most with 1009.
     pub max_total_receive_bytes: usize,
+    /// Channels one connection may join (its own `user:` channel aside).
+    pub max_channels_per_client: usize,
 }
 
 impl Default for Config {
@@ -206,6 +208,7 @@ impl Default for Config {
             history_size: 1000,
             max_history_bytes: 33_554_432,
             max_total_receive_bytes: 33_554_432,
+            max_channels_per_client: 100,
             history_ttl: Duration::from_secs(300),
         }
     }
@@ -325,6 +328,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.history_ttl, positive_duration(v)) },
     Opt { name: "max-total-receive-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes of client messages still being received, all connections together; past it the connection holding the most is closed with 1009",
         set: |c, v| assign(&mut c.max_total_receive_bytes, int(v, 1, None)) },
+    Opt { name: "max-channels-per-client", kind: Kind::Value("N"), default: "100", help: "channels one connection may join (its own user: channel does not count)",
+        set: |c, v| assign(&mut c.max_channels_per_client, int(v, 1, None)) },
     Opt { name: "max-history-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes the resume history holds at most, for everyone and every channel together; past it the oldest entries leave first",
         set: |c, v| assign(&mut c.max_history_bytes, int(v, 0, None)) },
 ];
@@ -707,6 +712,7 @@ mod tests {
         ("handover", "/run/wsnotify/handover.sock", |c| c.handover == Some(PathBuf::from("/run/wsnotify/handover.sock"))),
         ("history-size", "0", |c| c.history_size == 0),
         ("max-history-bytes", "4096", |c| c.max_history_bytes == 4096),
+        ("max-channels-per-client", "3", |c| c.max_channels_per_client == 3),
         ("max-total-receive-bytes", "4096", |c| c.max_total_receive_bytes == 4096),
         ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
     ];

@@ -355,6 +355,7 @@ impl Sim {
                 let response = match route {
                     Route::Respond(response) | Route::Refuse(_, response) => response,
                     Route::Metrics => Response::new(Status::OK, "text/plain", "metrics"),
+                    Route::Channels => publish::channel_list(&[]),
                     Route::Upgrade {
                         endpoint, accept, ..
                     } => {
@@ -394,7 +395,17 @@ impl Sim {
                         .conn
                         .send_frame(Opcode::Text, json.as_bytes())
                         .expect("a client takes messages"),
-                    Some(Action::Mail { .. } | Action::Forward { .. }) | None => {}
+                    Some(
+                        Action::Mail { .. }
+                        | Action::Forward { .. }
+                        | Action::Subscribe { .. }
+                        | Action::Unsubscribe { .. },
+                    )
+                    | None => {}
+                    Some(Action::ChannelChat { json, .. }) => self
+                        .conn
+                        .send_frame(Opcode::Text, json.as_bytes())
+                        .expect("a client takes messages"),
                 }
                 self.step();
             }

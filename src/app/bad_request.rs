@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::channel_name::BadName;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadRequest {
     InvalidJson(String),
@@ -16,6 +18,10 @@ pub enum BadRequest {
     EpochWithoutSince,
     SinceWithoutEpoch,
     EmptyEpoch,
+    /// More than one of `client_id`, `channel` and `user`.
+    TooManyTargets,
+    BadChannel(BadName),
+    BadUser(BadName),
 }
 
 impl fmt::Display for BadRequest {
@@ -36,6 +42,11 @@ impl fmt::Display for BadRequest {
             BadRequest::EpochWithoutSince => f.write_str("\"since\" is required with \"epoch\""),
             BadRequest::SinceWithoutEpoch => f.write_str("\"epoch\" is required with \"since\""),
             BadRequest::EmptyEpoch => f.write_str("\"epoch\" must not be empty"),
+            BadRequest::TooManyTargets => {
+                f.write_str("give at most one of \"client_id\", \"channel\" and \"user\"")
+            }
+            BadRequest::BadChannel(why) => write!(f, "bad \"channel\": {why}"),
+            BadRequest::BadUser(why) => write!(f, "bad \"user\": {why}"),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::channel_history::ChannelStreams;
+
 /// One kept broadcast.
 #[derive(Debug)]
 struct Entry {
@@ -84,6 +86,7 @@ pub struct History {
     /// What `bytes` may reach (`--max-history-bytes`).
     max_bytes: usize,
     ttl: Duration,
+    pub(super) channels: ChannelStreams,
 }
 
 /// A history as it crosses a hand-over: see `History::export`.
@@ -114,6 +117,7 @@ impl History {
             capacity,
             max_bytes: usize::MAX,
             ttl,
+            channels: ChannelStreams::default(),
         }
     }
 
@@ -121,6 +125,11 @@ impl History {
     pub fn with_max_bytes(mut self, max_bytes: usize) -> History {
         self.max_bytes = max_bytes;
         self
+    }
+
+    /// `--history-size`, which bounds each channel's entries too.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub fn epoch(&self) -> &str {

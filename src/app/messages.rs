@@ -2,8 +2,11 @@
 //! protocol on `/ws` (chat, direct, ping, status). Pure: the answer is an
 //! action for the shell to carry out.
 
+use super::channel_name::{self, Kind};
+use super::channel_protocol::{self, ChannelRefusal};
 use super::hub::{self, Client, Endpoint, Here, Location};
 use super::protocol::{self, ClientError, ClientMessage};
+use super::routes::ResumeFrom;
 use super::snapshot::Snapshot;
 use super::status;
 use crate::ids::{ClientId, ConnKey};
@@ -34,6 +37,17 @@ pub enum Action {
     },
     /// To another instance's client, through Redis.
     Forward { to: ClientId, json: String },
+    /// Join a channel whose name is valid and not a `user:` one; the node
+    /// checks a `private:` one's claim and the sender's count of channels.
+    Subscribe {
+        channel: String,
+        private: bool,
+        resume: Option<ResumeFrom>,
+    },
+    /// Leave a channel (answered even if it was not joined).
+    Unsubscribe { channel: String },
+    /// To a channel's subscribers, numbered in it, if the sender joined it.
+    ChannelChat { channel: String, json: String },
 }
 
 /// Decides what a data message leads to. `snapshot` is asked for only when
@@ -77,6 +91,28 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
                 None => Action::Reply(unknown()),
             }
         }
+        Ok(ClientMessage::Subscribe { channel, resume }) => match channel_name::kind(&channel) {
+            Ok(Kind::User) => refuse(channel, ChannelRefusal::Reserved, now),
+            Ok(kind) => Action::Subscribe {
+                channel,
+                private: kind == Kind::Private,
+                resume,
+            },
+            Err(bad) => refuse(channel, ChannelRefusal::BadName(bad), now),
+        },
+        Ok(ClientMessage::Unsubscribe { channel }) => match channel_name::kind(&channel) {
+            Ok(Kind::User) => refuse(channel, ChannelRefusal::Reserved, now),
+            Ok(_) => Action::Unsubscribe { channel },
+            Err(bad) => refuse(channel, ChannelRefusal::BadName(bad), now),
+        },
+        Ok(ClientMessage::ChannelChat { channel, message }) => match channel_name::kind(&channel) {
+            Ok(Kind::User) => refuse(channel, ChannelRefusal::ChatOnUser, now),
+            Ok(_) => Action::ChannelChat {
+                json: channel_protocol::chat(&id, &message, &channel, now),
+                channel,
+            },
+            Err(bad) => refuse(channel, ChannelRefusal::BadName(bad), now),
+        },
         Ok(ClientMessage::Ping) => Action::Reply(protocol::pong(now)),
         Ok(ClientMessage::StatusRequest) => {
             Action::Reply(protocol::status(status::fields(snapshot, here), now))
@@ -85,6 +121,14 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
             json: protocol::error(&error.to_string(), now),
             error,
         },
+    }
+}
+
+/// A message about `channel` refused: the error names the channel.
+pub fn refuse(channel: String, refusal: ChannelRefusal, now_ms: u64) -> Action {
+    Action::Reject {
+        json: channel_protocol::error(&channel, &refusal.to_string(), now_ms),
+        error: ClientError::Channel { channel, refusal },
     }
 }
 
@@ -202,5 +246,120 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+    use crate::app::channel_name::BadName;
+    use crate::app::fixtures;
+    use crate::app::hub::Hub;
+
+    const ME: Client = Client {
+        endpoint: Endpoint::Notify,
+        seq: 4,
+    };
+
+    fn answer(text: &str) -> Action {
+        let hub = Hub::default();
+        let here = fixtures::here(&hub);
+        on_message(Message::Text(text.into()), ME, &here, fixtures::snapshot).unwrap()
+    }
+
+    fn refusal(action: Action) -> (String, ChannelRefusal) {
+        match action {
+            Action::Reject {
+                error: ClientError::Channel { channel, refusal },
+                json,
+            } => {
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(
+                    (&v["type"], &v["channel"]),
+                    (&"error".into(), &channel.as_str().into())
+                );
+                (channel, refusal)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subscribe_checks_the_name_and_keeps_user_channels_out() {
+        assert_eq!(
+            answer(r#"{"type":"subscribe","channel":"news"}"#),
+            Action::Subscribe {
+                channel: "news".into(),
+                private: false,
+                resume: None
+            }
+        );
+        assert_eq!(
+            answer(r#"{"type":"subscribe","channel":"private:t","since":3,"epoch":"e"}"#),
+            Action::Subscribe {
+                channel: "private:t".into(),
+                private: true,
+                resume: Some(ResumeFrom {
+                    since: 3,
+                    epoch: "e".into()
+                })
+            }
+        );
+        assert_eq!(
+            refusal(answer(r#"{"type":"subscribe","channel":"a b"}"#)),
+            ("a b".into(), ChannelRefusal::BadName(BadName::BadCharacter))
+        );
+        assert_eq!(
+            refusal(answer(r#"{"type":"subscribe","channel":"user:7"}"#)).1,
+            ChannelRefusal::Reserved
+        );
+        assert_eq!(
+            refusal(answer(r#"{"type":"unsubscribe","channel":"user:7"}"#)).1,
+            ChannelRefusal::Reserved
+        );
+        assert_eq!(
+            answer(r#"{"type":"unsubscribe","channel":"news"}"#),
+            Action::Unsubscribe {
+                channel: "news".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_resume_or_a_missing_channel_is_an_error() {
+        for text in [
+            r#"{"type":"subscribe"}"#,
+            r#"{"type":"subscribe","channel":5}"#,
+            r#"{"type":"subscribe","channel":"a","since":-1,"epoch":"e"}"#,
+            r#"{"type":"subscribe","channel":"a","since":1}"#,
+            r#"{"type":"subscribe","channel":"a","epoch":"e"}"#,
+            r#"{"type":"subscribe","channel":"a","since":1,"epoch":""}"#,
+            r#"{"type":"unsubscribe"}"#,
+            r#"{"type":"chat","channel":1,"message":"m"}"#,
+        ] {
+            assert!(matches!(answer(text), Action::Reject { .. }), "{text}");
+        }
+    }
+
+    #[test]
+    fn chat_on_a_channel_names_it_and_not_on_user_channels() {
+        match answer(r#"{"type":"chat","channel":"room","message":"hi"}"#) {
+            Action::ChannelChat { channel, json } => {
+                assert_eq!(channel, "room");
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(
+                    (&v["channel"], &v["from"]),
+                    (&"room".into(), &"ab-0-4".into())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            refusal(answer(
+                r#"{"type":"chat","channel":"user:x","message":"hi"}"#
+            ))
+            .1,
+            ChannelRefusal::ChatOnUser
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! given), returning what the shell is to carry out.
 
 pub mod bad_request;
+pub mod channel_history;
+pub mod channel_name;
+pub mod channel_protocol;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;

@@ -4,15 +4,34 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use super::channel_name::USER_PREFIX;
+use super::channel_protocol::ChannelRefusal;
+use super::routes::ResumeFrom;
 use crate::obs::clock::rfc3339_millis;
 
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
     Chat(String),
-    Direct { to: String, message: String },
+    Direct {
+        to: String,
+        message: String,
+    },
     Ping,
     StatusRequest,
+    /// Join `channel`; with `resume`, replay what the client missed of it.
+    Subscribe {
+        channel: String,
+        resume: Option<ResumeFrom>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    /// Chat to the subscribers of `channel`.
+    ChannelChat {
+        channel: String,
+        message: String,
+    },
 }
 
 /// Why a client's JSON object is not a message the server takes; the text
@@ -24,6 +43,13 @@ pub enum ClientError {
     UnknownType(String),
     MissingField(&'static str),
     NotAString(&'static str),
+    /// `since`/`epoch` of a subscribe that cannot be a resume.
+    BadResume(&'static str),
+    /// A message about a channel refused: answered with the channel named.
+    Channel {
+        channel: String,
+        refusal: ChannelRefusal,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -34,6 +60,8 @@ impl fmt::Display for ClientError {
             ClientError::UnknownType(kind) => write!(f, "unknown message type \"{kind}\""),
             ClientError::MissingField(field) => write!(f, "missing \"{field}\""),
             ClientError::NotAString(field) => write!(f, "\"{field}\" must be a string"),
+            ClientError::BadResume(why) => f.write_str(why),
+            ClientError::Channel { refusal, .. } => refusal.fmt(f),
         }
     }
 }
@@ -53,6 +81,10 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ClientError> {
     };
     match object.get("type") {
         Some(Value::String(kind)) => match kind.as_str() {
+            "chat" if object.contains_key("channel") => Ok(ClientMessage::ChannelChat {
+                channel: string("channel")?,
+                message: string("message")?,
+            }),
             "chat" => Ok(ClientMessage::Chat(string("message")?)),
             "direct" => Ok(ClientMessage::Direct {
                 to: string("to")?,
@@ -60,10 +92,46 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, ClientError> {
             }),
             "ping" => Ok(ClientMessage::Ping),
             "status_request" => Ok(ClientMessage::StatusRequest),
+            "subscribe" => Ok(ClientMessage::Subscribe {
+                channel: string("channel")?,
+                resume: resume_from(&object)?,
+            }),
+            "unsubscribe" => Ok(ClientMessage::Unsubscribe {
+                channel: string("channel")?,
+            }),
             other => Err(ClientError::UnknownType(truncate(other, 64).to_owned())),
         },
         Some(_) => Err(ClientError::TypeNotAString),
         None => Err(ClientError::MissingType),
+    }
+}
+
+/// `since` and `epoch` of a subscribe: both or neither, as on `/ws`.
+fn resume_from(object: &Map<String, Value>) -> Result<Option<ResumeFrom>, ClientError> {
+    let since = match object.get("since") {
+        None | Some(Value::Null) => None,
+        Some(since) => Some(since.as_u64().ok_or(ClientError::BadResume(
+            "\"since\" must be a non-negative integer",
+        ))?),
+    };
+    let epoch = match object.get("epoch") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(epoch)) if !epoch.is_empty() => Some(epoch.clone()),
+        Some(_) => {
+            return Err(ClientError::BadResume(
+                "\"epoch\" must be a non-empty string",
+            ))
+        }
+    };
+    match (since, epoch) {
+        (None, None) => Ok(None),
+        (Some(since), Some(epoch)) => Ok(Some(ResumeFrom { since, epoch })),
+        (Some(_), None) => Err(ClientError::BadResume(
+            "\"epoch\" is required with \"since\"",
+        )),
+        (None, Some(_)) => Err(ClientError::BadResume(
+            "\"since\" is required with \"epoch\"",
+        )),
     }
 }
 
@@ -78,7 +146,7 @@ fn truncate(text: &str, max: usize) -> &str {
 /// A server message: `type`, `time` (the wall clock the shell read for
 /// this loop turn, in ms since the Unix epoch) and the fields (serde_json
 /// orders the keys alphabetically; clients look them up by name).
-fn server_message(kind: &str, fields: Value, now_ms: u64) -> String {
+pub(super) fn server_message(kind: &str, fields: Value, now_ms: u64) -> String {
     let mut object = Map::new();
     object.insert("type".into(), kind.into());
     object.insert("time".into(), rfc3339_millis(now_ms).into());
@@ -152,20 +220,34 @@ pub struct Notification {
     pub category: String,
     pub source: Source,
     pub personal: bool,
+    /// To a channel's subscribers (`user:ID`: to a user's connections).
+    pub channel: Option<String>,
     pub instance: String,
     pub data: Option<Value>,
 }
 
 impl Notification {
+    fn scope(&self) -> &'static str {
+        match &self.channel {
+            Some(channel) if channel.starts_with(USER_PREFIX) => "user",
+            Some(_) => "channel",
+            None if self.personal => "personal",
+            None => "broadcast",
+        }
+    }
+
     pub fn to_json(&self, now_ms: u64) -> String {
         let mut fields = json!({
             "id": self.id,
             "message": self.message,
             "category": self.category,
             "source": match self.source { Source::Periodic => "periodic", Source::Api => "api" },
-            "scope": if self.personal { "personal" } else { "broadcast" },
+            "scope": self.scope(),
             "instance": self.instance,
         });
+        if let (Some(channel), Value::Object(map)) = (&self.channel, &mut fields) {
+            map.insert("channel".into(), channel.as_str().into());
+        }
         if let (Some(data), Value::Object(map)) = (&self.data, &mut fields) {
             map.insert("data".into(), data.clone());
         }
@@ -321,6 +403,7 @@ mod tests {
             category: "info".into(),
             source: Source::Api,
             personal: true,
+            channel: None,
             instance: "i".into(),
             data: None,
         };
@@ -337,6 +420,19 @@ mod tests {
         assert_eq!(v["data"]["k"][1], 2);
         assert_eq!(v["source"], "periodic");
         assert_eq!(v["scope"], "broadcast");
+        assert!(v.get("channel").is_none());
+        n.channel = Some("news".into());
+        let v = parsed(&n.to_json(NOW));
+        assert_eq!(
+            (&v["scope"], &v["channel"]),
+            (&"channel".into(), &"news".into())
+        );
+        n.channel = Some("user:ann".into());
+        let v = parsed(&n.to_json(NOW));
+        assert_eq!(
+            (&v["scope"], &v["channel"]),
+            (&"user".into(), &"user:ann".into())
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum Delivery {
     Send { to: ConnKey, json: String },
     /// Another instance's client, through Redis.
     Forward { to: ClientId, json: String },
+    /// A channel's subscribers, numbered in the channel; the answer counts
+    /// this process's subscribers (see [`sent`]).
+    Channel { channel: String, json: String },
     /// Another worker's client: the answer waits for that worker's report
     /// (see [`published`]).
     Mail {
@@ -66,10 +69,18 @@ pub fn publish(
         category: publish.category,
         source: Source::Api,
         personal: target.is_some(),
+        channel: publish.channel.clone(),
         instance: here.instance.to_owned(),
         data: publish.data,
     };
     let json = notification.to_json(snapshot.now_ms);
+    if let Some(channel) = publish.channel {
+        return Published {
+            id,
+            delivery: Delivery::Channel { channel, json },
+            answer: None,
+        };
+    }
     let (delivery, answer) = match target {
         Some(Location::Here(to)) => (Delivery::Send { to, json }, Some(sent(id, 1))),
         Some(Location::Elsewhere(to)) => (
@@ -101,6 +112,7 @@ pub fn periodic(count: u64, id: u64, here: &Here, snapshot: &Snapshot) -> String
         category: "info".into(),
         source: Source::Periodic,
         personal: false,
+        channel: None,
         instance: here.instance.to_owned(),
         data: None,
     }
@@ -116,11 +128,23 @@ pub fn published(found: bool, id: u64) -> Response {
     }
 }
 
-fn sent(id: u64, recipients: u64) -> Response {
+/// `200 {"status":"sent","id":N,"recipients":R}`.
+pub fn sent(id: u64, recipients: u64) -> Response {
     Response::json(
         Status::OK,
         &json!({ "status": "sent", "id": id, "recipients": recipients }),
     )
+}
+
+/// `GET /channels`: each channel's name, subscribers and last offset.
+pub fn channel_list(list: &[(std::sync::Arc<str>, usize, u64)]) -> Response {
+    let channels: Vec<_> = list
+        .iter()
+        .map(|(channel, subscribers, offset)| {
+            json!({ "channel": &**channel, "subscribers": subscribers, "offset": offset })
+        })
+        .collect();
+    Response::json(Status::OK, &json!({ "channels": channels }))
 }
 
 fn not_connected(id: &str) -> Response {
@@ -152,6 +176,7 @@ mod tests {
             category: "info".into(),
             data: None,
             client_id: client_id.map(str::to_owned),
+            channel: None,
         }
     }
 
@@ -219,6 +244,30 @@ mod tests {
             target(&missing, &here).unwrap_err().status,
             Status::NOT_FOUND
         );
+    }
+
+    #[test]
+    fn a_channel_publish_waits_for_its_count_of_subscribers() {
+        let hub = Hub::default();
+        let here = fixtures::here(&hub);
+        let p = Publish {
+            channel: Some("user:ann".into()),
+            ..message(None)
+        };
+        let target = target(&p, &here).unwrap();
+        let out = publish(p, target, 4, &here, &snapshot());
+        assert_eq!(out.answer, None);
+        match out.delivery {
+            Delivery::Channel { channel, json } => {
+                assert_eq!(channel, "user:ann");
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(
+                    (&v["scope"], &v["channel"]),
+                    (&"user".into(), &"user:ann".into())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

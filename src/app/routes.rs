@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use super::bad_request::BadRequest;
+use super::channel_name;
 use super::hub::{Endpoint, Here};
 use super::snapshot::Snapshot;
 use super::status;
@@ -33,6 +34,9 @@ pub struct Publish {
     pub category: String,
     pub data: Option<Value>,
     pub client_id: Option<String>,
+    /// To a channel's subscribers: a checked name, `user:ID` for a
+    /// publish to a user.
+    pub channel: Option<String>,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,8 @@ pub enum Route {
     Publish(Publish),
     /// The shell's counters in the Prometheus text format.
     Metrics,
+    /// `GET /channels`: the process's channels with subscribers.
+    Channels,
 }
 
 pub fn route(
@@ -86,7 +92,8 @@ pub fn route(
             Route::Respond(Response::json(Status::OK, &status::fields(snapshot, here)))
         }
         "/metrics" if get_like => Route::Metrics,
-        "/" | "/index.html" | "/client.js" | "/health" | "/status" | "/metrics" => {
+        "/channels" if get_like => Route::Channels,
+        "/" | "/index.html" | "/client.js" | "/health" | "/status" | "/metrics" | "/channels" => {
             Route::Respond(method_not_allowed("GET, HEAD"))
         }
         "/broadcast" | "/notify" if req.method == "POST" => match authorize(req, peer, config) {
@@ -251,12 +258,34 @@ fn parse_publish(req: &Request, body: &[u8]) -> Result<Publish, BadRequest> {
         Some(c) => Some(c),
         None => optional_string("category")?,
     };
+    let client_id = optional_string("client_id")?;
+    let channel = optional_string("channel")?;
+    let user = optional_string("user")?;
     Ok(Publish {
         message,
         category: category.unwrap_or_else(|| "info".into()),
         data: object.get("data").cloned(),
-        client_id: optional_string("client_id")?,
+        channel: target_channel(client_id.is_some(), channel, user)?,
+        client_id,
     })
+}
+
+/// The channel a publish goes to, from its `channel` or `user`: at most
+/// one of them and `client_id`, each a valid name or user id.
+fn target_channel(
+    client_id: bool,
+    channel: Option<String>,
+    user: Option<String>,
+) -> Result<Option<String>, BadRequest> {
+    if usize::from(client_id) + usize::from(channel.is_some()) + usize::from(user.is_some()) > 1 {
+        return Err(BadRequest::TooManyTargets);
+    }
+    if let Some(channel) = channel {
+        channel_name::kind(&channel).map_err(BadRequest::BadChannel)?;
+        return Ok(Some(channel));
+    }
+    user.map(|user| channel_name::user_channel(&user).map_err(BadRequest::BadUser))
+        .transpose()
 }
 
 fn publish_from_query(query: &str) -> Result<Publish, BadRequest> {
@@ -265,7 +294,9 @@ fn publish_from_query(query: &str) -> Result<Publish, BadRequest> {
         category: "info".into(),
         data: None,
         client_id: None,
+        channel: None,
     };
+    let (mut channel, mut user) = (None, None);
     let mut has_message = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -276,6 +307,8 @@ fn publish_from_query(query: &str) -> Result<Publish, BadRequest> {
                 has_message = true;
             }
             "client_id" => publish.client_id = Some(value),
+            "channel" => channel = Some(value),
+            "user" => user = Some(value),
             "type" | "category" => publish.category = value,
             _ => {}
         }
@@ -283,6 +316,7 @@ fn publish_from_query(query: &str) -> Result<Publish, BadRequest> {
     if !has_message {
         return Err(BadRequest::MissingMessageInQuery);
     }
+    publish.channel = target_channel(publish.client_id.is_some(), channel, user)?;
     Ok(publish)
 }
 
@@ -362,7 +396,7 @@ mod tests {
             Route::Respond(r) | Route::Refuse(_, r) => r.status.0,
             Route::Upgrade { .. } => 101,
             Route::Publish(_) => 0,
-            Route::Metrics => 200,
+            Route::Metrics | Route::Channels => 200,
         }
     }
 
@@ -591,6 +625,45 @@ mod tests {
         ] {
             assert_eq!(status(post(bad)), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn publish_to_a_channel_or_a_user_one_target_at_most() {
+        let channel = |route: Route| match route {
+            Route::Publish(p) => p.channel,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            channel(post(r#"{"message":"m","channel":"news"}"#)).as_deref(),
+            Some("news")
+        );
+        assert_eq!(
+            channel(post(r#"{"message":"m","user":"ann b"}"#)).as_deref(),
+            Some("user:ann b")
+        );
+        for bad in [
+            r#"{"message":"m","channel":"a b"}"#,
+            r#"{"message":"m","channel":""}"#,
+            r#"{"message":"m","user":""}"#,
+            r#"{"message":"m","channel":1}"#,
+            r#"{"message":"m","channel":"a","user":"b"}"#,
+            r#"{"message":"m","channel":"a","client_id":"x-0-1"}"#,
+            r#"{"message":"m","user":"b","client_id":"x-0-1"}"#,
+        ] {
+            assert_eq!(status(post(bad)), 400, "{bad}");
+        }
+        let shared = shared_with(|_| {});
+        let req = request("POST /notify?message=m&user=ann HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            channel(route(&req, b"", LOCAL, &shared)).as_deref(),
+            Some("user:ann")
+        );
+        let req = request("POST /notify?message=m&channel=a&user=ann HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&req, b"", LOCAL, &shared)), 400);
+        let req = request("GET /channels HTTP/1.1\r\n\r\n");
+        assert!(matches!(route(&req, b"", LOCAL, &shared), Route::Channels));
+        let req = request("POST /channels HTTP/1.1\r\n\r\n");
+        assert_eq!(status(route(&req, b"", LOCAL, &shared)), 405);
     }
 
     #[test]

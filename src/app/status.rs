@@ -18,6 +18,8 @@ pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
         "messages_sent": snapshot.messages_sent,
         "messages_received": snapshot.messages_received,
         "redis": snapshot.redis,
+        "channels": snapshot.memory.channels,
+        "subscriptions": snapshot.memory.subscriptions,
         "listener": snapshot.listener,
         "history": {
             "messages": snapshot.memory.history_entries,

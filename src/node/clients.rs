@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 
 use super::mailbox::{Mail, Report};
+use super::replay::ReplayKey;
 use super::Node;
 use crate::app::history::Resume;
 use crate::app::hub::{Client, Endpoint};
@@ -97,7 +98,7 @@ impl Node {
         let welcome = protocol::welcome(id, self.id, stream, self.clock.wall_ms());
         self.send_json(key, &welcome);
         if let Some(cursor) = replay {
-            self.replays.start(key, cursor);
+            self.replays.start(ReplayKey::everyone(key), cursor);
             self.fanout.set_apart(key);
             metrics::add(&self.process.stats.replays_active, 1);
         }
@@ -109,9 +110,9 @@ impl Node {
     pub(super) fn leave(&mut self, key: ConnKey, client: Client, why: &dyn Display) {
         self.process.stats.connection_closed(self.id);
         self.fanout.left(key);
-        if self.replays.stop(key) {
-            metrics::sub(&self.process.stats.replays_active, 1);
-        }
+        let replays = self.replays.stop_all(key);
+        metrics::sub(&self.process.stats.replays_active, replays as u64);
+        self.leave_channels(key);
         if client.endpoint == Endpoint::Echo {
             log!(Debug, "echo client disconnected", conn = key, reason = why);
             return;
@@ -181,6 +182,13 @@ impl Node {
             Action::Forward { to, json } => {
                 self.publish_remote(Some(&to), &json);
             }
+            Action::Subscribe {
+                channel,
+                private,
+                resume,
+            } => self.subscribe(key, channel, private, resume),
+            Action::Unsubscribe { channel } => self.unsubscribe(key, channel),
+            Action::ChannelChat { channel, json } => self.chat_on_channel(key, channel, &json),
         }
     }
 }

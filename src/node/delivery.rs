@@ -139,6 +139,11 @@ impl Node {
                     self.stream.advance(at);
                     self.broadcast_local(&frame, Some(at.offset));
                 }
+                Mail::Channel {
+                    channel,
+                    offset,
+                    frame,
+                } => self.deliver_channel(&channel, offset, &frame),
                 Mail::Deliver { seq, frame, report } => {
                     let target = self.hub.key(seq);
                     if let Some(key) = target {

@@ -28,6 +28,15 @@ pub enum Mail {
     /// A frame for every `/ws` client of the receiving worker, with its
     /// place in the broadcast stream.
     Stream { frame: Arc<[u8]>, at: Position },
+    /// A message of `channel` for the receiving worker's subscribers of it
+    /// (`offset`: its number in the channel, if it has one). Mailed to
+    /// every worker under the stream's lock, so each sees a channel's
+    /// offsets in order.
+    Channel {
+        channel: Arc<str>,
+        offset: Option<u64>,
+        frame: Arc<[u8]>,
+    },
     /// A frame for one client of the receiving worker, and whom to tell
     /// whether it was there.
     Deliver {
@@ -72,7 +81,8 @@ impl Mail {
         let frame = match self {
             Mail::Broadcast(frame)
             | Mail::Unsequenced { frame, .. }
-            | Mail::Stream { frame, .. } => frame.len(),
+            | Mail::Stream { frame, .. }
+            | Mail::Channel { frame, .. } => frame.len(),
             Mail::Deliver { frame, report, .. } => {
                 frame.len()
                     + match report {

@@ -8,14 +8,18 @@
 //! test with no socket at all; see `tests/`.
 //!
 //! Inside, components own their data and keep their own counts: the
-//! connections table (`conns`), the turn's broadcasts (`fanout`), the place
+//! connections table (`conns`), the turn's broadcasts (`fanout`), the
+//! channels' subscribers (`channels`), the place
 //! in the stream (`stream`), the replays of resuming clients (`replays`),
 //! the drain (`drain`), the per-address slots
 //! (`per_ip`), the periodic timer (`periodic`), the mail (`mail_room`) and
 //! the Redis link (`redis`, held in `remote`). The files without a
-//! component (`clients`, `requests`, `delivery`, `writing`, `lifecycle`,
-//! `instances`) are the node's own steps between them.
+//! component (`clients`, `subscribing`, `requests`, `delivery`,
+//! `channel_delivery`, `writing`, `lifecycle`, `instances`) are the node's
+//! own steps between them.
 
+mod channel_delivery;
+mod channels;
 mod clients;
 mod clock;
 mod conns;
@@ -43,6 +47,7 @@ mod remote;
 mod replay;
 mod requests;
 mod stream;
+mod subscribing;
 mod timer_wheel;
 mod transmit;
 mod writing;
@@ -70,6 +75,7 @@ use crate::log;
 use crate::obs::metrics::{self, Limit};
 use crate::proto::close::CloseCode;
 use crate::rand::Rng;
+use channels::Channels;
 use clock::{ticks, Clock};
 use conns::{Conn, Conns};
 use drain::Drain;
@@ -96,6 +102,8 @@ pub struct Node {
     /// The `/ws` clients by id.
     hub: Hub,
     fanout: Fanout,
+    /// Each channel's subscribers among this worker's clients.
+    channels: Channels,
     stream: StreamCursor,
     replays: Replays,
     drain: Drain,
@@ -138,6 +146,7 @@ impl Node {
             conns: Conns::new(settings, 0).share_receiving(Arc::clone(&process.receiving)),
             hub: Hub::default(),
             fanout: Fanout::default(),
+            channels: Channels::default(),
             stream: StreamCursor::default(),
             replays: Replays::default(),
             drain: Drain::new(config.drain_timeout, CLOSE_LINGER),

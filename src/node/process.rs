@@ -171,9 +171,14 @@ impl Process {
 
     /// What the process holds in memory that clients can make it hold.
     pub fn memory(&self) -> Memory {
-        let (history_entries, history_bytes) = {
+        let (history_entries, history_bytes, channels, subscriptions) = {
             let stream = self.stream();
-            (stream.len(), stream.bytes())
+            (
+                stream.len(),
+                stream.bytes(),
+                stream.channel_count(),
+                stream.subscription_count(),
+            )
         };
         Memory {
             queued_bytes: self.queued.queued(),
@@ -181,6 +186,8 @@ impl Process {
             receiving_bytes: self.receiving.load(Ordering::Relaxed),
             history_bytes,
             history_entries,
+            channels,
+            subscriptions,
         }
     }
 

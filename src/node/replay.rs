@@ -18,12 +18,19 @@
 //! while a client took its step whole and the budget lasts, and asks for
 //! the next turn at once only when the budget ran out.
 //!
+//! A client replays the stream for everyone (after resuming on `/ws`) or
+//! a channel (after a `subscribe` with `since`), each stream its own
+//! cursor under a [`ReplayKey`], paced the same way and from the same
+//! budget: a client with several of them takes their steps in turn, each
+//! when its queue is empty.
+//!
 //! Only clients that replay are here: a connection that does not costs
 //! nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::channels::ChannelId;
 use super::conns::Conns;
 use crate::app::history::{Cursor, Lost, Position};
 use crate::conn::batch::MAX_IOVECS;
@@ -55,12 +62,35 @@ pub struct Step {
     pub max_frames: usize,
 }
 
+/// Which stream a replay sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Replayed {
+    Everyone,
+    Channel(ChannelId),
+}
+
+/// One replay: a client and the stream it is being replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayKey {
+    pub conn: ConnKey,
+    pub stream: Replayed,
+}
+
+impl ReplayKey {
+    pub fn everyone(conn: ConnKey) -> ReplayKey {
+        ReplayKey {
+            conn,
+            stream: Replayed::Everyone,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Replays {
-    by_key: HashMap<ConnKey, Replaying>,
+    by_key: HashMap<ReplayKey, Replaying>,
     /// Whose turn is next: a key with the serial of its replay, so an
     /// entry left by an ended replay is dropped when met.
-    order: VecDeque<(ConnKey, u64)>,
+    order: VecDeque<(ReplayKey, u64)>,
     serial: u64,
     /// A client could take its next step at the end of the last turn (its
     /// queue empty), but the turn's budget was spent: the next turn should
@@ -88,17 +118,18 @@ pub struct Pass {
     pub stepped: Vec<ConnKey>,
     /// Messages of earlier steps now written whole to their sockets.
     pub written: u64,
-    /// Clients whose replay reached what the worker has handed out, their
-    /// queue empty: they take the live stream from now on (or whose
+    /// Replays that reached what the worker has handed out, their queue
+    /// empty: the client takes the live stream from now on (or its
     /// connection is gone).
-    pub finished: Vec<ConnKey>,
-    /// Clients whose replay needs a message the history no longer holds.
-    pub lost: Vec<ConnKey>,
+    pub finished: Vec<ReplayKey>,
+    /// Replays that need a message the history no longer holds.
+    pub lost: Vec<ReplayKey>,
 }
 
 impl Replays {
-    /// Client `key` is to be replayed the stream from `cursor` on.
-    pub fn start(&mut self, key: ConnKey, cursor: Cursor) {
+    /// A client is to be replayed a stream from `cursor` on (a replay of
+    /// that stream under way starts again from there).
+    pub fn start(&mut self, key: ReplayKey, cursor: Cursor) {
         self.serial += 1;
         let replaying = Replaying {
             cursor,
@@ -109,13 +140,28 @@ impl Replays {
         self.order.push_back((key, self.serial));
     }
 
-    /// The client left; returns whether it was replaying.
-    pub fn stop(&mut self, key: ConnKey) -> bool {
+    /// One replay ends before its time (the client unsubscribed); returns
+    /// whether it was under way.
+    pub fn stop(&mut self, key: ReplayKey) -> bool {
         let was = self.by_key.remove(&key).is_some();
         if self.by_key.is_empty() {
             self.order.clear();
         }
         was
+    }
+
+    /// The client left: every replay of it ends; returns how many there
+    /// were.
+    pub fn stop_all(&mut self, conn: ConnKey) -> usize {
+        if self.by_key.is_empty() {
+            return 0;
+        }
+        let before = self.by_key.len();
+        self.by_key.retain(|key, _| key.conn != conn);
+        if self.by_key.is_empty() {
+            self.order.clear();
+        }
+        before - self.by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,11 +183,11 @@ impl Replays {
         &mut self,
         before: Position,
         generation: u64,
-    ) -> (Vec<ConnKey>, Vec<ConnKey>) {
+    ) -> (Vec<ReplayKey>, Vec<ReplayKey>) {
         let (mut caught_up, mut lost) = (Vec::new(), Vec::new());
         self.by_key.retain(|key, replaying| {
             let cursor = replaying.cursor;
-            if cursor.generation == generation {
+            if key.stream != Replayed::Everyone || cursor.generation == generation {
                 return true;
             }
             if cursor.generation == before.generation && cursor.next > before.offset {
@@ -159,27 +205,30 @@ impl Replays {
 
     /// The end of a turn's replay work: notes whether a client could take
     /// its next step now (its queue is empty, and its cursor is not past
-    /// `through`, the last offset the worker handed out, plus one: then it
-    /// waits for the worker), which only the turn's budget stopped.
-    pub fn settle(&mut self, conns: &Conns, through: u64) {
+    /// `through` of its stream, the last offset the worker handed out,
+    /// plus one: then it waits for the worker), which only the turn's
+    /// budget stopped.
+    pub fn settle(&mut self, conns: &Conns, through: impl Fn(Replayed) -> u64) {
         self.more = self.by_key.iter().any(|(key, replaying)| {
-            replaying.cursor.next <= through + 1
-                && conns.get(*key).is_some_and(|conn| conn.out().is_empty())
+            replaying.cursor.next <= through(key.stream) + 1
+                && conns
+                    .get(key.conn)
+                    .is_some_and(|conn| conn.out().is_empty())
         });
     }
 
     /// One round of replay work, in turn from where the last one stopped:
     /// each client with an empty queue gets its next step, while `budget`
     /// (what is left of the turn's `BYTES_PER_TURN`) lasts. `bounds`: the
-    /// queue bounds the steps are cut to. `fetch` takes a step from the
-    /// history (moving the cursor) and answers the last offset the worker
-    /// has handed out.
+    /// queue bounds the steps are cut to. `fetch` takes a step of a
+    /// stream from the history (moving the cursor) and answers the last
+    /// offset of it the worker has handed out.
     pub fn pass(
         &mut self,
         conns: &mut Conns,
         bounds: Bounds,
         budget: &mut usize,
-        mut fetch: impl FnMut(&mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
+        mut fetch: impl FnMut(Replayed, &mut Cursor, Step, &mut Vec<Arc<[u8]>>) -> Result<u64, Lost>,
     ) -> Pass {
         let mut pass = Pass::default();
         let step_bytes = (bounds.max_queue / 2)
@@ -198,7 +247,7 @@ impl Replays {
             let Some(replaying) = self.by_key.get_mut(&key).filter(|r| r.serial == serial) else {
                 continue;
             };
-            let Some(conn) = conns.get(key) else {
+            let Some(conn) = conns.get(key.conn) else {
                 self.by_key.remove(&key);
                 pass.finished.push(key);
                 continue;
@@ -213,7 +262,7 @@ impl Replays {
                 max_frames: MAX_IOVECS,
             };
             self.frames.clear();
-            let through = match fetch(&mut replaying.cursor, step, &mut self.frames) {
+            let through = match fetch(key.stream, &mut replaying.cursor, step, &mut self.frames) {
                 Ok(through) => through,
                 Err(Lost) => {
                     self.by_key.remove(&key);
@@ -233,14 +282,15 @@ impl Replays {
             }
             for frame in self.frames.drain(..) {
                 let bytes = frame.len();
-                if let Some(Ok(())) = conns.queue(key, |conn| conn.send(Chunk::Shared(frame))) {
+                if let Some(Ok(())) = conns.queue(key.conn, |conn| conn.send(Chunk::Shared(frame)))
+                {
                     pass.queued += 1;
                     pass.bytes += bytes;
                     *budget = budget.saturating_sub(bytes);
                     replaying.unconfirmed += 1;
                 }
             }
-            pass.stepped.push(key);
+            pass.stepped.push(key.conn);
             self.order.push_back((key, serial));
         }
         pass
@@ -299,7 +349,7 @@ mod tests {
             generation: h.generation(),
             offset: h.last(),
         };
-        replays.pass(conns, bounds, budget, |cursor, step, out| {
+        replays.pass(conns, bounds, budget, |_, cursor, step, out| {
             h.replay(cursor, at, step.max_bytes, step.max_frames, out)
         })
     }
@@ -316,13 +366,13 @@ mod tests {
         let (mut conns, mut sockets, keys) = joined(settings(100_000), 1, 0);
         let h = history(10, 10_000);
         let mut replays = Replays::default();
-        replays.start(keys[0], from(1));
+        replays.start(ReplayKey::everyone(keys[0]), from(1));
         let first = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!((first.queued, first.bytes), (5, 50_000), "half of 100,000");
         let held = conns.get(keys[0]).unwrap().out().held();
         assert!(held <= 100_000 / 2 + 64 * 32, "{held}");
         flush(&mut conns, &mut sockets, &keys);
-        replays.settle(&conns, h.last());
+        replays.settle(&conns, |_| h.last());
         assert!(!replays.wants_turn(), "nothing to do until it is writable");
         let blocked = pass(&mut replays, &mut conns, &h, bound(100_000));
         assert_eq!(blocked, Pass::default(), "the socket took nothing");
@@ -332,7 +382,10 @@ mod tests {
         assert_eq!((second.queued, second.written), (5, 5));
         flush(&mut conns, &mut sockets, &keys);
         let last = pass(&mut replays, &mut conns, &h, bound(100_000));
-        assert_eq!((last.written, &last.finished[..]), (5, &keys[..]));
+        assert_eq!(
+            (last.written, &last.finished[..]),
+            (5, &[ReplayKey::everyone(keys[0])][..])
+        );
         assert!(replays.is_empty());
     }
 
@@ -342,7 +395,7 @@ mod tests {
         let h = history(40, 60_000);
         let mut replays = Replays::default();
         for key in &keys {
-            replays.start(*key, from(1));
+            replays.start(ReplayKey::everyone(*key), from(1));
         }
         let mut steps = vec![0u64; keys.len()];
         for turn in 0..12 {
@@ -361,7 +414,7 @@ mod tests {
                     break;
                 }
             }
-            replays.settle(&conns, h.last());
+            replays.settle(&conns, |_| h.last());
             assert!(bytes <= BYTES_PER_TURN, "turn {turn}: {bytes}");
             assert!(replays.wants_turn(), "turn {turn} ended at its budget");
             let (least, most) = (steps.iter().min().unwrap(), steps.iter().max().unwrap());
@@ -375,7 +428,7 @@ mod tests {
         let h = history(20, 1_000);
         let mut replays = Replays::default();
         for key in &keys {
-            replays.start(*key, from(1));
+            replays.start(ReplayKey::everyone(*key), from(1));
         }
         let done = pass(
             &mut replays,
@@ -399,7 +452,7 @@ mod tests {
         assert_eq!(tight, Pass::default());
         let mut alone = Replays::default();
         let (mut conns, _sockets, keys) = joined(settings(1 << 20), 1, 0);
-        alone.start(keys[0], from(1));
+        alone.start(ReplayKey::everyone(keys[0]), from(1));
         let one = pass(
             &mut alone,
             &mut conns,
@@ -417,24 +470,24 @@ mod tests {
         let (mut conns, _sockets, keys) = joined(settings(1 << 20), 2, usize::MAX);
         let h = history(5, 10);
         let mut replays = Replays::default();
-        replays.start(keys[0], from(9));
+        replays.start(ReplayKey::everyone(keys[0]), from(9));
         replays.start(
-            keys[1],
+            ReplayKey::everyone(keys[1]),
             Cursor {
                 generation: 7,
                 next: 1,
             },
         );
         let done = pass(&mut replays, &mut conns, &h, bound(1 << 20));
-        assert_eq!(done.lost, [keys[1]]);
+        assert_eq!(done.lost, [ReplayKey::everyone(keys[1])]);
         assert!(done.finished.is_empty());
         assert_eq!(replays.by_key.len(), 1, "the one ahead waits");
-        replays.settle(&conns, h.last());
+        replays.settle(&conns, |_| h.last());
         assert!(!replays.wants_turn(), "for the worker, not for a turn");
-        replays.settle(&conns, 8);
+        replays.settle(&conns, |_| 8);
         assert!(replays.wants_turn(), "the worker reached it");
-        assert!(replays.stop(keys[0]));
-        assert!(!replays.stop(keys[0]));
+        assert!(replays.stop(ReplayKey::everyone(keys[0])));
+        assert!(!replays.stop(ReplayKey::everyone(keys[0])));
     }
 
     #[test]
@@ -442,14 +495,14 @@ mod tests {
         let (mut conns, _sockets, keys) = joined(settings(1 << 20), 2, usize::MAX);
         let h = history(5, 10);
         let mut replays = Replays::default();
-        replays.start(keys[0], from(9));
-        replays.start(keys[1], from(9));
-        replays.stop(keys[0]);
-        replays.start(keys[0], from(9));
+        replays.start(ReplayKey::everyone(keys[0]), from(9));
+        replays.start(ReplayKey::everyone(keys[1]), from(9));
+        replays.stop(ReplayKey::everyone(keys[0]));
+        replays.start(ReplayKey::everyone(keys[0]), from(9));
         pass(&mut replays, &mut conns, &h, bound(1 << 20));
         assert_eq!(replays.order.len(), 2, "the stale entry is dropped");
-        replays.stop(keys[0]);
-        replays.stop(keys[1]);
+        replays.stop(ReplayKey::everyone(keys[0]));
+        replays.stop(ReplayKey::everyone(keys[1]));
         assert!(replays.order.is_empty(), "nothing left behind");
     }
 }

@@ -52,6 +52,10 @@ impl Node {
                 resume,
             } => self.upgrade(key, peer, endpoint, &accept, resume),
             Route::Publish(publish) => self.publish(key, request, publish),
+            Route::Channels => {
+                let list = self.process.stream().channel_list();
+                self.respond(key, &request, publish::channel_list(&list));
+            }
         }
     }
 
@@ -159,6 +163,17 @@ impl Node {
             Delivery::Forward { to, json } => {
                 self.publish_remote(Some(&to), &json);
                 log!(Info, "personal notification forwarded", id = id);
+            }
+            Delivery::Channel { channel, json } => {
+                let recipients = self.publish_channel(&channel, &json);
+                log!(
+                    Info,
+                    "channel notification published",
+                    id = id,
+                    channel = channel,
+                    recipients = recipients
+                );
+                return self.respond(key, &request, publish::sent(id, recipients as u64));
             }
             Delivery::Mail { worker, seq, json } => {
                 let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();

@@ -7,7 +7,7 @@
 use super::conns::Flushed;
 use super::notice::Notices;
 use super::queue_bound::over_budget;
-use super::replay;
+use super::replay::{self, ReplayKey, Replayed};
 use super::transmit::Transmit;
 use super::{Node, Output};
 use crate::app::history::Position;
@@ -91,8 +91,12 @@ impl Node {
                 break;
             }
         }
-        let through = self.process.stream().delivered(self.stream.position());
-        self.replays.settle(&self.conns, through);
+        let everyone = self.process.stream().delivered(self.stream.position());
+        let channels = &self.channels;
+        self.replays.settle(&self.conns, |stream| match stream {
+            Replayed::Everyone => everyone,
+            Replayed::Channel(id) => channels.delivered(id),
+        });
     }
 
     /// One round of replay steps; returns the clients that got one. A
@@ -106,12 +110,21 @@ impl Node {
             max_queue: self.process.config.max_queue_bytes,
             worker_share: self.queue_budget,
         };
-        let pass = self
-            .replays
-            .pass(&mut self.conns, bounds, budget, |cursor, step, out| {
+        let channels = &self.channels;
+        let pass = self.replays.pass(
+            &mut self.conns,
+            bounds,
+            budget,
+            |stream, cursor, step, out| {
                 let history = process.stream();
-                history.replay(cursor, at, step.max_bytes, step.max_frames, out)
-            });
+                match stream {
+                    Replayed::Everyone => {
+                        history.replay(cursor, at, step.max_bytes, step.max_frames, out)
+                    }
+                    Replayed::Channel(id) => channels.replay(&history, id, cursor, step, out),
+                }
+            },
+        );
         let stats = &self.process.stats;
         metrics::add(&stats.messages_sent, pass.queued);
         metrics::add(&stats.messages_replayed, pass.written);
@@ -131,17 +144,20 @@ impl Node {
         self.end_replays(caught_up, lost);
     }
 
-    /// Replays that ended: `finished` take the live stream from now on,
-    /// `lost` are closed with 4002.
-    fn end_replays(&mut self, finished: Vec<ConnKey>, lost: Vec<ConnKey>) {
+    /// Replays that ended: their clients take the live stream from now on
+    /// (`finished`) or are closed with 4002 (`lost`).
+    fn end_replays(&mut self, finished: Vec<ReplayKey>, lost: Vec<ReplayKey>) {
         metrics::sub(
             &self.process.stats.replays_active,
             (finished.len() + lost.len()) as u64,
         );
         for key in finished {
-            self.fanout.rejoin(key);
+            match key.stream {
+                Replayed::Everyone => self.fanout.rejoin(key.conn),
+                Replayed::Channel(id) => self.channels.set_replaying(key.conn, id, false),
+            }
         }
-        for key in lost {
+        for ReplayKey { conn: key, .. } in lost {
             metrics::add(&self.process.stats.replays_lost, 1);
             log!(
                 Info,

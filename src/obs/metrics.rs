@@ -123,6 +123,10 @@ pub struct Memory {
     pub receiving_bytes: usize,
     pub history_bytes: usize,
     pub history_entries: usize,
+    /// Channels with a subscriber, and the subscriptions to them (each
+    /// one an entry of a worker's channel index).
+    pub channels: usize,
+    pub subscriptions: usize,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +161,9 @@ pub struct Stats {
     pub replays_active: AtomicU64,
     /// Replays ended with 4002 because the history lost what they needed.
     pub replays_lost: AtomicU64,
+    /// Messages of channels queued for their subscribers, one per
+    /// recipient.
+    pub channel_deliveries: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     limit_hits: [AtomicU64; Limit::ALL.len()],
     /// Open WebSocket connections, one gauge per worker.
@@ -409,6 +416,24 @@ impl Stats {
             &[(String::new(), memory.history_bytes as u64)],
         );
         metric(
+            "channels",
+            "gauge",
+            "Channels with at least one subscriber.",
+            &[(String::new(), memory.channels as u64)],
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Subscriptions of connections to channels (user channels included).",
+            &[(String::new(), memory.subscriptions as u64)],
+        );
+        metric(
+            "channel_deliveries_total",
+            "counter",
+            "Messages of channels queued for their subscribers, one per recipient.",
+            &one(&self.channel_deliveries),
+        );
+        metric(
             "queued_bytes",
             "gauge",
             "Bytes queued for clients (their queues and the turn's broadcasts), counted toward --max-total-queue-bytes.",
@@ -470,6 +495,8 @@ mod tests {
             receiving_bytes: 9,
             history_bytes: 400,
             history_entries: 4,
+            channels: 2,
+            subscriptions: 5,
         };
         let text = stats.render(true, 1.5, &memory);
         assert!(text
@@ -482,6 +509,9 @@ mod tests {
         assert!(text.contains("wsnotify_resumes_total{result=\"too_old\"} 2\n"));
         assert!(text.contains("wsnotify_history_bytes 400\n"));
         assert!(text.contains("wsnotify_queued_bytes 7\n"));
+        assert!(text.contains("wsnotify_channels 2\n"));
+        assert!(text.contains("wsnotify_subscriptions 5\n"));
+        assert!(text.contains("wsnotify_channel_deliveries_total 0\n"));
         assert!(text.contains("wsnotify_mailbox_bytes 8\n"));
         assert!(text.contains("wsnotify_receiving_bytes 9\n"));
         assert!(text.contains("wsnotify_uptime_seconds 1.500\n"));

@@ -1,6 +1,7 @@
 //! Whole workers in memory: every test drives one or more `Node`s through
 //! the harness, with a fake clock and byte-buffer sockets, in milliseconds.
 
+mod channels;
 mod clients;
 mod drain;
 mod handover;
