@@ -45,8 +45,10 @@ FIGURES = [
     ("Channels, 3 per connection: server anonymous memory (RssAnon) per connection", "channels_idle", ("anon_per_conn_bytes",), "bytes", "lower"),
     ("Channels of 10, chat on random channels: deliveries per second", "channels", ("deliveries_per_sec",), "/s", "higher"),
     ("Channels of 10, chat on random channels: delivery latency p99", "channels", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, chat on random channels: deliveries per second of server CPU", "channels", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
     ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second", "channels_http", ("deliveries_per_sec",), "/s", "higher"),
     ("Channels of 10, published over HTTP (POST /broadcast with channel): delivery latency p99", "channels_http", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second of server CPU", "channels_http", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
 ]
 
 

@@ -239,6 +239,7 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
     let (mut rss_after, mut anon_after) = (None, None);
     let mut secs = None;
     let mut server_cpu = None;
+    let mut server_cpu_secs = None;
     let mut gen_cpu = None;
     if ok {
         subscribe_secs = Some(h.last_subscribed_us.saturating_sub(start_us) as f64 / 1e6);
@@ -344,7 +345,8 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             }
             net.poll_once(Some(wait), &mut h);
         }
-        server_cpu = server_sample.and_then(|s| s.percent_since());
+        server_cpu = server_sample.as_ref().and_then(|s| s.percent_since());
+        server_cpu_secs = server_sample.and_then(|s| s.secs_since());
         gen_cpu = gen_sample.percent_since();
         if let Some(first) = first_sent_us {
             let last = if h.deliveries > 0 {
@@ -419,6 +421,15 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         .raw("lat_us", &latency(&h.hist))
         .field("secs", opt_round(secs, 4))
         .field("server_cpu_percent", opt_round(server_cpu, 1))
+        .field(
+            "deliveries_per_server_cpu_sec",
+            opt_round(
+                server_cpu_secs
+                    .filter(|s| *s > 0.0)
+                    .map(|s| h.deliveries as f64 / s),
+                1,
+            ),
+        )
         .field("gen_cpu_percent", opt_round(gen_cpu, 1));
     Ok(Outcome::new(line, errors, valid))
 }
