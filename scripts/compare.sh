@@ -27,15 +27,18 @@
 #        channels_idle: wsload channels --conns N --channels N/10 --per-conn 3
 #                       --rate 1000 --duration 1 --server-pid PID
 #                       (memory per connection with 3 channels each, read
-#                       before anything is published; run it first)
+#                       before anything is published)
 #        channels:      wsload channels --conns N --channels N/10 --per-conn 1
 #                       --duration S --server-pid PID
 #                       (channels of 10; members chat on random channels,
 #                       closed loop with 1000 messages in flight)
 #        channels_http: the same with --publish http (POST /broadcast with
 #                       "channel", pipelined on one keep-alive connection)
-#      --channels is --servers wsnotify,uws --tests channels_idle,channels,channels_http:
-#      wsnotify's channels against uWebSockets.js topics (about 3 minutes);
+#      idle and channels_idle get a fresh server when another test ran on it
+#      before them. --channels is --servers wsnotify,uws --tests
+#      idle,channels_idle,channels,channels_http: wsnotify's channels against
+#      uWebSockets.js topics, with the idle memory without channels beside
+#      them (about 4 minutes);
 #   3. writes the JSON lines to target/compare/results-TIMESTAMP.jsonl (a meta
 #      line first, then wsload's line for each run with cmp_server, cmp_round,
 #      cmp_test and cmp_exit added), prints its path, and prints the Markdown
@@ -72,7 +75,7 @@ while [[ $# -gt 0 ]]; do
         --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
         --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
-        --channels) SERVERS=wsnotify,uws; TESTS_ARG=channels_idle,channels,channels_http; shift ;;
+        --channels) SERVERS=wsnotify,uws; TESTS_ARG=idle,channels_idle,channels,channels_http; shift ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
         --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
@@ -206,8 +209,10 @@ EOF
 
 # 2. The rounds.
 SERVER_PORT=
-start_server() { # NAME ROUND
-    local name=$1 log=$LOGS/$1-r$2.server.log cmd
+SERVER_LOG=
+start_server() { # NAME ROUND [LOG_SUFFIX]
+    local name=$1 log=$LOGS/$1-r$2${3:-}.server.log cmd
+    SERVER_LOG=$log
     case $name in
         wsnotify|wsnotify-base)
             cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
@@ -257,7 +262,7 @@ run_load() {
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         say "  $name died; its log:"
-        tail -n 20 "$LOGS/$name-r$round.server.log" >&2
+        tail -n 20 "$SERVER_LOG" >&2
         return 1
     fi
     sleep 1
@@ -270,12 +275,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         start_server "$name" "$round"
         say "round $round/$ROUNDS  $name  pid $SERVER_PID port $SERVER_PORT"
         alive=1
+        first=1
         for test in "${TESTS[@]}"; do
             if [[ $alive == 0 ]]; then
                 printf '{"cmp_server":"%s","cmp_round":%d,"cmp_test":"%s","cmp_exit":-1,"cmp_no_output":true,"error":"server died earlier"}\n' \
                     "$name" "$round" "$test" >>"$RESULTS"
                 continue
             fi
+            if [[ $first == 0 && ($test == idle || $test == channels_idle) ]]; then
+                # Memory per connection is read on a server that has had no clients yet.
+                stop_server
+                start_server "$name" "$round" "-$test"
+                say "round $round/$ROUNDS  $name  restarted for $test: pid $SERVER_PID port $SERVER_PORT"
+            fi
+            first=0
             case $test in
                 idle) args=(idle --conns "$SUBS" --server-pid "$SERVER_PID" --idle-secs "$IDLE_SECS")
                       limit=$((IDLE_SECS + 90)) ;;
