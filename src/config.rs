@@ -176,6 +176,49 @@ pub struct Config {
     pub max_total_receive_bytes: usize,
     /// Channels one connection may join (its own `user:` channel aside).
     pub max_channels_per_client: usize,
+    /// The HMAC-SHA256 key of connection tokens; without it, a token is
+    /// refused.
+    pub token_secret: Option<TokenSecret>,
+    /// `/ws` without a valid token is refused.
+    pub require_token: bool,
+}
+
+/// The shortest token secret accepted: HS256 wants a key as long as its
+/// hash (RFC 7518, 3.2).
+pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+/// The key of connection tokens. Its `Debug` shows no byte of it, so no
+/// dump of the configuration can print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret {
+    key: Box<[u8]>,
+    /// Read from `--token-secret-file` rather than given as a value: a
+    /// secret may come one way only.
+    from_file: bool,
+}
+
+impl TokenSecret {
+    pub(crate) fn new(key: &[u8], from_file: bool) -> Result<TokenSecret, String> {
+        if key.len() < MIN_TOKEN_SECRET_BYTES {
+            return Err(format!(
+                "expected a secret of at least {MIN_TOKEN_SECRET_BYTES} bytes"
+            ));
+        }
+        Ok(TokenSecret {
+            key: key.into(),
+            from_file,
+        })
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenSecret({} bytes, redacted)", self.key.len())
+    }
 }
 
 impl Default for Config {
@@ -210,6 +253,8 @@ impl Default for Config {
             max_total_receive_bytes: 33_554_432,
             max_channels_per_client: 100,
             history_ttl: Duration::from_secs(300),
+            token_secret: None,
+            require_token: false,
         }
     }
 }
@@ -245,6 +290,8 @@ impl std::error::Error for ConfigError {}
 enum Kind {
     /// Takes a value; the string is the placeholder shown in `--help`.
     Value(&'static str),
+    /// Takes a value that no error message may repeat.
+    Secret(&'static str),
     /// Takes no value on the command line; its variable takes a boolean.
     Flag,
 }
@@ -332,6 +379,12 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.max_channels_per_client, int(v, 1, None)) },
     Opt { name: "max-history-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes the resume history holds at most, for everyone and every channel together; past it the oldest entries leave first",
         set: |c, v| assign(&mut c.max_history_bytes, int(v, 0, None)) },
+    Opt { name: "token-secret", kind: Kind::Secret("SECRET"), default: "none", help: "HMAC-SHA256 key of connection tokens, at least 32 bytes",
+        set: |c, v| { c.token_secret = Some(secret_given(c, v)?); Ok(()) } },
+    Opt { name: "token-secret-file", kind: Kind::Value("PATH"), default: "none", help: "the token secret read from a file (surrounding whitespace trimmed)",
+        set: |c, v| { c.token_secret = Some(secret_file(c, v)?); Ok(()) } },
+    Opt { name: "require-token", kind: Kind::Flag, default: "off", help: "refuse /ws without a valid token (401)",
+        set: |c, v| assign(&mut c.require_token, boolean(v)) },
 ];
 
 fn assign<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -357,6 +410,24 @@ fn token(v: &str) -> Result<String, String> {
     (!v.is_empty())
         .then(|| v.to_string())
         .ok_or_else(|| "expected a non-empty token".into())
+}
+
+const SECRET_TWICE: &str =
+    "the token secret is given both by --token-secret and by --token-secret-file; give it one way";
+
+fn secret_given(c: &Config, v: &str) -> Result<TokenSecret, String> {
+    if c.token_secret.as_ref().is_some_and(|s| s.from_file) {
+        return Err(SECRET_TWICE.into());
+    }
+    TokenSecret::new(v.as_bytes(), false)
+}
+
+fn secret_file(c: &Config, v: &str) -> Result<TokenSecret, String> {
+    if c.token_secret.as_ref().is_some_and(|s| !s.from_file) {
+        return Err(SECRET_TWICE.into());
+    }
+    let bytes = std::fs::read(v).map_err(|e| format!("cannot read it: {e}"))?;
+    TokenSecret::new(bytes.trim_ascii(), true)
 }
 
 fn origins(v: &str) -> Result<Vec<String>, String> {
@@ -523,8 +594,8 @@ where
             (None, _) => Err(format!("unexpected argument {arg:?} (see --help)")),
             (Some(Kind::Flag), None) => Ok("true".to_string()),
             (Some(Kind::Flag), Some(_)) => Err(format!("{name} takes no value")),
-            (Some(Kind::Value(_)), Some(v)) => Ok(v.to_string()),
-            (Some(Kind::Value(_)), None) => match args.get(i) {
+            (Some(Kind::Value(_) | Kind::Secret(_)), Some(v)) => Ok(v.to_string()),
+            (Some(Kind::Value(_) | Kind::Secret(_)), None) => match args.get(i) {
                 Some(next) if !looks_like_option(next) => {
                     i += 1;
                     Ok(next.clone())
@@ -543,8 +614,10 @@ where
 
     let mut config = Config::default();
     let mut apply = |opt: &Opt, value: &str, source: &str| {
-        (opt.set)(&mut config, value)
-            .map_err(|why| ConfigError(format!("invalid value {value:?} for {source}: {why}")))
+        (opt.set)(&mut config, value).map_err(|why| match opt.kind {
+            Kind::Secret(_) => ConfigError(format!("invalid value for {source}: {why}")),
+            _ => ConfigError(format!("invalid value {value:?} for {source}: {why}")),
+        })
     };
     for opt in OPTIONS
         .iter()
@@ -564,7 +637,7 @@ where
 
 pub fn help_text() -> String {
     let usage = |o: &Opt| match o.kind {
-        Kind::Value(meta) => format!("--{} {meta}", o.name),
+        Kind::Value(meta) | Kind::Secret(meta) => format!("--{} {meta}", o.name),
         Kind::Flag => format!("--{}", o.name),
     };
     let extra = [
@@ -715,14 +788,24 @@ mod tests {
         ("max-channels-per-client", "3", |c| c.max_channels_per_client == 3),
         ("max-total-receive-bytes", "4096", |c| c.max_total_receive_bytes == 4096),
         ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
+        ("token-secret", "0123456789abcdef0123456789abcdef", |c| c.token_secret.as_ref().is_some_and(|s| s.key() == b"0123456789abcdef0123456789abcdef")),
+        ("token-secret-file", SECRET_FILE, |c| c.token_secret.as_ref().is_some_and(|s| s.key() == SECRET_IN_FILE)),
+        ("require-token", "1", |c| c.require_token),
     ];
+
+    /// A test secret in a file, with whitespace around it.
+    const SECRET_FILE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/token-secret.txt"
+    );
+    const SECRET_IN_FILE: &[u8] = b"test-only secret: wsnotify tokens/e2e 0123456789";
 
     #[test]
     fn every_option_by_flag_by_equals_and_by_variable() {
         assert_eq!(EVERY_OPTION.len(), OPTIONS.len());
         for &(name, value, check) in EVERY_OPTION {
             let flag = format!("--{name}");
-            if name == "enable-echo" {
+            if matches!(name, "enable-echo" | "require-token") {
                 assert!(check(&ok(&[&flag])));
             } else {
                 assert!(check(&ok(&[&flag, value])), "{flag} {value}");
@@ -898,6 +981,81 @@ mod tests {
                     && line.ends_with(&format!("(default: {})", o.default))
             );
         }
+    }
+
+    #[test]
+    fn token_secrets_one_way_long_enough_and_never_shown() {
+        let short = "0123456789abcdef0123456789abcde";
+        let said = err(&["--token-secret", short]);
+        assert_eq!(
+            said,
+            "invalid value for --token-secret: expected a secret of at least 32 bytes"
+        );
+        let said = var("WSNOTIFY_TOKEN_SECRET", short).unwrap_err();
+        assert!(said.starts_with("invalid value for WSNOTIFY_TOKEN_SECRET: "));
+        assert!(!said.contains(short));
+        let long = "0123456789abcdef0123456789abcdef";
+        let twice = [
+            run(
+                &["--token-secret", long, "--token-secret-file", SECRET_FILE],
+                &[],
+            ),
+            run(
+                &["--token-secret-file", SECRET_FILE, "--token-secret", long],
+                &[],
+            ),
+            run(
+                &["--token-secret-file", SECRET_FILE],
+                &[("WSNOTIFY_TOKEN_SECRET", long)],
+            ),
+            run(
+                &[],
+                &[
+                    ("WSNOTIFY_TOKEN_SECRET", long),
+                    ("WSNOTIFY_TOKEN_SECRET_FILE", SECRET_FILE),
+                ],
+            ),
+        ];
+        for said in twice {
+            let said = said.unwrap_err();
+            assert!(said.ends_with("give it one way"), "{said}");
+            assert!(!said.contains(long), "{said}");
+        }
+        let last = ok(&["--token-secret", &"a".repeat(40), "--token-secret", long]);
+        assert_eq!(
+            last.token_secret.unwrap().key(),
+            long.as_bytes(),
+            "the last flag wins"
+        );
+        let flag = run(&["--token-secret", long], &[("WSNOTIFY_TOKEN_SECRET", "x")]);
+        assert_eq!(flag.unwrap().token_secret.unwrap().key(), long.as_bytes());
+        let missing = err(&["--token-secret-file", "/nonexistent/secret"]);
+        assert!(
+            missing.starts_with(
+                r#"invalid value "/nonexistent/secret" for --token-secret-file: cannot read it: "#
+            ),
+            "{missing}"
+        );
+        let config = ok(&["--token-secret", long]);
+        assert!(!format!("{config:?}").contains(long), "no dump shows it");
+        assert!(!help_text().contains(long));
+        assert!(var("WSNOTIFY_REQUIRE_TOKEN", "yes").unwrap().require_token);
+        assert!(!var("WSNOTIFY_REQUIRE_TOKEN", "0").unwrap().require_token);
+        assert!(var("WSNOTIFY_REQUIRE_TOKEN", "maybe").is_err());
+    }
+
+    #[test]
+    fn a_short_secret_file_is_refused_without_showing_it() {
+        let path =
+            std::env::temp_dir().join(format!("wsnotify-short-secret-{}", std::process::id()));
+        std::fs::write(&path, "  too short\n").unwrap();
+        let said = err(&["--token-secret-file", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            said.ends_with("expected a secret of at least 32 bytes"),
+            "{said}"
+        );
+        assert!(!said.contains("too short"));
     }
 
     #[test]

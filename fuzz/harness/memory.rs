@@ -461,7 +461,7 @@ impl Sim {
                 offset: 0,
                 resumed: None,
             };
-            let welcome = protocol::welcome("fuzz-0-1", 0, stream, self.snapshot().now_ms);
+            let welcome = protocol::welcome("fuzz-0-1", None, 0, stream, self.snapshot().now_ms);
             self.conn
                 .send_frame(Opcode::Text, welcome.as_bytes())
                 .expect("a client takes messages");

@@ -1,23 +1,36 @@
-//! Stand-in for the channel streams of the `channel-history` branch, with
-//! its API as the design of issue 23 gives it: per-channel numbering, the
-//! last `--history-size` frames of each channel, resume lookup and the
-//! process-wide subscriber counts. No byte bound, no age, no hand-over:
-//! replaced whole when that branch is merged.
+//! Every channel's own stream, process-wide: its numbering (from 1, under
+//! the epoch of the history that holds it), its last frames for resumes,
+//! and how many clients of all workers follow it. Pure: `History` holds it
+//! under the stream's lock, passes the time and the bounds, and evicts
+//! across everyone's entries and these (see `History::expire`).
+//!
+//! Why a channel's numbering can be trusted after it is forgotten: a
+//! channel with neither subscriber nor entry leaves the map, and the
+//! highest offset forgotten so far (the floor) is kept instead. A channel
+//! created afterwards numbers from its floor on, so no offset of a channel
+//! ever names two messages, and a `since` from a forgotten past (below the
+//! floor) is never recovered.
 
 use std::collections::{HashMap, VecDeque};
+use std::mem::size_of;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::history::{History, Lost};
-
+/// What a resume of one channel gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelResume {
-    Recovered { next: u64, replayed: u64 },
+    /// Every message after `since` is kept or still to come: the client
+    /// is sent them from `next` on; `replayed` of them are already here.
+    Recovered {
+        next: u64,
+        replayed: u64,
+    },
     TooOld,
     UnknownEpoch,
 }
 
 impl ChannelResume {
+    /// The `reason` of a `subscribed` answer that recovered nothing.
     pub fn label(&self) -> &'static str {
         match self {
             ChannelResume::Recovered { .. } => "recovered",
@@ -27,95 +40,214 @@ impl ChannelResume {
     }
 }
 
+/// Where one offset of a channel stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelFrame {
+    Kept(Arc<[u8]>),
+    /// Not numbered yet.
+    NotYet,
+    /// It left the history (or was never kept here).
+    Gone,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    frame: Arc<[u8]>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    last: u64,
+    /// The frames of offsets `last - entries.len() + 1 ..= last`: a resume
+    /// is recovered from `last - entries.len()` on, never from before.
+    entries: VecDeque<Entry>,
+    subscribers: usize,
+    /// This process follows the channel's numbering: it numbered or
+    /// received one of its messages since it created the channel (or the
+    /// process it took over from did), so every later one comes through
+    /// here and a client ahead of `last` misses nothing by waiting.
+    followed: bool,
+    /// Kept without subscriber or entry until then: a channel taken over
+    /// in a hand-over, for the clients that come over from the old process.
+    pinned_until: Option<Instant>,
+}
+
+impl Channel {
+    fn new(last: u64) -> Channel {
+        Channel {
+            last,
+            entries: VecDeque::new(),
+            subscribers: 0,
+            followed: false,
+            pinned_until: None,
+        }
+    }
+
+    /// The smallest `since` whose every following message is kept.
+    fn first_since(&self) -> u64 {
+        self.last - self.entries.len() as u64
+    }
+
+    fn idle(&self) -> bool {
+        self.subscribers == 0 && self.entries.is_empty() && self.pinned_until.is_none()
+    }
+}
+
+/// One channel entry, in the order entries were kept across channels, so
+/// the oldest of all leaves first.
+#[derive(Debug)]
+struct Placed {
+    channel: Arc<str>,
+    offset: u64,
+}
+
+/// What one kept channel message costs besides its frame: the entry, the
+/// `Arc`'s two counters, and its place in the order (twice: a place whose
+/// entry left by another way waits, at most as many as the live ones).
+pub const CHANNEL_ENTRY_COST: usize =
+    size_of::<Entry>() + 2 * size_of::<usize>() + 2 * size_of::<Placed>();
+
+/// What a channel costs besides its name, counted in the history's bytes
+/// while no client follows it (a followed one is the subscribers' cost):
+/// its map slot (twice, for the map's spare room) and the name's `Arc`.
+pub const CHANNEL_COST: usize = 2 * size_of::<(Arc<str>, Channel)>() + 2 * size_of::<usize>();
+
+/// Places of left entries tolerated beyond the live ones before the order
+/// is swept.
+const STALE_SLACK: usize = 64;
+
+/// A channel's stream as it crosses a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    pub name: Arc<str>,
+    pub last: u64,
+    pub followed: bool,
+    /// Oldest first: each entry's age and frame, the last one at `last`.
+    pub entries: Vec<(Duration, Arc<[u8]>)>,
+}
+
+/// Every channel's stream as it crosses a hand-over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelsState {
+    pub floor: u64,
+    pub channels: Vec<ChannelState>,
+}
+
 #[derive(Debug, Default)]
 pub struct ChannelStreams {
     channels: HashMap<Arc<str>, Channel>,
+    order: VecDeque<Placed>,
+    /// Places in `order` whose entry already left by another way (the
+    /// channel's own size, a gap): skipped at the front, swept when they
+    /// outnumber the live ones.
+    stale: usize,
+    entries: usize,
+    bytes: usize,
+    /// The highest last offset of a forgotten channel.
     floor: u64,
+    subscriptions: usize,
+    subscribed: usize,
+    /// Channels taken over with neither entry nor subscriber, by when they
+    /// may be forgotten, in that order.
+    pins: VecDeque<(Arc<str>, Instant)>,
 }
 
-#[derive(Debug, Default)]
-struct Channel {
-    last: u64,
-    /// The smallest `since` that can be recovered.
-    first_since: u64,
-    entries: VecDeque<Arc<[u8]>>,
-    subscribers: usize,
-}
-
-impl History {
-    fn channel_entry(&mut self, channel: &str) -> &mut Channel {
-        let floor = self.channels.floor;
-        self.channels
-            .channels
-            .entry(channel.into())
-            .or_insert_with(|| Channel {
-                last: floor,
-                first_since: floor,
-                ..Channel::default()
-            })
+impl ChannelStreams {
+    /// Entries kept, every channel together.
+    pub fn len(&self) -> usize {
+        self.entries
     }
 
-    pub fn channel_sequence(
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Frames, entries and the channels nobody follows.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Channels in the map: with a subscriber, an entry or a pin.
+    pub fn known(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Numbers `channel`'s next message, keeps its frame (up to `capacity`
+    /// per channel).
+    pub fn sequence(
         &mut self,
         channel: &str,
         frame: impl FnOnce(u64) -> Arc<[u8]>,
-        _now: Instant,
+        now: Instant,
+        capacity: usize,
     ) -> (u64, Arc<[u8]>) {
-        let capacity = self.capacity();
-        let entry = self.channel_entry(channel);
-        let offset = entry.last + 1;
+        let name = self.name_of(channel);
+        let ch = self.channels.get_mut(&name).expect("just made");
+        let offset = ch.last + 1;
+        ch.last = offset;
+        ch.followed = true;
         let frame = frame(offset);
-        entry.last = offset;
-        entry.entries.push_back(Arc::clone(&frame));
-        while entry.entries.len() > capacity {
-            entry.entries.pop_front();
-            entry.first_since += 1;
-        }
-        if capacity == 0 {
-            entry.first_since = offset;
-        }
+        self.keep(&name, offset, &frame, now, capacity);
         (offset, frame)
     }
 
-    pub fn channel_record(
+    /// Keeps message `offset` of `channel`, numbered elsewhere. Not the
+    /// next one (or the first this process sees of the channel): nothing
+    /// before it is recovered. An offset already passed is ignored.
+    pub fn record(
         &mut self,
         channel: &str,
         offset: u64,
         frame: &Arc<[u8]>,
         now: Instant,
+        capacity: usize,
     ) -> bool {
-        let entry = self.channel_entry(channel);
-        if offset <= entry.last {
+        let name = self.name_of(channel);
+        let ch = self.channels.get_mut(&name).expect("just made");
+        if ch.followed && offset <= ch.last {
             return false;
         }
-        if offset != entry.last + 1 {
-            entry.entries.clear();
-            entry.last = offset - 1;
-            entry.first_since = offset - 1;
+        if !ch.followed || offset != ch.last + 1 {
+            let dropped = ch.entries.len();
+            let freed: usize = ch.entries.drain(..).map(|e| entry_cost(&e.frame)).sum();
+            ch.last = offset - 1;
+            self.left_otherwise(dropped, freed);
         }
-        self.channel_sequence(channel, |_| Arc::clone(frame), now);
+        let ch = self.channels.get_mut(&name).expect("still there");
+        ch.last = offset;
+        ch.followed = true;
+        self.keep(&name, offset, frame, now, capacity);
         true
     }
 
-    pub fn channel_last(&self, channel: &str) -> u64 {
-        self.channels
-            .channels
-            .get(channel)
-            .map_or(self.channels.floor, |c| c.last)
+    /// The last offset of `channel` known here: a channel not in the map
+    /// stands at the floor, where it would start.
+    pub fn last(&self, channel: &str) -> u64 {
+        self.channels.get(channel).map_or(self.floor, |c| c.last)
     }
 
-    pub fn channel_resume(&self, channel: &str, since: u64, epoch: &str) -> ChannelResume {
-        if epoch != self.epoch() {
-            return ChannelResume::UnknownEpoch;
-        }
-        let (last, first_since) = self
-            .channels
-            .channels
-            .get(channel)
-            .map_or((self.channels.floor, self.channels.floor), |c| {
-                (c.last, c.first_since)
-            });
-        if self.capacity() == 0 || since < first_since {
+    /// Whether every message of `channel` after `since` is kept or still
+    /// to come here (the epoch and whether resume is on are the caller's):
+    ///
+    /// - `since` below what is kept: too old;
+    /// - up to the last offset: recovered, the rest replayed;
+    /// - beyond it (the client saw messages that have not reached this
+    ///   process yet): recovered with nothing replayed only if the channel
+    ///   is followed here, so those messages will come and can be skipped;
+    ///   a channel only joined, or not known at all (it stands at the
+    ///   floor), is recovered at its last offset exactly and too old past
+    ///   it: this process cannot tell what it missed.
+    pub fn resume(&self, channel: &str, since: u64) -> ChannelResume {
+        let (last, first_since, followed) = match self.channels.get(channel) {
+            Some(c) => (c.last, c.first_since(), c.followed),
+            None => (self.floor, self.floor, false),
+        };
+        if since < first_since || (since > last && !followed) {
             return ChannelResume::TooOld;
         }
         ChannelResume::Recovered {
@@ -124,45 +256,61 @@ impl History {
         }
     }
 
-    pub fn channel_frame(&self, channel: &str, offset: u64) -> Result<Option<Arc<[u8]>>, Lost> {
-        let Some(c) = self.channels.channels.get(channel) else {
-            return Err(Lost);
+    pub fn frame(&self, channel: &str, offset: u64) -> ChannelFrame {
+        let Some(c) = self.channels.get(channel) else {
+            return if offset > self.floor {
+                ChannelFrame::NotYet
+            } else {
+                ChannelFrame::Gone
+            };
         };
         if offset > c.last {
-            return Ok(None);
+            return ChannelFrame::NotYet;
         }
-        let first = c.last + 1 - c.entries.len() as u64;
-        match offset.checked_sub(first) {
-            Some(index) => Ok(Some(Arc::clone(&c.entries[index as usize]))),
-            None => Err(Lost),
+        let first_since = c.first_since();
+        if offset <= first_since {
+            return ChannelFrame::Gone;
+        }
+        let entry = &c.entries[(offset - first_since - 1) as usize];
+        ChannelFrame::Kept(Arc::clone(&entry.frame))
+    }
+
+    pub fn joined(&mut self, channel: &str) {
+        let name = self.name_of(channel);
+        let ch = self.channels.get_mut(&name).expect("just made");
+        ch.subscribers += 1;
+        self.subscriptions += 1;
+        if ch.subscribers == 1 {
+            self.subscribed += 1;
+            self.bytes -= record_cost(&name);
         }
     }
 
-    pub fn channel_joined(&mut self, channel: &str) {
-        self.channel_entry(channel).subscribers += 1;
-    }
-
-    pub fn channel_left(&mut self, channel: &str) {
-        let Some(c) = self.channels.channels.get_mut(channel) else {
+    /// A subscriber of `channel` left; one that never joined is ignored.
+    pub fn left(&mut self, channel: &str) {
+        let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
-        c.subscribers = c.subscribers.saturating_sub(1);
-        if c.subscribers == 0 && c.entries.is_empty() {
-            self.channels.floor = self.channels.floor.max(c.last);
-            self.channels.channels.remove(channel);
+        if ch.subscribers == 0 {
+            return;
+        }
+        ch.subscribers -= 1;
+        self.subscriptions -= 1;
+        if ch.subscribers == 0 {
+            self.subscribed -= 1;
+            self.bytes += record_cost(channel);
+            self.forget_if_idle(channel);
         }
     }
 
-    pub fn channel_subscribers(&self, channel: &str) -> usize {
-        self.channels
-            .channels
-            .get(channel)
-            .map_or(0, |c| c.subscribers)
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.channels.get(channel).map_or(0, |c| c.subscribers)
     }
 
-    pub fn channel_list(&self) -> Vec<(Arc<str>, usize, u64)> {
+    /// (name, subscribers, last offset) of the channels with subscribers,
+    /// sorted by name.
+    pub fn list(&self) -> Vec<(Arc<str>, usize, u64)> {
         let mut list: Vec<_> = self
-            .channels
             .channels
             .iter()
             .filter(|(_, c)| c.subscribers > 0)
@@ -172,15 +320,294 @@ impl History {
         list
     }
 
-    pub fn channel_count(&self) -> usize {
-        self.channels
-            .channels
-            .values()
-            .filter(|c| c.subscribers > 0)
-            .count()
+    /// Channels with at least one subscriber.
+    pub fn count(&self) -> usize {
+        self.subscribed
     }
 
-    pub fn subscription_count(&self) -> usize {
-        self.channels.channels.values().map(|c| c.subscribers).sum()
+    /// Subscribers of every channel together.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions
+    }
+
+    /// When the oldest entry of every channel was kept.
+    pub fn oldest(&self) -> Option<Instant> {
+        let placed = self.order.front()?;
+        let channel = self.channels.get(&placed.channel)?;
+        channel.entries.front().map(|e| e.at)
+    }
+
+    /// When the first pin runs out.
+    pub fn next_unpin(&self) -> Option<Instant> {
+        self.pins.front().map(|(_, until)| *until)
+    }
+
+    /// Drops the entries `ttl` old or older, and the pins run out.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) {
+        while self
+            .oldest()
+            .is_some_and(|at| now.saturating_duration_since(at) >= ttl)
+        {
+            self.evict_oldest();
+        }
+        while self.pins.front().is_some_and(|(_, until)| *until <= now) {
+            let (name, _) = self.pins.pop_front().expect("a front");
+            if let Some(ch) = self.channels.get_mut(&name) {
+                ch.pinned_until = None;
+                self.forget_if_idle(&name);
+            }
+        }
+    }
+
+    /// Drops the oldest entry of all channels; without one, a pinned
+    /// channel's pin. Returns whether anything left.
+    pub fn evict_oldest(&mut self) -> bool {
+        let Some(placed) = self.order.pop_front() else {
+            return self.unpin_first();
+        };
+        let ch = self
+            .channels
+            .get_mut(&placed.channel)
+            .expect("a live place");
+        let entry = ch.entries.pop_front().expect("its entry");
+        debug_assert_eq!(placed.offset, ch.first_since());
+        shrink_entries(&mut ch.entries);
+        self.entries -= 1;
+        self.bytes -= entry_cost(&entry.frame);
+        self.forget_if_idle(&placed.channel);
+        self.trim_front();
+        true
+    }
+
+    fn unpin_first(&mut self) -> bool {
+        let Some((name, _)) = self.pins.pop_front() else {
+            return false;
+        };
+        if let Some(ch) = self.channels.get_mut(&name) {
+            ch.pinned_until = None;
+            self.forget_if_idle(&name);
+        }
+        true
+    }
+
+    /// A new epoch: every channel's numbering starts again, nothing kept
+    /// of the old one; the subscribers stay.
+    pub fn restart(&mut self) {
+        self.channels.retain(|_, c| c.subscribers > 0);
+        for ch in self.channels.values_mut() {
+            ch.last = 0;
+            ch.entries = VecDeque::new();
+            ch.followed = false;
+            ch.pinned_until = None;
+        }
+        self.order = VecDeque::new();
+        self.pins = VecDeque::new();
+        self.stale = 0;
+        self.entries = 0;
+        self.bytes = 0;
+        self.floor = 0;
+        self.channels.shrink_to(self.channels.len() * 2);
+    }
+
+    /// The channels as another process continues them: each one's
+    /// numbering and what is kept of it, with each entry's age. Every
+    /// channel known goes, one only joined too: its clients were told
+    /// where it stands, which may be below the floor by now.
+    pub fn export(&self, now: Instant) -> ChannelsState {
+        let mut channels: Vec<ChannelState> = self
+            .channels
+            .iter()
+            .map(|(name, c)| ChannelState {
+                name: Arc::clone(name),
+                last: c.last,
+                followed: c.followed,
+                entries: c
+                    .entries
+                    .iter()
+                    .map(|e| (now.saturating_duration_since(e.at), Arc::clone(&e.frame)))
+                    .collect(),
+            })
+            .collect();
+        channels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        ChannelsState {
+            floor: self.floor,
+            channels,
+        }
+    }
+
+    /// Continues the channels another process exported (after `restart`
+    /// for its epoch): their numbering and entries, in the order they were
+    /// kept there. A channel with no entry is kept until `pin_until`, for
+    /// the clients that resume it coming from the old process, then
+    /// forgotten like any other. Keeps at most `capacity` per channel.
+    pub fn adopt(
+        &mut self,
+        state: ChannelsState,
+        now: Instant,
+        capacity: usize,
+        pin_until: Instant,
+    ) {
+        self.floor = self.floor.max(state.floor);
+        let mut kept: Vec<(Instant, Arc<str>, u64)> = Vec::new();
+        for adopted in state.channels {
+            let name = self.name_of(&adopted.name);
+            let ch = self.channels.get_mut(&name).expect("just made");
+            ch.last = adopted.last;
+            ch.followed = adopted.followed;
+            // A peer that sent more entries than offsets sent nonsense:
+            // keep what can be numbered.
+            let room = capacity.min(usize::try_from(adopted.last).unwrap_or(usize::MAX));
+            let skip = adopted.entries.len().saturating_sub(room);
+            let first = adopted.last - (adopted.entries.len() - skip) as u64;
+            for (i, (age, frame)) in adopted.entries.into_iter().enumerate().skip(skip) {
+                let at = now.checked_sub(age).unwrap_or(now);
+                self.bytes += entry_cost(&frame);
+                self.entries += 1;
+                ch.entries.push_back(Entry { at, frame });
+                kept.push((at, Arc::clone(&name), first + 1 + (i - skip) as u64));
+            }
+            if !ch.idle() {
+                continue;
+            }
+            if pin_until > now {
+                ch.pinned_until = Some(pin_until);
+                self.pins.push_back((name, pin_until));
+            } else {
+                self.forget_if_idle(&name);
+            }
+        }
+        // Stable: one channel's entries stay in offset order.
+        kept.sort_by_key(|(at, _, _)| *at);
+        self.order.extend(
+            kept.into_iter()
+                .map(|(_, channel, offset)| Placed { channel, offset }),
+        );
+    }
+
+    /// The map's own name for `channel`, made (standing at the floor,
+    /// nobody following it) if it is not there.
+    fn name_of(&mut self, channel: &str) -> Arc<str> {
+        if let Some((name, _)) = self.channels.get_key_value(channel) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = Arc::from(channel);
+        self.bytes += record_cost(&name);
+        self.channels
+            .insert(Arc::clone(&name), Channel::new(self.floor));
+        name
+    }
+
+    fn keep(
+        &mut self,
+        name: &Arc<str>,
+        offset: u64,
+        frame: &Arc<[u8]>,
+        now: Instant,
+        capacity: usize,
+    ) {
+        let ch = self.channels.get_mut(name).expect("kept in a channel");
+        if capacity > 0 {
+            ch.entries.push_back(Entry {
+                at: now,
+                frame: Arc::clone(frame),
+            });
+            self.entries += 1;
+            self.bytes += entry_cost(frame);
+            self.order.push_back(Placed {
+                channel: Arc::clone(name),
+                offset,
+            });
+        }
+        let mut dropped = 0;
+        let mut freed = 0;
+        while ch.entries.len() > capacity {
+            let oldest = ch.entries.pop_front().expect("more than capacity");
+            dropped += 1;
+            freed += entry_cost(&oldest.frame);
+        }
+        shrink_entries(&mut ch.entries);
+        self.left_otherwise(dropped, freed);
+        self.forget_if_idle(name);
+    }
+
+    /// `dropped` entries (`freed` bytes) left other than as the oldest of
+    /// all: their places in the order are stale now.
+    fn left_otherwise(&mut self, dropped: usize, freed: usize) {
+        if dropped == 0 {
+            return;
+        }
+        self.entries -= dropped;
+        self.bytes -= freed;
+        self.stale += dropped;
+        self.trim_front();
+        if self.stale > self.entries + STALE_SLACK {
+            let channels = &self.channels;
+            self.order.retain(|p| is_live(channels, p));
+            self.stale = 0;
+            shrink_order(&mut self.order);
+        }
+    }
+
+    /// Pops the places at the front whose entry left already, so the front
+    /// is always the oldest entry kept.
+    fn trim_front(&mut self) {
+        while let Some(front) = self.order.front() {
+            if is_live(&self.channels, front) {
+                break;
+            }
+            self.order.pop_front();
+            self.stale -= 1;
+        }
+        shrink_order(&mut self.order);
+    }
+
+    fn forget_if_idle(&mut self, name: &str) {
+        let Some(ch) = self.channels.get(name) else {
+            return;
+        };
+        if !ch.idle() {
+            return;
+        }
+        self.floor = self.floor.max(ch.last);
+        self.bytes -= record_cost(name);
+        self.channels.remove(name);
+        if self.channels.capacity() > 4 * self.channels.len() + 64 {
+            self.channels.shrink_to(2 * self.channels.len());
+        }
+    }
+
+    #[cfg(test)]
+    pub fn places(&self) -> usize {
+        self.order.len()
     }
 }
+
+fn is_live(channels: &HashMap<Arc<str>, Channel>, placed: &Placed) -> bool {
+    channels
+        .get(&placed.channel)
+        .is_some_and(|c| placed.offset > c.first_since() && placed.offset <= c.last)
+}
+
+fn entry_cost(frame: &[u8]) -> usize {
+    frame.len() + CHANNEL_ENTRY_COST
+}
+
+fn record_cost(name: &str) -> usize {
+    name.len() + CHANNEL_COST
+}
+
+/// Gives back the room of a deque that emptied to a quarter of it.
+fn shrink_entries(entries: &mut VecDeque<Entry>) {
+    if entries.capacity() > 4 * entries.len() + 8 {
+        entries.shrink_to(2 * entries.len());
+    }
+}
+
+fn shrink_order(order: &mut VecDeque<Placed>) {
+    if order.capacity() > 4 * order.len() + 64 {
+        order.shrink_to(2 * order.len());
+    }
+}
+
+#[cfg(test)]
+mod tests;

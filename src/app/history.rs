@@ -2,14 +2,16 @@
 //! reconnect: which epoch the offsets belong to, the last frames sent to
 //! everyone (the very frames fanout encoded, shared, not copied), and what
 //! a resume with `since` gets. Pure: the caller passes the time and the
-//! worker's position in the stream.
+//! worker's position in the stream. Each channel's own stream lives here
+//! too (`channel_history`), so one lock, one epoch and one
+//! `--max-history-bytes` cover everyone and every channel.
 
 use std::collections::VecDeque;
 use std::mem::size_of;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::channel_history::ChannelStreams;
+use super::channel_history::{ChannelFrame, ChannelResume, ChannelStreams, ChannelsState};
 
 /// One kept broadcast.
 #[derive(Debug)]
@@ -86,7 +88,7 @@ pub struct History {
     /// What `bytes` may reach (`--max-history-bytes`).
     max_bytes: usize,
     ttl: Duration,
-    pub(super) channels: ChannelStreams,
+    channels: ChannelStreams,
 }
 
 /// A history as it crosses a hand-over: see `History::export`.
@@ -98,6 +100,9 @@ pub struct StreamState {
     pub first_since: u64,
     /// Oldest first: each entry's age and frame, the last one at `last`.
     pub entries: Vec<(Duration, Arc<[u8]>)>,
+    /// Every channel's numbering and entries (none from a process that
+    /// had no channels).
+    pub channels: ChannelsState,
 }
 
 /// What one entry costs besides its frame: the entry, and the `Arc`'s two
@@ -127,11 +132,6 @@ impl History {
         self
     }
 
-    /// `--history-size`, which bounds each channel's entries too.
-    pub(super) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -145,17 +145,19 @@ impl History {
         self.last
     }
 
+    /// Entries kept, everyone's and every channel's.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.channels.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    /// Frame bytes plus the cost of each entry.
+    /// Frame bytes plus the cost of each entry, everyone's and every
+    /// channel's, and of the channels kept without subscriber.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.channels.bytes()
     }
 
     /// The offset the next locally sequenced broadcast gets.
@@ -340,6 +342,7 @@ impl History {
         self.last = offset;
         self.first_since = offset;
         self.clear();
+        self.channels.restart();
     }
 
     /// Nothing at or before `offset` can be recovered any more.
@@ -367,7 +370,8 @@ impl History {
 
     /// The stream as a new process on this host continues it after a
     /// hand-over: the epoch, the last offset, and what is kept, with each
-    /// entry's age (an `Instant` means nothing in another process).
+    /// entry's age (an `Instant` means nothing in another process); the
+    /// same for every channel.
     pub fn export(&mut self, now: Instant) -> StreamState {
         self.expire(now);
         StreamState {
@@ -379,48 +383,193 @@ impl History {
                 .iter()
                 .map(|e| (now.saturating_duration_since(e.at), Arc::clone(&e.frame)))
                 .collect(),
+            channels: self.channels.export(now),
         }
     }
 
     /// Continues the stream another process exported: its epoch, its
-    /// offsets and its entries replace this history's. A new generation,
-    /// so a worker that has handed out nothing yet stands at the adopted
-    /// last offset, not before it.
+    /// offsets and its entries replace this history's, every channel's
+    /// too (the subscribers of this process stay). A new generation, so a
+    /// worker that has handed out nothing yet stands at the adopted last
+    /// offset, not before it. A channel that comes with no entry stays
+    /// known for `--history-ttl`, so the clients of the old process
+    /// resume it here.
     pub fn adopt(&mut self, state: StreamState, now: Instant) {
         self.restart(&state.epoch, state.last);
         let kept = state.entries.len() as u64;
         self.first_since = state.first_since.max(state.last.saturating_sub(kept));
+        let pin_until = if self.capacity == 0 {
+            now
+        } else {
+            now + self.ttl
+        };
+        self.channels
+            .adopt(state.channels, now, self.capacity, pin_until);
         if self.capacity == 0 {
             self.first_since = state.last;
-            return;
-        }
-        for (age, frame) in state.entries {
-            self.bytes += frame.len() + ENTRY_COST;
-            let at = now.checked_sub(age).unwrap_or(now);
-            self.entries.push_back(Entry { at, frame });
+        } else {
+            for (age, frame) in state.entries {
+                self.bytes += frame.len() + ENTRY_COST;
+                let at = now.checked_sub(age).unwrap_or(now);
+                self.entries.push_back(Entry { at, frame });
+            }
         }
         self.expire(now);
     }
 
-    /// When the oldest entry turns `--history-ttl` old: it must leave then,
-    /// with or without traffic (see `expire`).
+    /// When the oldest entry, everyone's or a channel's, turns
+    /// `--history-ttl` old (or a channel taken over stops being kept): it
+    /// must leave then, with or without traffic (see `expire`).
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.entries.front().map(|oldest| oldest.at + self.ttl)
+        let everyone = self.entries.front().map(|oldest| oldest.at);
+        let channels = self.channels.oldest();
+        let oldest = everyone.into_iter().chain(channels).min();
+        let aged = oldest.map(|at| at + self.ttl);
+        aged.into_iter().chain(self.channels.next_unpin()).min()
     }
 
     /// Drops what is past the count, the bytes or the age limit: an entry
-    /// leaves when it turns `ttl` old.
+    /// leaves when it turns `ttl` old; past `--max-history-bytes` the
+    /// oldest entries leave first, everyone's and every channel's alike.
     pub fn expire(&mut self, now: Instant) {
-        while let Some(oldest) = self.entries.front() {
-            let too_many = self.entries.len() > self.capacity || self.bytes > self.max_bytes;
-            if !too_many && now.saturating_duration_since(oldest.at) < self.ttl {
-                break;
-            }
-            self.bytes -= oldest.frame.len() + ENTRY_COST;
-            let offset = self.last + 1 - self.entries.len() as u64;
-            self.first_since = self.first_since.max(offset);
-            self.entries.pop_front();
+        while self.entries.len() > self.capacity {
+            self.pop_oldest();
         }
+        while self
+            .entries
+            .front()
+            .is_some_and(|oldest| now.saturating_duration_since(oldest.at) >= self.ttl)
+        {
+            self.pop_oldest();
+        }
+        self.channels.expire(now, self.ttl);
+        self.fit_bytes();
+    }
+
+    /// Evicts the oldest entries of all until the bytes fit.
+    fn fit_bytes(&mut self) {
+        while self.bytes() > self.max_bytes {
+            let everyone = self.entries.front().map(|e| e.at);
+            let channel_first = match (everyone, self.channels.oldest()) {
+                (Some(ours), Some(theirs)) => theirs < ours,
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if channel_first {
+                if !self.channels.evict_oldest() {
+                    break;
+                }
+            } else {
+                self.pop_oldest();
+            }
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(oldest) = self.entries.pop_front() else {
+            return;
+        };
+        self.bytes -= oldest.frame.len() + ENTRY_COST;
+        let offset = self.last - self.entries.len() as u64;
+        self.first_since = self.first_since.max(offset);
+    }
+
+    /// Numbers the next message of `channel` (its last offset + 1), builds
+    /// its frame with that offset and keeps it; returns both.
+    pub fn channel_sequence(
+        &mut self,
+        channel: &str,
+        frame: impl FnOnce(u64) -> Arc<[u8]>,
+        now: Instant,
+    ) -> (u64, Arc<[u8]>) {
+        let numbered = self.channels.sequence(channel, frame, now, self.capacity);
+        self.expire(now);
+        numbered
+    }
+
+    /// Keeps a message of `channel` numbered elsewhere (Redis, the other
+    /// process of a hand-over). An offset that is not the next one leaves
+    /// a gap: no resume is recovered across it. One already passed is
+    /// ignored (false).
+    pub fn channel_record(
+        &mut self,
+        channel: &str,
+        offset: u64,
+        frame: &Arc<[u8]>,
+        now: Instant,
+    ) -> bool {
+        let kept = self
+            .channels
+            .record(channel, offset, frame, now, self.capacity);
+        self.expire(now);
+        kept
+    }
+
+    /// The channel's last offset known here; a channel not known stands
+    /// where it would start (0, or above every forgotten offset).
+    pub fn channel_last(&self, channel: &str) -> u64 {
+        self.channels.last(channel)
+    }
+
+    /// Whether the history holds every message of `channel` after `since`
+    /// of `epoch`: the rules of `ChannelStreams::resume`, and too old
+    /// whenever resume is off.
+    pub fn channel_resume(&self, channel: &str, since: u64, epoch: &str) -> ChannelResume {
+        if self.capacity == 0 {
+            return ChannelResume::TooOld;
+        }
+        if epoch != self.epoch {
+            return ChannelResume::UnknownEpoch;
+        }
+        self.channels.resume(channel, since)
+    }
+
+    /// The frame of `offset` of `channel`: `Ok(Some)` kept, `Ok(None)` not
+    /// numbered yet, `Err(Lost)` it left the history.
+    pub fn channel_frame(&self, channel: &str, offset: u64) -> Result<Option<Arc<[u8]>>, Lost> {
+        match self.channels.frame(channel, offset) {
+            ChannelFrame::Kept(frame) => Ok(Some(frame)),
+            ChannelFrame::NotYet => Ok(None),
+            ChannelFrame::Gone => Err(Lost),
+        }
+    }
+
+    /// A client of any worker joined `channel`.
+    pub fn channel_joined(&mut self, channel: &str) {
+        self.channels.joined(channel);
+    }
+
+    /// A client of any worker left `channel`: a channel with no subscriber
+    /// and no entry left is forgotten. Nobody following it, the channel
+    /// counts in the bytes, which may push out the oldest entries.
+    pub fn channel_left(&mut self, channel: &str) {
+        self.channels.left(channel);
+        self.fit_bytes();
+    }
+
+    pub fn channel_subscribers(&self, channel: &str) -> usize {
+        self.channels.subscribers(channel)
+    }
+
+    /// (name, subscribers, last offset) of the channels with subscribers,
+    /// sorted by name.
+    pub fn channel_list(&self) -> Vec<(Arc<str>, usize, u64)> {
+        self.channels.list()
+    }
+
+    /// Channels with at least one subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.channels.count()
+    }
+
+    /// Subscribers of every channel together.
+    pub fn subscription_count(&self) -> usize {
+        self.channels.subscriptions()
+    }
+
+    #[cfg(test)]
+    pub fn channel_streams(&self) -> &ChannelStreams {
+        &self.channels
     }
 }
 

@@ -19,3 +19,4 @@ pub mod publish;
 pub mod routes;
 pub mod snapshot;
 pub mod status;
+pub mod token;

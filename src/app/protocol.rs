@@ -174,7 +174,15 @@ pub enum Resumed {
     Failed(&'static str),
 }
 
-pub fn welcome(client_id: &str, worker: usize, stream: Stream, now_ms: u64) -> String {
+/// The first message of client `client_id`; `user` is the `sub` of its
+/// token, if it connected with one.
+pub fn welcome(
+    client_id: &str,
+    user: Option<&str>,
+    worker: usize,
+    stream: Stream,
+    now_ms: u64,
+) -> String {
     let mut fields = json!({
         "client_id": client_id,
         "server": "wsnotify",
@@ -183,6 +191,9 @@ pub fn welcome(client_id: &str, worker: usize, stream: Stream, now_ms: u64) -> S
         "epoch": stream.epoch,
         "offset": stream.offset,
     });
+    if let (Some(user), Value::Object(map)) = (user, &mut fields) {
+        map.insert("user".into(), user.into());
+    }
     if let (Some(resumed), Value::Object(map)) = (stream.resumed, &mut fields) {
         match resumed {
             Resumed::Recovered { replayed } => {
@@ -372,8 +383,9 @@ mod tests {
             offset: 3,
             resumed: None,
         };
-        let v = parsed(&welcome("abc-0-1", 0, stream, NOW));
+        let v = parsed(&welcome("abc-0-1", None, 0, stream, NOW));
         assert_eq!(v["type"], "welcome");
+        assert!(v.get("user").is_none(), "anonymous");
         assert_eq!(
             (v["epoch"].as_str(), v["offset"].as_u64()),
             (Some("ep"), Some(3))
@@ -442,13 +454,14 @@ mod tests {
             offset: 9,
             resumed: Some(Resumed::Recovered { replayed: 4 }),
         };
-        let v = parsed(&welcome("a-0-1", 0, stream, NOW));
+        let v = parsed(&welcome("a-0-1", Some("alice"), 0, stream, NOW));
+        assert_eq!(v["user"], "alice");
         assert_eq!(
             (v["recovered"].as_bool(), v["replayed"].as_u64()),
             (Some(true), Some(4))
         );
         stream.resumed = Some(Resumed::Failed("too_old"));
-        let v = parsed(&welcome("a-0-1", 0, stream, NOW));
+        let v = parsed(&welcome("a-0-1", None, 0, stream, NOW));
         assert_eq!(v["recovered"], false);
         assert_eq!(v["reason"], "too_old");
         assert!(v.get("replayed").is_none());

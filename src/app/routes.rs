@@ -11,6 +11,7 @@ use super::channel_name;
 use super::hub::{Endpoint, Here};
 use super::snapshot::Snapshot;
 use super::status;
+use super::token::{self, Claims};
 use crate::config::Config;
 use crate::obs::metrics::HandshakeFailure;
 use crate::proto::handshake;
@@ -49,6 +50,8 @@ pub enum Route {
         accept: String,
         /// `/ws?since=N&epoch=E`: where the client left the stream.
         resume: Option<ResumeFrom>,
+        /// What the client's token proved, if it gave one (`/ws` only).
+        claims: Option<Claims>,
     },
     Publish(Publish),
     /// The shell's counters in the Prometheus text format.
@@ -125,6 +128,24 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
             );
         }
     }
+    // `/echo` is a test endpoint outside the notification protocol: a
+    // token there means nothing.
+    let claims = match endpoint {
+        Endpoint::Notify => {
+            let secret = config.token_secret.as_ref().map(|s| s.key());
+            match token::authenticate(req, secret, config.require_token, snapshot.now_ms) {
+                Ok(claims) => claims,
+                Err(refused) => {
+                    return Route::Refuse(
+                        HandshakeFailure::Token,
+                        Response::error(Status::UNAUTHORIZED, &refused.to_string())
+                            .with_header("WWW-Authenticate", "Bearer"),
+                    )
+                }
+            }
+        }
+        Endpoint::Echo => None,
+    };
     let unavailable = |reason, message| {
         Route::Refuse(
             reason,
@@ -170,6 +191,7 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
         endpoint,
         accept,
         resume,
+        claims,
     }
 }
 

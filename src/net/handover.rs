@@ -3,34 +3,39 @@
 //! over a unix socket, then drains, so the port never stops accepting and
 //! no message is lost.
 //!
-//! The protocol, version 2, starts with an exchange of lines:
+//! The protocol, version 3, starts with an exchange of lines:
 //!
 //! ```text
-//! new → old  wsnotify-handover 2 pid=<new pid>
-//! old → new  wsnotify-handover 2 fds=<n> pid=<old pid> instance=<old>   (+ n sockets, SCM_RIGHTS)
+//! new → old  wsnotify-handover 3 pid=<new pid>
+//! old → new  wsnotify-handover 3 fds=<n> pid=<old pid> instance=<old>   (+ n sockets, SCM_RIGHTS)
 //! new → old  serving pid=<new pid> instance=<new>
 //! old → new  draining
 //! ```
 //!
 //! then the connection stays open as the link of `node::peer` (its
-//! messages in `node::peer::wire`): first the old server's stream (epoch,
-//! offsets, history), then, both ways, the messages the two deliver as one
-//! until the old server exits. A new server that has its sockets already
-//! (socket activation) takes the stream and drops the copies it is sent.
+//! messages in `node::peer::wire`): first the old server's stream (every
+//! channel's offsets and history, then everyone's epoch, offsets and
+//! history), then, both ways, the messages the two deliver as one until
+//! the old server exits. A new server that has its sockets already (socket
+//! activation) takes the stream and drops the copies it is sent.
 //!
-//! Version 1, spoken by the release before the stream crossed, is the same
-//! four lines without `instance=`, and nothing follows `draining`: the
-//! sockets cross, the stream does not. This server speaks it both ways, so
-//! an upgrade from that release and a rollback to it lose no connection:
+//! Version 2, spoken by the release before channels, is the same but its
+//! stream has no channels (its reader knows no such message). Version 1,
+//! spoken by the release before the stream crossed, is the same four lines
+//! without `instance=`, and nothing follows `draining`: the sockets cross,
+//! the stream does not. This server speaks both, both ways, so an upgrade
+//! from those releases and a rollback to them lose no connection:
 //!
-//! - New server: a version 1 server refuses the version 2 request
-//!   (`wsnotify-handover 1 refused bad request ...`); this one connects
-//!   again and asks in version 1, then starts a stream of its own (a new
-//!   epoch, no link), so a client that resumes across is told
-//!   `unknown_epoch`.
-//! - Old server: asked in version 1, it answers in version 1, drains with
-//!   its sockets shared and no link, and numbers what it accepts itself
-//!   until it exits.
+//! - New server: an older server refuses the version 3 request in its own
+//!   version (`wsnotify-handover 2 refused bad request ...`); this one
+//!   connects again and asks in that version. From version 2 it continues
+//!   the stream, with no channel known yet; from version 1 it starts a
+//!   stream of its own (a new epoch, no link), so a client that resumes
+//!   across is told `unknown_epoch`.
+//! - Old server: asked in version 2, it passes its stream without the
+//!   channels (a channel's resume on the new server is `too_old`); asked
+//!   in version 1, it answers in version 1, drains with its sockets shared
+//!   and no link, and numbers what it accepts itself until it exits.
 //!
 //! Instead of the sockets the old server may answer
 //! `wsnotify-handover <version> refused <why>`. Anything unexpected, a peer
@@ -70,20 +75,26 @@ const EXCHANGE_LIMIT: Duration = Duration::from_secs(2);
 /// `EXCHANGE_LIMIT`, since it may wait behind another peer's exchange.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The versions of the protocol this server speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The versions of the protocol this server speaks, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Version {
-    /// The release before this one: the sockets, then the connection closes.
+    /// The sockets, then the connection closes.
     V1,
-    /// The sockets, then the stream and the link on the same connection.
+    /// The sockets, then the stream (without channels) and the link on the
+    /// same connection.
     V2,
+    /// Version 2 with every channel's stream.
+    V3,
 }
 
 impl Version {
+    const ALL: [Version; 3] = [Version::V3, Version::V2, Version::V1];
+
     fn number(self) -> u32 {
         match self {
             Version::V1 => 1,
             Version::V2 => 2,
+            Version::V3 => 3,
         }
     }
 
@@ -143,11 +154,14 @@ pub enum Successor {
     SocketsOnly { pid: u32 },
 }
 
-/// A completed exchange with a server of this release.
+/// A completed exchange with a server that continues the stream.
 pub struct Handed {
     pub stream: UnixStream,
     pub pid: u32,
     pub instance: String,
+    /// It reads the channels' streams (version 3); one of the release
+    /// before them is sent everyone's alone.
+    pub channels: bool,
 }
 
 /// Asks the server listening on `path` for its sockets. `None` when no
@@ -189,25 +203,25 @@ fn take_over_within(path: &Path, timeout: Duration) -> Result<Option<Taken>, Str
         Err(e) => return Err(format!("cannot connect to the hand-over socket {at}: {e}")),
     };
     let fail = |what: String| format!("hand-over from the server at {at} failed: {what}");
-    let (stream, offer, fds) = match ask(stream, Version::V2, timeout).map_err(fail)? {
-        Answer::Sockets { stream, offer, fds } => (stream, offer, fds),
-        Answer::Refused {
-            version: Version::V1,
-            why,
-        } => {
-            log!(
-                Info,
-                "the running server is an older release (hand-over version 1); asking again in version 1",
-                its_refusal = why
-            );
-            let again = UnixStream::connect(path)
-                .map_err(|e| fail(format!("cannot connect again in version 1: {e}")))?;
-            match ask(again, Version::V1, timeout).map_err(fail)? {
-                Answer::Sockets { stream, offer, fds } => (stream, offer, fds),
-                Answer::Refused { why, .. } => return Err(fail(format!("it refused: {why}"))),
+    let mut asked = Version::V3;
+    let mut answer = ask(stream, asked, timeout).map_err(fail)?;
+    let (stream, offer, fds) = loop {
+        match answer {
+            Answer::Sockets { stream, offer, fds } => break (stream, offer, fds),
+            Answer::Refused { version, why } if version < asked => {
+                let n = version.number();
+                log!(
+                    Info,
+                    format!("the running server is an older release (hand-over version {n}); asking again in version {n}"),
+                    its_refusal = why
+                );
+                let again = UnixStream::connect(path)
+                    .map_err(|e| fail(format!("cannot connect again in version {n}: {e}")))?;
+                asked = version;
+                answer = ask(again, asked, timeout).map_err(fail)?;
             }
+            Answer::Refused { why, .. } => return Err(fail(format!("it refused: {why}"))),
         }
-        Answer::Refused { why, .. } => return Err(fail(format!("it refused: {why}"))),
     };
     if offer.fds != fds.len() {
         return Err(fail(format!(
@@ -258,7 +272,7 @@ fn ask(stream: UnixStream, version: Version, timeout: Duration) -> Result<Answer
             Err(e) => format!("cannot send the request: {e}"),
         });
     };
-    for spoken in [Version::V2, Version::V1] {
+    for spoken in Version::ALL {
         if let Some(why) = line.strip_prefix(&format!("{}refused ", spoken.prefix())) {
             return Ok(Answer::Refused {
                 version: spoken,
@@ -323,7 +337,8 @@ impl Taken {
             previous_pid = from,
             epoch = state.epoch,
             offset = state.last,
-            history_entries = state.entries.len()
+            history_entries = state.entries.len(),
+            channels = state.channels.channels.len()
         );
         Ok(Confirmed::Continued(Continued {
             state,
@@ -407,20 +422,22 @@ fn serve(
                 }
                 continue;
             }
-            Ok((pid, Counterpart::Linked { instance: peer })) => {
+            Ok((pid, Counterpart::Linked { instance: peer }, version)) => {
                 log!(
                     Warn,
                     "handed the listening sockets over; passing the stream and draining without accepting",
                     to_pid = pid,
-                    fds = describe(sockets)
+                    fds = describe(sockets),
+                    protocol = version.number()
                 );
                 Successor::Linked(Handed {
                     stream,
                     pid,
                     instance: peer,
+                    channels: version >= Version::V3,
                 })
             }
-            Ok((pid, Counterpart::SocketsOnly)) => {
+            Ok((pid, Counterpart::SocketsOnly, _)) => {
                 // The last line of version 1: the connection closes with it.
                 if let Err(e) = (&stream).write_all(b"draining\n") {
                     log!(
@@ -456,16 +473,17 @@ struct Failure {
 }
 
 /// The old server's side of one exchange, bounded by `EXCHANGE_LIMIT`; the
-/// new server's pid and what it speaks on success.
+/// new server's pid, what follows its sockets and the version it asked in
+/// on success.
 fn exchange(
     stream: &UnixStream,
     sockets: &[OwnedFd],
     instance: &str,
-) -> Result<(u32, Counterpart), Failure> {
+) -> Result<(u32, Counterpart, Version), Failure> {
     let unasked = |why: String| Failure {
         why,
         sent: false,
-        version: Version::V2,
+        version: Version::V3,
     };
     let limit = Limit::from_now(EXCHANGE_LIMIT);
     stream
@@ -495,7 +513,7 @@ fn exchange(
         version,
     };
     let header = match version {
-        Version::V2 => format!(
+        Version::V2 | Version::V3 => format!(
             "{}fds={} pid={} instance={instance}\n",
             version.prefix(),
             sockets.len(),
@@ -525,7 +543,7 @@ fn exchange(
     };
     match read_line_limited(stream, &limit) {
         Ok(Some(line)) => match parse_serving(&line, pid, version) {
-            Some(peer) => Ok((pid, peer)),
+            Some(peer) => Ok((pid, peer, version)),
             None => Err(late(format!("unexpected confirmation {line:?}"))),
         },
         Ok(None) => Err(late(format!(
@@ -639,8 +657,8 @@ struct Offer {
     from: Counterpart,
 }
 
-/// `wsnotify-handover 2 fds=N pid=P instance=I`, or in version 1
-/// `wsnotify-handover 1 fds=N pid=P`.
+/// `wsnotify-handover 3 fds=N pid=P instance=I` (2 alike), or in version
+/// 1 `wsnotify-handover 1 fds=N pid=P`.
 fn parse_offer(line: &str, version: Version) -> Option<Offer> {
     let rest = line.strip_prefix(&version.prefix())?;
     let mut fields = rest.split(' ');
@@ -648,7 +666,7 @@ fn parse_offer(line: &str, version: Version) -> Option<Offer> {
     let pid = fields.next()?.strip_prefix("pid=")?.parse().ok()?;
     let from = match version {
         Version::V1 => Counterpart::SocketsOnly,
-        Version::V2 => {
+        Version::V2 | Version::V3 => {
             let instance = fields.next()?.strip_prefix("instance=")?;
             if instance.is_empty() {
                 return None;
@@ -669,7 +687,7 @@ fn parse_offer(line: &str, version: Version) -> Option<Offer> {
 fn parse_serving(line: &str, pid: u32, version: Version) -> Option<Counterpart> {
     match version {
         Version::V1 => (line == format!("serving pid={pid}")).then_some(Counterpart::SocketsOnly),
-        Version::V2 => {
+        Version::V2 | Version::V3 => {
             let rest = line.strip_prefix(&format!("serving pid={pid} instance="))?;
             (!rest.is_empty() && !rest.contains(' ')).then(|| Counterpart::Linked {
                 instance: rest.to_owned(),
@@ -681,7 +699,7 @@ fn parse_serving(line: &str, pid: u32, version: Version) -> Option<Counterpart> 
 /// `wsnotify-handover <version> pid=P`: the version asked in and the new
 /// server's pid.
 fn parse_request(line: &str) -> Option<(Version, u32)> {
-    [Version::V2, Version::V1].into_iter().find_map(|version| {
+    Version::ALL.into_iter().find_map(|version| {
         let pid = line
             .strip_prefix(&version.prefix())?
             .strip_prefix("pid=")?

@@ -203,8 +203,15 @@ impl Link {
             self.end(older, process, wakeups, registry);
         }
         let state = peer::follow(process, &handed.instance, now);
+        if !handed.channels && !state.channels.channels.is_empty() {
+            log!(
+                Warn,
+                "the new server is an older release (hand-over version 2): the channels' offsets and history do not cross, a channel's resume there is too_old",
+                channels = state.channels.channels.len()
+            );
+        }
         let mut first = b"draining\n".to_vec();
-        for message in peer::state_messages(&state) {
+        for message in peer::state_messages(&state, handed.channels) {
             message.encode(&mut first);
         }
         log!(
@@ -214,6 +221,11 @@ impl Link {
             epoch = state.epoch,
             offset = state.last,
             history_entries = state.entries.len(),
+            channels = if handed.channels {
+                state.channels.channels.len()
+            } else {
+                0
+            },
             bytes = first.len()
         );
         process.listener.handed_over_to(handed.pid);

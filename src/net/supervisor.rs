@@ -41,6 +41,12 @@ pub fn run(config: Config, inherited: Option<Vec<OwnedFd>>) -> Result<Outcome, S
     let addrs = listeners.addresses()?;
     let addr = addrs[0];
     check_fd_limit(&config);
+    if config.require_token && config.token_secret.is_none() {
+        log!(
+            Warn,
+            "--require-token without --token-secret or --token-secret-file: every /ws upgrade gets 401"
+        );
+    }
 
     let mut poll = Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let mut signal_source =

@@ -6,15 +6,18 @@ use std::net::SocketAddr;
 
 use super::mailbox::{Mail, Report};
 use super::replay::ReplayKey;
+use super::users::Identity;
 use super::Node;
 use crate::app::history::Resume;
 use crate::app::hub::{Client, Endpoint};
 use crate::app::messages::{self, Action};
 use crate::app::protocol::{self, Resumed, Stream};
 use crate::app::routes::ResumeFrom;
+use crate::app::token::Claims;
 use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics;
+use crate::proto::close::CloseCode;
 use crate::proto::frame::{encode_frame, Opcode};
 use crate::proto::message::Message;
 
@@ -54,6 +57,7 @@ impl Node {
             peer = peer,
             worker = self.id
         );
+        self.join_user_channel(key);
         self.welcome(key, &id.to_string(), resume);
         self.notify_late_joiner(key);
     }
@@ -95,12 +99,54 @@ impl Node {
             offset,
             resumed,
         };
-        let welcome = protocol::welcome(id, self.id, stream, self.clock.wall_ms());
+        let user = self.users.get(key).map(|identity| &*identity.user);
+        let welcome = protocol::welcome(id, user, self.id, stream, self.clock.wall_ms());
         self.send_json(key, &welcome);
         if let Some(cursor) = replay {
             self.replays.start(ReplayKey::everyone(key), cursor);
             self.fanout.set_apart(key);
             metrics::add(&self.process.stats.replays_active, 1);
+        }
+    }
+
+    /// A client upgraded with a valid token: known by its identity until it
+    /// leaves, and closed when the token expires.
+    pub(super) fn authenticated(&mut self, key: ConnKey, claims: Claims) {
+        let identity = Identity {
+            expires: claims.expires_s(),
+            user: claims.sub.into(),
+            // Only `private:` names are ever looked up in it.
+            private: claims
+                .channels
+                .into_iter()
+                .filter(|name| name.starts_with("private:"))
+                .map(Into::into)
+                .collect(),
+        };
+        self.users.join(key, identity);
+        metrics::add(&self.process.stats.authenticated_clients, 1);
+    }
+
+    /// Closes with 4001 "token expired" every client whose token's `exp`
+    /// has come: on a timer, so a quiet client is closed on time too, not
+    /// at its next message.
+    pub(super) fn close_expired(&mut self) {
+        for key in self.users.take_expired(self.clock.wall_ms()) {
+            metrics::add(&self.process.stats.tokens_expired, 1);
+            log!(
+                Info,
+                "closing a client: its token expired",
+                conn = key,
+                worker = self.id
+            );
+            // What went to everyone before goes first.
+            self.fanout.prime(key, &mut self.conns);
+            let closed = self.drive(key, |conn, now, s| {
+                conn.close(CloseCode::TOKEN_EXPIRED, "token expired", now, s)
+            });
+            if let Some(Some(event)) = closed {
+                self.on_event(key, event);
+            }
         }
     }
 
@@ -118,6 +164,9 @@ impl Node {
             return;
         }
         self.hub.leave(client.seq);
+        if self.users.leave(key).is_some() {
+            metrics::sub(&self.process.stats.authenticated_clients, 1);
+        }
         self.process.notify_client_left();
         log!(
             Info,

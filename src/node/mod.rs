@@ -11,12 +11,12 @@
 //! connections table (`conns`), the turn's broadcasts (`fanout`), the
 //! channels' subscribers (`channels`), the place
 //! in the stream (`stream`), the replays of resuming clients (`replays`),
-//! the drain (`drain`), the per-address slots
-//! (`per_ip`), the periodic timer (`periodic`), the mail (`mail_room`) and
-//! the Redis link (`redis`, held in `remote`). The files without a
-//! component (`clients`, `subscribing`, `requests`, `delivery`,
-//! `channel_delivery`, `writing`, `lifecycle`, `instances`) are the node's
-//! own steps between them.
+//! the drain (`drain`), the per-address slots (`per_ip`), the
+//! authenticated clients (`users`), the periodic timer (`periodic`), the
+//! mail (`mail_room`) and the Redis link (`redis`, held in `remote`). The
+//! files without a component (`clients`, `subscribing`, `requests`,
+//! `delivery`, `channel_delivery`, `writing`, `lifecycle`, `instances`)
+//! are the node's own steps between them.
 
 mod channel_delivery;
 mod channels;
@@ -50,6 +50,7 @@ mod stream;
 mod subscribing;
 mod timer_wheel;
 mod transmit;
+mod users;
 mod writing;
 
 #[cfg(test)]
@@ -88,6 +89,7 @@ use remote::Remote;
 use replay::Replays;
 use stream::StreamCursor;
 use timer_wheel::{Entry, Tick};
+use users::Users;
 
 /// How long a closing connection may take to read our last bytes and close.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -101,6 +103,8 @@ pub struct Node {
     conns: Conns,
     /// The `/ws` clients by id.
     hub: Hub,
+    /// The identities of the clients that joined with a token.
+    users: Users,
     fanout: Fanout,
     /// Each channel's subscribers among this worker's clients.
     channels: Channels,
@@ -145,6 +149,7 @@ impl Node {
             id,
             conns: Conns::new(settings, 0).share_receiving(Arc::clone(&process.receiving)),
             hub: Hub::default(),
+            users: Users::default(),
             fanout: Fanout::default(),
             channels: Channels::default(),
             stream: StreamCursor::default(),
@@ -230,6 +235,7 @@ impl Node {
         {
             self.process.stream().expire(self.clock.at());
         }
+        self.close_expired();
         let (mut entries, mut due) = (Vec::<Entry>::new(), Vec::new());
         self.conns.due(self.clock.tick(), &mut entries, &mut due);
         for key in due {
@@ -300,6 +306,7 @@ impl Node {
                 .as_ref()
                 .and_then(|remote| remote.next_deadline(self.clock.at())),
             self.history_expiry(),
+            self.token_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -313,6 +320,17 @@ impl Node {
         (self.id == 0)
             .then(|| self.process.stream().next_expiry())
             .flatten()
+    }
+
+    /// When the next client's token expires. `exp` is wall-clock time, and
+    /// deadlines are monotonic: the wait is measured from this turn's wall
+    /// clock, and taken again at every turn, so a wall clock that moved
+    /// meanwhile only moves the deadline, and `close_expired` decides by
+    /// the wall clock, never before `exp`.
+    fn token_expiry(&self) -> Option<Instant> {
+        let exp_ms = self.users.next_expiry()?.saturating_mul(1000);
+        let wait = exp_ms.saturating_sub(self.clock.wall_ms());
+        Some(self.clock.at() + Duration::from_millis(wait))
     }
 
     /// The phase a connection is in, if it is open.

@@ -13,6 +13,7 @@ use crate::app::hub::{Client, Endpoint};
 use crate::app::publish::{self, Delivery};
 use crate::app::routes::{self, Publish, ResumeFrom, Route};
 use crate::app::snapshot::Snapshot;
+use crate::app::token::Claims;
 use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics::{self, Limit};
@@ -50,7 +51,8 @@ impl Node {
                 endpoint,
                 accept,
                 resume,
-            } => self.upgrade(key, peer, endpoint, &accept, resume),
+                claims,
+            } => self.upgrade(key, peer, endpoint, &accept, (resume, claims)),
             Route::Publish(publish) => self.publish(key, request, publish),
             Route::Channels => {
                 let list = self.process.stream().channel_list();
@@ -117,7 +119,7 @@ impl Node {
         peer: SocketAddr,
         endpoint: Endpoint,
         accept: &str,
-        resume: Option<ResumeFrom>,
+        (resume, claims): (Option<ResumeFrom>, Option<Claims>),
     ) {
         let client = Client { endpoint, seq: 0 };
         let Some(early_frames) =
@@ -126,6 +128,9 @@ impl Node {
             return;
         };
         self.per_ip.upgraded(&self.process.per_ip, key);
+        if let Some(claims) = claims {
+            self.authenticated(key, claims);
+        }
         self.join(key, peer, resume);
         // A client may send its first frames right behind the request.
         if !early_frames.is_empty() {

@@ -9,8 +9,9 @@ use super::channels::ChannelId;
 use super::replay::{ReplayKey, Replayed};
 use super::Node;
 use crate::app::channel_history::ChannelResume;
+use crate::app::channel_name::USER_PREFIX;
 use crate::app::channel_protocol::{self, ChannelRefusal};
-use crate::app::history::Cursor;
+use crate::app::history::{Cursor, History};
 use crate::app::protocol::Resumed;
 use crate::app::routes::ResumeFrom;
 use crate::ids::ConnKey;
@@ -41,11 +42,7 @@ impl Node {
         let mut history = process.stream();
         let id = match joined {
             Some(id) => id,
-            None => {
-                let last = history.channel_last(&channel);
-                history.channel_joined(&channel);
-                self.channels.join(key, &channel, last)
-            }
+            None => self.open_subscription(&mut history, key, &channel),
         };
         let outcome = resume.map(|r| history.channel_resume(&channel, r.since, &r.epoch));
         let epoch = history.epoch().to_owned();
@@ -73,6 +70,38 @@ impl Node {
         if let Some(next) = replay_from {
             self.replay_channel(key, id, next);
         }
+    }
+
+    /// An authenticated client joins its user's channel as it connects,
+    /// before its welcome, unasked and unanswered: a message to the user
+    /// published after the welcome reaches it. It does not count against
+    /// `--max-channels-per-client`.
+    pub(super) fn join_user_channel(&mut self, key: ConnKey) {
+        let Some(user) = self
+            .users
+            .get(key)
+            .map(|identity| Arc::clone(&identity.user))
+        else {
+            return;
+        };
+        let channel = format!("{USER_PREFIX}{user}");
+        let process = Arc::clone(&self.process);
+        let mut history = process.stream();
+        self.open_subscription(&mut history, key, &channel);
+    }
+
+    /// Client `key` joins `channel`, which it had not joined, under the
+    /// stream's lock (`history`): counted in the process, and delivered
+    /// every message numbered from now on.
+    fn open_subscription(
+        &mut self,
+        history: &mut History,
+        key: ConnKey,
+        channel: &str,
+    ) -> ChannelId {
+        let last = history.channel_last(channel);
+        history.channel_joined(channel);
+        self.channels.join(key, channel, last)
     }
 
     /// Client `key` is to be replayed channel `id` from offset `next` on;
@@ -134,8 +163,10 @@ impl Node {
 
     /// Whether client `key` may join the `private:` channel `channel`:
     /// only with a token that lists it.
-    fn may_join_private(&self, _key: ConnKey, _channel: &str) -> bool {
-        false
+    fn may_join_private(&self, key: ConnKey, channel: &str) -> bool {
+        self.users
+            .get(key)
+            .is_some_and(|identity| identity.private.iter().any(|name| **name == *channel))
     }
 
     fn refuse_channel(&mut self, key: ConnKey, channel: String, refusal: ChannelRefusal) {

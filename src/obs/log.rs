@@ -3,6 +3,7 @@
 //! The level and format are process-wide and set once at start, so logging
 //! from any worker needs no handle.
 
+use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -50,14 +51,15 @@ pub fn start_writer() -> std::io::Result<()> {
 /// One line in the configured format, newline included.
 fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> String {
     let ts = super::clock::rfc3339_now();
+    let msg = redact_tokens(msg);
     let mut line = String::with_capacity(128);
     if FORMAT.load(Ordering::Relaxed) == LogFormat::Json as u8 {
         let mut object = serde_json::Map::new();
         object.insert("ts".into(), ts.into());
         object.insert("level".into(), level_name(level).into());
-        object.insert("msg".into(), msg.into());
+        object.insert("msg".into(), msg.into_owned().into());
         for (key, value) in fields {
-            let text = value.to_string();
+            let text = redact_tokens(&value.to_string()).into_owned();
             let json = match text.parse::<i64>() {
                 Ok(n) => n.into(),
                 Err(_) => text.into(),
@@ -69,6 +71,7 @@ fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> S
         let _ = write!(line, "{ts} {:<5} {msg}", level_name(level).to_uppercase());
         for (key, value) in fields {
             let text = value.to_string();
+            let text = redact_tokens(&text);
             if text.is_empty() || text.contains(char::is_whitespace) || text.contains('"') {
                 let _ = write!(line, " {key}={text:?}");
             } else {
@@ -78,6 +81,29 @@ fn format_line(level: LogLevel, msg: &str, fields: &[(&str, &dyn Display)]) -> S
     }
     line.push('\n');
     line
+}
+
+/// Hides the value of every `token=` in a log field: a connection token is
+/// a credential, and a field that shows a request's target (today the path,
+/// tomorrow perhaps its query) must never carry it, whoever adds the field.
+fn redact_tokens(text: &str) -> Cow<'_, str> {
+    const KEY: &str = "token=";
+    if !text.contains(KEY) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(KEY) {
+        let value = at + KEY.len();
+        out.push_str(&rest[..value]);
+        out.push_str("[redacted]");
+        let end = rest[value..]
+            .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
+            .map_or(rest.len(), |len| value + len);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// `log!(Info, "message", key = value, ...)`: fields are only formatted when
@@ -93,4 +119,31 @@ macro_rules! log {
             );
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_are_redacted_wherever_they_appear() {
+        assert_eq!(redact_tokens("/ws"), "/ws");
+        assert_eq!(
+            redact_tokens("/ws?since=1&token=eyJh.eyJz.c2ln&epoch=e"),
+            "/ws?since=1&token=[redacted]&epoch=e"
+        );
+        assert_eq!(
+            redact_tokens("token=a token=b\"x"),
+            "token=[redacted] token=[redacted]\"x"
+        );
+        assert_eq!(redact_tokens("/ws;token="), "/ws;token=[redacted]");
+    }
+
+    #[test]
+    fn a_line_never_carries_a_token() {
+        let path = "/ws?token=eyJhbGciOiJIUzI1NiJ9.e30.c2ln";
+        let line = format_line(LogLevel::Info, "http request", &[("path", &path)]);
+        assert!(!line.contains("eyJ"), "{line}");
+        assert!(line.contains("token=[redacted]"), "{line}");
+    }
 }

@@ -20,10 +20,12 @@ pub enum HandshakeFailure {
     PerIp,
     /// `since` or `epoch` malformed on `/ws`.
     BadResume,
+    /// A connection token refused, or missing with `--require-token`.
+    Token,
 }
 
 impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 11] = [
+    pub const ALL: [HandshakeFailure; 12] = [
         HandshakeFailure::Method,
         HandshakeFailure::HttpVersion,
         HandshakeFailure::NotUpgrade,
@@ -35,6 +37,7 @@ impl HandshakeFailure {
         HandshakeFailure::Draining,
         HandshakeFailure::PerIp,
         HandshakeFailure::BadResume,
+        HandshakeFailure::Token,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +53,7 @@ impl HandshakeFailure {
             HandshakeFailure::Draining => "draining",
             HandshakeFailure::PerIp => "per_ip",
             HandshakeFailure::BadResume => "bad_resume",
+            HandshakeFailure::Token => "token",
         }
     }
 }
@@ -164,6 +168,11 @@ pub struct Stats {
     /// Messages of channels queued for their subscribers, one per
     /// recipient.
     pub channel_deliveries: AtomicU64,
+    /// `/ws` clients that connected with a valid token (a gauge): the
+    /// entries of every worker's `Users`, identities and expiry timers.
+    pub authenticated_clients: AtomicU64,
+    /// Clients closed with 4001 when their token's `exp` came.
+    pub tokens_expired: AtomicU64,
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
     limit_hits: [AtomicU64; Limit::ALL.len()],
     /// Open WebSocket connections, one gauge per worker.
@@ -402,6 +411,18 @@ impl Stats {
             "counter",
             "Replays closed with 4002: the history lost a message they still needed.",
             &one(&self.replays_lost),
+        );
+        metric(
+            "authenticated_clients",
+            "gauge",
+            "WebSocket clients connected with a valid token.",
+            &one(&self.authenticated_clients),
+        );
+        metric(
+            "tokens_expired_total",
+            "counter",
+            "Clients closed with 4001 when their token expired.",
+            &one(&self.tokens_expired),
         );
         metric(
             "history_messages",

@@ -13,6 +13,8 @@ impl CloseCode {
     /// Ours: the history no longer holds a message a client's replay still
     /// needed; resuming from what it received tells it where it stands.
     pub const REPLAY_LOST: CloseCode = CloseCode(4002);
+    /// Ours: the client's connection token reached its `exp`.
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 
     /// Whether a peer may put this code on the wire. 1005, 1006 and 1015 are
     /// reserved for reporting, 1004 and 1016-2999 are unassigned, and codes

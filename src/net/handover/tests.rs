@@ -1,5 +1,5 @@
-//! Both sides of the exchange against a fake peer that speaks version 1
-//! (the lines of the release before), over a real unix socket with real
+//! Both sides of the exchange against fake peers that speak version 1 or
+//! 2 (the lines of the releases before), over a real unix socket with real
 //! listening TCP sockets.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -100,7 +100,11 @@ fn lines_of_the_protocol() {
         parse_request("wsnotify-handover 1 pid=7"),
         Some((Version::V1, 7))
     );
-    assert_eq!(parse_request("wsnotify-handover 3 pid=7"), None);
+    assert_eq!(
+        parse_request("wsnotify-handover 3 pid=7"),
+        Some((Version::V3, 7))
+    );
+    assert_eq!(parse_request("wsnotify-handover 4 pid=7"), None);
     assert_eq!(parse_request("wsnotify-handover 2 pid=7 extra"), None);
     assert_eq!(parse_request("hello"), None);
     assert_eq!(
@@ -158,9 +162,10 @@ enum OldServer {
     StallsBeforeDraining,
 }
 
-/// A server of the release before at `path`, with `socket`: it refuses
-/// the version 2 request as that release does, then answers the version 1
-/// one as `behaviour` says. Returns the lines it read.
+/// A server of the release before the stream crossed at `path`, with
+/// `socket`: it refuses the version 3 request as that release does, then
+/// answers the version 1 one as `behaviour` says. Returns the lines it
+/// read.
 fn fake_version_1_server(
     path: &Path,
     socket: TcpListener,
@@ -226,9 +231,81 @@ fn a_new_server_takes_the_sockets_of_a_version_1_server_without_its_stream() {
     assert_eq!(
         old.join().unwrap(),
         [
-            format!("wsnotify-handover 2 pid={me}"),
+            format!("wsnotify-handover 3 pid={me}"),
             format!("wsnotify-handover 1 pid={me}"),
             format!("serving pid={me}"),
+        ]
+    );
+}
+
+/// A server of the release before channels at `path`, with `socket`: it
+/// refuses the version 3 request as that release does, answers the version
+/// 2 one, then sends its stream (everyone's, no channel). Returns the
+/// lines it read.
+fn fake_version_2_server(path: &Path, socket: TcpListener) -> std::thread::JoinHandle<Vec<String>> {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let (first, _) = listener.accept().unwrap();
+        let request = line(&first).unwrap();
+        send(
+            &first,
+            &format!("wsnotify-handover 2 refused bad request {request:?}\n"),
+        );
+        seen.push(request);
+        drop(first);
+        let (second, _) = listener.accept().unwrap();
+        seen.push(line(&second).unwrap());
+        let offer = format!("wsnotify-handover 2 fds=1 pid={FAKE_PID} instance=ef56\n");
+        send_with_fds(&second, offer.as_bytes(), &[socket.as_fd()]).unwrap();
+        seen.push(line(&second).unwrap());
+        let mut stream = b"draining\n".to_vec();
+        let state = crate::node::peer::wire::Message::State {
+            epoch: "0a0b".into(),
+            last: 7,
+            first_since: 6,
+            entries: 1,
+        };
+        state.encode(&mut stream);
+        let entry = crate::node::peer::wire::Message::Entry {
+            age: Duration::from_secs(1),
+            frame: Arc::from(&b"\x81\x01x"[..]),
+        };
+        entry.encode(&mut stream);
+        (&second).write_all(&stream).unwrap();
+        seen
+    })
+}
+
+#[test]
+fn a_new_server_continues_the_stream_of_a_version_2_server_without_channels() {
+    let scratch = Scratch::new("from-v2");
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let old = fake_version_2_server(&scratch.socket(), socket);
+
+    let taken = take_over(&scratch.socket())
+        .unwrap()
+        .expect("a server answered");
+    let Confirmed::Continued(continued) = taken.confirm("ab12").unwrap() else {
+        panic!("a version 2 server passes its stream");
+    };
+    assert_eq!(continued.previous_instance, "ef56");
+    let state = continued.state;
+    assert_eq!(
+        (state.epoch.as_str(), state.last, state.first_since),
+        ("0a0b", 7, 6)
+    );
+    assert_eq!(state.entries.len(), 1);
+    assert!(state.channels.channels.is_empty());
+    assert_eq!(state.channels.floor, 0);
+
+    let me = std::process::id();
+    assert_eq!(
+        old.join().unwrap(),
+        [
+            format!("wsnotify-handover 3 pid={me}"),
+            format!("wsnotify-handover 2 pid={me}"),
+            format!("serving pid={me} instance=ab12"),
         ]
     );
 }
@@ -344,27 +421,37 @@ fn an_old_server_hands_its_sockets_to_a_version_1_server_and_drains_unlinked() {
     ));
 }
 
+/// A server of this release (version 3) or of the one before channels
+/// (version 2) is linked; only the first is sent the channels.
 #[test]
-fn an_old_server_still_links_to_a_server_of_this_release() {
-    let scratch = Scratch::new("to-v2");
-    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut old = offering(&scratch.socket(), &socket);
+fn an_old_server_links_to_a_server_of_this_release_or_the_one_before() {
+    for (version, channels) in [(3, true), (2, false)] {
+        let scratch = Scratch::new(&format!("to-v{version}"));
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut old = offering(&scratch.socket(), &socket);
 
-    let stream = UnixStream::connect(scratch.socket()).unwrap();
-    send(&stream, &format!("wsnotify-handover 2 pid={FAKE_PID}\n"));
-    let (offer, fds) = read_line_with_fds(&stream).unwrap();
-    let me = std::process::id();
-    assert_eq!(
-        offer,
-        Some(format!("wsnotify-handover 2 fds=1 pid={me} instance=ab12"))
-    );
-    assert_eq!(fds.len(), 1);
-    send(&stream, &format!("serving pid={FAKE_PID} instance=cd34\n"));
-    match old.successor() {
-        Successor::Linked(handed) => {
-            assert_eq!((handed.pid, handed.instance.as_str()), (FAKE_PID, "cd34"));
+        let stream = UnixStream::connect(scratch.socket()).unwrap();
+        send(
+            &stream,
+            &format!("wsnotify-handover {version} pid={FAKE_PID}\n"),
+        );
+        let (offer, fds) = read_line_with_fds(&stream).unwrap();
+        let me = std::process::id();
+        assert_eq!(
+            offer,
+            Some(format!(
+                "wsnotify-handover {version} fds=1 pid={me} instance=ab12"
+            ))
+        );
+        assert_eq!(fds.len(), 1);
+        send(&stream, &format!("serving pid={FAKE_PID} instance=cd34\n"));
+        match old.successor() {
+            Successor::Linked(handed) => {
+                assert_eq!((handed.pid, handed.instance.as_str()), (FAKE_PID, "cd34"));
+                assert_eq!(handed.channels, channels, "version {version}");
+            }
+            Successor::SocketsOnly { .. } => panic!("a server of version {version} is linked"),
         }
-        Successor::SocketsOnly { .. } => panic!("a server of this release is linked"),
     }
 }
 
@@ -384,7 +471,7 @@ fn an_old_server_drops_a_version_1_server_that_stalls_within_the_exchange_limit(
     let waited = started.elapsed();
     assert!(
         refusal
-            .starts_with("wsnotify-handover 2 refused no request: no complete exchange within 2s"),
+            .starts_with("wsnotify-handover 3 refused no request: no complete exchange within 2s"),
         "{refusal}"
     );
     assert!(

@@ -23,6 +23,7 @@ use self::wire::{Decoder, Malformed, Message};
 use super::mailbox::{Mail, Report};
 use super::process::Process;
 use super::stream::StreamCursor;
+use crate::app::channel_history::{ChannelState, ChannelsState};
 use crate::app::history::StreamState;
 use crate::ids::ClientId;
 use crate::log;
@@ -51,10 +52,30 @@ pub fn lead(process: &Process, instance: &str, state: StreamState, now: Instant)
     process.met_peer(instance, true);
 }
 
-/// The stream's state as the old process sends it: the head, then each
-/// entry.
-pub fn state_messages(state: &StreamState) -> Vec<Message> {
+/// The stream's state as the old process sends it: every channel first
+/// (only to a process that reads them, `with_channels`), then the head for
+/// everyone, then each entry.
+pub fn state_messages(state: &StreamState, with_channels: bool) -> Vec<Message> {
     let mut messages = Vec::with_capacity(state.entries.len() + 1);
+    if with_channels {
+        let channels = &state.channels;
+        messages.push(Message::Channels {
+            floor: channels.floor,
+            channels: channels.channels.len() as u32,
+        });
+        for channel in &channels.channels {
+            messages.push(Message::Channel {
+                name: channel.name.to_string(),
+                last: channel.last,
+                entries: channel.entries.len() as u32,
+                followed: channel.followed,
+            });
+            messages.extend(channel.entries.iter().map(|(age, frame)| Message::Entry {
+                age: *age,
+                frame: Arc::clone(frame),
+            }));
+        }
+    }
     messages.push(Message::State {
         epoch: state.epoch.clone(),
         last: state.last,
@@ -71,9 +92,14 @@ pub fn state_messages(state: &StreamState) -> Vec<Message> {
 }
 
 /// Reads the stream's state from the start of the link (the new process's
-/// side), as its bytes arrive.
+/// side), as its bytes arrive: the channels if they come (a process of the
+/// release before them sends none), then everyone's.
 #[derive(Debug, Default)]
 pub struct StateReader {
+    /// The channels once their head came, and how many it announced.
+    channels: Option<(ChannelsState, u32)>,
+    /// The channel being read, and how many entries it announced.
+    channel: Option<(ChannelState, u32)>,
     /// The head once it came, and how many entries it announced.
     partial: Option<(StreamState, u32)>,
 }
@@ -84,43 +110,91 @@ impl StateReader {
         loop {
             if let Some((state, expected)) = &self.partial {
                 if state.entries.len() == *expected as usize {
-                    return Ok(self.partial.take().map(|(state, _)| state));
+                    let (mut state, _) = self.partial.take().expect("just seen");
+                    if let Some((channels, _)) = self.channels.take() {
+                        state.channels = channels;
+                    }
+                    return Ok(Some(state));
+                }
+            }
+            if let Some((channel, expected)) = &self.channel {
+                if channel.entries.len() == *expected as usize {
+                    let (channel, _) = self.channel.take().expect("just seen");
+                    let (channels, _) = self.channels.as_mut().expect("a channel in them");
+                    channels.channels.push(channel);
                 }
             }
             let Some(message) = decoder.next_message()? else {
                 return Ok(None);
             };
-            match (&mut self.partial, message) {
-                (
-                    None,
-                    Message::State {
-                        epoch,
-                        last,
-                        first_since,
-                        entries,
-                    },
-                ) => {
-                    let state = StreamState {
-                        epoch,
-                        last,
-                        first_since,
-                        entries: Vec::with_capacity(entries.min(1 << 16) as usize),
-                    };
-                    self.partial = Some((state, entries));
-                }
-                (Some((state, _)), Message::Entry { age, frame }) => {
-                    state.entries.push((age, frame));
-                }
-                (_, other) => return Err(StateError::Unexpected(kind_of(&other))),
-            }
+            self.take(message)?;
         }
+    }
+
+    fn take(&mut self, message: Message) -> Result<(), StateError> {
+        let channels_done = self
+            .channels
+            .as_ref()
+            .map_or(true, |(c, expected)| c.channels.len() == *expected as usize);
+        match message {
+            Message::Channels { floor, channels }
+                if self.channels.is_none() && self.partial.is_none() =>
+            {
+                let state = ChannelsState {
+                    floor,
+                    channels: Vec::with_capacity(channels.min(1 << 16) as usize),
+                };
+                self.channels = Some((state, channels));
+            }
+            Message::Channel {
+                name,
+                last,
+                entries,
+                followed,
+            } if self.channel.is_none() && !channels_done => {
+                let channel = ChannelState {
+                    name: name.into(),
+                    last,
+                    followed,
+                    entries: Vec::with_capacity(entries.min(1 << 16) as usize),
+                };
+                self.channel = Some((channel, entries));
+            }
+            Message::Entry { age, frame } if self.channel.is_some() => {
+                let (channel, _) = self.channel.as_mut().expect("just seen");
+                channel.entries.push((age, frame));
+            }
+            Message::Entry { age, frame } if self.partial.is_some() => {
+                let (state, _) = self.partial.as_mut().expect("just seen");
+                state.entries.push((age, frame));
+            }
+            Message::State {
+                epoch,
+                last,
+                first_since,
+                entries,
+            } if self.partial.is_none() && self.channel.is_none() && channels_done => {
+                let state = StreamState {
+                    epoch,
+                    last,
+                    first_since,
+                    entries: Vec::with_capacity(entries.min(1 << 16) as usize),
+                    channels: ChannelsState::default(),
+                };
+                self.partial = Some((state, entries));
+            }
+            other => return Err(StateError::Unexpected(kind_of(&other))),
+        }
+        Ok(())
     }
 }
 
 fn kind_of(message: &Message) -> String {
     let name = match message {
-        Message::State { .. } => "a second state",
+        Message::State { .. } => "a state out of place",
         Message::Entry { .. } => "an entry before the state",
+        Message::Channels { .. } => "the channels out of place",
+        Message::Channel { .. } => "a channel out of place",
         Message::Publish(_) => "a publish",
         Message::Numbered { .. } => "a numbered message",
         Message::ToClient { .. } => "a message for a client",
@@ -196,7 +270,10 @@ pub fn receive(
             }
             false
         }
-        Message::State { .. } | Message::Entry { .. } => {
+        Message::State { .. }
+        | Message::Entry { .. }
+        | Message::Channels { .. }
+        | Message::Channel { .. } => {
             log!(
                 Warn,
                 "ignoring a stream state from the other process after the hand-over"
@@ -215,3 +292,6 @@ pub fn lost(process: &Process, pending: &[u8], written: usize, mut wake: impl Fn
     let mut peer = process.peer();
     StreamCursor::unlink(&mut stream, &mut peer, process, pending, written, &mut wake);
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,9 +9,13 @@
 //! Publish  = 3  json                         (follower → sequencer)
 //! Numbered = 4  offset:u64 frame             (sequencer → follower)
 //! ToClient = 5  id_len:u16 id json           (either way)
+//! Channels = 6  floor:u64 channels:u32       (then `channels` Channel)
+//! Channel  = 7  last:u64 entries:u32 followed:u8 name   (then `entries` Entry)
 //! ```
 //!
-//! Integers are big-endian.
+//! Integers are big-endian. The channels of the stream come first, before
+//! `State`, and only to a process that reads them (hand-over version 3):
+//! a reader of the release before them knows no kind past 5.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +49,19 @@ pub enum Message {
         id: String,
         json: String,
     },
+    /// The head of the exported channels: the floor, and how many
+    /// `Channel` messages follow.
+    Channels {
+        floor: u64,
+        channels: u32,
+    },
+    /// One exported channel; `entries` Entry messages follow.
+    Channel {
+        name: String,
+        last: u64,
+        entries: u32,
+        followed: bool,
+    },
 }
 
 const STATE: u8 = 1;
@@ -52,6 +69,8 @@ const ENTRY: u8 = 2;
 const PUBLISH: u8 = 3;
 const NUMBERED: u8 = 4;
 const TO_CLIENT: u8 = 5;
+const CHANNELS: u8 = 6;
+const CHANNEL: u8 = 7;
 
 impl Message {
     /// Appends the message's bytes to `out`.
@@ -90,6 +109,23 @@ impl Message {
                 out.extend_from_slice(&(id.len() as u16).to_be_bytes());
                 out.extend_from_slice(id.as_bytes());
                 out.extend_from_slice(json.as_bytes());
+            }
+            Message::Channels { floor, channels } => {
+                out.push(CHANNELS);
+                out.extend_from_slice(&floor.to_be_bytes());
+                out.extend_from_slice(&channels.to_be_bytes());
+            }
+            Message::Channel {
+                name,
+                last,
+                entries,
+                followed,
+            } => {
+                out.push(CHANNEL);
+                out.extend_from_slice(&last.to_be_bytes());
+                out.extend_from_slice(&entries.to_be_bytes());
+                out.push(u8::from(*followed));
+                out.extend_from_slice(name.as_bytes());
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -180,6 +216,11 @@ fn decode(body: &[u8]) -> Result<Message, Malformed> {
             .map(|b| u64::from_be_bytes(b.try_into().expect("eight bytes")))
             .ok_or(Malformed::Truncated)
     };
+    let u32_at = |at: usize| -> Result<u32, Malformed> {
+        rest.get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("four bytes")))
+            .ok_or(Malformed::Truncated)
+    };
     Ok(match kind {
         STATE => {
             let entries = rest.get(16..20).ok_or(Malformed::Truncated)?;
@@ -208,6 +249,16 @@ fn decode(body: &[u8]) -> Result<Message, Malformed> {
                 json: text(&rest[2 + len..])?,
             }
         }
+        CHANNELS => Message::Channels {
+            floor: u64_at(0)?,
+            channels: u32_at(8)?,
+        },
+        CHANNEL => Message::Channel {
+            last: u64_at(0)?,
+            entries: u32_at(8)?,
+            followed: *rest.get(12).ok_or(Malformed::Truncated)? != 0,
+            name: text(&rest[13..])?,
+        },
         other => return Err(Malformed::UnknownKind(other)),
     })
 }
@@ -236,6 +287,16 @@ mod tests {
             Message::ToClient {
                 id: "abcd0123-0-7".into(),
                 json: r#"{"type":"direct"}"#.into(),
+            },
+            Message::Channels {
+                floor: 9,
+                channels: 1,
+            },
+            Message::Channel {
+                name: "user:ü".into(),
+                last: 12,
+                entries: 3,
+                followed: true,
             },
         ]
     }
@@ -278,6 +339,10 @@ mod tests {
         let mut decoder = Decoder::default();
         decoder.push(&[0, 0, 0, 2, PUBLISH, 0xff]);
         assert_eq!(decoder.next_message(), Err(Malformed::NotUtf8));
+
+        let mut decoder = Decoder::default();
+        decoder.push(&[0, 0, 0, 9, CHANNEL, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(decoder.next_message(), Err(Malformed::Truncated));
 
         let mut decoder = Decoder::default();
         decoder.push(&[0, 0, 0, 9, PUBLISH]);

@@ -436,3 +436,83 @@ fn a_channel_replay_whose_next_message_left_the_history_is_closed_with_4002() {
     assert_eq!(metrics::get(&h.process.stats.replays_lost), 1);
     assert_eq!(metrics::get(&h.process.stats.replays_active), 0);
 }
+
+mod users {
+    use serde_json::json;
+
+    use super::super::harness::{config, Harness};
+    use super::offsets;
+    use crate::app::token::tests::{mint, SECRET};
+    use crate::config::{Config, TokenSecret};
+
+    fn with_secret(workers: usize) -> Config {
+        Config {
+            workers,
+            token_secret: Some(TokenSecret::new(SECRET, false).unwrap()),
+            ..config()
+        }
+    }
+
+    #[test]
+    fn every_connection_of_a_user_gets_its_messages_from_the_welcome_on() {
+        let mut h = Harness::new(with_secret(2));
+        let token = mint(&json!({"sub": "ann"}));
+        let (tab1, _) = h.ws(0, &format!("/ws?token={token}"));
+        let (tab2, welcome) = h.ws(1, &format!("/ws?token={token}"));
+        assert_eq!(welcome["user"], "ann");
+        let (other, _) = h.ws(0, &format!("/ws?token={}", mint(&json!({"sub": "bob"}))));
+        let anonymous = h.client(1);
+        let (status, body) = h.publish_to(1, r#""user":"ann""#, "for ann");
+        assert_eq!((status, &body["recipients"]), (200, &2.into()), "{body}");
+        for tab in [tab1, tab2] {
+            let got = h.json(tab);
+            assert_eq!(
+                (&got[0]["scope"], &got[0]["channel"], &got[0]["offset"]),
+                (&"user".into(), &"user:ann".into(), &1.into()),
+                "{got:?}"
+            );
+        }
+        assert!(h.json(other).is_empty() && h.json(anonymous).is_empty());
+        // Its own channel counts for nothing against the limit, and it
+        // cannot be left or chatted on.
+        let status = h.get(0, "/status").json();
+        assert_eq!(
+            (&status["channels"], &status["subscriptions"]),
+            (&2.into(), &3.into())
+        );
+        let got = h.ask(tab1, r#"{"type":"unsubscribe","channel":"user:ann"}"#);
+        assert_eq!(got[0]["type"], "error");
+        h.publish_to(0, r#""channel":"user:ann""#, "again");
+        assert_eq!(offsets(&h.json(tab1), "user:ann"), [2]);
+        h.fin(tab1);
+        h.run();
+        let (_, body) = h.publish_to(0, r#""user":"ann""#, "one tab left");
+        assert_eq!(body["recipients"], 1);
+    }
+
+    #[test]
+    fn a_private_channel_takes_only_clients_whose_token_lists_it() {
+        let mut h = Harness::new(Config {
+            max_channels_per_client: 1,
+            ..with_secret(1)
+        });
+        let listed = mint(&json!({"sub": "ann", "channels": ["private:team"]}));
+        let (member, _) = h.ws(0, &format!("/ws?token={listed}"));
+        let (stranger, _) = h.ws(0, &format!("/ws?token={}", mint(&json!({"sub": "bob"}))));
+        let answer = h.subscribe(member, "private:team");
+        assert_eq!(answer["channel"], "private:team");
+        let got = h.ask(stranger, r#"{"type":"subscribe","channel":"private:team"}"#);
+        assert_eq!(
+            (&got[0]["type"], &got[0]["channel"]),
+            (&"error".into(), &"private:team".into())
+        );
+        let got = h.ask(member, r#"{"type":"subscribe","channel":"private:other"}"#);
+        assert_eq!(got[0]["type"], "error");
+        // One channel allowed, and the user's own took none of it.
+        let got = h.ask(member, r#"{"type":"subscribe","channel":"news"}"#);
+        assert!(
+            got[0]["error"].as_str().unwrap().contains("at most 1"),
+            "{got:?}"
+        );
+    }
+}

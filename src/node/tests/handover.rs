@@ -43,7 +43,7 @@ impl Pair {
         new.now = old.now;
         let state = peer::follow(&old.process, &new.process.instance, old.now.at);
         let mut bytes = Vec::new();
-        for message in peer::state_messages(&state) {
+        for message in peer::state_messages(&state, true) {
             message.encode(&mut bytes);
         }
         let mut to_new = Decoder::default();
@@ -335,4 +335,53 @@ fn a_peer_that_lags_too_far_is_given_up() {
     let got = stream(&mut pair.old, a);
     assert_eq!(got.len(), sent, "every one delivered, unnumbered");
     assert!(got.iter().all(|(offset, _)| offset.is_none()));
+}
+
+/// Every channel's offsets, history and floor cross with everyone's, under
+/// the same epoch; the subscribers stay with the process they are on.
+#[test]
+fn every_channel_crosses_with_its_offsets_and_history() {
+    use crate::app::channel_history::ChannelResume;
+
+    let old = Pair::old();
+    let at = old.now.at;
+    let frame = |n: u64| -> Arc<[u8]> { Arc::from(format!("room#{n}").into_bytes()) };
+    let epoch = {
+        let mut stream = old.process.stream();
+        stream.channel_joined("room");
+        for _ in 0..3 {
+            stream.channel_sequence("room", frame, at);
+        }
+        stream.channel_sequence("gone", frame, at);
+        stream.channel_joined("user:ann");
+        stream.epoch().to_owned()
+    };
+    let pair = Pair::hand_over(old);
+    let mut new = pair.new.process.stream();
+    assert_eq!(new.epoch(), epoch);
+    assert_eq!(new.channel_last("room"), 3);
+    assert_eq!(
+        new.channel_resume("room", 1, &epoch),
+        ChannelResume::Recovered {
+            next: 2,
+            replayed: 2
+        }
+    );
+    assert_eq!(
+        new.channel_frame("room", 3).unwrap().as_deref(),
+        Some(&b"room#3"[..])
+    );
+    assert_eq!(new.channel_last("gone"), 1);
+    // Joined there, never numbered: known here for the clients that come.
+    assert_eq!(
+        new.channel_resume("user:ann", 0, &epoch),
+        ChannelResume::Recovered {
+            next: 1,
+            replayed: 0
+        }
+    );
+    assert_eq!((new.channel_count(), new.subscription_count()), (0, 0));
+    assert_eq!(new.channel_sequence("room", frame, at).0, 4);
+    drop(new);
+    assert_eq!(pair.old.process.stream().channel_count(), 2);
 }

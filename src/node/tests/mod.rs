@@ -10,4 +10,5 @@ mod http;
 mod redis;
 mod resume;
 mod timers;
+mod tokens;
 mod workers;
