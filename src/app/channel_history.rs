@@ -198,7 +198,8 @@ impl ChannelStreams {
 
     /// Keeps message `offset` of `channel`, numbered elsewhere. Not the
     /// next one (or the first this process sees of the channel): nothing
-    /// before it is recovered. An offset already passed is ignored.
+    /// before it is recovered. An offset already passed is ignored, and 0,
+    /// which numbers no message.
     pub fn record(
         &mut self,
         channel: &str,
@@ -207,6 +208,9 @@ impl ChannelStreams {
         now: Instant,
         capacity: usize,
     ) -> bool {
+        if offset == 0 {
+            return false;
+        }
         let name = self.name_of(channel);
         let ch = self.channels.get_mut(&name).expect("just made");
         if ch.followed && offset <= ch.last {
@@ -351,19 +355,15 @@ impl ChannelStreams {
             self.evict_oldest();
         }
         while self.pins.front().is_some_and(|(_, until)| *until <= now) {
-            let (name, _) = self.pins.pop_front().expect("a front");
-            if let Some(ch) = self.channels.get_mut(&name) {
-                ch.pinned_until = None;
-                self.forget_if_idle(&name);
-            }
+            self.unpin_first();
         }
     }
 
-    /// Drops the oldest entry of all channels; without one, a pinned
-    /// channel's pin. Returns whether anything left.
+    /// Drops the oldest entry of all channels. Returns whether there was
+    /// one.
     pub fn evict_oldest(&mut self) -> bool {
         let Some(placed) = self.order.pop_front() else {
-            return self.unpin_first();
+            return false;
         };
         let ch = self
             .channels
@@ -379,7 +379,9 @@ impl ChannelStreams {
         true
     }
 
-    fn unpin_first(&mut self) -> bool {
+    /// The first pin ends: its channel is forgotten if nothing else keeps
+    /// it. Returns whether there was one.
+    pub fn unpin_first(&mut self) -> bool {
         let Some((name, _)) = self.pins.pop_front() else {
             return false;
         };

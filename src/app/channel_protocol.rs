@@ -2,43 +2,9 @@
 //! `unsubscribe`, chat on a channel, and the errors that name a channel
 //! (the connection stays open after each).
 
-use std::fmt;
-
 use serde_json::{json, Value};
 
-use super::channel_name::BadName;
 use super::protocol::{server_message, Resumed};
-
-/// Why a message about a channel is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelRefusal {
-    BadName(BadName),
-    /// `user:` channels are joined at connect, by their user only.
-    Reserved,
-    /// A `private:` channel the token does not list.
-    NotAllowed,
-    /// The client has joined `--max-channels-per-client` channels.
-    TooMany(usize),
-    /// Chat on a channel the client has not joined.
-    NotJoined,
-    /// Chat on a `user:` channel.
-    ChatOnUser,
-}
-
-impl fmt::Display for ChannelRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChannelRefusal::BadName(why) => why.fmt(f),
-            ChannelRefusal::Reserved => {
-                f.write_str("user: channels are joined at connect by their user only")
-            }
-            ChannelRefusal::NotAllowed => f.write_str("your token does not list this channel"),
-            ChannelRefusal::TooMany(limit) => write!(f, "at most {limit} channels per connection"),
-            ChannelRefusal::NotJoined => f.write_str("subscribe to the channel to chat on it"),
-            ChannelRefusal::ChatOnUser => f.write_str("no chat on user: channels"),
-        }
-    }
-}
 
 /// `{"type":"error","error":"...","channel":"C"}`.
 pub fn error(channel: &str, text: &str, now_ms: u64) -> String {
@@ -90,6 +56,7 @@ pub fn chat(from: &str, message: &str, channel: &str, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::channel_refusal::ChannelRefusal;
     use crate::app::protocol::with_offset;
 
     const NOW: u64 = 1_795_277_696_789;

@@ -446,8 +446,11 @@ impl History {
         self.fit_bytes();
     }
 
-    /// Evicts the oldest entries of all until the bytes fit.
+    /// Evicts until the bytes fit: first the channels taken over without
+    /// an entry (a position is worth less than a message), then the oldest
+    /// entries of all.
     fn fit_bytes(&mut self) {
+        while self.bytes() > self.max_bytes && self.channels.unpin_first() {}
         while self.bytes() > self.max_bytes {
             let everyone = self.entries.front().map(|e| e.at);
             let channel_first = match (everyone, self.channels.oldest()) {

@@ -3,7 +3,8 @@
 //! action for the shell to carry out.
 
 use super::channel_name::{self, Kind};
-use super::channel_protocol::{self, ChannelRefusal};
+use super::channel_protocol;
+use super::channel_refusal::ChannelRefusal;
 use super::hub::{self, Client, Endpoint, Here, Location};
 use super::protocol::{self, ClientError, ClientMessage};
 use super::routes::ResumeFrom;

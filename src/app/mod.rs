@@ -7,6 +7,7 @@ pub mod bad_request;
 pub mod channel_history;
 pub mod channel_name;
 pub mod channel_protocol;
+pub mod channel_refusal;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;

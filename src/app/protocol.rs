@@ -5,7 +5,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use super::channel_name::USER_PREFIX;
-use super::channel_protocol::ChannelRefusal;
+use super::channel_refusal::ChannelRefusal;
 use super::routes::ResumeFrom;
 use crate::obs::clock::rfc3339_millis;
 

@@ -4,57 +4,35 @@
 
 use std::sync::Arc;
 
-use super::mailbox::Mail;
+use super::channel_sequencing;
 use super::{Node, Output};
-use crate::app::protocol;
 use crate::conn::Chunk;
 use crate::obs::metrics;
-use crate::proto::frame::{encode_frame, Opcode};
 
 impl Node {
     /// Sends `json` to the subscribers of `channel` in the process:
     /// numbered in the channel (`"offset"` added) under the stream's lock,
     /// kept in its history and mailed to every worker, this one included,
     /// under the same lock, so every worker sees the channel's offsets in
-    /// order. Returns how many subscribers the process has.
+    /// order (see `channel_sequencing`). Returns how many subscribers the
+    /// process has.
     ///
     /// The one way a channel's message is sent, chat or published. With
     /// Redis the process numbers it too, for now: it reaches this
     /// process's subscribers only.
     pub(super) fn publish_channel(&mut self, channel: &str, json: &str) -> usize {
-        let process = Arc::clone(&self.process);
-        let mut history = process.stream();
-        let (offset, frame) = history.channel_sequence(
-            channel,
-            |offset| {
-                let json = protocol::with_offset(json, offset);
-                encode_frame(Opcode::Text, json.as_bytes()).into()
-            },
-            self.clock.at(),
-        );
-        let name: Arc<str> = match self.channels.id(channel) {
-            Some(id) => self
-                .channels
-                .name(id)
-                .map_or_else(|| channel.into(), Arc::clone),
-            None => channel.into(),
-        };
-        for worker in 0..process.config.workers {
-            let mail = Mail::Channel {
-                channel: Arc::clone(&name),
-                offset: Some(offset),
-                frame: Arc::clone(&frame),
-            };
-            if process.post(worker, mail) && worker != self.id {
-                self.outputs.push_back(Output::Wake(worker));
-            }
+        let (id, now) = (self.id, self.clock.at());
+        let outputs = &mut self.outputs;
+        let sent = channel_sequencing::sequence(&self.process, id, channel, json, now, |w| {
+            outputs.push_back(Output::Wake(w));
+        });
+        if sent.wake_link {
+            self.outputs.push_back(Output::WakeLink);
         }
-        let recipients = history.channel_subscribers(channel);
-        drop(history);
         // This worker's own mail is read at once, so the message keeps its
         // place among the sender's own.
         self.read_mail();
-        recipients
+        sent.recipients
     }
 
     /// A message of `channel` for this worker's subscribers of it, each

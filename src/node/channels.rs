@@ -6,11 +6,13 @@
 //!
 //! Kept compact, since every subscription of every connection is here: a
 //! channel's subscribers are a vector of 32-bit keys; a connection's
-//! channels are a boxed slice of (channel, place in its subscribers)
-//! pairs, 8 bytes each, in a table by connection key, so leaving is a
-//! swap-remove, not a search through a large channel. A connection that
-//! joined nothing costs one empty slot of that table (16 bytes), and only
-//! up to the highest key that ever joined a channel.
+//! channels are up to three 32-bit ids held inline in a table by
+//! connection key (16 bytes a connection, no allocation), and all of them
+//! in a map beside for a connection that joined more. Leaving a channel
+//! looks its subscriber up in the channel's vector (a scan of 32-bit keys,
+//! at most the worker's connections) and swap-removes it. The table grows
+//! only to the highest key that ever joined a channel, a thousand slots
+//! at a time.
 //!
 //! Each channel also keeps the last offset of it this worker handed out
 //! (`delivered`): a message numbered before a subscriber's `subscribed`
@@ -20,15 +22,20 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::replay::Step;
 use crate::app::channel_name::USER_PREFIX;
 use crate::app::history::{Cursor, History, Lost};
 use crate::ids::ConnKey;
 
 /// A channel with subscribers on this worker: its place in the index,
 /// valid while it has one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ChannelId(u32);
+
+/// A connection's channels held inline; more go to `Joined::many`.
+const INLINE: usize = 3;
+
+/// How many slots the table by connection key grows by at a time.
+const TABLE_STEP: usize = 1024;
 
 #[derive(Debug, Default)]
 pub struct Channels {
@@ -36,8 +43,7 @@ pub struct Channels {
     slots: Vec<Slot>,
     /// Slots of channels whose last subscriber here left.
     free: Vec<u32>,
-    /// Each connection's subscriptions, by connection key.
-    joined: Vec<Option<Box<[Sub]>>>,
+    joined: Joined,
     /// Subscriptions whose resume is being replayed: live messages of the
     /// channel skip them (the replay sends them from the history).
     replaying: HashSet<(u32, ChannelId)>,
@@ -52,11 +58,91 @@ struct Slot {
     delivered: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sub {
-    channel: ChannelId,
-    /// Its place in the channel's `subscribers`.
-    index: u32,
+/// Each connection's channels, by connection key.
+#[derive(Debug, Default)]
+struct Joined {
+    few: Vec<Few>,
+    /// Every channel of a connection that joined more than `INLINE`.
+    many: HashMap<u32, Vec<ChannelId>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Few {
+    len: u32,
+    ids: [ChannelId; INLINE],
+}
+
+impl Joined {
+    fn of(&self, key: ConnKey) -> &[ChannelId] {
+        match self.few.get(key.0) {
+            Some(few) if few.len as usize <= INLINE => &few.ids[..few.len as usize],
+            Some(_) => self.many.get(&(key.0 as u32)).map_or(&[], Vec::as_slice),
+            None => &[],
+        }
+    }
+
+    fn add(&mut self, key: ConnKey, id: ChannelId) {
+        if self.few.len() <= key.0 {
+            let wanted = (key.0 + 1).next_multiple_of(TABLE_STEP);
+            self.few.reserve_exact(wanted - self.few.len());
+            self.few.resize(wanted, Few::default());
+        }
+        let few = &mut self.few[key.0];
+        let len = few.len as usize;
+        if len < INLINE {
+            few.ids[len] = id;
+        } else {
+            let many = self.many.entry(key.0 as u32).or_default();
+            if len == INLINE {
+                many.extend_from_slice(&few.ids);
+            }
+            many.push(id);
+        }
+        few.len += 1;
+    }
+
+    /// Takes `id` out of `key`'s channels; returns whether it was there.
+    fn remove(&mut self, key: ConnKey, id: ChannelId) -> bool {
+        let Some(few) = self.few.get_mut(key.0) else {
+            return false;
+        };
+        let len = few.len as usize;
+        if len <= INLINE {
+            let Some(at) = few.ids[..len].iter().position(|&c| c == id) else {
+                return false;
+            };
+            few.ids.copy_within(at + 1..len, at);
+            few.len -= 1;
+            return true;
+        }
+        let conn = key.0 as u32;
+        let Some(many) = self.many.get_mut(&conn) else {
+            return false;
+        };
+        let Some(at) = many.iter().position(|&c| c == id) else {
+            return false;
+        };
+        many.swap_remove(at);
+        few.len -= 1;
+        if many.len() == INLINE {
+            few.ids.copy_from_slice(many);
+            self.many.remove(&conn);
+        }
+        true
+    }
+
+    /// Takes all of `key`'s channels into `out`.
+    fn take(&mut self, key: ConnKey, out: &mut Vec<ChannelId>) {
+        let Some(few) = self.few.get_mut(key.0) else {
+            return;
+        };
+        let len = std::mem::take(&mut few.len) as usize;
+        if len <= INLINE {
+            out.extend_from_slice(&few.ids[..len]);
+        } else if let Some(many) = self.many.remove(&(key.0 as u32)) {
+            out.extend(many);
+        }
+    }
 }
 
 /// The subscribers a message of a channel goes to.
@@ -97,15 +183,16 @@ impl Channels {
     /// Whether connection `key` joined `name`.
     pub fn joined(&self, key: ConnKey, name: &str) -> Option<ChannelId> {
         let id = self.id(name)?;
-        self.subs(key).iter().any(|s| s.channel == id).then_some(id)
+        self.joined.of(key).contains(&id).then_some(id)
     }
 
     /// The channels `key` joined that count against
     /// `--max-channels-per-client` (its `user:` channel does not).
     pub fn counted(&self, key: ConnKey) -> usize {
-        self.subs(key)
+        self.joined
+            .of(key)
             .iter()
-            .filter(|s| !self.is_user_channel(s.channel))
+            .filter(|id| !self.is_user_channel(**id))
             .count()
     }
 
@@ -118,16 +205,8 @@ impl Channels {
             Some(id) => id,
             None => self.open(name, last),
         };
-        let slot = &mut self.slots[id.0 as usize];
-        let sub = Sub {
-            channel: id,
-            index: slot.subscribers.len() as u32,
-        };
-        slot.subscribers.push(key.0 as u32);
-        let place = self.place(key);
-        let mut subs = place.take().map(Vec::from).unwrap_or_default();
-        subs.push(sub);
-        *place = Some(subs.into_boxed_slice());
+        self.slots[id.0 as usize].subscribers.push(key.0 as u32);
+        self.joined.add(key, id);
         self.subscriptions += 1;
         id
     }
@@ -135,39 +214,27 @@ impl Channels {
     /// Connection `key` leaves channel `id`; returns the channel's name if
     /// it had joined it.
     pub fn leave(&mut self, key: ConnKey, id: ChannelId) -> Option<Arc<str>> {
-        let place = self.joined.get_mut(key.0)?;
-        let subs = place.as_deref()?;
-        let at = subs.iter().position(|s| s.channel == id)?;
-        let index = subs[at].index;
-        *place = match subs.len() {
-            1 => None,
-            _ => Some(
-                subs.iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != at)
-                    .map(|(_, s)| *s)
-                    .collect(),
-            ),
-        };
+        if !self.joined.remove(key, id) {
+            return None;
+        }
         self.subscriptions -= 1;
         if !self.replaying.is_empty() {
             self.replaying.remove(&(key.0 as u32, id));
         }
-        self.unlist(id, index)
+        self.unlist(id, key)
     }
 
     /// Connection `key` leaves every channel it joined; `left` is told
     /// each one's name.
     pub fn leave_all(&mut self, key: ConnKey, mut left: impl FnMut(&str)) {
-        let Some(subs) = self.joined.get_mut(key.0).and_then(Option::take) else {
-            return;
-        };
-        self.subscriptions -= subs.len();
-        for sub in subs.iter() {
+        let mut ids = Vec::new();
+        self.joined.take(key, &mut ids);
+        self.subscriptions -= ids.len();
+        for id in ids {
             if !self.replaying.is_empty() {
-                self.replaying.remove(&(key.0 as u32, sub.channel));
+                self.replaying.remove(&(key.0 as u32, id));
             }
-            if let Some(name) = self.unlist(sub.channel, sub.index) {
+            if let Some(name) = self.unlist(id, key) {
                 left(&name);
             }
         }
@@ -205,15 +272,15 @@ impl Channels {
 
     /// The next step of a replay of channel `id` standing at `cursor`:
     /// its frames from the history, oldest first, up to what this worker
-    /// handed out of the channel, within `step` (one frame at least); the
-    /// cursor moves past them. Returns the last offset the worker handed
-    /// out.
+    /// handed out of the channel, at most `max_frames` of them and
+    /// `max_bytes` (one frame at least); the cursor moves past them.
+    /// Returns the last offset the worker handed out.
     pub fn replay(
         &self,
         history: &History,
         id: ChannelId,
         cursor: &mut Cursor,
-        step: Step,
+        (max_bytes, max_frames): (usize, usize),
         out: &mut Vec<Arc<[u8]>>,
     ) -> Result<u64, Lost> {
         let Some((slot, name)) = self.slot(id).and_then(|s| Some((s, s.name.as_ref()?))) else {
@@ -222,11 +289,11 @@ impl Channels {
         };
         let through = slot.delivered;
         let mut bytes = 0;
-        while cursor.next <= through && out.len() < step.max_frames {
+        while cursor.next <= through && out.len() < max_frames {
             let Some(frame) = history.channel_frame(name, cursor.next)? else {
                 break;
             };
-            if bytes > 0 && bytes + frame.len() > step.max_bytes {
+            if bytes > 0 && bytes + frame.len() > max_bytes {
                 break;
             }
             bytes += frame.len();
@@ -258,23 +325,9 @@ impl Channels {
         self.slots.get(id.0 as usize)
     }
 
-    fn subs(&self, key: ConnKey) -> &[Sub] {
-        self.joined
-            .get(key.0)
-            .and_then(Option::as_deref)
-            .unwrap_or(&[])
-    }
-
     fn is_user_channel(&self, id: ChannelId) -> bool {
         self.name(id)
             .is_some_and(|name| name.starts_with(USER_PREFIX))
-    }
-
-    fn place(&mut self, key: ConnKey) -> &mut Option<Box<[Sub]>> {
-        if self.joined.len() <= key.0 {
-            self.joined.resize_with(key.0 + 1, || None);
-        }
-        &mut self.joined[key.0]
     }
 
     fn open(&mut self, name: &str, last: u64) -> ChannelId {
@@ -298,22 +351,13 @@ impl Channels {
         id
     }
 
-    /// Takes the subscriber at `index` out of channel `id`'s list (the last
-    /// one moves into its place); a channel left with none is closed.
-    /// Returns the channel's name.
-    fn unlist(&mut self, id: ChannelId, index: u32) -> Option<Arc<str>> {
+    /// Takes `key` out of channel `id`'s subscribers (the last one moves
+    /// into its place); a channel left with none is closed. Returns the
+    /// channel's name.
+    fn unlist(&mut self, id: ChannelId, key: ConnKey) -> Option<Arc<str>> {
         let slot = self.slots.get_mut(id.0 as usize)?;
-        slot.subscribers.swap_remove(index as usize);
-        if let Some(&moved) = slot.subscribers.get(index as usize) {
-            let subs = self
-                .joined
-                .get_mut(moved as usize)
-                .and_then(Option::as_deref_mut)
-                .unwrap_or(&mut []);
-            if let Some(sub) = subs.iter_mut().find(|s| s.channel == id) {
-                sub.index = index;
-            }
-        }
+        let at = slot.subscribers.iter().position(|&k| k as usize == key.0)?;
+        slot.subscribers.swap_remove(at);
         let name = slot.name.clone();
         if slot.subscribers.is_empty() {
             if let Some(name) = slot.name.take() {
@@ -407,5 +451,38 @@ mod tests {
         assert_eq!(channels.visited(), 2, "visited, if skipped");
         channels.set_replaying(ConnKey(1), news, false);
         assert_eq!(keys(channels.deliver("news", Some(2))), [1, 2]);
+    }
+
+    #[test]
+    fn a_connection_holds_three_channels_inline_and_more_beside() {
+        assert_eq!(std::mem::size_of::<Few>(), 16, "16 bytes a connection");
+        let mut channels = Channels::default();
+        let names: Vec<String> = (0..6).map(|n| format!("c{n}")).collect();
+        for name in &names {
+            channels.join(ConnKey(7), name, 0);
+        }
+        channels.join(ConnKey(8), "c0", 0);
+        assert_eq!(channels.counted(ConnKey(7)), 6);
+        assert_eq!(channels.joined.many.len(), 1);
+        for name in &names[..3] {
+            let id = channels.id(name).unwrap();
+            assert!(channels.leave(ConnKey(7), id).is_some(), "{name}");
+        }
+        assert!(channels.joined.many.is_empty(), "back inline at three");
+        assert_eq!(channels.joined(ConnKey(7), "c0"), None);
+        for name in &names[3..] {
+            assert!(channels.joined(ConnKey(7), name).is_some(), "{name}");
+        }
+        assert_eq!(keys(channels.deliver("c0", Some(1))), [8]);
+        let mut left = Vec::new();
+        channels.leave_all(ConnKey(7), |name| left.push(name.to_owned()));
+        left.sort();
+        assert_eq!(left, ["c3", "c4", "c5"]);
+        assert_eq!((channels.len(), channels.subscriptions()), (1, 1));
+        assert_eq!(
+            channels.joined.few.len(),
+            TABLE_STEP,
+            "grown a step at a time"
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! are the node's own steps between them.
 
 mod channel_delivery;
+mod channel_sequencing;
 mod channels;
 mod clients;
 mod clock;

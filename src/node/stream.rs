@@ -126,7 +126,8 @@ impl StreamCursor {
     /// The link to the other process of a hand-over is gone (`peer::lost`,
     /// with the locks held): what this process accepted for everyone and
     /// the peer never got whole (`pending`, of which `written` went out,
-    /// then what was still queued) is delivered here without an offset.
+    /// then what was still queued) is delivered here without an offset,
+    /// and so is what it accepted for a channel.
     pub fn unlink(
         stream: &mut History,
         peer: &mut Peer,
@@ -144,16 +145,27 @@ impl StreamCursor {
         let mut gap = false;
         while let Ok(Some(message)) = decoder.next_message() {
             let end = total - decoder.pending();
-            let Message::Publish(json) = message else {
-                continue;
-            };
             if end <= written {
                 continue;
             }
-            gap = true;
+            let (channel, json) = match message {
+                Message::Publish(json) => (None, json),
+                Message::ChannelPublish { channel, json } => (Some(channel), json),
+                _ => continue,
+            };
             let frame: Arc<[u8]> = encode_frame(Opcode::Text, json.as_bytes()).into();
+            let channel: Option<Arc<str>> = channel.map(Into::into);
+            gap |= channel.is_none();
             for worker in 0..process.config.workers {
-                if process.post(worker, Mail::Broadcast(Arc::clone(&frame))) {
+                let mail = match &channel {
+                    None => Mail::Broadcast(Arc::clone(&frame)),
+                    Some(channel) => Mail::Channel {
+                        channel: Arc::clone(channel),
+                        offset: None,
+                        frame: Arc::clone(&frame),
+                    },
+                };
+                if process.post(worker, mail) {
                     wake(worker);
                 }
             }

@@ -121,7 +121,10 @@ impl Node {
                     Replayed::Everyone => {
                         history.replay(cursor, at, step.max_bytes, step.max_frames, out)
                     }
-                    Replayed::Channel(id) => channels.replay(&history, id, cursor, step, out),
+                    Replayed::Channel(id) => {
+                        let step = (step.max_bytes, step.max_frames);
+                        channels.replay(&history, id, cursor, step, out)
+                    }
                 }
             },
         );

@@ -427,13 +427,13 @@ impl Stats {
         metric(
             "history_messages",
             "gauge",
-            "Broadcasts kept for resume.",
+            "Messages kept for resume, everyone's and every channel's.",
             &[(String::new(), memory.history_entries as u64)],
         );
         metric(
             "history_bytes",
             "gauge",
-            "Bytes of the broadcasts kept for resume, with each entry's cost.",
+            "Bytes of the messages kept for resume (everyone's and every channel's), with each entry's cost and the channels nobody follows.",
             &[(String::new(), memory.history_bytes as u64)],
         );
         metric(

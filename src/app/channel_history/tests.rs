@@ -129,6 +129,11 @@ fn a_message_numbered_elsewhere_is_kept_and_a_jump_is_a_gap() {
     assert!(h.channel_record("r", 6, &frame(6), now));
     assert!(!h.channel_record("r", 6, &frame(6), now), "seen already");
     assert!(!h.channel_record("r", 2, &frame(2), now), "passed already");
+    assert!(
+        !h.channel_record("zero", 0, &frame(0), now),
+        "numbers nothing"
+    );
+    assert_eq!(h.channel_streams().known(), 1);
     assert_eq!(replay(&h, "r", 4), ["r#5", "r#6"]);
     assert!(h.channel_record("r", 9, &frame(9), now));
     assert_eq!(h.channel_resume("r", 6, "e"), ChannelResume::TooOld);
@@ -421,4 +426,28 @@ fn an_adopted_history_keeps_the_new_bounds() {
     assert_eq!((off.channel_last("a"), off.len()), (8, 0));
     assert_eq!(off.channel_streams().known(), 0);
     assert_eq!(publish(&mut off, "a", now), 9);
+}
+
+/// A hand-over from a process with far more quiet channels than the new
+/// one's bytes allow: the positions go first, the messages stay.
+#[test]
+fn a_crowd_of_quiet_channels_taken_over_does_not_push_out_the_messages() {
+    let t0 = Instant::now();
+    let mut old = history(10);
+    for i in 0..1000 {
+        old.channel_joined(&format!("quiet{i:04}"));
+    }
+    publish(&mut old, "room", t0);
+    old.append(&Arc::from(&b"e#1"[..]), t0);
+    let state = old.export(t0);
+    assert_eq!(state.channels.channels.len(), 1001);
+
+    let bound = 100 * (CHANNEL_COST + 8) + 2 * (3 + CHANNEL_ENTRY_COST + 4 + CHANNEL_COST);
+    let mut new = history(10).with_max_bytes(bound);
+    new.adopt(state, t0);
+    assert!(new.bytes() <= bound, "{} of {bound}", new.bytes());
+    assert_eq!(replay(&new, "room", 0), ["room#1"]);
+    assert!(new.frame("e", 1).is_some());
+    let known = new.channel_streams().known();
+    assert!((50..=101).contains(&known), "{known} channels kept");
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use self::wire::{Decoder, Malformed, Message};
+use super::channel_sequencing;
 use super::mailbox::{Mail, Report};
 use super::process::Process;
 use super::stream::StreamCursor;
@@ -198,6 +199,8 @@ fn kind_of(message: &Message) -> String {
         Message::Publish(_) => "a publish",
         Message::Numbered { .. } => "a numbered message",
         Message::ToClient { .. } => "a message for a client",
+        Message::ChannelPublish { .. } => "a publish to a channel",
+        Message::ChannelNumbered { .. } => "a numbered message of a channel",
     };
     name.to_owned()
 }
@@ -250,6 +253,19 @@ pub fn receive(
                     wake(worker);
                 }
             }
+            false
+        }
+        Message::ChannelPublish { channel, json } => {
+            // Numbered here and, through the queue, there.
+            channel_sequencing::sequence(process, usize::MAX, &channel, &json, now, &mut wake)
+                .wake_link
+        }
+        Message::ChannelNumbered {
+            channel,
+            offset,
+            frame,
+        } => {
+            channel_sequencing::numbered(process, &channel, offset, &frame, now, &mut wake);
             false
         }
         Message::ToClient { id, json } => {

@@ -62,6 +62,17 @@ pub enum Message {
         entries: u32,
         followed: bool,
     },
+    /// A message for a channel, accepted by the follower, to be numbered.
+    ChannelPublish {
+        channel: String,
+        json: String,
+    },
+    /// A message for a channel as the sequencer numbered and framed it.
+    ChannelNumbered {
+        channel: String,
+        offset: u64,
+        frame: Arc<[u8]>,
+    },
 }
 
 const STATE: u8 = 1;
@@ -71,6 +82,8 @@ const NUMBERED: u8 = 4;
 const TO_CLIENT: u8 = 5;
 const CHANNELS: u8 = 6;
 const CHANNEL: u8 = 7;
+const CHANNEL_PUBLISH: u8 = 8;
+const CHANNEL_NUMBERED: u8 = 9;
 
 impl Message {
     /// Appends the message's bytes to `out`.
@@ -126,6 +139,23 @@ impl Message {
                 out.extend_from_slice(&entries.to_be_bytes());
                 out.push(u8::from(*followed));
                 out.extend_from_slice(name.as_bytes());
+            }
+            Message::ChannelPublish { channel, json } => {
+                out.push(CHANNEL_PUBLISH);
+                out.extend_from_slice(&(channel.len() as u16).to_be_bytes());
+                out.extend_from_slice(channel.as_bytes());
+                out.extend_from_slice(json.as_bytes());
+            }
+            Message::ChannelNumbered {
+                channel,
+                offset,
+                frame,
+            } => {
+                out.push(CHANNEL_NUMBERED);
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(&(channel.len() as u16).to_be_bytes());
+                out.extend_from_slice(channel.as_bytes());
+                out.extend_from_slice(frame);
             }
         }
         let len = (out.len() - start - 4) as u32;
@@ -259,8 +289,31 @@ fn decode(body: &[u8]) -> Result<Message, Malformed> {
             followed: *rest.get(12).ok_or(Malformed::Truncated)? != 0,
             name: text(&rest[13..])?,
         },
+        CHANNEL_PUBLISH => {
+            let (channel, json) = named(rest)?;
+            Message::ChannelPublish {
+                channel: text(channel)?,
+                json: text(json)?,
+            }
+        }
+        CHANNEL_NUMBERED => {
+            let (channel, frame) = named(rest.get(8..).ok_or(Malformed::Truncated)?)?;
+            Message::ChannelNumbered {
+                offset: u64_at(0)?,
+                channel: text(channel)?,
+                frame: frame.into(),
+            }
+        }
         other => return Err(Malformed::UnknownKind(other)),
     })
+}
+
+/// A name after its 16-bit length, and the bytes after it.
+fn named(bytes: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
+    let len = bytes.get(..2).ok_or(Malformed::Truncated)?;
+    let len = u16::from_be_bytes(len.try_into().expect("two bytes")) as usize;
+    let name = bytes.get(2..2 + len).ok_or(Malformed::Truncated)?;
+    Ok((name, &bytes[2 + len..]))
 }
 
 #[cfg(test)]
@@ -298,6 +351,15 @@ mod tests {
                 entries: 3,
                 followed: true,
             },
+            Message::ChannelPublish {
+                channel: "user:ü".into(),
+                json: r#"{"type":"chat"}"#.into(),
+            },
+            Message::ChannelNumbered {
+                channel: "news".into(),
+                offset: 7,
+                frame: Arc::from(&b"\x81\x01x"[..]),
+            },
         ]
     }
 
@@ -329,8 +391,8 @@ mod tests {
         assert_eq!(decoder.next_message(), Err(Malformed::TooLong));
 
         let mut decoder = Decoder::default();
-        decoder.push(&[0, 0, 0, 1, 9]);
-        assert_eq!(decoder.next_message(), Err(Malformed::UnknownKind(9)));
+        decoder.push(&[0, 0, 0, 1, 99]);
+        assert_eq!(decoder.next_message(), Err(Malformed::UnknownKind(99)));
 
         let mut decoder = Decoder::default();
         decoder.push(&[0, 0, 0, 3, NUMBERED, 0, 0]);

@@ -385,3 +385,85 @@ fn every_channel_crosses_with_its_offsets_and_history() {
     drop(new);
     assert_eq!(pair.old.process.stream().channel_count(), 2);
 }
+
+/// Publishes `message` to channel `channel` on a connection of its own;
+/// returns the answer.
+fn publish_channel(h: &mut Harness, channel: &str, message: &str) -> Value {
+    let body = format!(r#"{{"message":"{message}","channel":"{channel}"}}"#);
+    let (publisher, response) = h.post(0, "/broadcast", &body);
+    assert_eq!(response.status, 200, "{response:?}");
+    h.fin(publisher);
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn subscribe(h: &mut Harness, client: Peer, channel: &str) {
+    h.text(
+        client,
+        &format!(r#"{{"type":"subscribe","channel":"{channel}"}}"#),
+    );
+    h.run();
+    let answer = h.json(client);
+    assert_eq!(answer[0]["type"], "subscribed", "{answer:?}");
+}
+
+/// The messages of `channel` a client got: (offset, message).
+fn of_channel(h: &mut Harness, client: Peer, channel: &str) -> Vec<(Option<u64>, String)> {
+    h.json(client)
+        .into_iter()
+        .filter(|m| m["channel"] == channel)
+        .map(|m| {
+            (
+                m["offset"].as_u64(),
+                m["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_channel_message_reaches_its_subscribers_on_both_once_in_one_order() {
+    let mut old = Pair::old();
+    let on_old = old.client(0);
+    subscribe(&mut old, on_old, "room");
+    publish_channel(&mut old, "room", "before");
+    assert_eq!(
+        of_channel(&mut old, on_old, "room"),
+        numbered(&[(1, "before")])
+    );
+    let mut pair = Pair::hand_over(old);
+    let on_new = pair.new.client(0);
+    subscribe(&mut pair.new, on_new, "room");
+    let answer = publish_channel(&mut pair.old, "room", "to the old");
+    assert_eq!(answer["status"], "sent");
+    publish_channel(&mut pair.new, "room", "to the new");
+    pair.run();
+    pair.old.text(
+        on_old,
+        r#"{"type":"chat","channel":"room","message":"chat on the old"}"#,
+    );
+    pair.run();
+    let expected = numbered(&[(2, "to the new"), (3, "to the old"), (4, "chat on the old")]);
+    assert_eq!(of_channel(&mut pair.old, on_old, "room"), expected);
+    assert_eq!(of_channel(&mut pair.new, on_new, "room"), expected);
+}
+
+#[test]
+fn when_the_link_breaks_the_old_process_delivers_a_channels_message_unnumbered() {
+    let mut old = Pair::old();
+    let a = old.client(0);
+    subscribe(&mut old, a, "room");
+    let mut pair = Pair::hand_over(old);
+    publish_channel(&mut pair.old, "room", "never sent");
+    let pending = pair.old.process.peer().take_unsent();
+    pair.break_link(&pending, 0);
+    assert_eq!(
+        of_channel(&mut pair.old, a, "room"),
+        vec![(None, "never sent".to_owned())]
+    );
+    publish_channel(&mut pair.old, "room", "after");
+    pair.run();
+    assert_eq!(
+        of_channel(&mut pair.old, a, "room"),
+        vec![(None, "after".to_owned())]
+    );
+}
