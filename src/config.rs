@@ -184,6 +184,8 @@ pub struct Config {
     pub token_secret: Option<TokenSecret>,
     /// `/ws` without a valid token is refused.
     pub require_token: bool,
+    /// permessage-deflate is negotiated with clients that offer it.
+    pub compression: bool,
 }
 
 /// The shortest token secret accepted: HS256 wants a key as long as its
@@ -259,6 +261,7 @@ impl Default for Config {
             history_ttl: Duration::from_secs(300),
             token_secret: None,
             require_token: false,
+            compression: true,
         }
     }
 }
@@ -391,6 +394,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| { c.token_secret = Some(secret_file(c, v)?); Ok(()) } },
     Opt { name: "require-token", kind: Kind::Flag, default: "off", help: "refuse /ws without a valid token (401)",
         set: |c, v| assign(&mut c.require_token, boolean(v)) },
+    Opt { name: "compression", kind: Kind::Value("on|off"), default: "on", help: "permessage-deflate for clients that offer it",
+        set: |c, v| assign(&mut c.compression, one_of(v, &[("on", true), ("off", false)])) },
 ];
 
 fn assign<T>(field: &mut T, value: Result<T, String>) -> Result<(), String> {
@@ -753,6 +758,7 @@ mod tests {
         assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Debug < LogLevel::Trace);
         assert_eq!(c.handover, None);
         assert_eq!((c.history_size, c.history_ttl), (1000, secs(300)));
+        assert!(c.compression);
     }
 
     #[test]
@@ -804,6 +810,7 @@ mod tests {
         ("token-secret", "0123456789abcdef0123456789abcdef", |c| c.token_secret.as_ref().is_some_and(|s| s.key() == b"0123456789abcdef0123456789abcdef")),
         ("token-secret-file", SECRET_FILE, |c| c.token_secret.as_ref().is_some_and(|s| s.key() == SECRET_IN_FILE)),
         ("require-token", "1", |c| c.require_token),
+        ("compression", "off", |c| !c.compression),
     ];
 
     /// A test secret in a file, with whitespace around it.

@@ -2134,3 +2134,78 @@ fn autobahn_10_misc() {
     let server = echo_server(&[]);
     run_table(&server, "group 10", group_10());
 }
+
+// ---------------------------------------------------------------------------
+// 12.* and 13.* permessage-deflate (see conformance/deflate.rs)
+// ---------------------------------------------------------------------------
+
+#[path = "conformance/deflate.rs"]
+mod deflate;
+
+fn deflate_server() -> Server {
+    echo_server(&["--max-message-bytes", deflate::MAX_MESSAGE])
+}
+
+#[test]
+fn autobahn_12_compressed_echo_of_every_size_and_data_set() {
+    let server = deflate_server();
+    let data = deflate::data_sets();
+    let cases = deflate::group_12(&data);
+    deflate::run_table(&server, "group 12", &cases, &data);
+}
+
+#[test]
+fn autobahn_13_every_parameter_offer() {
+    let server = deflate_server();
+    let data = deflate::data_sets();
+    let json = data.iter().position(|d| d.name == "json").unwrap();
+    let cases = deflate::group_13(json);
+    deflate::run_table(&server, "group 13", &cases, &data);
+}
+
+#[test]
+fn compressed_frame_rules_close_with_their_codes() {
+    let server = echo_server(&[]);
+    let mut failures = Vec::new();
+    for (name, bytes, code) in deflate::rule_cases() {
+        let outcome = deflate::open(&server, "permessage-deflate").and_then(|(mut stream, _)| {
+            stream.write_all(&bytes).map_err(|e| e.to_string())?;
+            deflate::expect_close(&mut stream, code)
+        });
+        if let Err(why) = outcome {
+            failures.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn compression_off_never_negotiates_and_rsv1_is_then_1002() {
+    let server = echo_server(&["--compression", "off"]);
+    let (mut stream, answer) = deflate::open(&server, "permessage-deflate").unwrap();
+    assert_eq!(answer, None);
+    let frame = deflate::frames(TEXT, b"Hello", true, 0);
+    stream.write_all(&frame).unwrap();
+    deflate::expect_close(&mut stream, 1002).unwrap();
+    // Uncompressed traffic is untouched.
+    let (mut stream, _) = deflate::open(&server, "permessage-deflate").unwrap();
+    stream.write_all(&text(b"plain")).unwrap();
+    assert_eq!(read_server_frame(&mut stream).unwrap(), echo_text(b"plain"));
+    deflate::close_normally(&mut stream).unwrap();
+}
+
+/// 200 inflate bombs, each a few KiB that would inflate to GiBs: each is
+/// closed with 1009 after at most --max-message-bytes of output, so memory
+/// and time stay bounded.
+#[test]
+fn inflate_bombs_cost_at_most_the_message_bound() {
+    let server = echo_server(&[]);
+    let before = server.memory_kib("VmHWM");
+    let cpu_before = server.cpu_time();
+    let took = deflate::bombard(&server, 200);
+    let grew = server.memory_kib("VmHWM").saturating_sub(before);
+    let cpu = server.cpu_time() - cpu_before;
+    println!("200 bombs: {took:.2?} wall, {cpu:.2?} server CPU, peak RSS grew {grew} KiB");
+    assert!(grew < 16 * 1024, "peak RSS grew {grew} KiB");
+    assert!(cpu < Duration::from_secs(2), "server CPU {cpu:?}");
+}

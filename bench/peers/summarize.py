@@ -7,7 +7,8 @@ The file holds one JSON object per line: first a meta line
 ({"cmp_meta": true, ...}: machine, versions, settings), then one line per
 wsload run: wsload's own JSON object with four fields added by compare.sh,
 cmp_server (wsnotify, wsnotify-base for a --baseline binary, uws, ws),
-cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo) and cmp_exit
+cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo, channels_idle,
+channels, channels_http) and cmp_exit
 (wsload's exit status). A run is invalid when wsload exited non-zero,
 printed no JSON, or said "valid": false; invalid runs are listed and left out
 of the medians. Standard library only.
@@ -40,6 +41,14 @@ FIGURES = [
     ("Fanout, published over HTTP (POST /broadcast): delivery latency p99", "fanout_http", ("lat_us", "p99"), "µs", "lower"),
     ("Echo (/echo, 64 connections × 8 in flight): messages per second", "echo", ("msgs_per_sec",), "/s", "higher"),
     ("Echo (/echo, 64 connections × 8 in flight): round trip p99", "echo", ("rtt_us", "p99"), "µs", "lower"),
+    ("Channels, 3 per connection: server RSS per connection", "channels_idle", ("rss_per_conn_bytes",), "bytes", "lower"),
+    ("Channels, 3 per connection: server anonymous memory (RssAnon) per connection", "channels_idle", ("anon_per_conn_bytes",), "bytes", "lower"),
+    ("Channels of 10, chat on random channels: deliveries per second", "channels", ("deliveries_per_sec",), "/s", "higher"),
+    ("Channels of 10, chat on random channels: delivery latency p99", "channels", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, chat on random channels: deliveries per second of server CPU", "channels", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second", "channels_http", ("deliveries_per_sec",), "/s", "higher"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): delivery latency p99", "channels_http", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second of server CPU", "channels_http", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
 ]
 
 
@@ -144,7 +153,10 @@ def summarize(path):
         if reason:
             invalid[id(run)] = reason
 
+    tests_run = {r.get("cmp_test") for r in runs}
     for title, test, path_, unit, better in FIGURES:
+        if test not in tests_run:
+            continue
         out.append(f"## {title} ({unit}, {better} is better)")
         out.append("")
         out.append("| server | valid runs | median | range (min–max) | wsnotify/server (medians) |")
@@ -166,6 +178,20 @@ def summarize(path):
             else:
                 ratio = f"{base / median:.2f}"
             out.append(f"| {SERVER_NAMES.get(server, server)} | {count} | {fmt(median, unit)} | {rng} | {ratio} |")
+        out.append("")
+
+    channel_tests = [t for t in ("channels_idle", "channels", "channels_http") if t in tests_run]
+    if channel_tests:
+        out.append("## Channels: expected deliveries missing, every run counted")
+        out.append("")
+        out.append("| server | test | runs | expected | missing | duplicates |")
+        out.append("|---|---|---|---|---|---|")
+        for server in servers:
+            for test in channel_tests:
+                mine = [r for r in runs if r.get("cmp_server") == server and r.get("cmp_test") == test]
+                total = lambda key: sum(int(r.get(key) or 0) for r in mine)
+                out.append(f"| {SERVER_NAMES.get(server, server)} | {test} | {len(mine)} | {total('expected'):,} | "
+                           f"{total('missing'):,} | {total('duplicates'):,} |")
         out.append("")
 
     if invalid:

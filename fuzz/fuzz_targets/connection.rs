@@ -89,6 +89,7 @@ use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
+use wsnotify::proto::deflate::Inflater;
 use wsnotify::proto::message::{Message, Receiver};
 
 const MAX_MESSAGE: usize = 4096;
@@ -951,10 +952,12 @@ fn expected(endpoint: Endpoint, ws_in: &[u8]) -> (Vec<Want>, bool) {
     if endpoint == Endpoint::Notify {
         want.push(Want::Welcome);
     }
-    let mut rx = Receiver::new(MAX_MESSAGE);
+    // The head offers no extension: RSV1 stays a protocol error.
+    let mut rx = Receiver::new(MAX_MESSAGE, false);
+    let mut inflater = Inflater::new();
     let mut input = ws_in;
     while !input.is_empty() {
-        let (used, result) = rx.feed(input);
+        let (used, result) = rx.feed(input, &mut inflater);
         input = &input[used..];
         match result {
             Ok(None) => {}

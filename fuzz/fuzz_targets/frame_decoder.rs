@@ -19,12 +19,15 @@
 //! - Text is valid UTF-8, Text/Binary are at most `max`, Ping/Pong at most
 //!   125 bytes, a Close code is `is_valid_on_wire()`, and the codes of errors
 //!   are ones a server may send;
-//! - whole, chunked and byte-by-byte feeding give the same outcome sequence.
+//! - whole, chunked and byte-by-byte feeding give the same outcome sequence;
+//! - all of the above with permessage-deflate negotiated too, where RSV1
+//!   frames are inflated (within `max`) instead of refused.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wsnotify::proto::close::CloseCode;
+use wsnotify::proto::deflate::Inflater;
 use wsnotify::proto::frame::{decode_header, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use wsnotify::proto::message::{Message, Receiver};
 
@@ -49,13 +52,15 @@ fuzz_target!(|data: &[u8]| {
         [] => 0,
     };
 
-    for max in [MAX, TINY_MAX] {
-        let whole = run(data, &[data.len()], max);
-        let random = run(data, &random_chunks(seed, data.len()), max);
-        assert_eq!(whole, random, "whole vs chunked (max {max})");
-        if max == MAX {
-            let bytewise = run(data, &vec![1; data.len()], max);
-            assert_eq!(whole, bytewise, "whole vs byte-by-byte (max {max})");
+    for deflate in [false, true] {
+        for max in [MAX, TINY_MAX] {
+            let whole = run(data, &[data.len()], max, deflate);
+            let random = run(data, &random_chunks(seed, data.len()), max, deflate);
+            assert_eq!(whole, random, "whole vs chunked (max {max})");
+            if max == MAX {
+                let bytewise = run(data, &vec![1; data.len()], max, deflate);
+                assert_eq!(whole, bytewise, "whole vs byte-by-byte (max {max})");
+            }
         }
     }
 });
@@ -115,8 +120,9 @@ fn random_chunks(seed: u32, total: usize) -> Vec<usize> {
 
 /// Feeds `data` in pieces of the given lengths, checking every call, and
 /// returns the messages and error in order.
-fn run(data: &[u8], chunks: &[usize], max: usize) -> Vec<Outcome> {
-    let mut rx = Receiver::new(max);
+fn run(data: &[u8], chunks: &[usize], max: usize, deflate: bool) -> Vec<Outcome> {
+    let mut rx = Receiver::new(max, deflate);
+    let mut inflater = Inflater::new();
     let mut outcomes = Vec::new();
     let mut ended = false;
     let mut start = 0;
@@ -126,7 +132,7 @@ fn run(data: &[u8], chunks: &[usize], max: usize) -> Vec<Outcome> {
         let mut at = 0;
         loop {
             let input = &piece[at..];
-            let (used, result) = rx.feed(input);
+            let (used, result) = rx.feed(input, &mut inflater);
             assert!(used <= input.len(), "used {used} of {}", input.len());
             if ended {
                 assert_eq!(used, input.len(), "bytes left after close/error");
@@ -172,8 +178,8 @@ fn run(data: &[u8], chunks: &[usize], max: usize) -> Vec<Outcome> {
     assert_eq!(start, data.len());
     if ended {
         // A closed receiver swallows anything, including an empty feed.
-        assert_eq!(rx.feed(data), (data.len(), Ok(None)));
-        assert_eq!(rx.feed(&[]), (0, Ok(None)));
+        assert_eq!(rx.feed(data, &mut inflater), (data.len(), Ok(None)));
+        assert_eq!(rx.feed(&[], &mut inflater), (0, Ok(None)));
     }
     outcomes
 }

@@ -42,8 +42,10 @@ use wsnotify::app::routes::{self, Route};
 use wsnotify::app::snapshot::Snapshot;
 use wsnotify::config::Config;
 use wsnotify::conn::{Connection, Event, Settings, Stage, Tick, Verdict};
+use wsnotify::proto::deflate::Inflater;
 use wsnotify::proto::frame::Opcode;
 use wsnotify::proto::http::{Response, Status};
+use wsnotify::proto::negotiate::Agreement;
 
 use crate::records::{encode_records, max_chunk, Path, Rng};
 use crate::wire;
@@ -151,6 +153,8 @@ struct Sim {
     /// timeout while the client did not read): the output may stop short.
     cut: bool,
     next_id: u64,
+    /// The worker's one decompressor.
+    inflater: Inflater,
 }
 
 pub fn run(data: &[u8]) {
@@ -177,6 +181,7 @@ pub fn run(data: &[u8]) {
         write_shut: false,
         cut: false,
         next_id: 0,
+        inflater: Inflater::new(),
     };
     let mut pieces = plan.pieces(stream.len(), head_len).into_iter().peekable();
     while let Some(&(from, to)) = pieces.peek() {
@@ -276,7 +281,9 @@ impl Sim {
             if self.closed {
                 return;
             }
-            let (used, event) = self.conn.receive(input, self.now, &SETTINGS);
+            let (used, event) = self
+                .conn
+                .receive(input, self.now, &SETTINGS, &mut self.inflater);
             self.step();
             assert!(used <= input.len());
             input = &input[used..];
@@ -357,9 +364,12 @@ impl Sim {
                     Route::Metrics => Response::new(Status::OK, "text/plain", "metrics"),
                     Route::Channels => publish::channel_list(&[]),
                     Route::Upgrade {
-                        endpoint, accept, ..
+                        endpoint,
+                        accept,
+                        deflate,
+                        ..
                     } => {
-                        return self.upgrade(endpoint, &accept);
+                        return self.upgrade(endpoint, &accept, deflate);
                     }
                     Route::Publish(p) => {
                         let target = match publish::target(&p, &self.here()) {
@@ -447,9 +457,11 @@ impl Sim {
         }
     }
 
-    fn upgrade(&mut self, endpoint: Endpoint, accept: &str) {
+    fn upgrade(&mut self, endpoint: Endpoint, accept: &str, deflate: Option<Agreement>) {
         let client = Client { endpoint, seq: 0 };
-        let early = self.conn.upgrade(accept, client, self.now, &SETTINGS);
+        let early = self
+            .conn
+            .upgrade(accept, deflate, client, self.now, &SETTINGS);
         self.step();
         self.upgraded = true;
         if endpoint == Endpoint::Notify {

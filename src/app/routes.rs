@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::obs::metrics::HandshakeFailure;
 use crate::proto::handshake;
 use crate::proto::http::{Request, Response, Status};
+use crate::proto::negotiate::{self, Agreement};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 /// The resuming client module the page uses, for users to copy.
@@ -52,6 +53,8 @@ pub enum Route {
         resume: Option<ResumeFrom>,
         /// What the client's token proved, if it gave one (`/ws` only).
         claims: Option<Claims>,
+        /// The permessage-deflate offer accepted, if any.
+        deflate: Option<Agreement>,
     },
     Publish(Publish),
     /// The shell's counters in the Prometheus text format.
@@ -187,11 +190,17 @@ fn upgrade(req: &Request, endpoint: Endpoint, config: &Config, snapshot: &Snapsh
             "too many connections from your address",
         );
     }
+    let deflate = if config.compression {
+        negotiate::negotiate(req)
+    } else {
+        None
+    };
     Route::Upgrade {
         endpoint,
         accept,
         resume,
         claims,
+        deflate,
     }
 }
 
@@ -498,6 +507,34 @@ mod tests {
                 other => panic!("{query}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn permessage_deflate_is_agreed_on_both_endpoints_unless_compression_is_off() {
+        let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+        let deflate_of = |path: &str, compression: bool| {
+            let ctx = shared_with(|c| {
+                c.enable_echo = true;
+                c.compression = compression;
+            });
+            let head = format!("{}{offer}\r\n", UPGRADE.replace("/ws", path));
+            match route(&request(&head), b"", LOCAL, &ctx) {
+                Route::Upgrade { deflate, .. } => deflate.map(Agreement::response),
+                other => panic!("{other:?}"),
+            }
+        };
+        let agreed =
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+        assert_eq!(deflate_of("/ws", true), agreed);
+        assert_eq!(deflate_of("/echo", true), agreed);
+        assert_eq!(deflate_of("/ws", false), None);
+        assert_eq!(deflate_of("/echo", false), None);
+        let ctx = shared_with(|_| {});
+        let plain = route(&request(&format!("{UPGRADE}\r\n")), b"", LOCAL, &ctx);
+        assert!(
+            matches!(plain, Route::Upgrade { deflate: None, .. }),
+            "{plain:?}"
+        );
     }
 
     #[test]

@@ -4,12 +4,13 @@
 use super::event::{Closed, Event};
 use super::machine::Connection;
 use super::state::{CloseMode, Closing, Phase};
+use crate::proto::deflate::Inflater;
 use crate::proto::message::Message;
 
 impl<C: Copy> Connection<C> {
     /// What a closing peer still sends: its Close when we await one,
     /// otherwise nothing that matters until it closes. Uses everything.
-    pub(super) fn closing_receive(&mut self, input: &[u8]) -> usize {
+    pub(super) fn closing_receive(&mut self, input: &[u8], inflater: &mut Inflater) -> usize {
         let Phase::Closing(closing) = &mut self.phase else {
             return input.len();
         };
@@ -24,7 +25,7 @@ impl<C: Copy> Connection<C> {
             CloseMode::AwaitClose(rx) => {
                 let mut rest = input;
                 while !rest.is_empty() {
-                    let (used, result) = rx.feed(rest);
+                    let (used, result) = rx.feed(rest, inflater);
                     rest = &rest[used..];
                     if matches!(result, Ok(Some(Message::Close(_))) | Err(_)) {
                         closing.mode = if rest.is_empty() {

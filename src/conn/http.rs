@@ -12,6 +12,7 @@ use crate::proto::http::{
     body_length, parse_head, BodyLength, Head, HttpError, Request, Response, MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
 };
+use crate::proto::negotiate::Agreement;
 
 impl<C: Copy> Connection<C> {
     pub(super) fn http_receive(
@@ -133,13 +134,25 @@ impl<C: Copy> Connection<C> {
     /// Switches to WebSocket with the 101 answer queued, carrying `client`.
     /// Returns the bytes the client sent behind its request (its first
     /// frames), for the shell to feed.
-    pub fn upgrade(&mut self, accept: &str, client: C, now: Tick, settings: &Settings) -> Vec<u8> {
+    /// With `deflate`, permessage-deflate was agreed on: its answer goes
+    /// in the 101, and compressed messages are taken from then on.
+    pub fn upgrade(
+        &mut self,
+        accept: &str,
+        deflate: Option<Agreement>,
+        client: C,
+        now: Tick,
+        settings: &Settings,
+    ) -> Vec<u8> {
         let Phase::Http(http) = &mut self.phase else {
             return Vec::new();
         };
         let early_frames = std::mem::take(&mut http.buf);
-        self.enter(Phase::Ws(WsState::new(client, now, settings)));
-        self.out.push(Chunk::Answer(switching_protocols(accept)));
+        let ws = WsState::new(client, deflate.is_some(), now, settings);
+        self.enter(Phase::Ws(ws));
+        let extensions = deflate.map(Agreement::response);
+        self.out
+            .push(Chunk::Answer(switching_protocols(accept, extensions)));
         early_frames
     }
 

@@ -7,6 +7,7 @@ use super::event::{Closed, Ending, Event, Verdict};
 use super::settings::{Settings, Tick};
 use super::state::{CloseMode, Closing, HttpState, Phase, Stage};
 use super::write_queue::WriteQueue;
+use crate::proto::deflate::Inflater;
 use crate::proto::message::Receiver;
 
 #[derive(Debug)]
@@ -26,17 +27,19 @@ impl<C: Copy> Connection<C> {
     /// Takes received bytes until they produce an event or run out; returns
     /// how many were used. Call again with the rest (or with nothing, after
     /// an HTTP request, for the pipelined ones) until it returns no event
-    /// and nothing is left.
+    /// and nothing is left. `inflater`, the worker's one, inflates
+    /// compressed messages.
     pub fn receive(
         &mut self,
         input: &[u8],
         now: Tick,
         settings: &Settings,
+        inflater: &mut Inflater,
     ) -> (usize, Option<Event<C>>) {
         match self.phase {
             Phase::Http(_) => self.http_receive(input, now, settings),
-            Phase::Ws(_) => self.ws_receive(input, now, settings),
-            Phase::Closing(_) => (self.closing_receive(input), None),
+            Phase::Ws(_) => self.ws_receive(input, now, settings, inflater),
+            Phase::Closing(_) => (self.closing_receive(input, inflater), None),
         }
     }
 
@@ -164,6 +167,12 @@ impl<C: Copy> Connection<C> {
 
     pub fn is_ws(&self) -> bool {
         self.stage() == Stage::Ws
+    }
+
+    /// Whether this WebSocket client negotiated permessage-deflate (false
+    /// outside the WebSocket phase).
+    pub fn deflate(&self) -> bool {
+        matches!(&self.phase, Phase::Ws(ws) if ws.rx.deflate())
     }
 
     /// The one place the phase changes; returns the phase left.

@@ -88,9 +88,9 @@ pub(super) struct WsState<C> {
 }
 
 impl<C> WsState<C> {
-    pub(super) fn new(client: C, now: Tick, settings: &Settings) -> WsState<C> {
+    pub(super) fn new(client: C, deflate: bool, now: Tick, settings: &Settings) -> WsState<C> {
         WsState {
-            rx: Receiver::new(settings.max_message),
+            rx: Receiver::new(settings.max_message, deflate),
             client,
             last_seen: now,
             next_ping: now + settings.ping.unwrap_or(0),

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::*;
 use crate::obs::metrics::Limit;
 use crate::proto::close::CloseCode;
+use crate::proto::deflate::Inflater;
 use crate::proto::fault::{FrameError, HttpError};
 use crate::proto::frame::{masked, Opcode};
 use crate::proto::http::{Response, Status};
@@ -54,7 +55,7 @@ fn feed(
 ) -> Vec<Event<u8>> {
     let mut events = Vec::new();
     loop {
-        let (used, event) = conn.receive(input, now, &SETTINGS);
+        let (used, event) = conn.receive(input, now, &SETTINGS, &mut Inflater::new());
         input = &input[used..];
         match event {
             Some(event) => {
@@ -77,7 +78,7 @@ fn ok(conn: &mut Conn, event: &Event<u8>) {
 fn upgraded(now: Tick) -> Conn {
     let mut conn = new_conn(now);
     let events = feed(&mut conn, UPGRADE, now, |conn, _| {
-        assert!(conn.upgrade("accept", 7, now, &SETTINGS).is_empty());
+        assert!(conn.upgrade("accept", None, 7, now, &SETTINGS).is_empty());
     });
     assert!(matches!(events[..], [Event::Request { .. }]));
     assert!(text(&sent(&mut conn)).starts_with("HTTP/1.1 101 "));
@@ -266,7 +267,7 @@ fn frames_sent_behind_the_upgrade_are_handed_back() {
     input.extend(client_frame(0x1, b"hi"));
     let mut early = Vec::new();
     let events = feed(&mut conn, &input, 0, |conn, _| {
-        early = conn.upgrade("accept", 7, 0, &SETTINGS);
+        early = conn.upgrade("accept", None, 7, 0, &SETTINGS);
     });
     assert_eq!(events.len(), 1);
     assert_eq!(conn.client(), Some(&7));
@@ -546,7 +547,7 @@ fn a_peer_that_half_closes_still_gets_what_is_queued() {
 fn a_slow_consumer_dropped_before_its_101_was_written_still_gets_it() {
     let mut conn = new_conn(0);
     feed(&mut conn, UPGRADE, 0, |conn, _| {
-        conn.upgrade("accept", 7, 0, &SETTINGS);
+        conn.upgrade("accept", None, 7, 0, &SETTINGS);
     });
     conn.send_frame(Opcode::Text, b"welcome").unwrap();
     conn.send(Chunk::Owned(vec![b'x'; SETTINGS.max_queue]))
@@ -609,4 +610,88 @@ fn shared_frames_go_to_the_socket_first_and_only_the_rest_is_queued() {
     let gone = conn.send_shared(&frames, 0, || Err(std::io::ErrorKind::BrokenPipe.into()));
     assert!(gone.unwrap().is_err());
     assert!(conn.out().is_empty(), "nothing queued for a failed socket");
+}
+
+mod deflate {
+    use super::*;
+    use crate::proto::deflate::Deflater;
+    use crate::proto::http::{parse_head, Head};
+    use crate::proto::negotiate::{negotiate, Agreement};
+
+    fn agreement() -> Agreement {
+        let head = b"GET /ws HTTP/1.1\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let Head::Complete { request, .. } = parse_head(head) else {
+            panic!("incomplete head");
+        };
+        negotiate(&request).unwrap()
+    }
+
+    fn upgraded_with(deflate: Option<Agreement>) -> (Conn, String) {
+        let mut conn = new_conn(0);
+        feed(&mut conn, UPGRADE, 0, |conn, _| {
+            conn.upgrade("accept", deflate, 7, 0, &SETTINGS);
+        });
+        let answer = text(&sent(&mut conn));
+        (conn, answer)
+    }
+
+    #[test]
+    fn the_101_names_the_agreement_and_the_connection_knows_it() {
+        let (conn, answer) = upgraded_with(Some(agreement()));
+        assert!(answer.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+        ), "{answer}");
+        assert!(conn.deflate());
+        let (conn, answer) = upgraded_with(None);
+        assert!(!answer.contains("Sec-WebSocket-Extensions"), "{answer}");
+        assert!(!conn.deflate());
+        assert!(!new_conn(0).deflate());
+    }
+
+    #[test]
+    fn a_compressed_message_arrives_inflated_and_a_closed_connection_forgets_deflate() {
+        let (mut conn, _) = upgraded_with(Some(agreement()));
+        let compressed = Deflater::new().compress(b"hello, compressed");
+        let frame = masked(0xC1, &compressed, [1, 2, 3, 4]);
+        let events = feed(&mut conn, &frame, 1, |_, _| {});
+        assert!(
+            matches!(&events[..], [Event::Message(Message::Text(t))] if t == "hello, compressed"),
+            "{events:?}"
+        );
+        conn.close(CloseCode::NORMAL, "bye", 2, &SETTINGS);
+        assert!(!conn.deflate());
+    }
+
+    #[test]
+    fn rsv1_without_the_agreement_closes_1002() {
+        let (mut conn, _) = upgraded_with(None);
+        let frame = masked(0xC1, &Deflater::new().compress(b"x"), [1, 2, 3, 4]);
+        let events = feed(&mut conn, &frame, 1, |_, _| {});
+        assert!(
+            matches!(
+                &events[..],
+                [Event::Left {
+                    why: Ending::Fault(FrameError::ReservedBits),
+                    ..
+                }]
+            ),
+            "{events:?}"
+        );
+        let close = sent(&mut conn);
+        assert_eq!((close[0], &close[2..4]), (0x88, &[0x03, 0xEA][..]));
+    }
+
+    #[test]
+    fn a_compressed_echo_is_one_frame_with_rsv1() {
+        let (mut conn, _) = upgraded_with(Some(agreement()));
+        let compressed = Deflater::new().compress(b"echo me");
+        conn.send_compressed(Opcode::Text, &compressed).unwrap();
+        let wire = sent(&mut conn);
+        assert_eq!(wire[0], 0xC1);
+        assert_eq!(usize::from(wire[1]), compressed.len());
+        assert_eq!(
+            Inflater::new().inflate(&wire[2..], 100).unwrap(),
+            b"echo me"
+        );
+    }
 }

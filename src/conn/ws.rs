@@ -11,8 +11,12 @@ use super::settings::{Settings, Tick};
 use super::state::{CloseMode, Phase};
 use super::write_queue::Chunk;
 use crate::proto::close::CloseCode;
-use crate::proto::frame::{encode_close, encode_frame, Opcode};
+use crate::proto::deflate::Inflater;
+use crate::proto::frame::{encode_close, encode_frame, encode_header, Opcode};
 use crate::proto::message::Message;
+
+/// The first header bit after FIN: with permessage-deflate, "compressed".
+const RSV1: u8 = 0x40;
 
 /// An empty Ping frame, the same bytes for every client.
 const EMPTY_PING: &[u8] = &[0x89, 0x00];
@@ -36,6 +40,19 @@ impl<C: Copy> Connection<C> {
     pub fn send_frame(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), NotOpen> {
         self.open()?;
         self.out.push_frame(opcode, payload);
+        Ok(())
+    }
+
+    /// Queues one compressed message (RSV1 set) as a single frame;
+    /// `compressed` is the payload `proto::deflate::Deflater` made.
+    pub fn send_compressed(&mut self, opcode: Opcode, compressed: &[u8]) -> Result<(), NotOpen> {
+        self.open()?;
+        let (mut head, len) = encode_header(opcode, compressed.len());
+        head[0] |= RSV1;
+        let mut frame = Vec::with_capacity(len + compressed.len());
+        frame.extend_from_slice(&head[..len]);
+        frame.extend_from_slice(compressed);
+        self.out.push(Chunk::Owned(frame));
         Ok(())
     }
 
@@ -76,13 +93,14 @@ impl<C: Copy> Connection<C> {
         input: &[u8],
         now: Tick,
         settings: &Settings,
+        inflater: &mut Inflater,
     ) -> (usize, Option<Event<C>>) {
         let mut at = 0;
         loop {
             let Phase::Ws(ws) = &mut self.phase else {
                 return (input.len(), None);
             };
-            let (used, result) = ws.rx.feed(&input[at..]);
+            let (used, result) = ws.rx.feed(&input[at..], inflater);
             if ws.rx.take_completed() {
                 ws.last_seen = now;
             }

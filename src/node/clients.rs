@@ -199,7 +199,13 @@ impl Node {
         match action {
             Action::Echo(opcode, data) => {
                 metrics::add(&self.process.stats.messages_sent, 1);
-                self.conns.queue(key, |conn| conn.send_frame(opcode, &data));
+                if self.conns.get(key).is_some_and(|conn| conn.deflate()) {
+                    let compressed = self.deflater.compress(&data);
+                    self.conns
+                        .queue(key, |conn| conn.send_compressed(opcode, &compressed));
+                } else {
+                    self.conns.queue(key, |conn| conn.send_frame(opcode, &data));
+                }
             }
             Action::Reply(json) => self.send_json(key, &json),
             Action::Reject { error, json } => {

@@ -430,7 +430,7 @@ mod tests {
 
     fn upgraded(conns: &mut Conns) -> ConnKey {
         let key = conns.open(peer(), 0);
-        conns.drive(key, 0, |c, now, s| c.upgrade("x", CLIENT, now, s));
+        conns.drive(key, 0, |c, now, s| c.upgrade("x", None, CLIENT, now, s));
         key
     }
 
@@ -510,7 +510,7 @@ mod tests {
 
         let ws = conns.open(peer(), 12);
         assert_eq!(conns.next_tick(), Some(22), "its head timer");
-        conns.drive(ws, 15, |c, now, s| c.upgrade("x", CLIENT, now, s));
+        conns.drive(ws, 15, |c, now, s| c.upgrade("x", None, CLIENT, now, s));
         conns.due(30, &mut entries, &mut due);
         // The upgrade moved its deadline later without touching the wheel:
         // the early entry comes due, nothing is due yet, and it re-arms.
@@ -536,6 +536,7 @@ mod tests {
         conns.drive(unjoined, 0, |c, now, s| {
             c.upgrade(
                 "x",
+                None,
                 Client {
                     endpoint: Endpoint::Notify,
                     seq: 0,

@@ -79,6 +79,7 @@ use crate::ids::ConnKey;
 use crate::log;
 use crate::obs::metrics::{self, Limit};
 use crate::proto::close::CloseCode;
+use crate::proto::deflate::{Deflater, Inflater};
 use crate::rand::Rng;
 use channels::Channels;
 use clock::{ticks, Clock};
@@ -128,6 +129,11 @@ pub struct Node {
     receive_budget: usize,
     rng: Rng,
     outputs: VecDeque<Output>,
+    /// The worker's one decompressor, reset per message: no connection
+    /// keeps compression state (see `proto::negotiate`).
+    inflater: Inflater,
+    /// The worker's compressor for what `/echo` sends back compressed.
+    deflater: Deflater,
 }
 
 impl Node {
@@ -169,6 +175,8 @@ impl Node {
             clock: Clock::new(now),
             rng,
             outputs: VecDeque::new(),
+            inflater: Inflater::new(),
+            deflater: Deflater::new(),
             process,
         }
     }
@@ -383,8 +391,10 @@ impl Node {
         let closing = self.stage(key) == Some(Stage::Closing);
         self.fanout.prime(key, &mut self.conns);
         loop {
-            let Some((used, event)) = self.drive(key, |conn, now, s| conn.receive(input, now, s))
-            else {
+            let inflater = &mut self.inflater;
+            let Some((used, event)) = self.conns.drive(key, self.clock.tick(), |conn, now, s| {
+                conn.receive(input, now, s, inflater)
+            }) else {
                 return;
             };
             input = &input[used..];

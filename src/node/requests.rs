@@ -19,6 +19,7 @@ use crate::log;
 use crate::obs::metrics::{self, Limit};
 use crate::proto::frame::{encode_frame, Opcode};
 use crate::proto::http::{Request, Response, Status};
+use crate::proto::negotiate::Agreement;
 
 impl Node {
     pub(super) fn on_request(&mut self, key: ConnKey, request: Request, body: Vec<u8>) {
@@ -52,7 +53,8 @@ impl Node {
                 accept,
                 resume,
                 claims,
-            } => self.upgrade(key, peer, endpoint, &accept, (resume, claims)),
+                deflate,
+            } => self.upgrade(key, peer, endpoint, (&accept, deflate), (resume, claims)),
             Route::Publish(publish) => self.publish(key, request, publish),
             Route::Channels => {
                 let list = self.process.stream().channel_list();
@@ -118,13 +120,13 @@ impl Node {
         key: ConnKey,
         peer: SocketAddr,
         endpoint: Endpoint,
-        accept: &str,
+        (accept, deflate): (&str, Option<Agreement>),
         (resume, claims): (Option<ResumeFrom>, Option<Claims>),
     ) {
         let client = Client { endpoint, seq: 0 };
-        let Some(early_frames) =
-            self.drive(key, |conn, now, s| conn.upgrade(accept, client, now, s))
-        else {
+        let Some(early_frames) = self.drive(key, |conn, now, s| {
+            conn.upgrade(accept, deflate, client, now, s)
+        }) else {
             return;
         };
         self.per_ip.upgraded(&self.process.per_ip, key);

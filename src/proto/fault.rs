@@ -25,13 +25,22 @@ pub enum FrameError {
     CloseOneByte,
     InvalidCloseCode,
     InvalidCloseReason,
+    /// RSV1 (compressed) on a control frame.
+    CompressedControl,
+    /// RSV1 on a continuation frame: only a message's first frame says it
+    /// is compressed.
+    CompressedContinuation,
+    /// A compressed message that is not valid DEFLATE data.
+    BadCompression,
 }
 
 impl FrameError {
     pub fn close_code(self) -> CloseCode {
         match self {
             FrameError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
-            FrameError::InvalidUtf8 | FrameError::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            FrameError::InvalidUtf8
+            | FrameError::InvalidCloseReason
+            | FrameError::BadCompression => CloseCode::INVALID_PAYLOAD,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -59,6 +68,9 @@ impl FrameError {
             FrameError::CloseOneByte => "close payload of one byte",
             FrameError::InvalidCloseCode => "close code not allowed on the wire",
             FrameError::InvalidCloseReason => "close reason is not valid UTF-8",
+            FrameError::CompressedControl => "RSV1 (compressed) on a control frame",
+            FrameError::CompressedContinuation => "RSV1 (compressed) on a continuation frame",
+            FrameError::BadCompression => "compressed message is not valid DEFLATE data",
         }
     }
 }

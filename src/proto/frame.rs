@@ -56,6 +56,10 @@ impl Opcode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, the first frame of a compressed
+    /// message. Whether it is allowed is the receiver's to judge, which
+    /// knows what was negotiated.
+    pub rsv1: bool,
     pub opcode: Opcode,
     pub mask: [u8; 4],
     pub payload_len: u64,
@@ -71,10 +75,11 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameEr
     let [b0, b1, rest @ ..] = buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(FrameError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
+    let rsv1 = b0 & 0x40 != 0;
     let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(FrameError::UnknownOpcode)?;
     if b1 & 0x80 == 0 {
         return Err(FrameError::Unmasked);
@@ -112,6 +117,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, FrameEr
     mask.copy_from_slice(&rest[..4]);
     let header = FrameHeader {
         fin,
+        rsv1,
         opcode,
         mask,
         payload_len,
@@ -260,11 +266,16 @@ mod tests {
     }
 
     #[test]
-    fn rejects_reserved_bits() {
-        for rsv in [0x10u8, 0x20, 0x40, 0x70] {
+    fn rejects_reserved_bits_2_and_3_and_passes_rsv1_on() {
+        for rsv in [0x10u8, 0x20, 0x30, 0x70] {
             let frame = masked(0x81 | rsv, b"x", [0; 4]);
             assert_eq!(decode_header(&frame), Err(FrameError::ReservedBits));
         }
+        let frame = masked(0xC1, b"x", [0; 4]);
+        let (header, _) = decode_header(&frame).unwrap().unwrap();
+        assert!(header.rsv1 && header.fin);
+        let (header, _) = decode_header(&masked(0x81, b"x", [0; 4])).unwrap().unwrap();
+        assert!(!header.rsv1);
     }
 
     #[test]

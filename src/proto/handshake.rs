@@ -98,10 +98,15 @@ pub fn accept_key(key: &str) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// The 101 answer that completes the upgrade.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
+/// The 101 answer that completes the upgrade, with the extension agreed on,
+/// if any.
+pub fn switching_protocols(accept: &str, extensions: Option<&str>) -> Vec<u8> {
+    let extensions = match extensions {
+        Some(value) => format!("Sec-WebSocket-Extensions: {value}\r\n"),
+        None => String::new(),
+    };
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nServer: wsnotify\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}Server: wsnotify\r\n\r\n"
     )
     .into_bytes()
 }
@@ -209,9 +214,14 @@ mod tests {
 
     #[test]
     fn switching_protocols_carries_accept() {
-        let text = String::from_utf8(switching_protocols("abc")).unwrap();
+        let text = String::from_utf8(switching_protocols("abc", None)).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(text.contains("Sec-WebSocket-Accept: abc\r\n"));
+        assert!(!text.contains("Extensions"));
+        assert!(text.ends_with("\r\n\r\n"));
+        let text =
+            String::from_utf8(switching_protocols("abc", Some("permessage-deflate"))).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
     }
 }

@@ -1,9 +1,12 @@
 //! Turns a stream of client bytes into WebSocket messages: frame payloads are
 //! unmasked as they arrive, fragments are reassembled, and text is validated
 //! as UTF-8 incrementally so an invalid sequence fails at once, not at the end
-//! of a long message.
+//! of a long message. With permessage-deflate, a compressed message's
+//! fragments are gathered as they are and inflated once, whole, when its
+//! last frame arrives.
 
 use super::close::CloseCode;
+use super::deflate::{InflateError, Inflater};
 use super::fault::FrameError;
 use super::frame::{apply_mask, decode_header, FrameHeader, Opcode, MAX_HEADER_LEN};
 
@@ -24,6 +27,10 @@ pub enum Message {
 enum DataKind {
     Text,
     Binary,
+    /// permessage-deflate: the message's DEFLATE bytes are gathered and
+    /// inflated when it is complete.
+    CompressedText,
+    CompressedBinary,
 }
 
 #[derive(Debug)]
@@ -65,10 +72,14 @@ pub struct Receiver {
     /// Data is no longer wanted (see `drop_message`): frames are still
     /// parsed, their data payloads skipped.
     discarding: bool,
+    /// permessage-deflate was negotiated: RSV1 may mark a message as
+    /// compressed.
+    deflate: bool,
 }
 
 impl Receiver {
-    pub fn new(max_message: usize) -> Receiver {
+    /// `deflate`: permessage-deflate was negotiated.
+    pub fn new(max_message: usize, deflate: bool) -> Receiver {
         Receiver {
             state: State::Header {
                 head: [0; MAX_HEADER_LEN],
@@ -81,7 +92,13 @@ impl Receiver {
             max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
             completed: false,
             discarding: false,
+            deflate,
         }
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> bool {
+        self.deflate
     }
 
     /// The server is closing and waits only for the peer's Close: the
@@ -110,7 +127,12 @@ impl Receiver {
     /// Consumes bytes from `input` until one message is complete or the input
     /// runs out. Returns how many bytes were used and the message, if any.
     /// After an error or a Close, the receiver ignores all further input.
-    pub fn feed(&mut self, input: &[u8]) -> (usize, Result<Option<Message>, FrameError>) {
+    /// `inflater` (the worker's one) inflates a compressed message.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        inflater: &mut Inflater,
+    ) -> (usize, Result<Option<Message>, FrameError>) {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -157,7 +179,7 @@ impl Receiver {
                         have: 0,
                     };
                     self.completed = true;
-                    match self.finish_frame(&header) {
+                    match self.finish_frame(&header, inflater) {
                         Err(code) => return (input.len(), Err(self.fail(code))),
                         Ok(Some(message)) => {
                             if matches!(message, Message::Close(_)) {
@@ -182,8 +204,19 @@ impl Receiver {
         error
     }
 
-    /// Rules that depend on the frame's place in the message sequence.
+    /// Rules that depend on the frame's place in the message sequence, and
+    /// on what was negotiated.
     fn start_frame(&mut self, header: &FrameHeader) -> Result<(), FrameError> {
+        if header.rsv1 {
+            match header.opcode {
+                _ if !self.deflate => return Err(FrameError::ReservedBits),
+                Opcode::Continuation => return Err(FrameError::CompressedContinuation),
+                Opcode::Close | Opcode::Ping | Opcode::Pong => {
+                    return Err(FrameError::CompressedControl)
+                }
+                Opcode::Text | Opcode::Binary => {}
+            }
+        }
         match header.opcode {
             Opcode::Continuation if self.kind.is_none() => {
                 Err(FrameError::ContinuationWithoutStart)
@@ -192,11 +225,15 @@ impl Receiver {
                 Err(FrameError::DataInsideFragmented)
             }
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
-                if header.opcode == Opcode::Text {
-                    self.kind = Some(DataKind::Text);
-                } else if header.opcode == Opcode::Binary {
-                    self.kind = Some(DataKind::Binary);
+                match (header.opcode, header.rsv1) {
+                    (Opcode::Text, false) => self.kind = Some(DataKind::Text),
+                    (Opcode::Binary, false) => self.kind = Some(DataKind::Binary),
+                    (Opcode::Text, true) => self.kind = Some(DataKind::CompressedText),
+                    (Opcode::Binary, true) => self.kind = Some(DataKind::CompressedBinary),
+                    _ => {}
                 }
+                // Compressed bytes count against the same bound: what the
+                // receiver holds stays within it either way.
                 let total = (self.message.len() as u64).saturating_add(header.payload_len);
                 if total > u64::from(self.max_message) {
                     return Err(FrameError::MessageTooBig);
@@ -243,7 +280,11 @@ impl Receiver {
         Ok(())
     }
 
-    fn finish_frame(&mut self, header: &FrameHeader) -> Result<Option<Message>, FrameError> {
+    fn finish_frame(
+        &mut self,
+        header: &FrameHeader,
+        inflater: &mut Inflater,
+    ) -> Result<Option<Message>, FrameError> {
         match header.opcode {
             Opcode::Ping => Ok(Some(Message::Ping(self.take_control()))),
             Opcode::Pong => Ok(Some(Message::Pong(self.take_control()))),
@@ -258,6 +299,9 @@ impl Receiver {
                 if self.discarding {
                     self.kind = None;
                     return Ok(None);
+                }
+                if let Some(DataKind::CompressedText | DataKind::CompressedBinary) = self.kind {
+                    return self.inflate(inflater).map(Some);
                 }
                 // Validated as it arrived: only an unfinished sequence at the
                 // end can be left.
@@ -282,6 +326,26 @@ impl Receiver {
 }
 
 impl Receiver {
+    /// The compressed message just completed, inflated: no larger than the
+    /// bound (inflating stops there), and text checked as UTF-8 whole.
+    fn inflate(&mut self, inflater: &mut Inflater) -> Result<Message, FrameError> {
+        let compressed = std::mem::take(&mut self.message);
+        self.utf8_valid = 0;
+        let kind = self.kind.take();
+        let data = inflater
+            .inflate(&compressed, self.max_message as usize)
+            .map_err(|error| match error {
+                InflateError::TooBig => FrameError::MessageTooBig,
+                InflateError::Corrupt => FrameError::BadCompression,
+            })?;
+        match kind {
+            Some(DataKind::CompressedText) => String::from_utf8(data)
+                .map(Message::Text)
+                .map_err(|_| FrameError::InvalidUtf8),
+            _ => Ok(Message::Binary(data)),
+        }
+    }
+
     /// The control payload just read, taken off the end of `message`.
     fn take_control(&mut self) -> Vec<u8> {
         let at = self.control_at as usize;
@@ -322,12 +386,22 @@ mod tests {
 
     /// Feeds `bytes` in chunks of `chunk` bytes and collects every outcome.
     fn run(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Message>, Option<CloseCode>) {
-        let mut rx = Receiver::new(max);
+        run_with(bytes, chunk, max, false)
+    }
+
+    fn run_with(
+        bytes: &[u8],
+        chunk: usize,
+        max: usize,
+        deflate: bool,
+    ) -> (Vec<Message>, Option<CloseCode>) {
+        let mut rx = Receiver::new(max, deflate);
+        let mut inflater = Inflater::new();
         let mut messages = Vec::new();
         for piece in bytes.chunks(chunk.max(1)) {
             let mut at = 0;
             while at < piece.len() {
-                let (used, result) = rx.feed(&piece[at..]);
+                let (used, result) = rx.feed(&piece[at..], &mut inflater);
                 at += used;
                 match result {
                     Ok(Some(m)) => messages.push(m),
@@ -423,9 +497,12 @@ mod tests {
 
     #[test]
     fn oversized_frame_fails_before_its_payload_arrives() {
-        let mut rx = Receiver::new(100);
+        let mut rx = Receiver::new(100, false);
         let head = &frame(true, 2, &[0u8; 1000])[..8];
-        assert_eq!(rx.feed(head).1, Err(FrameError::MessageTooBig));
+        assert_eq!(
+            rx.feed(head, &mut Inflater::new()).1,
+            Err(FrameError::MessageTooBig)
+        );
     }
 
     #[test]
@@ -438,7 +515,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_fails_fast_inside_a_frame() {
-        let mut rx = Receiver::new(1 << 20);
+        let mut rx = Receiver::new(1 << 20, false);
         let full = frame(
             true,
             1,
@@ -449,7 +526,7 @@ mod tests {
             .concat(),
         );
         // Only the first 20 bytes (header + the invalid prefix) are fed.
-        let (_, result) = rx.feed(&full[..22]);
+        let (_, result) = rx.feed(&full[..22], &mut Inflater::new());
         assert_eq!(result, Err(FrameError::InvalidUtf8));
     }
 
@@ -516,8 +593,8 @@ mod tests {
 
     #[test]
     fn idle_receiver_holds_no_heap_memory() {
-        let mut rx = Receiver::new(1 << 20);
-        let (_, r) = rx.feed(&frame(true, 1, &[b'x'; 4000]));
+        let mut rx = Receiver::new(1 << 20, false);
+        let (_, r) = rx.feed(&frame(true, 1, &[b'x'; 4000]), &mut Inflater::new());
         assert!(matches!(r, Ok(Some(Message::Text(_)))));
         assert_eq!(rx.message.capacity(), 0);
     }
@@ -526,9 +603,9 @@ mod tests {
     fn a_receiver_that_drops_its_message_keeps_nothing_but_still_reads_a_close() {
         use crate::proto::frame::masked;
 
-        let mut rx = Receiver::new(1 << 20);
+        let mut rx = Receiver::new(1 << 20, false);
         let frame = masked(0x81, &[b'x'; 60_000], [1, 2, 3, 4]);
-        let (used, result) = rx.feed(&frame[..30_000]);
+        let (used, result) = rx.feed(&frame[..30_000], &mut Inflater::new());
         assert_eq!((used, result), (30_000, Ok(None)));
         assert!(rx.held() >= 29_000);
         rx.drop_message();
@@ -539,7 +616,7 @@ mod tests {
         let mut input = &rest[..];
         let mut got = Vec::new();
         while !input.is_empty() {
-            let (used, result) = rx.feed(input);
+            let (used, result) = rx.feed(input, &mut Inflater::new());
             input = &input[used..];
             assert!(rx.held() <= 125, "{}", rx.held());
             if let Some(message) = result.unwrap() {
@@ -549,3 +626,6 @@ mod tests {
         assert_eq!(got, [Message::Close(Some(CloseCode::NORMAL))]);
     }
 }
+
+#[cfg(test)]
+mod compressed_tests;

@@ -2,10 +2,12 @@
 //! sockets and no clock, so every rule can be unit-tested.
 
 pub mod close;
+pub mod deflate;
 pub mod fault;
 pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod message;
+pub mod negotiate;
 pub mod resp;
 pub mod status;

@@ -569,7 +569,7 @@ pub fn joined(settings: Settings, n: u64, room: usize) -> (Conns, Sockets, Vec<C
             endpoint: Endpoint::Notify,
             seq,
         };
-        conns.drive(key, 0, |c, now, s| c.upgrade("x", client, now, s));
+        conns.drive(key, 0, |c, now, s| c.upgrade("x", None, client, now, s));
         sockets.open(key, usize::MAX);
         conns.flush(key, 0, &mut sockets);
         sockets.take(key);
@@ -592,6 +592,8 @@ pub fn upgrade(path: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, a compressed message.
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -614,6 +616,7 @@ impl Frame {
         let payload = bytes.get(at..at + len)?.to_vec();
         let frame = Frame {
             fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
             opcode: first & 0x0F,
             payload,
         };

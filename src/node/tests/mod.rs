@@ -3,6 +3,7 @@
 
 mod channels;
 mod clients;
+mod compression;
 mod drain;
 mod handover;
 pub mod harness;
