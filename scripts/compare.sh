@@ -2,8 +2,8 @@
 # scripts/compare.sh: wsnotify side by side with uWebSockets.js and ws (issue 6).
 #
 #   scripts/compare.sh [--rounds N] [--subs N] [--duration S] [--idle-secs S]
-#                      [--servers wsnotify,uws,ws] [--baseline BIN] [--quick]
-#                      [--no-build] [--out FILE] [--tests LIST]
+#                      [--servers wsnotify,uws,ws] [--tests LIST] [--channels]
+#                      [--baseline BIN] [--quick] [--no-build] [--out FILE]
 #
 # --baseline BIN adds the server wsnotify-base: another wsnotify binary (say,
 # one built from an earlier commit) run exactly like this checkout's, so a
@@ -22,20 +22,38 @@
 #        wsload fanout --subs N --size 100 --publish http --duration 5
 #        wsload echo   --conns 64 --depth 8 --size 100 --duration 5
 #      (N = --subs, default 10000);
+#      --tests LIST picks among these (idle, fanout_ws, fanout_http, echo) and
+#      the channel tests, which run only when asked for:
+#        channels_idle: wsload channels --conns N --channels N/10 --per-conn 3
+#                       --rate 1000 --duration 1 --server-pid PID
+#                       (memory per connection with 3 channels each, read
+#                       before anything is published)
+#        channels:      wsload channels --conns N --channels N/10 --per-conn 1
+#                       --duration S --server-pid PID
+#                       (channels of 10; members chat on random channels,
+#                       closed loop with 1000 messages in flight)
+#        channels_http: the same with --publish http (POST /broadcast with
+#                       "channel", pipelined on one keep-alive connection)
+#      idle and channels_idle get a fresh server when another test ran on it
+#      before them. --channels is --servers wsnotify,uws --tests
+#      idle,channels_idle,channels,channels_http: wsnotify's channels against
+#      uWebSockets.js topics, with the idle memory without channels beside
+#      them (about 4 minutes);
 #   3. writes the JSON lines to target/compare/results-TIMESTAMP.jsonl (a meta
 #      line first, then wsload's line for each run with cmp_server, cmp_round,
 #      cmp_test and cmp_exit added), prints its path, and prints the Markdown
 #      summary of bench/peers/summarize.py (also saved beside it as .md).
 #
-# --tests LIST picks the tests (default idle,fanout_ws,fanout_http,echo); the
-# permessage-deflate ones (issue 24) are
+# The permessage-deflate tests (issue 24) also run only when --tests names
+# them:
 #   idle_deflate        wsload idle --deflate on (handshakes/s and memory with an offer)
 #   fanout_deflate_300  wsload fanout --deflate on --text words --size 150 --publish http
 #   fanout_deflate_3k   wsload fanout --deflate on --text words --size 2900 --publish http
 # (every client offers as a browser does; 150 and 2900 bytes of words and
-# numbers make notifications of about 300 bytes and 3 KB with their JSON).
-# With any of them, uws.js runs with --compression shared (SHARED_COMPRESSOR,
-# broadcasts published compressed).
+# numbers make notifications of about 300 bytes and 3 KB with their JSON;
+# idle_deflate gets a fresh server as idle does). With any of them, uws.js
+# runs with --compression shared (SHARED_COMPRESSOR, broadcasts published
+# compressed).
 #
 # --quick is a smoke run: 1 round, 1000 subscribers, 2 s per test.
 # Progress goes to stderr; every child is killed by PID on exit.
@@ -53,10 +71,10 @@ SUBS=10000
 DURATION=5
 IDLE_SECS=5
 SERVERS=wsnotify,uws,ws
+TESTS_ARG=idle,fanout_ws,fanout_http,echo
 BUILD=1
 OUT=
 BASELINE=
-TESTS_ARG=idle,fanout_ws,fanout_http,echo
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 need_value() { [[ $# -ge 2 && -n $2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }; }
@@ -67,9 +85,10 @@ while [[ $# -gt 0 ]]; do
         --duration) need_value "$@"; DURATION=$2; shift 2 ;;
         --idle-secs) need_value "$@"; IDLE_SECS=$2; shift 2 ;;
         --servers) need_value "$@"; SERVERS=$2; shift 2 ;;
+        --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
+        --channels) SERVERS=wsnotify,uws; TESTS_ARG=idle,channels_idle,channels,channels_http; shift ;;
         --out) need_value "$@"; OUT=$2; shift 2 ;;
         --baseline) need_value "$@"; BASELINE=$2; shift 2 ;;
-        --tests) need_value "$@"; TESTS_ARG=$2; shift 2 ;;
         --quick) ROUNDS=1; SUBS=1000; DURATION=2; IDLE_SECS=2; shift ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -79,16 +98,18 @@ done
 for n in "$ROUNDS" "$SUBS" "$DURATION" "$IDLE_SECS"; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$n' is not a positive whole number" >&2; exit 2; }
 done
+IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
 IFS=, read -r -a TESTS <<<"$TESTS_ARG"
 UWS_ARGS=()
 for t in "${TESTS[@]}"; do
     case $t in
-        idle|fanout_ws|fanout_http|echo) ;;
+        idle|fanout_ws|fanout_http|echo|channels_idle|channels|channels_http) ;;
         idle_deflate|fanout_deflate_300|fanout_deflate_3k) UWS_ARGS=(--compression shared) ;;
-        *) echo "compare.sh: unknown test '$t'" >&2; exit 2 ;;
+        *) echo "compare.sh: unknown test '$t' (idle, fanout_ws, fanout_http, echo, channels_idle, channels, channels_http, idle_deflate, fanout_deflate_300, fanout_deflate_3k)" >&2; exit 2 ;;
     esac
 done
-IFS=, read -r -a SERVER_LIST <<<"$SERVERS"
+CHANNELS=$((SUBS / 10))
+[[ $CHANNELS -ge 1 ]] || { echo "compare.sh: --subs must be at least 10 for the channel tests" >&2; exit 2; }
 NEED_NODE=0
 for s in "${SERVER_LIST[@]}"; do
     case $s in
@@ -160,7 +181,7 @@ if [[ $BUILD == 1 ]]; then
 fi
 WSNOTIFY=$TARGET_DIR/release/wsnotify
 WSLOAD=$TARGET_DIR/release/wsload
-[[ -x $WSNOTIFY ]] || die "$WSNOTIFY is missing"
+[[ -x $WSNOTIFY || ,$SERVERS, != *,wsnotify,* ]] || die "$WSNOTIFY is missing"
 [[ -x $WSLOAD ]] || die "$WSLOAD is missing (cargo build --release -p wsnotify-bench)"
 
 mkdir -p "$TARGET_DIR/compare"
@@ -201,8 +222,10 @@ EOF
 
 # 2. The rounds.
 SERVER_PORT=
-start_server() { # NAME ROUND
-    local name=$1 log=$LOGS/$1-r$2.server.log cmd
+SERVER_LOG=
+start_server() { # NAME ROUND [LOG_SUFFIX]
+    local name=$1 log=$LOGS/$1-r$2${3:-}.server.log cmd
+    SERVER_LOG=$log
     case $name in
         wsnotify|wsnotify-base)
             cmd=("$WSNOTIFY" --host 127.0.0.1 --port 0 --enable-echo --max-connections 20000
@@ -252,7 +275,7 @@ run_load() {
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         say "  $name died; its log:"
-        tail -n 20 "$LOGS/$name-r$round.server.log" >&2
+        tail -n 20 "$SERVER_LOG" >&2
         return 1
     fi
     sleep 1
@@ -265,12 +288,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         start_server "$name" "$round"
         say "round $round/$ROUNDS  $name  pid $SERVER_PID port $SERVER_PORT"
         alive=1
+        first=1
         for test in "${TESTS[@]}"; do
             if [[ $alive == 0 ]]; then
                 printf '{"cmp_server":"%s","cmp_round":%d,"cmp_test":"%s","cmp_exit":-1,"cmp_no_output":true,"error":"server died earlier"}\n' \
                     "$name" "$round" "$test" >>"$RESULTS"
                 continue
             fi
+            if [[ $first == 0 && ($test == idle || $test == channels_idle || $test == idle_deflate) ]]; then
+                # Memory per connection is read on a server that has had no clients yet.
+                stop_server
+                start_server "$name" "$round" "-$test"
+                say "round $round/$ROUNDS  $name  restarted for $test: pid $SERVER_PID port $SERVER_PORT"
+            fi
+            first=0
             case $test in
                 idle) args=(idle --conns "$SUBS" --server-pid "$SERVER_PID" --idle-secs "$IDLE_SECS")
                       limit=$((IDLE_SECS + 90)) ;;
@@ -290,6 +321,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 fanout_deflate_3k) args=(fanout --subs "$SUBS" --size 2900 --text words --deflate on
                                          --publish http --duration "$DURATION" --server-pid "$SERVER_PID")
                                    limit=$((DURATION + 90)) ;;
+                channels_idle) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 3
+                                     --rate 1000 --duration 1 --server-pid "$SERVER_PID")
+                               limit=90 ;;
+                channels) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 1
+                                --duration "$DURATION" --server-pid "$SERVER_PID")
+                          limit=$((DURATION + 90)) ;;
+                channels_http) args=(channels --conns "$SUBS" --channels "$CHANNELS" --per-conn 1
+                                     --publish http --duration "$DURATION" --server-pid "$SERVER_PID")
+                               limit=$((DURATION + 90)) ;;
             esac
             run_load "$name" "$round" "$test" "$limit" "${args[@]}" || alive=0
         done

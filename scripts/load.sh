@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/load.sh: a short, bounded load run against wsnotify.
 #
-#   scripts/load.sh [echo|broadcast|idle] [options] [-- extra tool arguments]
+#   scripts/load.sh [echo|broadcast|idle|channels] [options] [-- extra tool arguments]
 #
 # Modes (default echo):
 #   echo       clients send messages to /echo and read them back
@@ -10,6 +10,11 @@
 #              delivered to every client
 #   idle       clients connect to /ws and stay idle; handshakes/s, and the
 #              server's RSS per connection and CPU when the script started it
+#   channels   clients on /ws join channels of 10 (--conns / 10 channels, one
+#              each; --per-conn 3: three each), then members chat on random
+#              channels; channel deliveries/s, latency, missing deliveries, and
+#              the server's memory per connection when the script started it
+#              (wsload only)
 # Options:
 #   --port P         use the wsnotify already listening on 127.0.0.1:P (--host
 #                    to change the address); without it the script starts its
@@ -17,7 +22,8 @@
 #                    --notify-interval 0 --log-level warn, built if missing)
 #   --host ADDR      server address (127.0.0.1)
 #   --conns N        connections (echo 64, broadcast 1000 with wsload and 100
-#                    with tcpkali, idle 1000)
+#                    with tcpkali, idle 1000, channels 10000)
+#   --per-conn J     channels: channels each connection joins (1)
 #   --duration S     seconds of load (10; idle: seconds held idle)
 #   --size B         message bytes (100)
 #   --publish ws|http  broadcast: how messages are published (http)
@@ -50,7 +56,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 
 MODE=echo
-case ${1:-} in echo|broadcast|idle) MODE=$1; shift ;; esac
+case ${1:-} in echo|broadcast|idle|channels) MODE=$1; shift ;; esac
 PORT=
 HOST=127.0.0.1
 CONNS=
@@ -59,6 +65,7 @@ SIZE=100
 PUBLISH=http
 RATE=
 TOOL=
+PER_CONN=1
 EXTRA=()
 need_value() { [[ $# -ge 2 && -n $2 ]] || { echo "load.sh: $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
@@ -71,26 +78,28 @@ while [[ $# -gt 0 ]]; do
         --publish) need_value "$@"; PUBLISH=$2; shift 2 ;;
         --rate) need_value "$@"; RATE=$2; shift 2 ;;
         --tool) need_value "$@"; TOOL=$2; shift 2 ;;
+        --per-conn) need_value "$@"; PER_CONN=$2; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "load.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-for n in "$DURATION" "$SIZE" ${CONNS:+"$CONNS"} ${PORT:+"$PORT"}; do
+for n in "$DURATION" "$SIZE" "$PER_CONN" ${CONNS:+"$CONNS"} ${PORT:+"$PORT"}; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: '$n' is not a positive whole number" >&2; exit 2; }
 done
 [[ -z $RATE || $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "load.sh: bad --rate '$RATE'" >&2; exit 2; }
 [[ $PUBLISH == ws || $PUBLISH == http ]] || { echo "load.sh: --publish is ws or http" >&2; exit 2; }
 if [[ -z $TOOL ]]; then
-    if command -v tcpkali >/dev/null; then TOOL=tcpkali; else TOOL=wsload; fi
+    if [[ $MODE != channels ]] && command -v tcpkali >/dev/null; then TOOL=tcpkali; else TOOL=wsload; fi
 fi
+[[ $MODE != channels || $TOOL == wsload ]] || { echo "load.sh: channels runs with wsload only" >&2; exit 2; }
 case $TOOL in
     wsload) ;;
     tcpkali) command -v tcpkali >/dev/null || { echo "load.sh: tcpkali is not on PATH" >&2; exit 2; } ;;
     *) echo "load.sh: --tool is wsload or tcpkali" >&2; exit 2 ;;
 esac
 if [[ -z $CONNS ]]; then
-    case $MODE/$TOOL in echo/*) CONNS=64 ;; broadcast/tcpkali) CONNS=100 ;; *) CONNS=1000 ;; esac
+    case $MODE/$TOOL in echo/*) CONNS=64 ;; broadcast/tcpkali) CONNS=100 ;; channels/*) CONNS=10000 ;; *) CONNS=1000 ;; esac
 fi
 
 say() { printf '[load] %s\n' "$*" >&2; }
@@ -139,6 +148,10 @@ if [[ $TOOL == wsload ]]; then
                    [[ -z $SERVER_PID ]] || args+=(--server-pid "$SERVER_PID") ;;
         idle) args=(idle --conns "$CONNS" --idle-secs "$DURATION")
               [[ -z $SERVER_PID ]] || args+=(--server-pid "$SERVER_PID") ;;
+        channels) args=(channels --conns "$CONNS" --channels $((CONNS / 10 > 0 ? CONNS / 10 : 1))
+                        --per-conn "$PER_CONN" --size "$SIZE" --duration "$DURATION")
+                  [[ -z $RATE ]] || args+=(--rate "$RATE")
+                  [[ -z $SERVER_PID ]] || args+=(--server-pid "$SERVER_PID") ;;
     esac
     args+=(--host "$HOST" --port "$PORT" --label "load.sh $MODE")
     say "wsload ${args[*]} ${EXTRA[*]}"

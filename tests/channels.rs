@@ -12,6 +12,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
+use std::time::Duration;
 use support::*;
 
 const SECRET: &str = "channels e2e test secret, 32 bytes at least";
@@ -391,4 +392,81 @@ fn a_user_gets_its_messages_on_every_connection_and_private_channels_need_the_cl
     );
     publish(&server, json!({"message": "to bob", "user": "bob"}));
     assert_eq!(next_json(&mut bob)["message"], "to bob");
+}
+
+/// A tab that reconnects resumes its user's channel: what was sent to the
+/// user while it was away arrives after the `subscribed` answer.
+#[test]
+fn a_user_resumes_its_own_channel_after_a_reconnect() {
+    let server = Server::start_with_env(
+        &["--notify-interval", "0"],
+        &[("WSNOTIFY_TOKEN_SECRET", SECRET)],
+    );
+    let ann = token(&json!({"sub": "ann"}));
+    let mut tab = connect(&server, &format!("/ws?token={ann}"));
+    let welcome = next_json(&mut tab);
+    publish(&server, json!({"message": "one", "user": "ann"}));
+    assert_eq!(next_json(&mut tab)["offset"], 1);
+    drop(tab);
+    wait_until("ann's tab gone", Duration::from_secs(5), || {
+        get_json(&server, "/status")["subscriptions"] == 0
+    });
+    let (_, missed) = publish(&server, json!({"message": "two", "user": "ann"}));
+    assert_eq!(missed["recipients"], 0);
+    let mut tab = connect(&server, &format!("/ws?token={ann}"));
+    next_json(&mut tab);
+    let answer = ask(
+        &mut tab,
+        json!({"type": "subscribe", "channel": "user:ann", "since": 1, "epoch": welcome["epoch"]}),
+    );
+    assert_eq!(
+        (&answer["type"], &answer["recovered"], &answer["replayed"]),
+        (&json!("subscribed"), &json!(true), &json!(1)),
+        "{answer}"
+    );
+    let replayed = next_json(&mut tab);
+    assert_eq!(
+        (&replayed["message"], &replayed["offset"]),
+        (&json!("two"), &json!(2))
+    );
+    assert_eq!(get_json(&server, "/status")["subscriptions"], 1);
+}
+
+/// `--max-channels`: clients subscribing to fresh channels and a publisher
+/// publishing to fresh ones never make the process hold more.
+#[test]
+fn the_channels_held_stay_within_max_channels() {
+    let server = Server::start(&["--notify-interval", "0", "--max-channels", "4"]);
+    let mut clients: Vec<Client> = (0..3).map(|_| client(&server).0).collect();
+    let mut refused = 0;
+    for (i, c) in clients.iter_mut().enumerate() {
+        for j in 0..3 {
+            let answer = ask(
+                c,
+                json!({"type": "subscribe", "channel": format!("c{i}-{j}")}),
+            );
+            if answer["type"] == "error" {
+                assert_eq!(answer["error"], "the server holds too many channels");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 5);
+    for i in 0..10 {
+        let (status, answer) =
+            publish(&server, json!({"message": "m", "channel": format!("p{i}")}));
+        assert_eq!((status, &answer["recipients"]), (200, &json!(0)));
+    }
+    let status = get_json(&server, "/status");
+    assert_eq!(status["memory"]["channels_held"], 4);
+    let text = metrics_text(&server);
+    assert_eq!(
+        metric(&text, "wsnotify_limit_hits_total{limit=\"max_channels\"}"),
+        15.0
+    );
+    assert_eq!(metric(&text, "wsnotify_channels_held"), 4.0);
+    assert_eq!(
+        ask(&mut clients[2], json!({"type": "ping"}))["type"],
+        "pong"
+    );
 }

@@ -7,8 +7,9 @@ The file holds one JSON object per line: first a meta line
 ({"cmp_meta": true, ...}: machine, versions, settings), then one line per
 wsload run: wsload's own JSON object with four fields added by compare.sh,
 cmp_server (wsnotify, wsnotify-base for a --baseline binary, uws, ws),
-cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo, and with --tests
-idle_deflate, fanout_deflate_300, fanout_deflate_3k) and cmp_exit
+cmp_round, cmp_test (idle, fanout_ws, fanout_http, echo, channels_idle,
+channels, channels_http, idle_deflate, fanout_deflate_300,
+fanout_deflate_3k) and cmp_exit
 (wsload's exit status). A run is invalid when wsload exited non-zero,
 printed no JSON, or said "valid": false; invalid runs are listed and left out
 of the medians. Standard library only.
@@ -41,6 +42,14 @@ FIGURES = [
     ("Fanout, published over HTTP (POST /broadcast): delivery latency p99", "fanout_http", ("lat_us", "p99"), "µs", "lower"),
     ("Echo (/echo, 64 connections × 8 in flight): messages per second", "echo", ("msgs_per_sec",), "/s", "higher"),
     ("Echo (/echo, 64 connections × 8 in flight): round trip p99", "echo", ("rtt_us", "p99"), "µs", "lower"),
+    ("Channels, 3 per connection: server RSS per connection", "channels_idle", ("rss_per_conn_bytes",), "bytes", "lower"),
+    ("Channels, 3 per connection: server anonymous memory (RssAnon) per connection", "channels_idle", ("anon_per_conn_bytes",), "bytes", "lower"),
+    ("Channels of 10, chat on random channels: deliveries per second", "channels", ("deliveries_per_sec",), "/s", "higher"),
+    ("Channels of 10, chat on random channels: delivery latency p99", "channels", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, chat on random channels: deliveries per second of server CPU", "channels", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second", "channels_http", ("deliveries_per_sec",), "/s", "higher"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): delivery latency p99", "channels_http", ("lat_us", "p99"), "µs", "lower"),
+    ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second of server CPU", "channels_http", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
     ("Handshakes per second offering permessage-deflate (idle test, connecting)", "idle_deflate", ("handshakes_per_sec",), "/s", "higher"),
     ("Server RSS per idle connection, permessage-deflate negotiated", "idle_deflate", ("rss_per_conn_bytes",), "bytes", "lower"),
     ("Server anonymous memory per idle connection, permessage-deflate negotiated", "idle_deflate", ("anon_per_conn_bytes",), "bytes", "lower"),
@@ -154,9 +163,10 @@ def summarize(path):
         if reason:
             invalid[id(run)] = reason
 
+    tests_run = {r.get("cmp_test") for r in runs}
     for title, test, path_, unit, better in FIGURES:
-        if not any(r.get("cmp_test") == test for r in runs):
-            continue  # a test this sitting did not run (see compare.sh --tests)
+        if test not in tests_run:
+            continue
         out.append(f"## {title} ({unit}, {better} is better)")
         out.append("")
         out.append("| server | valid runs | median | range (min–max) | wsnotify/server (medians) |")
@@ -178,6 +188,20 @@ def summarize(path):
             else:
                 ratio = f"{base / median:.2f}"
             out.append(f"| {SERVER_NAMES.get(server, server)} | {count} | {fmt(median, unit)} | {rng} | {ratio} |")
+        out.append("")
+
+    channel_tests = [t for t in ("channels_idle", "channels", "channels_http") if t in tests_run]
+    if channel_tests:
+        out.append("## Channels: expected deliveries missing, every run counted")
+        out.append("")
+        out.append("| server | test | runs | expected | missing | duplicates |")
+        out.append("|---|---|---|---|---|---|")
+        for server in servers:
+            for test in channel_tests:
+                mine = [r for r in runs if r.get("cmp_server") == server and r.get("cmp_test") == test]
+                total = lambda key: sum(int(r.get(key) or 0) for r in mine)
+                out.append(f"| {SERVER_NAMES.get(server, server)} | {test} | {len(mine)} | {total('expected'):,} | "
+                           f"{total('missing'):,} | {total('duplicates'):,} |")
         out.append("")
 
     if invalid:

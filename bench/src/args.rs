@@ -17,6 +17,10 @@ usage:
                 [--duration S, the longest wait for every broadcast once connected (60)]
   wsload publish --port P [--host H] --messages M [--rate R msgs/s, 0 = as fast as answered (100)]
                 [--size 100] [--duration S, the longest publishing may take (60)]
+  wsload channels --port P [--host H] [--path /ws] [--conns N (10000)] [--channels C (1000)]
+                [--per-conn J channels each (1)] [--size 100] [--rate R msgs/s, 0 = closed loop (0)]
+                [--in-flight W, closed loop (1000)] [--publish ws|http (ws)] [--messages M]
+                [--duration S (10)] [--server-pid PID]
   wsload upgrade --handover PATH (--server BIN | --port P --server-pid PID --new-server BIN)
                 [--new-server BIN (--server)] [--conns N (50)] [--rate R (20)] [--reconnect hint|now (hint)]
                 [--redis URL] [--drain-timeout DUR (20s)] [--server-args 'ARGS'] [--log-dir DIR]
@@ -38,6 +42,7 @@ pub enum Mode {
     Subscribe,
     Publish,
     Upgrade,
+    Channels,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +78,12 @@ pub struct Args {
     pub path: String,
     /// `--conns` (idle, echo) or `--subs` (fanout).
     pub conns: usize,
+    /// channels: how many channels the clients are spread over.
+    pub channels: u32,
+    /// channels: how many channels each client joins.
+    pub per_conn: usize,
+    /// channels: messages not yet delivered everywhere, closed loop.
+    pub in_flight: usize,
     pub server_pid: Option<u32>,
     pub idle_secs: f64,
     pub size: usize,
@@ -150,7 +161,11 @@ fn secs(flag: &str, v: &str) -> Result<f64, String> {
     Ok(s)
 }
 
-const MODES: &str = "idle, fanout, echo, drain, drain-resume, subscribe, publish, upgrade";
+const MODES: &str =
+    "idle, fanout, echo, drain, drain-resume, subscribe, publish, upgrade, channels";
+/// channels: at most this many channels per client (wsnotify's default
+/// `--max-channels-per-client`).
+pub const MAX_PER_CONN: usize = 100;
 
 /// Parses everything after the program name. `Ok(None)` means `--help`.
 pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
@@ -164,6 +179,7 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         Some("subscribe") => Mode::Subscribe,
         Some("publish") => Mode::Publish,
         Some("upgrade") => Mode::Upgrade,
+        Some("channels") => Mode::Channels,
         Some("-h" | "--help" | "help") => return Ok(None),
         Some(other) => return Err(format!("unknown mode {other:?} ({MODES})")),
         None => return Err(format!("missing mode ({MODES})")),
@@ -173,7 +189,14 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
         host: Ipv4Addr::LOCALHOST,
         port: 0,
         path: if mode == Mode::Echo { "/echo" } else { "/ws" }.into(),
-        conns: if mode == Mode::Upgrade { 50 } else { 0 },
+        conns: match mode {
+            Mode::Upgrade => 50,
+            Mode::Channels => 10_000,
+            _ => 0,
+        },
+        channels: 1_000,
+        per_conn: 1,
+        in_flight: 1_000,
         server_pid: None,
         idle_secs: 5.0,
         size: 100,
@@ -247,6 +270,17 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             ],
             Mode::Subscribe => &["--conns", "--expect", "--ready-file"],
             Mode::Publish => &["--messages", "--rate", "--size"],
+            Mode::Channels => &[
+                "--conns",
+                "--channels",
+                "--per-conn",
+                "--size",
+                "--rate",
+                "--in-flight",
+                "--messages",
+                "--server-pid",
+                "--publish",
+            ],
             Mode::Upgrade => &[
                 "--conns",
                 "--rate",
@@ -368,6 +402,24 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
                 }
                 a.ready_file = Some(v);
             }
+            "--channels" => {
+                a.channels = num(&flag, &v)?;
+                if a.channels == 0 || a.channels > 1_000_000 {
+                    return Err("--channels must be 1 to 1000000".into());
+                }
+            }
+            "--per-conn" => {
+                a.per_conn = num(&flag, &v)?;
+                if a.per_conn == 0 || a.per_conn > MAX_PER_CONN {
+                    return Err(format!("--per-conn must be 1 to {MAX_PER_CONN}"));
+                }
+            }
+            "--in-flight" => {
+                a.in_flight = num(&flag, &v)?;
+                if a.in_flight == 0 || a.in_flight > 1_000_000 {
+                    return Err("--in-flight must be 1 to 1000000".into());
+                }
+            }
             "--depth" => {
                 a.depth = num(&flag, &v)?;
                 if a.depth == 0 || a.depth > 4096 {
@@ -453,9 +505,20 @@ pub fn parse(argv: &[String]) -> Result<Option<Args>, String> {
             return Err("--rate must be above 0 for drain-resume".into());
         }
     }
+    if mode == Mode::Channels {
+        if a.channels as usize > a.conns * a.per_conn {
+            return Err(format!(
+                "--conns {} × --per-conn {} leave some of the {} channels without a member",
+                a.conns, a.per_conn, a.channels
+            ));
+        }
+        if (a.channels as usize) < a.per_conn {
+            return Err("--channels must be at least --per-conn".into());
+        }
+    }
     if matches!(
         mode,
-        Mode::Fanout | Mode::Drain | Mode::DrainResume | Mode::Upgrade
+        Mode::Fanout | Mode::Drain | Mode::DrainResume | Mode::Upgrade | Mode::Channels
     ) && a.size < MIN_FANOUT_SIZE
     {
         return Err(format!(
@@ -563,6 +626,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((a.rate, a.size), (0.0, 36));
+    }
+
+    #[test]
+    fn parses_channels() {
+        let a = p("channels --port 80").unwrap().unwrap();
+        assert_eq!(a.mode, Mode::Channels);
+        assert_eq!(
+            (
+                a.conns,
+                a.channels,
+                a.per_conn,
+                a.in_flight,
+                a.rate,
+                a.duration
+            ),
+            (10_000, 1_000, 1, 1_000, 0.0, 10.0)
+        );
+        let a = p("channels --port 80 --conns 300 --channels 100 --per-conn 3 --in-flight 5 --server-pid 9")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.conns, a.channels, a.per_conn, a.in_flight, a.server_pid),
+            (300, 100, 3, 5, Some(9))
+        );
+        for bad in [
+            "channels --port 80 --conns 10 --channels 100",
+            "channels --port 80 --conns 10 --channels 2 --per-conn 3",
+            "channels --port 80 --per-conn 0",
+            "channels --port 80 --per-conn 101",
+            "channels --port 80 --in-flight 0",
+            "channels --port 80 --size 14",
+            "channels --port 80 --publish smtp",
+            "fanout --port 80 --subs 1 --channels 3",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! loop, hand-written masked client frames; see bench/README.md.
 
 mod args;
+mod channel_plan;
+mod channels;
 mod drain;
 mod drain_resume;
 mod echo;
@@ -65,6 +67,7 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Subscribe => "subscribe",
         Mode::Publish => "publish",
         Mode::Upgrade => "upgrade",
+        Mode::Channels => "channels",
     }
 }
 
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Mode::Idle => 1.0 + args.idle_secs,
         Mode::Fanout | Mode::Echo | Mode::Drain | Mode::Publish => args.duration,
         Mode::Subscribe => args.duration + subscribe::LINGER.as_secs_f64(),
+        Mode::Channels => args.duration + channels::SETTLE.as_secs_f64(),
         Mode::DrainResume | Mode::Upgrade => {
             args.before + args.duration + args.after + CATCH_UP.as_secs_f64()
         }
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
         Mode::Subscribe => subscribe::run(&run),
         Mode::Publish => publish::run(&run),
         Mode::Upgrade => upgrade::run(&run),
+        Mode::Channels => channels::run(&run),
     };
     match result {
         Ok(out) => {

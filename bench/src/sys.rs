@@ -145,6 +145,12 @@ impl CpuSample {
         }
     }
 
+    /// CPU seconds used since this sample (None if unreadable).
+    pub fn secs_since(&self) -> Option<f64> {
+        let now = CpuSample::take(self.pid);
+        Some(now.us?.saturating_sub(self.us?) as f64 / 1e6)
+    }
+
     /// Percent of one core used since this sample (None if unreadable).
     pub fn percent_since(&self) -> Option<f64> {
         let now = CpuSample::take(self.pid);

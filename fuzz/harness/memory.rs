@@ -409,6 +409,7 @@ impl Sim {
                         Action::Mail { .. }
                         | Action::Forward { .. }
                         | Action::Subscribe { .. }
+                        | Action::SubscribeUser { .. }
                         | Action::Unsubscribe { .. },
                     )
                     | None => {}

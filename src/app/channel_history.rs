@@ -73,6 +73,9 @@ struct Channel {
     /// Kept without subscriber or entry until then: a channel taken over
     /// in a hand-over, for the clients that come over from the old process.
     pinned_until: Option<Instant>,
+    /// Its place in `ChannelStreams::vacant` while it has no subscriber
+    /// (0: not there).
+    vacant_mark: u64,
 }
 
 impl Channel {
@@ -83,6 +86,7 @@ impl Channel {
             subscribers: 0,
             followed: false,
             pinned_until: None,
+            vacant_mark: 0,
         }
     }
 
@@ -112,8 +116,11 @@ pub const CHANNEL_ENTRY_COST: usize =
 
 /// What a channel costs besides its name, counted in the history's bytes
 /// while no client follows it (a followed one is the subscribers' cost):
-/// its map slot (twice, for the map's spare room) and the name's `Arc`.
-pub const CHANNEL_COST: usize = 2 * size_of::<(Arc<str>, Channel)>() + 2 * size_of::<usize>();
+/// its map slot (twice, for the map's spare room), the name's `Arc`, and
+/// its place among the vacant (twice, for the places left stale).
+pub const CHANNEL_COST: usize = 2 * size_of::<(Arc<str>, Channel)>()
+    + 2 * size_of::<usize>()
+    + 2 * size_of::<(Arc<str>, u64)>();
 
 /// Places of left entries tolerated beyond the live ones before the order
 /// is swept.
@@ -153,6 +160,16 @@ pub struct ChannelStreams {
     /// Channels taken over with neither entry nor subscriber, by when they
     /// may be forgotten, in that order.
     pins: VecDeque<(Arc<str>, Instant)>,
+    /// The channels held without a subscriber, in the order they came to
+    /// be so, each with its mark: the first whose mark is still its own
+    /// is the one to forget when a new channel needs room. Places whose
+    /// channel was joined or forgotten since are skipped, and swept when
+    /// they outnumber the channels.
+    vacant: VecDeque<(Arc<str>, u64)>,
+    vacant_marks: u64,
+    /// The channels the map may hold (`--max-channels`): past it a new one
+    /// takes the place of a vacant one, or is refused.
+    max: Option<usize>,
     /// Redis numbers the channels (`--redis`): a channel this process does
     /// not follow may have had messages it never saw, so no resume of it
     /// is recovered, not even at its last offset.
@@ -183,6 +200,73 @@ impl ChannelStreams {
         self.channels.len()
     }
 
+    /// Bounds the channels held, `--max-channels`.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = Some(max);
+    }
+
+    /// Whether `channel` is held, or may be: when the map is full, the
+    /// channels held without a subscriber are forgotten to make room, the
+    /// one left longest ago first (with their kept messages: a resume of
+    /// one is `too_old` from then on, the floor sees to it). False when
+    /// every channel held has a subscriber: the caller refuses the new one.
+    pub fn make_room(&mut self, channel: &str) -> bool {
+        let Some(max) = self.max else {
+            return true;
+        };
+        if self.channels.contains_key(channel) {
+            return true;
+        }
+        while self.channels.len() >= max {
+            if !self.forget_vacant() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Forgets the channel without a subscriber that has been so the
+    /// longest. Returns whether there was one.
+    fn forget_vacant(&mut self) -> bool {
+        while let Some((name, mark)) = self.vacant.pop_front() {
+            let Some(ch) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            if ch.vacant_mark != mark {
+                continue;
+            }
+            let dropped = ch.entries.len();
+            let freed: usize = ch.entries.drain(..).map(|e| entry_cost(&e.frame)).sum();
+            ch.pinned_until = None;
+            self.left_otherwise(dropped, freed);
+            self.forget_if_idle(&name);
+            return true;
+        }
+        false
+    }
+
+    /// `name`, held without a subscriber, takes its place among the vacant
+    /// (once: a channel already there keeps its place).
+    fn mark_vacant(&mut self, name: &Arc<str>) {
+        let Some(ch) = self.channels.get_mut(name) else {
+            return;
+        };
+        if ch.subscribers > 0 || ch.vacant_mark != 0 {
+            return;
+        }
+        self.vacant_marks += 1;
+        ch.vacant_mark = self.vacant_marks;
+        self.vacant.push_back((Arc::clone(name), self.vacant_marks));
+        if self.vacant.len() > 2 * self.channels.len() + STALE_SLACK {
+            let channels = &self.channels;
+            self.vacant
+                .retain(|(name, mark)| channels.get(name).is_some_and(|c| c.vacant_mark == *mark));
+            if self.vacant.capacity() > 4 * self.vacant.len() + 64 {
+                self.vacant.shrink_to(2 * self.vacant.len());
+            }
+        }
+    }
+
     /// Numbers `channel`'s next message, keeps its frame (up to `capacity`
     /// per channel).
     pub fn sequence(
@@ -199,6 +283,7 @@ impl ChannelStreams {
         ch.followed = true;
         let frame = frame(offset);
         self.keep(&name, offset, &frame, now, capacity);
+        self.mark_vacant(&name);
         (offset, frame)
     }
 
@@ -232,6 +317,7 @@ impl ChannelStreams {
         ch.last = offset;
         ch.followed = true;
         self.keep(&name, offset, frame, now, capacity);
+        self.mark_vacant(&name);
         true
     }
 
@@ -289,6 +375,7 @@ impl ChannelStreams {
         let name = self.name_of(channel);
         let ch = self.channels.get_mut(&name).expect("just made");
         ch.subscribers += 1;
+        ch.vacant_mark = 0;
         self.subscriptions += 1;
         if ch.subscribers == 1 {
             self.subscribed += 1;
@@ -310,6 +397,10 @@ impl ChannelStreams {
             self.subscribed -= 1;
             self.bytes += record_cost(channel);
             self.forget_if_idle(channel);
+            if let Some((name, _)) = self.channels.get_key_value(channel) {
+                let name = Arc::clone(name);
+                self.mark_vacant(&name);
+            }
         }
     }
 
@@ -410,6 +501,7 @@ impl ChannelStreams {
         }
         self.order = VecDeque::new();
         self.pins = VecDeque::new();
+        self.vacant = VecDeque::new();
         self.stale = 0;
         self.entries = 0;
         self.bytes = 0;
@@ -481,11 +573,13 @@ impl ChannelStreams {
                 kept.push((at, Arc::clone(&name), first + 1 + (i - skip) as u64));
             }
             if !ch.idle() {
+                self.mark_vacant(&name);
                 continue;
             }
             if pin_until > now {
                 ch.pinned_until = Some(pin_until);
-                self.pins.push_back((name, pin_until));
+                self.pins.push_back((Arc::clone(&name), pin_until));
+                self.mark_vacant(&name);
             } else {
                 self.forget_if_idle(&name);
             }
@@ -628,6 +722,11 @@ impl ChannelStreams {
     #[cfg(test)]
     pub fn places(&self) -> usize {
         self.order.len()
+    }
+
+    #[cfg(test)]
+    pub fn vacant_places(&self) -> usize {
+        self.vacant.len()
     }
 }
 

@@ -19,6 +19,9 @@ pub enum ChannelRefusal {
     NotJoined,
     /// Chat on a `user:` channel.
     ChatOnUser,
+    /// A channel not held yet while the process holds `--max-channels`,
+    /// every one with a subscriber.
+    ServerFull,
 }
 
 impl fmt::Display for ChannelRefusal {
@@ -32,6 +35,7 @@ impl fmt::Display for ChannelRefusal {
             ChannelRefusal::TooMany(limit) => write!(f, "at most {limit} channels per connection"),
             ChannelRefusal::NotJoined => f.write_str("subscribe to the channel to chat on it"),
             ChannelRefusal::ChatOnUser => f.write_str("no chat on user: channels"),
+            ChannelRefusal::ServerFull => f.write_str("the server holds too many channels"),
         }
     }
 }

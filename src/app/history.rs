@@ -137,6 +137,13 @@ impl History {
         self
     }
 
+    /// Bounds the channels held, subscribed or kept for their messages
+    /// (`--max-channels`): see `channel_make_room`.
+    pub fn with_max_channels(mut self, max_channels: usize) -> History {
+        self.channels.set_max(max_channels);
+        self
+    }
+
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -619,6 +626,19 @@ impl History {
     /// Channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
         self.channels.count()
+    }
+
+    /// Channels held: with a subscriber, kept messages or a pin.
+    pub fn channels_held(&self) -> usize {
+        self.channels.known()
+    }
+
+    /// Whether `channel` is held or may be, under `--max-channels`: at the
+    /// bound, the channels without a subscriber make room, the one left
+    /// longest ago first; false if every channel held has one. Asked
+    /// before a channel not held yet is joined or numbered.
+    pub fn channel_make_room(&mut self, channel: &str) -> bool {
+        self.channels.make_room(channel)
     }
 
     /// Subscribers of every channel together.

@@ -45,6 +45,12 @@ pub enum Action {
         private: bool,
         resume: Option<ResumeFrom>,
     },
+    /// `subscribe` to a `user:` channel: the node answers it if it is the
+    /// sender's own (joined at connect), and refuses it otherwise.
+    SubscribeUser {
+        channel: String,
+        resume: Option<ResumeFrom>,
+    },
     /// Leave a channel (answered even if it was not joined).
     Unsubscribe { channel: String },
     /// To a channel's subscribers, numbered in it, if the sender joined it.
@@ -93,7 +99,7 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
             }
         }
         Ok(ClientMessage::Subscribe { channel, resume }) => match channel_name::kind(&channel) {
-            Ok(Kind::User) => refuse(channel, ChannelRefusal::Reserved, now),
+            Ok(Kind::User) => Action::SubscribeUser { channel, resume },
             Ok(kind) => Action::Subscribe {
                 channel,
                 private: kind == Kind::Private,
@@ -286,7 +292,7 @@ mod channel_tests {
     }
 
     #[test]
-    fn subscribe_checks_the_name_and_keeps_user_channels_out() {
+    fn subscribe_checks_the_name_and_leaves_user_channels_to_the_node() {
         assert_eq!(
             answer(r#"{"type":"subscribe","channel":"news"}"#),
             Action::Subscribe {
@@ -310,9 +316,17 @@ mod channel_tests {
             refusal(answer(r#"{"type":"subscribe","channel":"a b"}"#)),
             ("a b".into(), ChannelRefusal::BadName(BadName::BadCharacter))
         );
+        // Only the node knows whose connection this is: its own user
+        // channel is answered there, anyone else's refused.
         assert_eq!(
-            refusal(answer(r#"{"type":"subscribe","channel":"user:7"}"#)).1,
-            ChannelRefusal::Reserved
+            answer(r#"{"type":"subscribe","channel":"user:7 8","since":2,"epoch":"e"}"#),
+            Action::SubscribeUser {
+                channel: "user:7 8".into(),
+                resume: Some(ResumeFrom {
+                    since: 2,
+                    epoch: "e".into()
+                })
+            }
         );
         assert_eq!(
             refusal(answer(r#"{"type":"unsubscribe","channel":"user:7"}"#)).1,

@@ -31,6 +31,7 @@ pub fn fields(snapshot: &Snapshot, here: &Here) -> Value {
             "receiving_bytes": snapshot.memory.receiving_bytes,
             "history_bytes": snapshot.memory.history_bytes,
             "history_entries": snapshot.memory.history_entries,
+            "channels_held": snapshot.memory.channels_held,
         },
     });
     if snapshot.draining {

@@ -296,14 +296,15 @@ impl Node {
             };
             match stream.channel_frame(&channel, offset) {
                 Ok(Some(kept)) => kept,
-                Ok(None) => {
+                Ok(None) if stream.channel_make_room(&channel) => {
                     let frame = build();
                     stream.channel_record(&channel, offset, &frame, self.clock.at());
                     frame
                 }
-                // Before what this process follows, or gone: delivered to
-                // whoever here has not had it, not kept.
-                Err(_) => build(),
+                // Before what this process follows, gone, or no room under
+                // --max-channels: delivered to whoever here has not had it,
+                // not kept.
+                _ => build(),
             }
         };
         self.deliver_channel(&channel, Some(offset), &frame);

@@ -18,7 +18,7 @@ use super::process::Process;
 use super::stream::StreamCursor;
 use crate::app::history::History;
 use crate::app::protocol;
-use crate::obs::metrics;
+use crate::obs::metrics::{self, Limit};
 use crate::proto::shared_frame::SharedFrame;
 
 /// What became of a message sent to a channel.
@@ -42,6 +42,15 @@ pub fn sequence(
     wake: impl FnMut(usize),
 ) -> Sent {
     let mut stream = process.stream();
+    if !stream.channel_make_room(channel) {
+        // Every channel held has a subscriber and this one has none: it
+        // reaches nobody, and is not kept.
+        process.stats.limit_hit(Limit::MaxChannels);
+        return Sent {
+            recipients: 0,
+            wake_link: false,
+        };
+    }
     let recipients = stream.channel_subscribers(channel);
     let message = (channel, json);
     let wake_link = sequence_locked(&mut stream, process, me, message, now, compressor, wake);
@@ -129,7 +138,8 @@ pub fn numbered(
     mut wake: impl FnMut(usize),
 ) {
     let mut stream = process.stream();
-    if stream.channel_record(channel, offset, frame, now) {
+    // No room under --max-channels: no subscriber here, nothing to keep.
+    if stream.channel_make_room(channel) && stream.channel_record(channel, offset, frame, now) {
         post(process, usize::MAX, channel, Some(offset), frame, &mut wake);
     }
 }

@@ -248,6 +248,7 @@ impl Node {
                 private,
                 resume,
             } => self.subscribe(key, channel, private, resume),
+            Action::SubscribeUser { channel, resume } => self.subscribe_user(key, channel, resume),
             Action::Unsubscribe { channel } => self.unsubscribe(key, channel),
             Action::ChannelChat { channel, json } => self.chat_on_channel(key, channel, &json),
         }

@@ -82,7 +82,8 @@ impl Process {
         let mailbox_bytes =
             (config.max_total_queue_bytes / workers / MAILBOX_PART).clamp(1, mailbox::MAX_BYTES);
         let mut stream = History::new(new_epoch(rng), config.history_size, config.history_ttl)
-            .with_max_bytes(config.max_history_bytes);
+            .with_max_bytes(config.max_history_bytes)
+            .with_max_channels(config.max_channels);
         if config.redis.is_some() {
             stream = stream.with_channels_numbered_elsewhere();
         }
@@ -174,13 +175,14 @@ impl Process {
 
     /// What the process holds in memory that clients can make it hold.
     pub fn memory(&self) -> Memory {
-        let (history_entries, history_bytes, channels, subscriptions) = {
+        let (history_entries, history_bytes, channels, subscriptions, channels_held) = {
             let stream = self.stream();
             (
                 stream.len(),
                 stream.bytes(),
                 stream.channel_count(),
                 stream.subscription_count(),
+                stream.channels_held(),
             )
         };
         Memory {
@@ -191,6 +193,7 @@ impl Process {
             history_entries,
             channels,
             subscriptions,
+            channels_held,
         }
     }
 

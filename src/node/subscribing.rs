@@ -17,7 +17,7 @@ use crate::app::protocol::Resumed;
 use crate::app::routes::ResumeFrom;
 use crate::ids::ConnKey;
 use crate::log;
-use crate::obs::metrics;
+use crate::obs::metrics::{self, Limit};
 
 impl Node {
     /// `subscribe`: a channel whose name is valid and not a `user:` one.
@@ -44,6 +44,11 @@ impl Node {
             None => {
                 let process = Arc::clone(&self.process);
                 let mut history = process.stream();
+                if !history.channel_make_room(&channel) {
+                    drop(history);
+                    self.process.stats.limit_hit(Limit::MaxChannels);
+                    return self.refuse_channel(key, channel, ChannelRefusal::ServerFull);
+                }
                 self.open_subscription(&mut history, key, &channel)
             }
         };
@@ -107,7 +112,30 @@ impl Node {
         let channel = format!("{USER_PREFIX}{user}");
         let process = Arc::clone(&self.process);
         let mut history = process.stream();
+        // Never refused: at `--max-channels` with every channel subscribed
+        // it goes past the bound, by one per authenticated connection at
+        // most (docs/limits.md counts them).
+        history.channel_make_room(&channel);
         self.open_subscription(&mut history, key, &channel);
+    }
+
+    /// `subscribe` to a `user:` channel: only the client's own, which it
+    /// joined at connect, answered `subscribed` again like any channel
+    /// already joined (with its resume, if asked). Any other is refused.
+    pub(super) fn subscribe_user(
+        &mut self,
+        key: ConnKey,
+        channel: String,
+        resume: Option<ResumeFrom>,
+    ) {
+        let own = self
+            .users
+            .get(key)
+            .is_some_and(|identity| channel.strip_prefix(USER_PREFIX) == Some(&*identity.user));
+        if !own || self.channels.joined(key, &channel).is_none() {
+            return self.refuse_channel(key, channel, ChannelRefusal::Reserved);
+        }
+        self.subscribe(key, channel, false, resume);
     }
 
     /// Client `key` joins `channel`, which it had not joined, under the

@@ -75,10 +75,11 @@ pub enum Limit {
     PerIpHttp,
     TotalQueue,
     TotalReceive,
+    MaxChannels,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 13] = [
         Limit::HeaderTimeout,
         Limit::IdleTimeout,
         Limit::MessageTooBig,
@@ -91,6 +92,7 @@ impl Limit {
         Limit::PerIpHttp,
         Limit::TotalQueue,
         Limit::TotalReceive,
+        Limit::MaxChannels,
     ];
 
     pub fn label(self) -> &'static str {
@@ -107,6 +109,7 @@ impl Limit {
             Limit::PerIpHttp => "per_ip_http",
             Limit::TotalQueue => "total_queue",
             Limit::TotalReceive => "total_receive",
+            Limit::MaxChannels => "max_channels",
         }
     }
 }
@@ -131,6 +134,9 @@ pub struct Memory {
     /// one an entry of a worker's channel index).
     pub channels: usize,
     pub subscriptions: usize,
+    /// Channels the process holds, with a subscriber or kept for their
+    /// messages (within `--max-channels`).
+    pub channels_held: usize,
 }
 
 #[derive(Debug, Default)]
@@ -468,6 +474,12 @@ impl Stats {
             &[(String::new(), memory.channels as u64)],
         );
         metric(
+            "channels_held",
+            "gauge",
+            "Channels the process holds, subscribed or kept for their messages, within --max-channels.",
+            &[(String::new(), memory.channels_held as u64)],
+        );
+        metric(
             "subscriptions",
             "gauge",
             "Subscriptions of connections to channels (user channels included).",
@@ -555,6 +567,7 @@ mod tests {
             history_entries: 4,
             channels: 2,
             subscriptions: 5,
+            channels_held: 7,
         };
         let text = stats.render(true, 1.5, &memory);
         assert!(text
@@ -568,6 +581,7 @@ mod tests {
         assert!(text.contains("wsnotify_history_bytes 400\n"));
         assert!(text.contains("wsnotify_queued_bytes 7\n"));
         assert!(text.contains("wsnotify_channels 2\n"));
+        assert!(text.contains("wsnotify_channels_held 7\n"));
         assert!(text.contains("wsnotify_subscriptions 5\n"));
         assert!(text.contains("wsnotify_channel_deliveries_total 0\n"));
         assert!(text.contains("wsnotify_mailbox_bytes 8\n"));

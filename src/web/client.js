@@ -119,9 +119,12 @@ export function connect(url, options = {}) {
   // close() or a newer attempt opens nothing.
   let generation = 0;
   // The joined channels, in the order they were joined: name ->
-  // { onMessage, offset, epoch, pending }. `offset` is the last one seen
-  // of the channel (its own numbering), `epoch` the one it counts in,
-  // `pending` whether this connection's `subscribed` answer is still due.
+  // { onMessage, offset, epoch, pending, own, asked }. `offset` is the
+  // last one seen of the channel (its own numbering), `epoch` the one it
+  // counts in, `pending` whether this connection's `subscribed` answer is
+  // still due, `own` whether it is the user's own channel, which the
+  // server joins at connect (so it is subscribed only to resume it), and
+  // `asked` whether the page subscribed to it.
   const channels = new Map();
   // Channels left on this connection whose `unsubscribed` has not come:
   // what the server sent before it is not for us any more.
@@ -249,9 +252,24 @@ export function connect(url, options = {}) {
     ch.pending = sendNow(m);
   }
 
+  // The user's own channel (`user:ID`, the welcome's user) is joined by
+  // the server at every connect; it is followed like a joined channel, so
+  // after a reconnect what was sent to the user meanwhile is resumed.
+  function followOwnChannel(m) {
+    const name = user === null ? null : `user:${user}`;
+    for (const [other, ch] of channels) {
+      if (ch.own && other !== name) channels.delete(other);
+    }
+    if (name === null) return;
+    const ch = channels.get(name);
+    if (ch) ch.own = true;
+    else channels.set(name, { onMessage: undefined, offset: null, epoch: m.epoch ?? null, pending: false, own: true, asked: false });
+  }
+
   function welcome(m) {
     clientId = m.client_id ?? null;
     user = typeof m.user === 'string' ? m.user : null;
+    followOwnChannel(m);
     attempt = 0;
     why = { after };
     after = null;
@@ -267,8 +285,11 @@ export function connect(url, options = {}) {
     on('onWelcome', m);
     if (m.recovered === true) on('onRecovered', Number(m.replayed) || 0, m, why);
     else if (m.recovered === false) on('onGap', String(m.reason || 'unknown'), { welcome: m, ...why });
-    // Every channel joined before comes back, each from where it stopped.
-    for (const [name, ch] of channels) sendSubscribe(name, ch);
+    // Every channel joined before comes back, each from where it stopped;
+    // the user's own is joined already, and resumed once it had a message.
+    for (const [name, ch] of channels) {
+      if (!ch.own || ch.offset !== null) sendSubscribe(name, ch);
+    }
   }
 
   // The answer to a subscribe: where the channel stands, and whether what
@@ -402,9 +423,10 @@ export function connect(url, options = {}) {
       const ch = channels.get(name);
       if (ch) {
         ch.onMessage = onMessage;
+        ch.asked = true;
         return;
       }
-      const created = { onMessage, offset: null, epoch: null, pending: false };
+      const created = { onMessage, offset: null, epoch: null, pending: false, own: false, asked: true };
       channels.set(name, created);
       leaving.delete(name);
       if (welcomed) sendSubscribe(name, created);
@@ -412,6 +434,14 @@ export function connect(url, options = {}) {
     /** Leaves `channel`; nothing of it reaches the page after this call. */
     unsubscribe(channel) {
       const name = String(channel);
+      const ch = channels.get(name);
+      // The user's own channel stays joined while connected: its messages
+      // go back to the client's onMessage.
+      if (ch && ch.own) {
+        ch.onMessage = undefined;
+        ch.asked = false;
+        return;
+      }
       if (!channels.delete(name)) return;
       if (welcomed && sendNow({ type: 'unsubscribe', channel: name })) leaving.add(name);
     },
@@ -446,9 +476,11 @@ export function connect(url, options = {}) {
     get user() { return user; },
     get epoch() { return epoch; },
     get offset() { return offset; },
-    /** The joined channels, in the order they were joined. */
-    get channels() { return [...channels.keys()]; },
-    /** The last offset seen of a joined channel (null if none yet). */
+    /** The channels the page joined, in the order it joined them (the
+     * user's own channel only if it was subscribed to). */
+    get channels() { return [...channels].filter(([, ch]) => ch.asked).map(([name]) => name); },
+    /** The last offset seen of a joined channel, the user's own included
+     * (null if none yet). */
     channelOffset(channel) {
       const ch = channels.get(String(channel));
       return ch ? ch.offset : null;

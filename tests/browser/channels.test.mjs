@@ -20,7 +20,9 @@
 //    called before every connect, so after the server closes the
 //    connection at the first token's expiry (4001) the client connects
 //    again with a fresh one; a private channel listed in the token can be
-//    joined, one that is not is refused and forgotten.
+//    joined, one that is not is refused and forgotten; a message to the
+//    user published while the client reconnects reaches it after the
+//    reconnect (its own user channel resumed), once and in order.
 // Environment as web_client.test.mjs; TEST_TIMEOUT_MS defaults to 90000;
 // CHANNELS_TEST_PARTS (e.g. "resume,tokens") runs only the parts named
 // (channels, resume, tokens).
@@ -265,8 +267,27 @@ async function tokens(context, pageErrors) {
     'the private channel message');
   const joined = await page.evaluate(() => window.tokenClient.channels);
   assert(JSON.stringify(joined) === '["private:team"]', `the client keeps channels ${JSON.stringify(joined)}`);
-  await page.evaluate(() => window.tokenClient.close());
   log('private:team joined with the token\'s claim, private:boss refused and forgotten');
+
+  // A message to the user sent while the client reconnects is not lost:
+  // the client resumes its own user channel like any joined channel.
+  const toBob = (n) => `bob-${n}-${tag}`;
+  const bobGot = async (n) => (await seen()).messages.filter((m) => m.message === toBob(n));
+  await publish(base, { user: 'bob', message: toBob(1) });
+  await waitFor(async () => (await bobGot(1)).length === 1, STEP_MS, 'the first message to bob');
+  await page.evaluate(() => window.tokenClient.close());
+  const missed = await publish(base, { user: 'bob', message: toBob(2) });
+  assert(missed.recipients === 0, `bob was still connected: ${JSON.stringify(missed)}`);
+  await page.evaluate(() => window.tokenClient.reconnect());
+  await waitFor(async () => (await bobGot(2)).length === 1, STEP_MS, 'the message sent to bob while away');
+  await publish(base, { user: 'bob', message: toBob(3) });
+  await waitFor(async () => (await bobGot(3)).length === 1, STEP_MS, 'a message to bob after the resume');
+  const after = await seen();
+  assert(after.subscribed.includes('user:bob'), `no resume of user:bob: ${after.subscribed}`);
+  const offsets = after.messages.filter((m) => m.channel === 'user:bob').map((m) => m.offset);
+  assert(JSON.stringify(offsets) === '[1,2,3]', `user:bob offsets ${JSON.stringify(offsets)}`);
+  await page.evaluate(() => window.tokenClient.close());
+  log('the message to bob sent while it reconnected was recovered, once, in order');
   await page.close();
 }
 

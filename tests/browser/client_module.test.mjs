@@ -390,6 +390,37 @@ test('after a reconnect every joined channel resumes from its last offset, dupli
   client.close();
 });
 
+test('the user\'s own channel is resumed after a reconnect, never subscribed at the first connect', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { client, server, seen, subscribedSeen } = startWithChannels();
+  const first = server.last();
+  first.deliver({ type: 'welcome', client_id: 'c1', epoch: 'e1', offset: 0, user: 'ann' });
+  assert.deepEqual(first.sent, [], 'the server joined it at connect');
+  first.deliver({ type: 'notification', channel: 'user:ann', offset: 1, scope: 'user' });
+  assert.equal(client.channelOffset('user:ann'), 1);
+  assert.deepEqual(client.channels, [], 'not a channel the page joined');
+  first.drop();
+  t.mock.timers.tick(40);
+  const next = server.last();
+  next.deliver({ type: 'welcome', client_id: 'c2', epoch: 'e1', offset: 0, user: 'ann' });
+  assert.deepEqual(next.sent, [{ type: 'subscribe', channel: 'user:ann', since: 1, epoch: 'e1' }]);
+  next.deliver({ type: 'subscribed', channel: 'user:ann', epoch: 'e1', offset: 2, recovered: true, replayed: 1 });
+  next.deliver({ type: 'notification', channel: 'user:ann', offset: 2, scope: 'user' });
+  next.deliver({ type: 'notification', channel: 'user:ann', offset: 2, scope: 'user' });
+  assert.deepEqual(seen.messages.map((m) => m.offset), [1, 2], 'what was sent meanwhile, once');
+  assert.deepEqual(subscribedSeen.map((s) => [s.channel, s.after]), [['user:ann', 'drop']]);
+  // unsubscribe() cannot leave it: it stays joined while connected.
+  client.unsubscribe('user:ann');
+  assert.equal(next.sent.length, 1);
+  // Another user on the next connection: the old user's channel is forgotten.
+  next.drop();
+  t.mock.timers.tick(40);
+  server.last().deliver({ type: 'welcome', client_id: 'c3', epoch: 'e1', offset: 0, user: 'bob' });
+  assert.deepEqual(server.last().sent, []);
+  assert.equal(client.channelOffset('user:ann'), null);
+  client.close();
+});
+
 test('unsubscribe: nothing of the channel after it, not joined again after a reconnect', () => {
   const { client, server, seen, got, handler } = startWithChannels();
   client.subscribe('news', handler('news'));

@@ -545,3 +545,60 @@ fn a_crowd_of_quiet_channels_taken_over_does_not_push_out_the_messages() {
     let known = new.channel_streams().known();
     assert!((50..=101).contains(&known), "{known} channels kept");
 }
+
+/// `--max-channels`: a flood of fresh channels, published to and joined,
+/// never holds more than the bound; the vacant ones make room, the one
+/// left longest ago first, and a subscribed one never does.
+#[test]
+fn the_channels_held_stay_within_max_channels() {
+    let t0 = Instant::now();
+    let mut h = history(10).with_max_channels(4);
+    for name in ["s1", "s2"] {
+        assert!(h.channel_make_room(name));
+        h.channel_joined(name);
+    }
+    publish(&mut h, "old", t0);
+    publish(&mut h, "newer", t0);
+    publish(&mut h, "s1", t0);
+    assert_eq!(h.channels_held(), 4);
+    assert!(h.channel_make_room("s2"), "a channel held needs no room");
+    assert!(h.channel_make_room("fresh"));
+    assert_eq!(h.channels_held(), 3, "the oldest vacant channel went");
+    assert_eq!(h.channel_resume("old", 0, "e"), ChannelResume::TooOld);
+    assert_eq!(replay(&h, "newer", 0), ["newer#1"]);
+    publish(&mut h, "fresh", t0);
+    assert_eq!(
+        publish(&mut h, "old", t0),
+        2,
+        "numbered above the floor it left"
+    );
+    h.channel_joined("fresh");
+    h.channel_joined("old");
+    assert!(
+        !h.channel_make_room("another"),
+        "every channel has a subscriber"
+    );
+    assert_eq!(h.channels_held(), 4);
+    h.channel_left("s1");
+    assert!(
+        h.channel_make_room("another"),
+        "s1 is vacant, kept for its message"
+    );
+    assert_eq!(h.channel_resume("s1", 0, "e"), ChannelResume::TooOld);
+    for i in 0..10_000u64 {
+        let channel = format!("f{i}");
+        if h.channel_make_room(&channel) {
+            publish(&mut h, &channel, t0 + Duration::from_millis(i));
+            if i % 3 == 0 {
+                h.channel_joined(&channel);
+                h.channel_left(&channel);
+            }
+        }
+        assert!(
+            h.channels_held() <= 4,
+            "{} held after {i}",
+            h.channels_held()
+        );
+        assert!(h.channel_streams().vacant_places() <= 2 * 4 + 64);
+    }
+}

@@ -7,9 +7,10 @@
 use serde_json::Value;
 
 use super::harness::{config, Harness, Peer};
+use crate::app::channel_history::ChannelResume;
 use crate::config::Config;
 use crate::conn::Stage;
-use crate::obs::metrics;
+use crate::obs::metrics::{self, Limit};
 
 impl Harness {
     /// Sends `json` and lets the nodes work; returns what the client got.
@@ -199,6 +200,71 @@ fn refused_channel_messages_name_the_channel_and_keep_the_connection() {
         (&"unsubscribed".into(), &"one".into())
     );
     h.subscribe(a, "three");
+}
+
+/// `--max-channels`: clients that subscribe to fresh channels and a
+/// publisher that publishes to fresh channels never make the process hold
+/// more; past it a subscribe is refused (the connection stays open), a
+/// message reaches nobody and is not kept, and the channels nobody joined
+/// make room for new ones, oldest first.
+#[test]
+fn the_channels_held_stay_within_max_channels() {
+    let mut h = Harness::new(Config {
+        workers: 2,
+        max_channels: 8,
+        max_channels_per_client: 4,
+        history_size: 5,
+        ..config()
+    });
+    let held = |h: &mut Harness| h.get(0, "/status").json()["memory"]["channels_held"].clone();
+    let clients: Vec<Peer> = (0..5).map(|i| h.client(i % 2)).collect();
+    let mut refused = 0;
+    for (i, client) in clients.iter().enumerate() {
+        for j in 0..4 {
+            let got = h.ask(
+                *client,
+                &format!(r#"{{"type":"subscribe","channel":"c{i}-{j}"}}"#),
+            );
+            if got[0]["type"] == "error" {
+                assert_eq!(got[0]["error"], "the server holds too many channels");
+                refused += 1;
+            }
+            assert!(held(&mut h).as_u64().unwrap() <= 8);
+        }
+    }
+    assert_eq!(refused, 12);
+    assert_eq!(h.ask(clients[4], r#"{"type":"ping"}"#)[0]["type"], "pong");
+    // A channel already held takes no room.
+    h.subscribe(clients[4], "c0-0");
+    for i in 0..20 {
+        let (status, body) = h.publish_to(i % 2, &format!(r#""channel":"p{i}""#), "m");
+        assert_eq!((status, &body["recipients"]), (200, &0.into()), "{body}");
+        assert_eq!(held(&mut h), 8);
+    }
+    let hits = h.process.stats.limit_hits(Limit::MaxChannels);
+    assert_eq!(hits, 32);
+    let metrics = String::from_utf8(h.get(0, "/metrics").body).unwrap();
+    assert!(metrics.contains("wsnotify_limit_hits_total{limit=\"max_channels\"} 32\n"));
+    // A channel left by all is forgotten; one published to then waits
+    // with its message, and gives its place to a subscriber.
+    h.ask(clients[0], r#"{"type":"unsubscribe","channel":"c0-1"}"#);
+    assert_eq!(held(&mut h), 7);
+    h.publish_to(0, r#""channel":"kept""#, "m");
+    assert_eq!(held(&mut h), 8);
+    let epoch = h.process.stream().epoch().to_owned();
+    assert!(matches!(
+        h.process.stream().channel_resume("kept", 0, &epoch),
+        ChannelResume::Recovered { replayed: 1, .. }
+    ));
+    h.subscribe(clients[2], "newcomer");
+    assert_eq!(held(&mut h), 8);
+    assert_eq!(
+        h.process.stream().channel_resume("kept", 0, &epoch),
+        ChannelResume::TooOld
+    );
+    h.publish_to(1, r#""channel":"newcomer""#, "hi");
+    // Numbered above the floor "kept" left: no offset names two messages.
+    assert_eq!(offsets(&h.json(clients[2]), "newcomer"), [2]);
 }
 
 #[test]
@@ -441,7 +507,7 @@ mod users {
     use serde_json::json;
 
     use super::super::harness::{config, Harness};
-    use super::offsets;
+    use super::{offsets, resume_json};
     use crate::app::token::tests::{mint, SECRET};
     use crate::config::{Config, TokenSecret};
 
@@ -488,6 +554,78 @@ mod users {
         h.run();
         let (_, body) = h.publish_to(0, r#""user":"ann""#, "one tab left");
         assert_eq!(body["recipients"], 1);
+    }
+
+    /// A tab that reconnects resumes its user's channel like any other:
+    /// what was sent to the user meanwhile is replayed, the subscription
+    /// is not doubled nor counted; nobody else's can be joined, and its
+    /// own cannot be left.
+    #[test]
+    fn a_user_resumes_its_own_channel_and_only_its_own() {
+        let mut h = Harness::new(Config {
+            max_channels_per_client: 1,
+            history_size: 10,
+            ..with_secret(1)
+        });
+        let token = mint(&json!({"sub": "ann"}));
+        let (tab, welcome) = h.ws(0, &format!("/ws?token={token}"));
+        let epoch = welcome["epoch"].as_str().unwrap().to_owned();
+        h.publish_to(0, r#""user":"ann""#, "one");
+        assert_eq!(offsets(&h.json(tab), "user:ann"), [1]);
+        h.fin(tab);
+        h.run();
+        h.publish_to(0, r#""user":"ann""#, "two");
+        h.publish_to(0, r#""user":"ann""#, "three");
+        let (tab, _) = h.ws(0, &format!("/ws?token={token}"));
+        let got = h.ask(tab, &resume_json("user:ann", 1, &epoch));
+        assert_eq!(
+            (
+                &got[0]["type"],
+                &got[0]["channel"],
+                &got[0]["recovered"],
+                &got[0]["replayed"],
+                &got[0]["offset"]
+            ),
+            (
+                &"subscribed".into(),
+                &"user:ann".into(),
+                &true.into(),
+                &2.into(),
+                &3.into()
+            ),
+            "{got:?}"
+        );
+        assert_eq!(offsets(&got, "user:ann"), [2, 3]);
+        let got = h.ask(tab, r#"{"type":"subscribe","channel":"user:ann"}"#);
+        assert_eq!(
+            (&got[0]["type"], &got[0]["offset"]),
+            (&"subscribed".into(), &3.into())
+        );
+        let (_, body) = h.publish_to(0, r#""user":"ann""#, "four");
+        assert_eq!(body["recipients"], 1);
+        assert_eq!(offsets(&h.json(tab), "user:ann"), [4], "delivered once");
+        assert_eq!(h.get(0, "/status").json()["subscriptions"], 1);
+        h.subscribe(tab, "news");
+        let (bob, _) = h.ws(0, &format!("/ws?token={}", mint(&json!({"sub": "bob"}))));
+        let anonymous = h.client(0);
+        for (peer, json) in [
+            (bob, resume_json("user:ann", 1, &epoch)),
+            (
+                anonymous,
+                r#"{"type":"subscribe","channel":"user:ann"}"#.into(),
+            ),
+            (tab, r#"{"type":"unsubscribe","channel":"user:ann"}"#.into()),
+        ] {
+            let got = h.ask(peer, &json);
+            assert_eq!(
+                (got.len(), &got[0]["type"], &got[0]["channel"]),
+                (1, &"error".into(), &"user:ann".into()),
+                "{json}: {got:?}"
+            );
+        }
+        h.publish_to(0, r#""user":"ann""#, "five");
+        assert_eq!(offsets(&h.json(tab), "user:ann"), [5]);
+        assert!(h.json(bob).is_empty());
     }
 
     #[test]
