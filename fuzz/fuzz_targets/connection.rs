@@ -156,7 +156,9 @@ fn start_server() -> Server {
         ..Config::default()
     };
     let listener = mio::net::TcpListener::from_std(
-        listen::bind(SocketAddr::new(config.host, 0), false).expect("bind"),
+        listen::bind_all(SocketAddr::new(config.host, 0), 1)
+            .expect("bind")
+            .remove(0),
     );
     let addr = listener.local_addr().expect("local address");
     let poll = mio::Poll::new().expect("poll");
