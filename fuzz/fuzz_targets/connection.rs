@@ -87,9 +87,9 @@ use wsnotify::net::worker::Worker;
 use wsnotify::node::{Now, Process};
 use wsnotify::obs::metrics;
 use wsnotify::proto::close::CloseCode;
+use wsnotify::proto::deflate::Inflater;
 use wsnotify::proto::handshake::accept_key;
 use wsnotify::proto::http::{body_length, parse_head, BodyLength, Head, Request, Response, Status};
-use wsnotify::proto::deflate::Inflater;
 use wsnotify::proto::message::{Message, Receiver};
 
 const MAX_MESSAGE: usize = 4096;
