@@ -7,11 +7,7 @@
 
 mod support;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::time::Duration;
 use support::*;
 
@@ -19,16 +15,7 @@ const SECRET: &str = "channels e2e test secret, 32 bytes at least";
 
 /// An HS256 token with these claims under `SECRET`.
 fn token(claims: &Value) -> String {
-    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    let signed = format!(
-        "{}.{}",
-        encode(&json!({"alg": "HS256", "typ": "JWT"})),
-        encode(claims)
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(signed.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signed}.{signature}")
+    support::token::mint(claims, SECRET.as_bytes())
 }
 
 fn send(client: &mut Client, value: Value) {

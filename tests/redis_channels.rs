@@ -5,11 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -33,13 +29,7 @@ const SECRET: &str = "redis channels e2e secret, 32 bytes at least";
 
 /// An HS256 connection token for user `sub` under `SECRET`.
 fn token(sub: &str) -> String {
-    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    let header = json!({"alg": "HS256", "typ": "JWT"});
-    let signed = format!("{}.{}", encode(&header), encode(&json!({ "sub": sub })));
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(signed.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signed}.{signature}")
+    support::token::mint(&json!({ "sub": sub }), SECRET.as_bytes())
 }
 
 fn metric_of(server: &Server, sample: &str) -> u64 {
@@ -87,19 +77,6 @@ fn publish(server: &Server, body: &str) -> serde_json::Value {
     let (status, _, answer) = http(server.addr, "POST", "/broadcast", &[], body.as_bytes());
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     serde_json::from_slice(&answer).unwrap()
-}
-
-fn quiet(client: &mut Client) -> bool {
-    client
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_millis(150)))
-        .unwrap();
-    let quiet = client.read().is_err();
-    client
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    quiet
 }
 
 /// Runs a command the server would send, as built by `script`.
@@ -208,9 +185,9 @@ fn channel_messages_reach_every_instance_s_subscribers_once_in_offset_order() {
         texts.sort_unstable();
         texts.dedup();
         assert_eq!(texts.len(), 2 * EACH, "subscriber {i}: each message once");
-        assert!(quiet(client), "subscriber {i}: nothing more");
+        assert!(quiet(client, QUIET), "subscriber {i}: nothing more");
     }
-    assert!(quiet(&mut outsider), "not subscribed: nothing");
+    assert!(quiet(&mut outsider, QUIET), "not subscribed: nothing");
     eprintln!("A's workers following room: {a_follows}");
 
     // A resume on B from what a client of A had: recovered.
@@ -263,9 +240,9 @@ fn a_user_message_reaches_the_user_s_connections_on_every_instance_once() {
             .map(|k| ("user:ann".to_owned(), k, format!("hi {k}")))
             .collect();
         assert_eq!(got, expected, "tab {i}");
-        assert!(quiet(tab), "tab {i}: once");
+        assert!(quiet(tab, QUIET), "tab {i}: once");
     }
-    assert!(quiet(&mut bob), "another user: nothing");
+    assert!(quiet(&mut bob, QUIET), "another user: nothing");
 }
 
 /// A raw Redis subscription, as another program would hold one.
@@ -354,7 +331,7 @@ fn each_instance_receives_only_the_messages_of_its_clients_channels() {
             per.values().all(|o| o == &[1, 2, 3]),
             "instance {i}: {per:?}"
         );
-        assert!(quiet(client));
+        assert!(quiet(client, QUIET));
         let received = metric_of(&servers[i], "wsnotify_redis_channel_received_total") - before[i];
         assert_eq!(received as usize, channels * PER_CHANNEL, "instance {i}");
         counts.insert(i, received);

@@ -18,16 +18,6 @@ fn broadcast(server: &Server, message: &str) {
     assert_eq!(status, 200);
 }
 
-fn quiet(client: &mut Client, wait: Duration) -> bool {
-    client.get_mut().set_read_timeout(Some(wait)).unwrap();
-    let quiet = client.read().is_err();
-    client
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    quiet
-}
-
 /// The welcome, then the next `n` notifications as (offset, message).
 fn notifications(client: &mut Client, n: usize) -> Vec<(u64, String)> {
     (0..n)

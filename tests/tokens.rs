@@ -9,11 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use support::*;
 
 /// The file holds this secret with whitespace around it.
@@ -24,18 +20,11 @@ const SECRET_FILE: &str = concat!(
 const SECRET: &[u8] = b"test-only secret: wsnotify tokens/e2e 0123456789";
 
 fn mint_with(header: &Value, claims: &Value, secret: &[u8]) -> String {
-    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    let signed = format!("{}.{}", encode(header), encode(claims));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(signed.as_bytes());
-    format!(
-        "{signed}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
+    support::token::mint_with(header, claims, secret)
 }
 
 fn mint(claims: &Value) -> String {
-    mint_with(&json!({"alg": "HS256", "typ": "JWT"}), claims, SECRET)
+    support::token::mint(claims, SECRET)
 }
 
 fn now_ms() -> u64 {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod redis;
+pub mod token;
 
 pub struct Server {
     pub child: Child,
@@ -458,4 +459,19 @@ pub fn expect_close(stream: &mut TcpStream) -> Option<u16> {
             }
         }
     }
+}
+
+/// How long a client waits to show that nothing more arrives for it.
+pub const QUIET: Duration = Duration::from_millis(150);
+
+/// Whether nothing arrives on `client` within `wait` (then back to the
+/// usual 10 s read timeout).
+pub fn quiet(client: &mut Client, wait: Duration) -> bool {
+    client.get_mut().set_read_timeout(Some(wait)).unwrap();
+    let quiet = client.read().is_err();
+    client
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
 }
