@@ -389,7 +389,7 @@ mod tests {
         run_with(bytes, chunk, max, false)
     }
 
-    fn run_with(
+    pub(super) fn run_with(
         bytes: &[u8],
         chunk: usize,
         max: usize,

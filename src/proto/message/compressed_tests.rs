@@ -2,6 +2,7 @@
 //! RSV1 may stand, fragments, the bound after inflating, UTF-8 after
 //! inflating.
 
+use super::tests::run_with as run;
 use super::*;
 use crate::proto::deflate::Deflater;
 use crate::proto::frame::masked;
@@ -25,25 +26,6 @@ fn every_split(bytes: &[u8], max: usize, deflate: bool) -> (Vec<Message>, Option
         assert_eq!(run(bytes, chunk, max, deflate), whole, "chunk size {chunk}");
     }
     whole
-}
-
-fn run(bytes: &[u8], chunk: usize, max: usize, deflate: bool) -> (Vec<Message>, Option<CloseCode>) {
-    let mut rx = Receiver::new(max, deflate);
-    let mut inflater = Inflater::new();
-    let mut messages = Vec::new();
-    for piece in bytes.chunks(chunk.max(1)) {
-        let mut at = 0;
-        while at < piece.len() {
-            let (used, result) = rx.feed(&piece[at..], &mut inflater);
-            at += used;
-            match result {
-                Ok(Some(m)) => messages.push(m),
-                Ok(None) => {}
-                Err(error) => return (messages, Some(error.close_code())),
-            }
-        }
-    }
-    (messages, None)
 }
 
 #[test]
