@@ -45,6 +45,22 @@ fn send(stream: &UnixStream, line: &str) {
     (&*stream).write_all(line.as_bytes()).unwrap();
 }
 
+/// An older release's first move: it refuses the request of a newer
+/// protocol as a bad request and takes the next connection, which asks
+/// again. Returns that connection and the two request lines.
+fn refuse_the_first_request(listener: &UnixListener, version: u32) -> (UnixStream, Vec<String>) {
+    let (first, _) = listener.accept().unwrap();
+    let request = line(&first).unwrap();
+    send(
+        &first,
+        &format!("wsnotify-handover {version} refused bad request {request:?}\n"),
+    );
+    drop(first);
+    let (second, _) = listener.accept().unwrap();
+    let again = line(&second).unwrap();
+    (second, vec![request, again])
+}
+
 /// The received socket accepts a connection made to `addr`.
 fn accepts_at(fd: OwnedFd, addr: SocketAddr) {
     let listener = TcpListener::from(fd);
@@ -173,17 +189,7 @@ fn fake_version_1_server(
 ) -> std::thread::JoinHandle<Vec<String>> {
     let listener = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let (first, _) = listener.accept().unwrap();
-        let request = line(&first).unwrap();
-        send(
-            &first,
-            &format!("wsnotify-handover 1 refused bad request {request:?}\n"),
-        );
-        seen.push(request);
-        drop(first);
-        let (second, _) = listener.accept().unwrap();
-        seen.push(line(&second).unwrap());
+        let (second, mut seen) = refuse_the_first_request(&listener, 1);
         match behaviour {
             OldServer::RefusesAgain => {
                 send(
@@ -245,17 +251,7 @@ fn a_new_server_takes_the_sockets_of_a_version_1_server_without_its_stream() {
 fn fake_version_2_server(path: &Path, socket: TcpListener) -> std::thread::JoinHandle<Vec<String>> {
     let listener = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let (first, _) = listener.accept().unwrap();
-        let request = line(&first).unwrap();
-        send(
-            &first,
-            &format!("wsnotify-handover 2 refused bad request {request:?}\n"),
-        );
-        seen.push(request);
-        drop(first);
-        let (second, _) = listener.accept().unwrap();
-        seen.push(line(&second).unwrap());
+        let (second, mut seen) = refuse_the_first_request(&listener, 2);
         let offer = format!("wsnotify-handover 2 fds=1 pid={FAKE_PID} instance=ef56\n");
         send_with_fds(&second, offer.as_bytes(), &[socket.as_fd()]).unwrap();
         seen.push(line(&second).unwrap());
