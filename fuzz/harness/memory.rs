@@ -390,7 +390,8 @@ impl Sim {
                     panic!("a message from a connection that is no client");
                 };
                 let snapshot = self.snapshot();
-                let action = messages::on_message(message, from, &self.here(), || snapshot);
+                let now_ms = snapshot.now_ms;
+                let action = messages::on_message(message, from, &self.here(), now_ms, || snapshot);
                 match action {
                     Some(Action::Echo(opcode, data)) => self
                         .conn

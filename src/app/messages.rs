@@ -58,27 +58,36 @@ pub enum Action {
 }
 
 /// Decides what a data message leads to. `snapshot` is asked for only when
-/// the answer needs it (never for an echo).
+/// the answer needs it (a `status_request`): it reads every counter and
+/// takes the stream's lock, which a chat must not pay for.
 pub fn on_message(
     message: Message,
     from: Client,
     here: &Here,
+    now_ms: u64,
     snapshot: impl FnOnce() -> Snapshot,
 ) -> Option<Action> {
     match (from.endpoint, message) {
         (Endpoint::Echo, Message::Text(text)) => Some(Action::Echo(Opcode::Text, text.into())),
         (Endpoint::Echo, Message::Binary(data)) => Some(Action::Echo(Opcode::Binary, data)),
-        (Endpoint::Notify, Message::Text(text)) => Some(on_text(&text, from, here, &snapshot())),
+        (Endpoint::Notify, Message::Text(text)) => {
+            Some(on_text(&text, from, here, now_ms, snapshot))
+        }
         (Endpoint::Notify, Message::Binary(_)) => Some(Action::Reply(protocol::error(
             "binary messages are not supported; send JSON text",
-            snapshot().now_ms,
+            now_ms,
         ))),
         _ => None,
     }
 }
 
-fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action {
-    let now = snapshot.now_ms;
+fn on_text(
+    text: &str,
+    from: Client,
+    here: &Here,
+    now: u64,
+    snapshot: impl FnOnce() -> Snapshot,
+) -> Action {
     let id = here.id_of(from.seq).to_string();
     match protocol::parse_client(text) {
         Ok(ClientMessage::Chat(message)) => Action::Broadcast(protocol::chat(&id, &message, now)),
@@ -122,7 +131,7 @@ fn on_text(text: &str, from: Client, here: &Here, snapshot: &Snapshot) -> Action
         },
         Ok(ClientMessage::Ping) => Action::Reply(protocol::pong(now)),
         Ok(ClientMessage::StatusRequest) => {
-            Action::Reply(protocol::status(status::fields(snapshot, here), now))
+            Action::Reply(protocol::status(status::fields(&snapshot(), here), now))
         }
         Err(error) => Action::Reject {
             json: protocol::error(&error.to_string(), now),
@@ -180,7 +189,14 @@ mod tests {
             redis,
             ..fixtures::here(hub)
         };
-        on_message(Message::Text(text.into()), ME, &here, snapshot).unwrap()
+        on_message(
+            Message::Text(text.into()),
+            ME,
+            &here,
+            snapshot().now_ms,
+            snapshot,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -191,10 +207,20 @@ mod tests {
             endpoint: Endpoint::Echo,
             seq: 0,
         };
-        let action = on_message(Message::Binary(vec![1, 2]), echo, &here, || {
+        let action = on_message(Message::Binary(vec![1, 2]), echo, &here, 0, || {
             panic!("an echo needs no snapshot")
         });
         assert_eq!(action, Some(Action::Echo(Opcode::Binary, vec![1, 2])));
+    }
+
+    #[test]
+    fn a_chat_takes_no_snapshot() {
+        let hub = Hub::default();
+        let here = fixtures::here(&hub);
+        let action = on_message(Message::Text("hi".into()), ME, &here, 7, || {
+            panic!("a chat needs the time only")
+        });
+        assert!(matches!(action, Some(Action::Broadcast(_))), "{action:?}");
     }
 
     #[test]
@@ -271,7 +297,15 @@ mod channel_tests {
     fn answer(text: &str) -> Action {
         let hub = Hub::default();
         let here = fixtures::here(&hub);
-        on_message(Message::Text(text.into()), ME, &here, fixtures::snapshot).unwrap()
+        let now_ms = fixtures::snapshot().now_ms;
+        on_message(
+            Message::Text(text.into()),
+            ME,
+            &here,
+            now_ms,
+            fixtures::snapshot,
+        )
+        .unwrap()
     }
 
     fn refusal(action: Action) -> (String, ChannelRefusal) {

@@ -197,7 +197,9 @@ impl Node {
         };
         metrics::add(&self.process.stats.messages_received, 1);
         let here = self.here();
-        let Some(action) = messages::on_message(message, from, &here, || self.snapshot()) else {
+        let now_ms = self.clock.wall_ms();
+        let Some(action) = messages::on_message(message, from, &here, now_ms, || self.snapshot())
+        else {
             return;
         };
         match action {
