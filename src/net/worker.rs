@@ -34,6 +34,23 @@ const REDIS: [Token; 2] = [Token(usize::MAX - 2), Token(usize::MAX - 3)];
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads per readiness event before other connections get their turn.
 const READS_PER_EVENT: usize = 4;
+
+/// When a connection's reading may stop short of a read that finds
+/// nothing.
+///
+/// Readiness is edge-triggered: whatever arrives after `poll` reported a
+/// socket (bytes, or the peer's FIN) reports it again. So a read that did
+/// not fill the buffer, after an event that saw no FIN and no error, has
+/// taken everything there is, and the next event will say when more comes
+/// (`Short`). A read for any other reason (a FIN or an error already
+/// reported, reading resumed after back-pressure, a connection left for
+/// later) has no event to come after it and goes on until the socket says
+/// it is empty (`Empty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    Short,
+    Empty,
+}
 /// How long accepting pauses when the process is out of file descriptors:
 /// long enough not to spin, short enough to recover promptly.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -131,7 +148,12 @@ impl Worker {
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(ConnKey(key), now);
+                            let until = if event.is_read_closed() || event.is_error() {
+                                ReadUntil::Empty
+                            } else {
+                                ReadUntil::Short
+                            };
+                            self.read(ConnKey(key), until, now);
                         }
                         if event.is_writable() {
                             self.node.handle(Input::Writable(ConnKey(key)), now);
@@ -141,7 +163,7 @@ impl Worker {
                 self.carry_out(now);
             }
             for key in std::mem::take(&mut self.again) {
-                self.read(key, now);
+                self.read(key, ReadUntil::Empty, now);
             }
             if self
                 .accept_paused_until
@@ -230,7 +252,7 @@ impl Worker {
 
     /// Reads a connection that has input (or a verdict that needs a read),
     /// a few times at most before the others get their turn.
-    fn read(&mut self, key: ConnKey, now: Now) {
+    fn read(&mut self, key: ConnKey, until: ReadUntil, now: Now) {
         let Some(stage) = self.node.stage(key) else {
             return;
         };
@@ -262,9 +284,19 @@ impl Worker {
                 Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => Input::Quiet(key),
                 Some(Err(error)) => Input::Failed { key, error },
             };
-            let more = matches!(input, Input::Received { .. });
+            let (more, drained) = match input {
+                Input::Received { bytes, .. } => (true, bytes.len() < self.scratch.len()),
+                _ => (false, false),
+            };
             self.node.handle(input, now);
             self.carry_out(now);
+            if drained && until == ReadUntil::Short {
+                // The read emptied the socket: saying so spares the
+                // read that would only find nothing (one per chat message).
+                self.node.handle(Input::Quiet(key), now);
+                self.carry_out(now);
+                return;
+            }
             if !more {
                 return;
             }
