@@ -46,7 +46,8 @@
 #
 # The permessage-deflate tests (issue 24) also run only when --tests names
 # them:
-#   idle_deflate        wsload idle --deflate on (handshakes/s and memory with an offer)
+#   idle_deflate        wsload idle --deflate on (handshakes per second and
+#                       per server CPU second, and memory with an offer)
 #   fanout_deflate_300  wsload fanout --deflate on --text words --size 150 --publish http
 #   fanout_deflate_3k   wsload fanout --deflate on --text words --size 2900 --publish http
 # (every client offers as a browser does; 150 and 2900 bytes of words and

@@ -33,6 +33,8 @@ SERVER_NAMES = {
 # (title, test, path to the figure in wsload's JSON, unit, better)
 FIGURES = [
     ("Handshakes per second (idle test, connecting)", "idle", ("handshakes_per_sec",), "/s", "higher"),
+    ("Handshakes per second of server CPU (idle test, connecting)", "idle", ("handshakes_per_server_cpu_sec",), "/CPU-s", "higher"),
+    ("wsload CPU while connecting (idle test; near 100 % wsload, not the server, limited the handshake rate)", "idle", ("handshake_client_cpu_percent",), "%", "lower"),
     ("Server RSS per idle connection", "idle", ("rss_per_conn_bytes",), "bytes", "lower"),
     ("Server anonymous memory (RssAnon: heap and stacks, no program pages) per idle connection", "idle", ("anon_per_conn_bytes",), "bytes", "lower"),
     ("Server CPU while idle", "idle", ("idle_cpu_percent",), "%", "lower"),
@@ -51,6 +53,7 @@ FIGURES = [
     ("Channels of 10, published over HTTP (POST /broadcast with channel): delivery latency p99", "channels_http", ("lat_us", "p99"), "µs", "lower"),
     ("Channels of 10, published over HTTP (POST /broadcast with channel): deliveries per second of server CPU", "channels_http", ("deliveries_per_server_cpu_sec",), "/CPU-s", "higher"),
     ("Handshakes per second offering permessage-deflate (idle test, connecting)", "idle_deflate", ("handshakes_per_sec",), "/s", "higher"),
+    ("Handshakes per second of server CPU offering permessage-deflate (idle test, connecting)", "idle_deflate", ("handshakes_per_server_cpu_sec",), "/CPU-s", "higher"),
     ("Server RSS per idle connection, permessage-deflate negotiated", "idle_deflate", ("rss_per_conn_bytes",), "bytes", "lower"),
     ("Server anonymous memory per idle connection, permessage-deflate negotiated", "idle_deflate", ("anon_per_conn_bytes",), "bytes", "lower"),
     ("Compressed fanout, ~300-byte JSON notifications (POST /broadcast): deliveries per second", "fanout_deflate_300", ("deliveries_per_sec",), "/s", "higher"),
@@ -91,6 +94,14 @@ def dig(obj, path):
     if isinstance(obj, bool) or not isinstance(obj, (int, float)):
         return None
     return float(obj)
+
+
+def has_path(obj, path):
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return False
+        obj = obj[key]
+    return True
 
 
 def invalid_reason(run):
@@ -167,6 +178,11 @@ def summarize(path):
     for title, test, path_, unit, better in FIGURES:
         if test not in tests_run:
             continue
+        # A results file from before wsload reported a figure has lines
+        # without its field: no table rather than one of empty rows.
+        printed = [r for r in runs if r.get("cmp_test") == test and not r.get("cmp_no_output")]
+        if printed and not any(has_path(r, path_) for r in printed):
+            continue
         out.append(f"## {title} ({unit}, {better} is better)")
         out.append("")
         out.append("| server | valid runs | median | range (min–max) | wsnotify/server (medians) |")
@@ -220,7 +236,10 @@ def summarize(path):
     out.append("Ratios are wsnotify's median divided by the server's: above 1 means wsnotify is higher "
                "(better for rates, worse for latency, memory and CPU). RSS per connection is the server's "
                "VmRSS growth over the idle connections divided by their number, the same method for every "
-               "server (for Node it includes V8 heap growth).")
+               "server (for Node it includes V8 heap growth). Handshakes per second of server CPU are N over "
+               "the CPU time of all the server's threads (/proc/PID/task/*/schedstat) from the first connect to "
+               "the last ready connection: unlike handshakes per second, they do not depend on whether the "
+               "server or wsload saturated its core first.")
     return "\n".join(out) + "\n"
 
 

@@ -32,8 +32,31 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
         eprintln!("wsload: cannot read /proc/{}/status", pid.unwrap_or(0));
     }
 
+    // Both processes' CPU over the handshakes: on two cores the rate is
+    // capped by whichever saturates first, the server or wsload.
+    let own_pid = std::process::id();
+    let server_ns_before = pid.and_then(sys::run_ns);
+    if pid.is_some() && server_ns_before.is_none() {
+        eprintln!(
+            "wsload: cannot read /proc/{}/task/*/schedstat",
+            pid.unwrap_or(0)
+        );
+    }
+    let client_ns_before = sys::run_ns(own_pid);
+    let wall_before = Instant::now();
     let start_us = net.now_us();
     let (_, all_ready) = net.connect_many(a.conns, a.concurrency, run.setup_deadline, &mut h);
+    let wall_secs = wall_before.elapsed().as_secs_f64();
+    let client_ns_after = sys::run_ns(own_pid);
+    let server_ns_after = pid.and_then(sys::run_ns);
+    let cpu_secs = |before: Option<u64>, after: Option<u64>| match (all_ready, before, after) {
+        (true, Some(b), Some(af)) => Some(af.saturating_sub(b) as f64 / 1e9),
+        _ => None,
+    };
+    let handshake_server_cpu = cpu_secs(server_ns_before, server_ns_after);
+    let handshake_client_cpu_percent = cpu_secs(client_ns_before, client_ns_after)
+        .filter(|_| wall_secs > 0.0)
+        .map(|s| s / wall_secs * 100.0);
     let mut timed_out = Instant::now() >= run.setup_deadline && !all_ready;
     let mut handshake_secs = None;
     let mut rss_after = None;
@@ -82,6 +105,18 @@ pub fn run(run: &Run) -> std::io::Result<Outcome> {
             opt_round(handshake_secs.map(|s| n / s), 1),
         )
         .field("handshake_secs", opt_round(handshake_secs, 4))
+        .field(
+            "handshake_server_cpu_secs",
+            opt_round(handshake_server_cpu, 6),
+        )
+        .field(
+            "handshakes_per_server_cpu_sec",
+            opt_round(handshake_server_cpu.filter(|s| *s > 0.0).map(|s| n / s), 1),
+        )
+        .field(
+            "handshake_client_cpu_percent",
+            opt_round(handshake_client_cpu_percent, 1),
+        )
         .field("rss_before_kib", rss_before)
         .field("rss_after_kib", rss_after)
         .field(

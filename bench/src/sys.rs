@@ -102,6 +102,29 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Time a process's threads have spent on a CPU, in ns: the sum of the
+/// first field of /proc/PID/task/*/schedstat. Unlike utime + stime, counted
+/// in clock ticks (10 ms), it resolves a phase of a fraction of a second.
+/// Threads that exited are no longer counted.
+pub fn run_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        // A thread that exits between the listing and the read is skipped.
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = parse_schedstat_run_ns(&schedstat) {
+            total = Some(total.unwrap_or(0) + ns);
+        }
+    }
+    total
+}
+
+fn parse_schedstat_run_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
 /// Clock ticks per second for /proc/PID/stat times.
 pub fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no memory effects.
@@ -182,10 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn parses_schedstat_run_time() {
+        assert_eq!(
+            parse_schedstat_run_ns("23225491 11046067 92\n"),
+            Some(23225491)
+        );
+        assert_eq!(parse_schedstat_run_ns(""), None);
+    }
+
+    #[test]
     fn reads_its_own_process() {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
         assert!(cpu_ticks(pid).is_some());
+        assert!(run_ns(pid).unwrap() > 0);
         assert!(clock_ticks_per_sec() > 0);
     }
 }
