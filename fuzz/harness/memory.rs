@@ -34,7 +34,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use wsnotify::app::hub::{Client, Endpoint, Here, Hub};
+use wsnotify::app::hub::{Client, Endpoint, Here, Hub, Seqs};
 use wsnotify::app::messages::{self, Action};
 use wsnotify::app::protocol;
 use wsnotify::app::publish;
@@ -134,6 +134,9 @@ impl Plan {
     }
 }
 
+/// The key of the one connection.
+const CONN: wsnotify::ids::ConnKey = wsnotify::ids::ConnKey(0);
+
 /// The worker's part, in memory.
 struct Sim {
     conn: Connection<Client>,
@@ -155,6 +158,14 @@ struct Sim {
     next_id: u64,
     /// The worker's one decompressor.
     inflater: Inflater,
+}
+
+impl Seqs for Sim {
+    fn seq_of(&self, key: wsnotify::ids::ConnKey) -> Option<u64> {
+        (key == CONN)
+            .then(|| self.conn.client().map(|client| client.seq))
+            .flatten()
+    }
 }
 
 pub fn run(data: &[u8]) {
@@ -262,6 +273,7 @@ impl Sim {
             redis: false,
             peer: None,
             hub: &self.hub,
+            seqs: self,
         }
     }
 
@@ -425,7 +437,7 @@ impl Sim {
                 assert!(self.upgraded, "Left without an upgrade");
                 self.left += 1;
                 assert_eq!(self.left, 1, "Left twice");
-                self.hub.leave(client.seq);
+                self.hub.leave(client.seq, CONN);
             }
             Event::Refused(_) | Event::Limit(_) => {}
             Event::ParkExpired(ticket) => {
@@ -443,7 +455,7 @@ impl Sim {
             Event::Closed(_) => {
                 self.cut = !self.conn.out().is_empty();
                 if let Some(client) = self.conn.client().copied() {
-                    self.hub.leave(client.seq);
+                    self.hub.leave(client.seq, CONN);
                 }
                 self.closed = true;
             }
@@ -466,7 +478,7 @@ impl Sim {
         self.step();
         self.upgraded = true;
         if endpoint == Endpoint::Notify {
-            let seq = self.hub.join(wsnotify::ids::ConnKey(0));
+            let seq = self.hub.join(CONN);
             if let Some(client) = self.conn.client_mut() {
                 client.seq = seq;
             }

@@ -116,9 +116,11 @@ pub const CHANNEL_ENTRY_COST: usize =
 
 /// What a channel costs besides its name, counted in the history's bytes
 /// while no client follows it (a followed one is the subscribers' cost):
-/// its map slot (twice, for the map's spare room), the name's `Arc`, and
-/// its place among the vacant (twice, for the places left stale).
-pub const CHANNEL_COST: usize = 2 * size_of::<(Arc<str>, Channel)>()
+/// its map slot (twice, for the map's spare room) and its record, the
+/// name's `Arc`, and its place among the vacant (twice, for the places
+/// left stale).
+pub const CHANNEL_COST: usize = 2 * size_of::<(Arc<str>, Box<Channel>)>()
+    + size_of::<Channel>()
     + 2 * size_of::<usize>()
     + 2 * size_of::<(Arc<str>, u64)>();
 
@@ -145,7 +147,9 @@ pub struct ChannelsState {
 
 #[derive(Debug, Default)]
 pub struct ChannelStreams {
-    channels: HashMap<Arc<str>, Channel>,
+    /// Each record boxed: the map's spare room (up to half of it) then
+    /// costs a name and a pointer a slot, not the whole record.
+    channels: HashMap<Arc<str>, Box<Channel>>,
     order: VecDeque<Placed>,
     /// Places in `order` whose entry already left by another way (the
     /// channel's own size, a gap): skipped at the front, swept when they
@@ -636,7 +640,7 @@ impl ChannelStreams {
         let name: Arc<str> = Arc::from(channel);
         self.bytes += record_cost(&name);
         self.channels
-            .insert(Arc::clone(&name), Channel::new(self.floor));
+            .insert(Arc::clone(&name), Box::new(Channel::new(self.floor)));
         name
     }
 
@@ -730,7 +734,7 @@ impl ChannelStreams {
     }
 }
 
-fn is_live(channels: &HashMap<Arc<str>, Channel>, placed: &Placed) -> bool {
+fn is_live(channels: &HashMap<Arc<str>, Box<Channel>>, placed: &Placed) -> bool {
     channels
         .get(&placed.channel)
         .is_some_and(|c| placed.offset > c.first_since() && placed.offset <= c.last)

@@ -110,7 +110,7 @@ pub fn recipient(envelope: &Envelope, here: &Here) -> Recipient {
     match id.parse::<ClientId>() {
         Ok(client) if client.instance == here.instance && client.worker == here.worker => here
             .hub
-            .key(client.seq)
+            .key(client.seq, here.seqs)
             .map_or(Recipient::Nobody, Recipient::Client),
         _ => Recipient::Nobody,
     }
@@ -119,12 +119,14 @@ pub fn recipient(envelope: &Envelope, here: &Here) -> Recipient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures::Conns;
     use crate::app::hub::Hub;
 
     #[test]
     fn recipients_on_this_worker() {
         let mut hub = Hub::default();
         let seq = hub.join(ConnKey(3));
+        let conns = Conns(vec![(ConnKey(3), seq)]);
         let here = Here {
             instance: "me",
             worker: 1,
@@ -132,6 +134,7 @@ mod tests {
             redis: true,
             peer: None,
             hub: &hub,
+            seqs: &conns,
         };
         let to = |origin, to| Envelope {
             origin,
@@ -151,6 +154,11 @@ mod tests {
         );
         assert_eq!(
             recipient(&to("it", Some("me-1-99")), &here),
+            Recipient::Nobody
+        );
+        let forged = format!("me-1-{}", seq + (1 << 32));
+        assert_eq!(
+            recipient(&to("it", Some(&forged)), &here),
             Recipient::Nobody
         );
         assert_eq!(

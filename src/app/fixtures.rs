@@ -1,8 +1,9 @@
 //! What the app's tests start from: a process with no traffic yet, and the
 //! first worker of one instance. Tests change the fields they are about.
 
-use super::hub::{Here, Hub};
+use super::hub::{Here, Hub, Seqs};
 use super::snapshot::Snapshot;
+use crate::ids::ConnKey;
 
 /// Nothing connected, nothing sent, no Redis, not draining.
 pub fn snapshot() -> Snapshot {
@@ -34,5 +35,19 @@ pub fn here(hub: &Hub) -> Here<'_> {
         redis: false,
         peer: None,
         hub,
+        seqs: &NO_CONNS,
     }
 }
+
+/// A worker's connections, as the hub sees them: each key with the
+/// sequence number its client joined with.
+#[derive(Debug, Default)]
+pub struct Conns(pub Vec<(ConnKey, u64)>);
+
+impl Seqs for Conns {
+    fn seq_of(&self, key: ConnKey) -> Option<u64> {
+        self.0.iter().find(|(k, _)| *k == key).map(|&(_, seq)| seq)
+    }
+}
+
+static NO_CONNS: Conns = Conns(Vec::new());

@@ -4,7 +4,9 @@
 //! that issued it, so a message for a client is routed without a shared
 //! table.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::fmt;
 
 use crate::ids::{ClientId, ConnKey};
 
@@ -43,6 +45,8 @@ pub struct Here<'a> {
     /// The other process of a hand-over on this host, by instance name.
     pub peer: Option<std::sync::Arc<str>>,
     pub hub: &'a Hub,
+    /// The worker's connections, which tell the hub whose id it found.
+    pub seqs: &'a dyn Seqs,
 }
 
 impl Here<'_> {
@@ -80,44 +84,76 @@ pub fn locate(id: &ClientId, here: &Here) -> Option<Location> {
             seq: id.seq,
         });
     }
-    here.hub.key(id.seq).map(Location::Here)
+    here.hub.key(id.seq, here.seqs).map(Location::Here)
 }
 
-/// One worker's clients: id sequence number → connection.
+/// Which client a connection has: the sequence number it joined the hub
+/// with (0 before it joined, or on `/echo`).
+pub trait Seqs {
+    fn seq_of(&self, key: ConnKey) -> Option<u64>;
+}
+
+impl fmt::Debug for dyn Seqs + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Seqs")
+    }
+}
+
+/// One worker's clients: the low 32 bits of an id's sequence number → the
+/// connection key, 8 bytes a bucket (a `u64` seq and a `ConnKey` took 16).
+///
+/// Low bits alone could name a client that left 2^32 joins ago or a
+/// forged id with other high bits, so a key found counts only when its
+/// connection's client has the whole sequence number (`Seqs`). A number
+/// whose low bits a connected client still holds is skipped when joining,
+/// so each connected client has its own entry. Keys are stored as `u32`
+/// (a worker holds far fewer connections); one that did not fit would only
+/// fail that check, never reach another client.
 #[derive(Debug, Default)]
 pub struct Hub {
-    by_seq: HashMap<u64, ConnKey>,
+    by_low: HashMap<u32, u32>,
     next_seq: u64,
 }
 
 impl Hub {
     /// Registers a new client and returns its sequence number.
     pub fn join(&mut self, key: ConnKey) -> u64 {
-        self.next_seq += 1;
-        self.by_seq.insert(self.next_seq, key);
-        self.next_seq
+        loop {
+            self.next_seq += 1;
+            if let Entry::Vacant(slot) = self.by_low.entry(self.next_seq as u32) {
+                slot.insert(key.0 as u32);
+                return self.next_seq;
+            }
+        }
     }
 
-    pub fn leave(&mut self, seq: u64) {
-        self.by_seq.remove(&seq);
+    /// Forgets client `seq` of connection `key`.
+    pub fn leave(&mut self, seq: u64, key: ConnKey) {
+        let low = seq as u32;
+        if self.by_low.get(&low) == Some(&(key.0 as u32)) {
+            self.by_low.remove(&low);
+        }
     }
 
-    pub fn key(&self, seq: u64) -> Option<ConnKey> {
-        self.by_seq.get(&seq).copied()
+    /// The connection of client `seq`, if it is still connected.
+    pub fn key(&self, seq: u64, seqs: &dyn Seqs) -> Option<ConnKey> {
+        let key = ConnKey(*self.by_low.get(&(seq as u32))? as usize);
+        (seqs.seq_of(key) == Some(seq)).then_some(key)
     }
 
     pub fn len(&self) -> usize {
-        self.by_seq.len()
+        self.by_low.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_seq.is_empty()
+        self.by_low.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures::Conns;
 
     fn id(text: &str) -> ClientId {
         text.parse().unwrap()
@@ -127,6 +163,7 @@ mod tests {
     fn ids_are_located_by_instance_worker_and_key() {
         let mut hub = Hub::default();
         let seq = hub.join(ConnKey(7));
+        let conns = Conns(vec![(ConnKey(7), seq)]);
         let here = Here {
             instance: "aa",
             worker: 1,
@@ -134,6 +171,7 @@ mod tests {
             redis: false,
             peer: None,
             hub: &hub,
+            seqs: &conns,
         };
         assert_eq!(
             locate(&here.id_of(seq), &here),
@@ -162,10 +200,49 @@ mod tests {
         let a = hub.join(ConnKey(10));
         let b = hub.join(ConnKey(11));
         assert_ne!(a, b);
-        assert_eq!(hub.key(a), Some(ConnKey(10)));
-        hub.leave(a);
-        assert_eq!(hub.key(a), None);
+        let conns = Conns(vec![(ConnKey(10), a), (ConnKey(11), b)]);
+        assert_eq!(hub.key(a, &conns), Some(ConnKey(10)));
+        hub.leave(a, ConnKey(10));
+        assert_eq!(hub.key(a, &conns), None);
         assert_eq!(hub.len(), 1);
-        assert_eq!(hub.key(b), Some(ConnKey(11)));
+        assert_eq!(hub.key(b, &conns), Some(ConnKey(11)));
+    }
+
+    #[test]
+    fn only_the_whole_sequence_number_finds_a_client() {
+        let mut hub = Hub::default();
+        let seq = hub.join(ConnKey(4));
+        let conns = Conns(vec![(ConnKey(4), seq)]);
+        assert_eq!(hub.key(seq, &conns), Some(ConnKey(4)));
+        assert_eq!(hub.key(seq + (1 << 32), &conns), None);
+        // The connection's key now holds another client (the hub was not
+        // told it left): the id of the one before reaches nobody.
+        let reused = Conns(vec![(ConnKey(4), seq + 5)]);
+        assert_eq!(hub.key(seq, &reused), None);
+    }
+
+    #[test]
+    fn low_bits_a_connected_client_holds_are_skipped() {
+        let mut hub = Hub::default();
+        let old = hub.join(ConnKey(1));
+        hub.next_seq = (1 << 32) + old - 1;
+        let new = hub.join(ConnKey(2));
+        assert_eq!(
+            new,
+            (1 << 32) + old + 1,
+            "the number sharing low bits is skipped"
+        );
+        let conns = Conns(vec![(ConnKey(1), old), (ConnKey(2), new)]);
+        assert_eq!(hub.key(old, &conns), Some(ConnKey(1)));
+        assert_eq!(hub.key(new, &conns), Some(ConnKey(2)));
+        assert_eq!(hub.key(old + (1 << 32), &conns), None);
+        // Leaving takes only the leaver's entry, even under another
+        // number with the same low bits.
+        hub.leave(old + (1 << 32), ConnKey(2));
+        assert_eq!(hub.key(old, &conns), Some(ConnKey(1)));
+        hub.leave(old, ConnKey(1));
+        assert_eq!(hub.key(old, &conns), None);
+        assert_eq!(hub.len(), 1);
+        assert_eq!(hub.key(new, &conns), Some(ConnKey(2)));
     }
 }

@@ -183,10 +183,11 @@ mod tests {
         seq: 4,
     };
 
-    fn answer(text: &str, hub: &Hub, redis: bool) -> Action {
+    fn answer(text: &str, hub: &Hub, conns: &fixtures::Conns, redis: bool) -> Action {
         let here = Here {
             workers: 2,
             redis,
+            seqs: conns,
             ..fixtures::here(hub)
         };
         on_message(
@@ -226,7 +227,8 @@ mod tests {
     #[test]
     fn chat_is_broadcast_with_the_senders_id_and_the_turns_time() {
         let hub = Hub::default();
-        let v = json(&answer("hello", &hub, false));
+        let conns = fixtures::Conns::default();
+        let v = json(&answer("hello", &hub, &conns, false));
         assert_eq!(v["type"], "chat");
         assert_eq!(v["from"], "ab-0-4");
         assert_eq!(v["message"], "hello");
@@ -237,14 +239,21 @@ mod tests {
     fn direct_messages_go_where_the_id_says() {
         let mut hub = Hub::default();
         let seq = hub.join(ConnKey(9));
+        let conns = fixtures::Conns(vec![(ConnKey(9), seq)]);
         let to_local = format!(r#"{{"type":"direct","to":"ab-0-{seq}","message":"m"}}"#);
         assert!(matches!(
-            answer(&to_local, &hub, false),
+            answer(&to_local, &hub, &conns, false),
             Action::Send { to: ConnKey(9), .. }
         ));
+        let stale = format!(
+            r#"{{"type":"direct","to":"ab-0-{}","message":"m"}}"#,
+            seq + (1 << 32)
+        );
+        assert_eq!(json(&answer(&stale, &hub, &conns, false))["type"], "error");
         match answer(
             r#"{"type":"direct","to":"ab-1-7","message":"m"}"#,
             &hub,
+            &conns,
             false,
         ) {
             Action::Mail {
@@ -256,23 +265,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let remote = r#"{"type":"direct","to":"cd-0-1","message":"m"}"#;
-        assert!(matches!(answer(remote, &hub, true), Action::Forward { .. }));
-        let v = json(&answer(remote, &hub, false));
+        assert!(matches!(
+            answer(remote, &hub, &conns, true),
+            Action::Forward { .. }
+        ));
+        let v = json(&answer(remote, &hub, &conns, false));
         assert_eq!(v["type"], "error");
     }
 
     #[test]
     fn ping_status_and_bad_messages_answer_the_sender() {
         let hub = Hub::default();
+        let conns = fixtures::Conns::default();
         assert_eq!(
-            json(&answer(r#"{"type":"ping"}"#, &hub, false))["type"],
+            json(&answer(r#"{"type":"ping"}"#, &hub, &conns, false))["type"],
             "pong"
         );
-        let v = json(&answer(r#"{"type":"status_request"}"#, &hub, false));
+        let v = json(&answer(r#"{"type":"status_request"}"#, &hub, &conns, false));
         assert_eq!(v["type"], "status");
         assert_eq!(v["connections"], 3);
         assert_eq!(v["messages_received"], 13);
-        match answer(r#"{"type":"nope"}"#, &hub, false) {
+        match answer(r#"{"type":"nope"}"#, &hub, &conns, false) {
             Action::Reject { error, json } => {
                 assert_eq!(error, ClientError::UnknownType("nope".into()));
                 assert!(json.contains("\"error\""));

@@ -201,9 +201,11 @@ mod tests {
     fn personal_messages_by_where_the_client_is() {
         let mut hub = Hub::default();
         let seq = hub.join(ConnKey(5));
+        let conns = fixtures::Conns(vec![(ConnKey(5), seq)]);
         let here = Here {
             workers: 2,
             redis: true,
+            seqs: &conns,
             ..fixtures::here(&hub)
         };
         let local = message(Some(&format!("ab-0-{seq}")));
@@ -242,6 +244,11 @@ mod tests {
         let missing = message(Some("ab-0-99"));
         assert_eq!(
             target(&missing, &here).unwrap_err().status,
+            Status::NOT_FOUND
+        );
+        let forged = message(Some(&format!("ab-0-{}", seq + (1 << 32))));
+        assert_eq!(
+            target(&forged, &here).unwrap_err().status,
             Status::NOT_FOUND
         );
     }

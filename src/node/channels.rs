@@ -7,7 +7,7 @@
 //! Kept compact, since every subscription of every connection is here: a
 //! channel's subscribers are a vector of 32-bit keys; a connection's
 //! channels are up to three 32-bit ids held inline in a table by
-//! connection key (16 bytes a connection, no allocation), and all of them
+//! connection key (12 bytes a connection, no allocation), and all of them
 //! in a map beside for a connection that joined more. Leaving a channel
 //! looks its subscriber up in the channel's vector (a scan of 32-bit keys,
 //! at most the worker's connections) and swap-removes it. The table grows
@@ -31,6 +31,13 @@ use crate::proto::shared_frame::SharedFrame;
 /// valid while it has one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct ChannelId(u32);
+
+/// An inline place of `Few` that holds no channel. Slots never number
+/// this high (nor `MANY`): each is a channel with a subscriber here.
+const NONE: ChannelId = ChannelId(u32::MAX);
+/// In `Few`'s first place: the connection's channels are in
+/// `Joined::many`.
+const MANY: ChannelId = ChannelId(u32::MAX - 1);
 
 /// A connection's channels held inline; more go to `Joined::many`.
 const INLINE: usize = 3;
@@ -67,17 +74,40 @@ struct Joined {
     many: HashMap<u32, Vec<ChannelId>>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// A connection's channels: up to `INLINE` ids first, the rest of the
+/// places `NONE`; or `MANY` first, the ids being in `Joined::many`.
+#[derive(Debug, Clone, Copy)]
 struct Few {
-    len: u32,
     ids: [ChannelId; INLINE],
+}
+
+impl Few {
+    const EMPTY: Few = Few {
+        ids: [NONE; INLINE],
+    };
+
+    const SPILLED: Few = {
+        let mut ids = [NONE; INLINE];
+        ids[0] = MANY;
+        Few { ids }
+    };
+
+    fn spilled(&self) -> bool {
+        self.ids[0] == MANY
+    }
+
+    /// The channels of a connection whose channels are inline.
+    fn inline(&self) -> &[ChannelId] {
+        let len = self.ids.iter().position(|&id| id == NONE).unwrap_or(INLINE);
+        &self.ids[..len]
+    }
 }
 
 impl Joined {
     fn of(&self, key: ConnKey) -> &[ChannelId] {
         match self.few.get(key.0) {
-            Some(few) if few.len as usize <= INLINE => &few.ids[..few.len as usize],
-            Some(_) => self.many.get(&(key.0 as u32)).map_or(&[], Vec::as_slice),
+            Some(few) if few.spilled() => self.many.get(&(key.0 as u32)).map_or(&[], Vec::as_slice),
+            Some(few) => few.inline(),
             None => &[],
         }
     }
@@ -86,20 +116,22 @@ impl Joined {
         if self.few.len() <= key.0 {
             let wanted = (key.0 + 1).next_multiple_of(TABLE_STEP);
             self.few.reserve_exact(wanted - self.few.len());
-            self.few.resize(wanted, Few::default());
+            self.few.resize(wanted, Few::EMPTY);
         }
         let few = &mut self.few[key.0];
-        let len = few.len as usize;
-        if len < INLINE {
-            few.ids[len] = id;
-        } else {
-            let many = self.many.entry(key.0 as u32).or_default();
-            if len == INLINE {
-                many.extend_from_slice(&few.ids);
+        if !few.spilled() {
+            let len = few.inline().len();
+            if len < INLINE {
+                few.ids[len] = id;
+                return;
             }
-            many.push(id);
         }
-        few.len += 1;
+        let many = self.many.entry(key.0 as u32).or_default();
+        if !few.spilled() {
+            many.extend_from_slice(&few.ids);
+            *few = Few::SPILLED;
+        }
+        many.push(id);
     }
 
     /// Takes `id` out of `key`'s channels; returns whether it was there.
@@ -107,13 +139,13 @@ impl Joined {
         let Some(few) = self.few.get_mut(key.0) else {
             return false;
         };
-        let len = few.len as usize;
-        if len <= INLINE {
+        if !few.spilled() {
+            let len = few.inline().len();
             let Some(at) = few.ids[..len].iter().position(|&c| c == id) else {
                 return false;
             };
             few.ids.copy_within(at + 1..len, at);
-            few.len -= 1;
+            few.ids[len - 1] = NONE;
             return true;
         }
         let conn = key.0 as u32;
@@ -124,7 +156,6 @@ impl Joined {
             return false;
         };
         many.swap_remove(at);
-        few.len -= 1;
         if many.len() == INLINE {
             few.ids.copy_from_slice(many);
             self.many.remove(&conn);
@@ -137,9 +168,9 @@ impl Joined {
         let Some(few) = self.few.get_mut(key.0) else {
             return;
         };
-        let len = std::mem::take(&mut few.len) as usize;
-        if len <= INLINE {
-            out.extend_from_slice(&few.ids[..len]);
+        let was = std::mem::replace(few, Few::EMPTY);
+        if !was.spilled() {
+            out.extend_from_slice(was.inline());
         } else if let Some(many) = self.many.remove(&(key.0 as u32)) {
             out.extend(many);
         }
@@ -473,8 +504,33 @@ mod tests {
     }
 
     #[test]
+    fn inline_channels_survive_leaves_and_spilling() {
+        let mut channels = Channels::default();
+        for name in ["a", "b", "c"] {
+            channels.join(ConnKey(2), name, 0);
+        }
+        let b = channels.id("b").unwrap();
+        assert!(channels.leave(ConnKey(2), b).is_some());
+        assert!(channels.leave(ConnKey(2), b).is_none(), "left already");
+        assert_eq!(channels.counted(ConnKey(2)), 2);
+        channels.join(ConnKey(2), "d", 0);
+        assert!(channels.joined.many.is_empty(), "three fit inline");
+        channels.join(ConnKey(2), "e", 0);
+        assert_eq!(channels.counted(ConnKey(2)), 4);
+        assert_eq!(channels.joined.many.len(), 1);
+        let mut left = Vec::new();
+        channels.leave_all(ConnKey(2), |name| left.push(name.to_owned()));
+        left.sort();
+        assert_eq!(left, ["a", "c", "d", "e"]);
+        assert!(channels.joined.many.is_empty());
+        channels.join(ConnKey(2), "f", 0);
+        assert_eq!(channels.counted(ConnKey(2)), 1, "it starts over empty");
+        assert!(channels.joined(ConnKey(2), "f").is_some());
+    }
+
+    #[test]
     fn a_connection_holds_three_channels_inline_and_more_beside() {
-        assert_eq!(std::mem::size_of::<Few>(), 16, "16 bytes a connection");
+        assert_eq!(std::mem::size_of::<Few>(), 12, "12 bytes a connection");
         let mut channels = Channels::default();
         let names: Vec<String> = (0..6).map(|n| format!("c{n}")).collect();
         for name in &names {

@@ -169,7 +169,7 @@ impl Node {
             log!(Debug, "echo client disconnected", conn = key, reason = why);
             return;
         }
-        self.hub.leave(client.seq);
+        self.hub.leave(client.seq, key);
         if self.users.leave(key).is_some() {
             metrics::sub(&self.process.stats.authenticated_clients, 1);
         }

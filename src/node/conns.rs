@@ -14,7 +14,7 @@ use slab::Slab;
 
 use super::timer_wheel::{Entry, Tick, TimerWheel};
 use super::transmit::{KeyWriter, Transmit};
-use crate::app::hub::Client;
+use crate::app::hub::{Client, Seqs};
 use crate::conn::{Connection, Settings, Stage, Verdict, NEVER};
 use crate::ids::ConnKey;
 use crate::obs::metrics::Limit;
@@ -384,6 +384,14 @@ impl Conns {
             .filter(|(_, s)| s.conn.is_ws())
             .map(|(key, _)| ConnKey(key))
             .collect()
+    }
+}
+
+impl Seqs for Conns {
+    fn seq_of(&self, key: ConnKey) -> Option<u64> {
+        self.get(key)
+            .and_then(Conn::client)
+            .map(|client| client.seq)
     }
 }
 

@@ -157,7 +157,7 @@ impl Node {
                     }
                 }
                 Mail::Deliver { seq, frame, report } => {
-                    let target = self.hub.key(seq);
+                    let target = self.hub.key(seq, &self.conns);
                     if let Some(key) = target {
                         self.send_frame(key, Chunk::Shared(frame));
                     }

@@ -547,6 +547,7 @@ impl Node {
             redis: self.remote.is_some(),
             peer: self.process.peer_instance(),
             hub: &self.hub,
+            seqs: &self.conns,
         }
     }
 }

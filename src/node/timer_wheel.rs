@@ -125,6 +125,27 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_a_key_and_a_tick_in_8_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
+    }
+
+    #[test]
+    fn entries_several_laps_ahead_share_a_slot_until_their_own_lap() {
+        let lap = SLOTS as Tick;
+        let mut w = TimerWheel::new(0);
+        w.schedule(1, 7);
+        w.schedule(2, 7 + 3 * lap);
+        w.schedule(3, 7 + lap);
+        assert_eq!(fire(&mut w, 7), vec![(1, 7)]);
+        assert_eq!(fire(&mut w, 6 + lap), vec![]);
+        assert_eq!(fire(&mut w, 7 + 2 * lap), vec![(3, 7 + lap)]);
+        assert_eq!(w.next_tick(), Some(7 + 3 * lap));
+        assert_eq!(fire(&mut w, 6 + 3 * lap), vec![]);
+        assert_eq!(fire(&mut w, 100 * lap), vec![(2, 7 + 3 * lap)]);
+        assert_eq!(w.next_tick(), None);
+    }
+
+    #[test]
     fn a_long_jump_delivers_everything_due() {
         let mut w = TimerWheel::new(0);
         for k in 0..2000 {

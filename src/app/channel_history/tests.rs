@@ -602,3 +602,15 @@ fn the_channels_held_stay_within_max_channels() {
         assert!(h.channel_streams().vacant_places() <= 2 * 4 + 64);
     }
 }
+
+#[test]
+fn the_map_holds_a_name_and_a_pointer_a_channel() {
+    // The map's spare room is up to as many slots again as channels: a
+    // slot holding the record itself cost 96 bytes, not 24.
+    assert_eq!(
+        std::mem::size_of::<(Arc<str>, Box<super::Channel>)>(),
+        3 * std::mem::size_of::<usize>()
+    );
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!(CHANNEL_COST, 192, "as docs/limits.md says");
+}
