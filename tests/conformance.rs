@@ -125,6 +125,17 @@ fn run_table(server: &Server, table: &str, cases: Vec<Case>) {
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         panic!("duplicate case name {:?}", w[0]);
     }
+    run_cases(table, &cases, |c: &Case| &c.name, |c| run_case(server, c));
+}
+
+/// Runs `run` on every case, `PARALLEL` at a time, and fails once with
+/// every failing case (a panic counts as one) listed in the table's order.
+fn run_cases<C: Sync>(
+    table: &str,
+    cases: &[C],
+    name: fn(&C) -> &str,
+    run: impl Fn(&C) -> Result<(), String> + Sync,
+) {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -135,13 +146,13 @@ fn run_table(server: &Server, table: &str, cases: Vec<Case>) {
                 let Some(case) = cases.get(i) else {
                     break;
                 };
-                let outcome = catch_unwind(AssertUnwindSafe(|| run_case(server, case)))
+                let outcome = catch_unwind(AssertUnwindSafe(|| run(case)))
                     .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_text(&*panic))));
                 if let Err(why) = outcome {
                     failures
                         .lock()
                         .unwrap()
-                        .push((i, format!("{}: {why}", case.name)));
+                        .push((i, format!("{}: {why}", name(case))));
                 }
             });
         }

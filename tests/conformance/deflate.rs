@@ -529,42 +529,14 @@ fn message_at(data: &Data, at: &mut usize, len: usize) -> Vec<u8> {
     message
 }
 
-/// Runs every case, four connections at a time, and fails once with every
-/// failure listed.
+/// Runs every case, `PARALLEL` connections at a time, and fails once with
+/// every failure listed.
 pub fn run_table(server: &Server, table: &str, cases: &[(DeflateCase, usize)], data: &[Data]) {
-    let started = Instant::now();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..super::PARALLEL {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((case, set)) = cases.get(i) else {
-                    return;
-                };
-                if let Err(why) = run_case(server, case, &data[*set]) {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {why}", case.name));
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
-    println!(
-        "{table}: {} cases, {} passed, {} failed, {:.2?}",
-        cases.len(),
-        cases.len() - failures.len(),
-        failures.len(),
-        started.elapsed()
-    );
-    assert!(
-        failures.is_empty(),
-        "{table}: {} of {} cases failed:\n  {}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n  ")
+    super::run_cases(
+        table,
+        cases,
+        |(case, _): &(DeflateCase, usize)| &case.name,
+        |(case, set)| run_case(server, case, &data[*set]),
     );
 }
 
