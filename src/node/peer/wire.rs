@@ -119,8 +119,7 @@ impl Message {
             }
             Message::ToClient { id, json } => {
                 out.push(TO_CLIENT);
-                out.extend_from_slice(&(id.len() as u16).to_be_bytes());
-                out.extend_from_slice(id.as_bytes());
+                put_named(out, id);
                 out.extend_from_slice(json.as_bytes());
             }
             Message::Channels { floor, channels } => {
@@ -142,8 +141,7 @@ impl Message {
             }
             Message::ChannelPublish { channel, json } => {
                 out.push(CHANNEL_PUBLISH);
-                out.extend_from_slice(&(channel.len() as u16).to_be_bytes());
-                out.extend_from_slice(channel.as_bytes());
+                put_named(out, channel);
                 out.extend_from_slice(json.as_bytes());
             }
             Message::ChannelNumbered {
@@ -153,8 +151,7 @@ impl Message {
             } => {
                 out.push(CHANNEL_NUMBERED);
                 out.extend_from_slice(&offset.to_be_bytes());
-                out.extend_from_slice(&(channel.len() as u16).to_be_bytes());
-                out.extend_from_slice(channel.as_bytes());
+                put_named(out, channel);
                 out.extend_from_slice(frame);
             }
         }
@@ -271,12 +268,10 @@ fn decode(body: &[u8]) -> Result<Message, Malformed> {
             frame: rest[8..].into(),
         },
         TO_CLIENT => {
-            let len = rest.get(..2).ok_or(Malformed::Truncated)?;
-            let len = u16::from_be_bytes(len.try_into().expect("two bytes")) as usize;
-            let id = rest.get(2..2 + len).ok_or(Malformed::Truncated)?;
+            let (id, json) = named(rest)?;
             Message::ToClient {
                 id: text(id)?,
-                json: text(&rest[2 + len..])?,
+                json: text(json)?,
             }
         }
         CHANNELS => Message::Channels {
@@ -308,7 +303,15 @@ fn decode(body: &[u8]) -> Result<Message, Malformed> {
     })
 }
 
-/// A name after its 16-bit length, and the bytes after it.
+/// Writes a name (a channel's, a client's id; far below 64 KiB) after its
+/// 16-bit length, as `named` reads it.
+fn put_named(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(name.as_bytes());
+}
+
+/// A name (a channel's, a client's id) after its 16-bit length, and the
+/// bytes after it.
 fn named(bytes: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
     let len = bytes.get(..2).ok_or(Malformed::Truncated)?;
     let len = u16::from_be_bytes(len.try_into().expect("two bytes")) as usize;
