@@ -35,17 +35,19 @@ fn subscribe_payload(out: &mut Vec<u8>, channel: u32) {
 
 /// `{"type":"chat","channel":"bench.<k>","message":"wsl <seq> xxx…"}`.
 pub fn chat_payload(out: &mut Vec<u8>, channel: u32, seq: u32, size: usize) {
-    out.extend_from_slice(b"{\"type\":\"chat\",\"channel\":\"");
-    channel_name(out, channel);
-    out.extend_from_slice(b"\",\"message\":\"");
-    message_text(out, seq, None, size);
-    out.extend_from_slice(b"\"}");
+    channel_message(out, b"{\"type\":\"chat\",", channel, seq, size);
 }
 
 /// `{"channel":"bench.<k>","message":"wsl <seq> xxx…"}`, the body of
 /// `POST /broadcast`.
 pub fn http_body(out: &mut Vec<u8>, channel: u32, seq: u32, size: usize) {
-    out.extend_from_slice(b"{\"channel\":\"");
+    channel_message(out, b"{", channel, seq, size);
+}
+
+/// `opening` then `"channel":"bench.<k>","message":"wsl <seq> xxx…"}`.
+fn channel_message(out: &mut Vec<u8>, opening: &[u8], channel: u32, seq: u32, size: usize) {
+    out.extend_from_slice(opening);
+    out.extend_from_slice(b"\"channel\":\"");
     channel_name(out, channel);
     out.extend_from_slice(b"\",\"message\":\"");
     message_text(out, seq, None, size);
