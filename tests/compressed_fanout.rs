@@ -7,31 +7,20 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use flate2::{Decompress, FlushDecompress};
 use serde_json::Value;
-use support::{connect, header_value, http, metric, metrics_text, next_of_type, Server};
+use support::{
+    connect, header_value, http, metric, metrics_text, next_of_type, raw_ws_with, Server,
+};
 
 /// A `/ws` client offering permessage-deflate as a browser does; returns
 /// the socket and the extension the server answered.
 fn deflate_client(server: &Server) -> (TcpStream, Option<String>) {
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("handshake response");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let (stream, head) = raw_ws_with(server, "/ws", offer);
     (stream, header_value(&head, "sec-websocket-extensions"))
 }
 

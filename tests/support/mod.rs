@@ -376,12 +376,18 @@ pub fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A raw WebSocket connection after a hand-written handshake.
 pub fn raw_ws(server: &Server, path: &str) -> TcpStream {
+    raw_ws_with(server, path, "").0
+}
+
+/// `raw_ws` with more request headers (`extra`, each ending in CRLF);
+/// returns the socket and the `101`'s head.
+pub fn raw_ws_with(server: &Server, path: &str, extra: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).unwrap();
     let mut head = Vec::new();
@@ -390,12 +396,9 @@ pub fn raw_ws(server: &Server, path: &str) -> TcpStream {
         stream.read_exact(&mut byte).expect("handshake response");
         head.push(byte[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (stream, head)
 }
 
 /// A server frame as read from a raw socket.
